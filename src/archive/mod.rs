@@ -1,0 +1,90 @@
+//! Archives: pack (selection → pax tar → zstd) and unpack (zstd or gzip → tar → files).
+//! Knows nothing of stores: it writes to any `Write` and reads from any `Read`.
+
+mod guard;
+mod pack;
+mod unpack;
+
+pub use guard::Guard;
+pub use pack::{pack, PackOptions};
+pub use unpack::{unpack, Corrupt, UnpackOptions};
+
+use sha2::{Digest, Sha256};
+use std::io::{self, Read, Write};
+
+/// The compression component of GitHub's version hash for what kura writes.
+pub const COMPRESSION: &str = "zstd-without-long";
+
+/// Counts and hashes what passes through, for the sha256 and size recorded with an entry.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, hex(&self.hasher.finalize()), self.count)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Counts and hashes what is read, so a restore can check the sha256 recorded at save.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    /// The source itself failed (a store or network error, not bad bytes).
+    pub source_failed: bool,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+            source_failed: false,
+        }
+    }
+
+    pub fn finish(self) -> (String, u64) {
+        (hex(&self.hasher.finalize()), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|_| self.source_failed = true)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! Selection → pax tar → zstd, streaming.
+//!
+//! Three kinds of work run at once: reader threads open and read small files ahead of the
+//! tar writer (opening files is what costs on trees like node_modules), the tar writer builds
+//! headers and copies data in order, and zstd's own worker threads compress. Memory is
+//! bounded by the read-ahead budget, not by the size of the cache.
+
+use crate::select::{Entry, Kind, Selection};
+use anyhow::{bail, Context as _, Result};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Condvar, Mutex};
+
+/// Files up to this size are read ahead by the reader threads; bigger ones are streamed.
+const SMALL: u64 = 1 << 20;
+/// How many bytes of small files may wait in memory for the tar writer.
+const READ_AHEAD: u64 = 32 << 20;
+
+pub struct PackOptions {
+    pub level: i32,
+    pub workers: u32,
+    pub readers: usize,
+    /// Record the sha256 of every file (workspace layers use it to find conflicting layers).
+    pub manifest: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct PackStats {
+    pub files: u64,
+    pub bytes: u64,
+    /// Archive name → content digest, when asked for.
+    pub manifest: BTreeMap<String, String>,
+}
+
+struct ReadAhead {
+    next: usize,
+    buffered: u64,
+    done: HashMap<usize, Result<Vec<u8>>>,
+    stop: bool,
+}
+
+/// Write the archive of `sel` to `sink`. On error nothing is committed by the caller, so the
+/// half-written stream is simply dropped.
+pub fn pack<W: Write + Send>(sel: &Selection, sink: W, opts: &PackOptions) -> Result<(W, PackStats)> {
+    let small: Vec<usize> = sel
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == Kind::File && e.size <= SMALL)
+        .map(|(i, _)| i)
+        .collect();
+    let state = Mutex::new(ReadAhead {
+        next: 0,
+        buffered: 0,
+        done: HashMap::new(),
+        stop: false,
+    });
+    let cv = Condvar::new();
+
+    std::thread::scope(|s| {
+        for _ in 0..opts.readers.max(1) {
+            s.spawn(|| reader(sel, &small, &state, &cv));
+        }
+        let result = write_tar(sel, sink, opts, &state, &cv);
+        state.lock().unwrap().stop = true;
+        cv.notify_all();
+        result
+    })
+}
+
+fn reader(sel: &Selection, small: &[usize], state: &Mutex<ReadAhead>, cv: &Condvar) {
+    loop {
+        let idx = {
+            let mut st = state.lock().unwrap();
+            while !st.stop && st.buffered > READ_AHEAD {
+                st = cv.wait(st).unwrap();
+            }
+            if st.stop || st.next >= small.len() {
+                return;
+            }
+            st.next += 1;
+            small[st.next - 1]
+        };
+        let res = read_small(&sel.entries[idx]);
+        let mut st = state.lock().unwrap();
+        st.buffered += res.as_ref().map(|d| d.len() as u64).unwrap_or(0);
+        st.done.insert(idx, res);
+        cv.notify_all();
+    }
+}
+
+fn read_small(e: &Entry) -> Result<Vec<u8>> {
+    let mut f = File::open(&e.path).with_context(|| format!("cannot open {}", e.path.display()))?;
+    let mut data = Vec::with_capacity(e.size as usize);
+    Read::by_ref(&mut f)
+        .take(e.size + 1)
+        .read_to_end(&mut data)
+        .with_context(|| format!("cannot read {}", e.path.display()))?;
+    check_unchanged(e, &f, data.len() as u64)?;
+    Ok(data)
+}
+
+/// Bazel's concurrent-change guard: a file whose size or mtime moved while we read it would be
+/// stored torn, so the save is refused instead.
+fn check_unchanged(e: &Entry, f: &File, read: u64) -> Result<()> {
+    let m = f.metadata()?;
+    if read != e.size || m.len() != e.size || (m.mtime(), m.mtime_nsec() as u32) != e.mtime {
+        bail!(
+            "{} changed while it was being saved; nothing was stored. Save after the step that writes it has finished",
+            e.path.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_tar<W: Write + Send>(
+    sel: &Selection,
+    sink: W,
+    opts: &PackOptions,
+    state: &Mutex<ReadAhead>,
+    cv: &Condvar,
+) -> Result<(W, PackStats)> {
+    let mut enc = zstd::stream::write::Encoder::new(sink, opts.level)?;
+    if opts.workers > 1 {
+        enc.multithread(opts.workers)?;
+    }
+    // Readable by `unzstd` without --long: never a window above 2^27.
+    if opts.level > 19 {
+        enc.window_log(27)?;
+    }
+    enc.include_checksum(true)?;
+    let mut tar = tar::Builder::new(enc);
+    let mut stats = PackStats::default();
+
+    for (i, e) in sel.entries.iter().enumerate() {
+        let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(e.mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(e.mtime.0.max(0) as u64);
+        if e.mtime.1 != 0 {
+            pax.push(("mtime", format!("{}.{:09}", e.mtime.0, e.mtime.1).into_bytes()));
+        }
+        let name = if e.kind == Kind::Dir && e.name != "." {
+            format!("{}/", e.name)
+        } else if e.kind == Kind::Dir {
+            "./".to_string()
+        } else {
+            e.name.clone()
+        };
+        set_name(&mut h, &name, &mut pax, "path", 100);
+        h.set_size(0);
+        match &e.kind {
+            Kind::Dir => h.set_entry_type(tar::EntryType::Directory),
+            Kind::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                set_link(&mut h, &target.to_string_lossy(), &mut pax);
+                if opts.manifest {
+                    stats.manifest.insert(e.name.clone(), format!("symlink:{}", target.display()));
+                }
+            }
+            Kind::HardLink(first) => {
+                h.set_entry_type(tar::EntryType::Link);
+                set_link(&mut h, first, &mut pax);
+                if let Some(d) = stats.manifest.get(first).cloned() {
+                    stats.manifest.insert(e.name.clone(), d);
+                }
+            }
+            Kind::File => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(e.size);
+                if e.size >= 0o77777777777 {
+                    pax.push(("size", e.size.to_string().into_bytes()));
+                }
+            }
+        }
+        if !pax.is_empty() {
+            tar.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        }
+        h.set_cksum();
+        if e.kind != Kind::File {
+            tar.append(&h, std::io::empty())?;
+            continue;
+        }
+        stats.files += 1;
+        stats.bytes += e.size;
+        if e.size <= SMALL {
+            let data = wait_for(i, state, cv)?;
+            if opts.manifest {
+                stats.manifest.insert(e.name.clone(), super::hex(&Sha256::digest(&data)));
+            }
+            tar.append(&h, data.as_slice())?;
+        } else {
+            let f = File::open(&e.path).with_context(|| format!("cannot open {}", e.path.display()))?;
+            let mut src = DigestReader {
+                inner: f.take(e.size),
+                hasher: opts.manifest.then(Sha256::new),
+                read: 0,
+            };
+            tar.append(&h, &mut src)
+                .with_context(|| format!("cannot read {}", e.path.display()))?;
+            let read = src.read;
+            if let Some(hs) = src.hasher.take() {
+                stats.manifest.insert(e.name.clone(), super::hex(&hs.finalize()));
+            }
+            check_unchanged(e, src.inner.get_ref(), read)?;
+        }
+    }
+    let enc = tar.into_inner()?;
+    let sink = enc.finish()?;
+    Ok((sink, stats))
+}
+
+fn wait_for(i: usize, state: &Mutex<ReadAhead>, cv: &Condvar) -> Result<Vec<u8>> {
+    let mut st = state.lock().unwrap();
+    loop {
+        if let Some(r) = st.done.remove(&i) {
+            if let Ok(d) = &r {
+                st.buffered -= d.len() as u64;
+            }
+            cv.notify_all();
+            return r;
+        }
+        st = cv.wait(st).unwrap();
+    }
+}
+
+struct DigestReader<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+    read: u64,
+}
+
+impl<R: Read> Read for DigestReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Put a name in the ustar field when it fits as ASCII, else in a pax record (the ustar field
+/// then holds a truncated copy for readers that ignore pax). Written as raw bytes: the tar
+/// crate's setters refuse the `../` names the GitHub layout needs.
+fn set_name(h: &mut tar::Header, name: &str, pax: &mut Vec<(&'static str, Vec<u8>)>, key: &'static str, max: usize) {
+    let bytes = name.as_bytes();
+    if bytes.len() > max || !name.is_ascii() {
+        pax.push((key, bytes.to_vec()));
+    }
+    let field: &mut [u8] = if key == "path" {
+        &mut h.as_old_mut().name
+    } else {
+        &mut h.as_old_mut().linkname
+    };
+    let n = bytes.len().min(max);
+    field[..n].copy_from_slice(&bytes[..n]);
+    field[n..].fill(0);
+}
+
+fn set_link(h: &mut tar::Header, target: &str, pax: &mut Vec<(&'static str, Vec<u8>)>) {
+    set_name(h, target, pax, "linkpath", 100);
+}

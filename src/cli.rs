@@ -1,0 +1,159 @@
+//! Every flag, with its documentation and the environment variable it also reads.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kura",
+    version,
+    about = "Cache and workspace verbs for every CI: restore, save, persist, attach",
+    long_about = "kura restores and saves CI caches under templated keys, and passes files between the \
+                  jobs of one workflow run. Archives are tar + zstd; entries live in a store \
+                  (a local directory by default).\n\nEvery flag can also be set through the environment \
+                  variable shown with it."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Where entries live: file:///DIR (default: $XDG_CACHE_HOME/kura, else ~/.cache/kura).
+    #[arg(long, global = true, env = "KURA_STORE")]
+    pub store: Option<String>,
+    /// Print one JSON object with the outcome on stdout.
+    #[arg(long, global = true, env = "KURA_JSON")]
+    pub json: bool,
+    /// Make store failures fail the command (exit 1) instead of warning.
+    #[arg(long, global = true, env = "KURA_STRICT")]
+    pub strict: bool,
+    /// The scope entries are written to and read from (default: none for the local store).
+    #[arg(long, global = true, env = "KURA_SCOPE")]
+    pub scope: Option<String>,
+    /// Directory archive names are relative to (default: the CI's workspace, else the
+    /// current directory).
+    #[arg(long, global = true, env = "KURA_BASE_DIR")]
+    pub base_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the key(s) the templates evaluate to.
+    Key {
+        /// Templates such as 'v1-{{ .Branch }}-{{ checksum "go.sum" }}'.
+        #[arg(required = true)]
+        templates: Vec<String>,
+    },
+    /// Restore the newest matching entry into the paths it was saved from.
+    Restore(RestoreArgs),
+    /// Save paths under a key, unless an entry for the key already exists.
+    Save(SaveArgs),
+    /// Persist paths under ROOT as this job's layer of the workflow workspace.
+    Persist(PersistArgs),
+    /// Apply every layer of this workflow's workspace under a directory.
+    Attach(AttachArgs),
+    /// List entries whose key starts with PREFIX.
+    Ls {
+        prefix: Option<String>,
+    },
+    /// Delete every entry with this exact key.
+    Rm {
+        key: String,
+    },
+    /// Delete entries unused for longer than --max-age, then the least recently used until
+    /// the store is under --max-size.
+    Prune {
+        /// Such as 10G, 500M.
+        #[arg(long, env = "KURA_MAX_SIZE")]
+        max_size: Option<String>,
+        /// Such as 7d, 12h, 30m.
+        #[arg(long, env = "KURA_MAX_AGE")]
+        max_age: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PathArgs {
+    /// Path patterns: ~ expanded, globs, '!' to exclude. Repeat, or separate with newlines.
+    #[arg(long = "path", required = true, env = "KURA_PATH", value_delimiter = '\n')]
+    pub paths: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The primary key template (GitHub order: exact, then as a prefix).
+    #[arg(long, env = "KURA_KEY", conflicts_with = "keys", required_unless_present = "keys")]
+    pub key: Option<String>,
+    /// Fallback key templates, tried in order after --key (exact, then as a prefix).
+    #[arg(long = "restore-key", env = "KURA_RESTORE_KEYS", value_delimiter = '\n')]
+    pub restore_keys: Vec<String>,
+    /// CircleCI order: every key is a prefix and the newest match wins, even over an exact one.
+    #[arg(long, num_args = 1.., env = "KURA_KEYS", value_delimiter = '\n')]
+    pub keys: Vec<String>,
+    #[command(flatten)]
+    pub paths: PathArgs,
+    /// Look the entry up without downloading it.
+    #[arg(long, env = "KURA_LOOKUP_ONLY")]
+    pub lookup_only: bool,
+    /// Exit 1 when no entry matches.
+    #[arg(long, env = "KURA_FAIL_ON_MISS")]
+    pub fail_on_miss: bool,
+    /// Show what would be restored, touching nothing.
+    #[arg(long, env = "KURA_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// The key template.
+    #[arg(long, env = "KURA_KEY")]
+    pub key: String,
+    #[command(flatten)]
+    pub paths: PathArgs,
+    /// zstd level, 1 (fastest) to 22.
+    #[arg(long, default_value_t = 3, env = "KURA_COMPRESSION_LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub compression_level: i32,
+    /// Replace an existing entry with the same key instead of skipping the save.
+    #[arg(long, env = "KURA_OVERWRITE")]
+    pub overwrite: bool,
+    /// Show what would be saved, touching nothing.
+    #[arg(long, env = "KURA_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PersistArgs {
+    /// The directory the paths are relative to.
+    #[arg(long, env = "KURA_ROOT")]
+    pub root: std::path::PathBuf,
+    /// Files, directories or globs relative to --root. Repeat, or separate with newlines.
+    #[arg(long = "path", required = true, env = "KURA_PATH", value_delimiter = '\n')]
+    pub paths: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Show what would be persisted, touching nothing.
+    #[arg(long, env = "KURA_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// The directory the workspace is applied under.
+    #[arg(long, env = "KURA_AT")]
+    pub at: std::path::PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The workflow run (default: from the CI, e.g. CIRCLE_WORKFLOW_ID, GITHUB_RUN_ID).
+    #[arg(long, env = "KURA_WORKFLOW")]
+    pub workflow: Option<String>,
+    /// This job's name (default: from the CI, e.g. CIRCLE_JOB, GITHUB_JOB).
+    #[arg(long, env = "KURA_JOB")]
+    pub job: Option<String>,
+}

@@ -1,0 +1,108 @@
+//! The verbs. The only place that combines keys, selections, archives and stores.
+
+mod manage;
+mod restore;
+mod save;
+mod workspace;
+
+pub use manage::{ls, prune, rm};
+pub use restore::restore;
+pub use save::save;
+pub use workspace::{attach, persist};
+
+use crate::key::Context;
+use crate::report::Report;
+use crate::store::Store;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+/// What every verb needs, built once by `main`.
+pub struct Env {
+    pub ctx: Context,
+    pub store: Box<dyn Store>,
+    pub report: Report,
+    /// Archive names are relative to it (absolute).
+    pub base: PathBuf,
+    pub write_scope: String,
+    pub read_scopes: Vec<String>,
+    pub workers: u32,
+}
+
+/// Bad input: a template, a path pattern, a flag. Exit 2, whatever `--strict` says.
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+pub fn user_error(msg: impl Into<String>) -> anyhow::Error {
+    UserError(msg.into()).into()
+}
+
+/// The path lines as GitHub's version hash sees them: split on newlines, trimmed, empty lines
+/// dropped, `! x` written `!x`.
+pub fn path_lines(raw: &[String]) -> Vec<String> {
+    raw.iter()
+        .flat_map(|r| r.split('\n'))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.strip_prefix('!') {
+            Some(rest) => format!("!{}", rest.trim_start()),
+            None => l.to_string(),
+        })
+        .collect()
+}
+
+/// GitHub's cache version: sha256 of the path lines, the compression and the salt, joined
+/// with `|`. An entry restores only into a job that asks for the same paths.
+pub fn cache_version(paths: &[String]) -> String {
+    let mut parts: Vec<&str> = paths.iter().map(String::as_str).collect();
+    parts.push(crate::archive::COMPRESSION);
+    parts.push("1.0");
+    crate::archive::hex(&Sha256::digest(parts.join("|").as_bytes()))
+}
+
+/// Render templates, mapping template errors to bad input.
+pub fn render_all(templates: &[String], ctx: &Context) -> anyhow::Result<Vec<String>> {
+    templates
+        .iter()
+        .map(|t| crate::key::render(t, ctx).map_err(|e| user_error(e.to_string())))
+        .collect()
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_matches_the_official_client() {
+        // Vectors from actions/toolkit and the reference brief, checked with sha256sum.
+        assert_eq!(
+            cache_version(&["node_modules".into()]),
+            "7fcda33c1e1d849a13bcc06f49b9ab64efc01ca9dabe4d7a8d0d387feef4fc88"
+        );
+        assert_eq!(
+            cache_version(&["~/.npm".into()]),
+            "c242501c19ada3dcced7a83b074ccb8e79f816602d4125493924624b38591de2"
+        );
+        assert_eq!(
+            cache_version(&["some/dir".into()]),
+            "faf2a4e2d8f18b7049831daf84358f4bac067ce5b585c9fafd5789b9fd94e6de"
+        );
+    }
+
+    #[test]
+    fn path_lines_are_trimmed_split_and_bang_joined() {
+        let raw = vec!["  a \n\n! b".to_string(), "c".to_string()];
+        assert_eq!(path_lines(&raw), ["a", "!b", "c"]);
+    }
+}

@@ -1,0 +1,146 @@
+//! `kura restore`: find the entry, stream it into the extractor, verify what was read.
+
+use super::{cache_version, path_lines, render_all, threads, user_error, Env};
+use crate::archive::{self, Guard, HashingReader, UnpackOptions};
+use crate::cli::RestoreArgs;
+use crate::report::{size, speed};
+use crate::store::{Candidate, Meta};
+use anyhow::Result;
+use serde_json::json;
+use std::time::Instant;
+
+pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
+    let paths = path_lines(&args.paths.paths);
+    if paths.is_empty() {
+        return Err(user_error("no path given: pass --path (the same paths the save used)"));
+    }
+    let (candidates, primary) = if let Some(key) = &args.key {
+        let mut templates = vec![key.clone()];
+        templates.extend(args.restore_keys.iter().filter(|k| !k.trim().is_empty()).cloned());
+        let keys = render_all(&templates, &env.ctx)?;
+        let primary = keys[0].clone();
+        let c: Vec<Candidate> = keys.into_iter().map(|key| Candidate { key, exact_first: true }).collect();
+        (c, primary)
+    } else {
+        let templates: Vec<String> = args.keys.iter().filter(|k| !k.trim().is_empty()).cloned().collect();
+        if templates.is_empty() {
+            return Err(user_error("no key given: pass --key (GitHub order) or --keys (CircleCI order)"));
+        }
+        let keys = render_all(&templates, &env.ctx)?;
+        let primary = keys[0].clone();
+        let c: Vec<Candidate> = keys.into_iter().map(|key| Candidate { key, exact_first: false }).collect();
+        (c, primary)
+    };
+    let keys: Vec<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
+    let version = cache_version(&paths);
+    let r = &env.report;
+    let miss = |code: i32, why: &str| {
+        r.outcome(json!({"outcome": "miss", "cache_hit": false, "primary_key": primary,
+            "keys": keys, "version": version, "reason": why}));
+        code
+    };
+    let miss_code = if args.fail_on_miss { 1 } else { 0 };
+
+    let found = match env.store.lookup(&env.read_scopes, &version, &candidates) {
+        Ok(f) => f,
+        Err(e) => return Err(e.context(format!("cannot look up the cache in {}", env.store.location()))),
+    };
+    let Some(meta) = found else {
+        r.info(format!("Cache not found for input keys: {}", keys.join(", ")));
+        if args.fail_on_miss {
+            r.error(format!(
+                "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {primary}"
+            ));
+        }
+        return Ok(miss(miss_code, "not found"));
+    };
+    let exact = meta.key == primary;
+    let hit_json = |m: &Meta, extra: serde_json::Value| {
+        let mut v = json!({"outcome": "hit", "cache_hit": exact, "primary_key": primary,
+            "matched_key": m.key, "version": version, "scope": m.scope, "size": m.size,
+            "files": m.files, "bytes": m.bytes});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        v
+    };
+    if args.dry_run || args.lookup_only {
+        let verb = if args.dry_run { "Would restore" } else { "Cache found" };
+        r.info(format!("{verb} from key: {}", meta.key));
+        r.info(format!(
+            "  version {version}, scope {:?}, store {}\n  {} files, {} unpacked, archive {}",
+            meta.scope,
+            env.store.location(),
+            meta.files,
+            crate::report::human(meta.bytes),
+            size(meta.size)
+        ));
+        r.outcome(hit_json(&meta, json!({"dry_run": args.dry_run, "lookup_only": args.lookup_only})));
+        return Ok(0);
+    }
+
+    let roots = crate::select::allowed_roots(&paths, &env.base, env.ctx.home.as_deref())
+        .map_err(|e| user_error(format!("{e:#}")))?;
+    let mut guard = Guard::new(&env.base, &roots);
+    let started = Instant::now();
+    let reader = env.store.open(&meta)?;
+    let mut hashing = HashingReader::new(reader);
+    let opts = UnpackOptions { writers: threads().max(2) };
+    let stats = match archive::unpack(&mut hashing, &mut guard, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            if e.downcast_ref::<archive::Corrupt>().is_some() && !hashing.source_failed {
+                forget_corrupt(env, &meta, &format!("{e:#}"));
+                return Ok(miss(miss_code, "corrupt"));
+            }
+            return Err(e.context(format!("cannot restore the cache from key {}", meta.key)));
+        }
+    };
+    let (sha, n) = hashing.finish();
+    if sha != meta.sha256 || n != meta.size {
+        stats.rollback();
+        let why = format!(
+            "read {n} bytes with sha256 {sha}, but {} bytes with sha256 {} were saved",
+            meta.size, meta.sha256
+        );
+        forget_corrupt(env, &meta, &why);
+        return Ok(miss(miss_code, "corrupt"));
+    }
+    env.store.touch(&meta);
+    let took = started.elapsed();
+    if !stats.refused.is_empty() {
+        r.warn(format!(
+            "refused {} entr{} that would have been written outside the restore's paths:\n  {}",
+            stats.refused.len(),
+            if stats.refused.len() == 1 { "y" } else { "ies" },
+            stats.refused.join("\n  ")
+        ));
+    }
+    if !exact {
+        r.info(format!("Cache hit for restore-key: {}", meta.key));
+    }
+    r.info(format!("Cache restored from key: {}", meta.key));
+    r.info(format!(
+        "Cache Size: ~{} MB ({} B), {} files, {} unpacked, in {}",
+        (meta.size + 500_000) / 1_000_000,
+        meta.size,
+        stats.files,
+        crate::report::human(stats.bytes),
+        speed(meta.size, took)
+    ));
+    r.outcome(hit_json(
+        &meta,
+        json!({"seconds": took.as_secs_f64(), "refused": stats.refused}),
+    ));
+    Ok(0)
+}
+
+/// A corrupt entry is a miss; it is removed so that the next save can replace it.
+fn forget_corrupt(env: &Env, meta: &Meta, why: &str) {
+    let removed = env.store.delete(meta).is_ok();
+    env.report.warn(format!(
+        "the cache entry for key {} is corrupt ({why}); treated as a miss, the files it had begun to write were removed{}",
+        meta.key,
+        if removed { ", and the entry was deleted from the store" } else { "" }
+    ));
+}

@@ -1,0 +1,118 @@
+//! `kura save`: select, pack straight into the store, commit atomically.
+
+use super::{cache_version, path_lines, threads, user_error, Env};
+use crate::archive::{self, HashingWriter, PackOptions};
+use crate::cli::SaveArgs;
+use crate::report::{human, size, speed};
+use crate::select::Selection;
+use crate::store::{now_ms, Committed, Meta};
+use anyhow::Result;
+use serde_json::json;
+use std::time::Instant;
+
+pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
+    let paths = path_lines(&args.paths.paths);
+    if paths.is_empty() {
+        return Err(user_error("no path given: pass --path"));
+    }
+    let key = crate::key::render(&args.key, &env.ctx).map_err(|e| user_error(e.to_string()))?;
+    let version = cache_version(&paths);
+    let r = &env.report;
+    let scope = env.write_scope.as_str();
+
+    if !args.overwrite && !args.dry_run && env.store.exists(scope, &version, &key)? {
+        r.info(format!("Cache already exists for key {key}, not saving"));
+        r.outcome(json!({"outcome": "exists", "key": key, "version": version}));
+        return Ok(0);
+    }
+    let sel = crate::select::select(&env.base, &paths, env.ctx.home.as_deref())
+        .map_err(|e| user_error(format!("{e:#}")))?;
+    for m in &sel.missing {
+        r.warn(format!("path {m:?} matched nothing"));
+    }
+    if sel.entries.is_empty() {
+        // CircleCI stores an empty cache here, which then blocks the key for weeks.
+        r.warn(format!(
+            "no files matched the paths ({}); nothing was saved for key {key}",
+            paths.join(", ")
+        ));
+        r.outcome(json!({"outcome": "empty", "key": key, "version": version}));
+        return Ok(0);
+    }
+    if args.dry_run {
+        r.info(format!(
+            "Would save key: {key}\n  version {version}, scope {scope:?}, store {}\n  {} files, {}",
+            env.store.location(),
+            sel.file_count(),
+            human(sel.total_bytes())
+        ));
+        r.outcome(json!({"outcome": "dry_run", "key": key, "version": version, "scope": scope,
+            "store": env.store.location(), "files": sel.file_count(), "bytes": sel.total_bytes()}));
+        return Ok(0);
+    }
+
+    let started = Instant::now();
+    let opts = PackOptions {
+        level: args.compression_level,
+        workers: env.workers,
+        readers: threads().max(2) * 2,
+        manifest: false,
+    };
+    let outcome = store_selection(env, &sel, scope, &version, &key, &paths, &opts, args.overwrite, Vec::new())?;
+    let took = started.elapsed();
+    match outcome {
+        (Committed::Exists, meta) => {
+            r.info(format!("Cache already exists for key {key}: another job saved it first; skipped"));
+            r.outcome(json!({"outcome": "exists", "key": key, "version": version, "size": meta.size}));
+        }
+        (Committed::Saved, meta) => {
+            r.info(format!("Cache saved with key: {key}"));
+            r.info(format!(
+                "Cache Size: {}, {} files, {} packed in {}",
+                size(meta.size),
+                meta.files,
+                human(meta.bytes),
+                speed(meta.bytes, took)
+            ));
+            r.outcome(json!({"outcome": "saved", "key": key, "version": version, "scope": scope,
+                "size": meta.size, "files": meta.files, "bytes": meta.bytes, "sha256": meta.sha256,
+                "seconds": took.as_secs_f64()}));
+        }
+    }
+    Ok(0)
+}
+
+/// Pack a selection into a new entry and commit it. Shared by `save` and `persist`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn store_selection(
+    env: &Env,
+    sel: &Selection,
+    scope: &str,
+    version: &str,
+    key: &str,
+    paths: &[String],
+    opts: &PackOptions,
+    overwrite: bool,
+    parents: Vec<String>,
+) -> Result<(Committed, Meta)> {
+    let upload = env.store.create(scope, version, key)?;
+    let (upload, stats) = archive::pack(sel, HashingWriter::new(upload), opts)?;
+    let (upload, sha256, size) = upload.finish();
+    let meta = Meta {
+        key: key.to_string(),
+        version: version.to_string(),
+        scope: scope.to_string(),
+        size,
+        sha256,
+        created_ms: now_ms(),
+        used_ms: 0,
+        kura_version: env!("CARGO_PKG_VERSION").to_string(),
+        files: stats.files,
+        bytes: stats.bytes,
+        paths: paths.to_vec(),
+        manifest: stats.manifest,
+        parents,
+    };
+    let committed = upload.commit(&meta, overwrite)?;
+    Ok((committed, meta))
+}

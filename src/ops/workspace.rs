@@ -1,0 +1,228 @@
+//! `kura persist` / `kura attach`: CircleCI workspaces for any CI.
+//!
+//! Each persist stores a layer, an entry in the scope `workspace/<workflow id>` keyed
+//! `<job>~<attempt>~<seq>`, with a manifest of its files' digests and the layers its job had
+//! attached. Attach applies every layer in creation order (a job re-run in a later attempt
+//! replaces its earlier layers) and, first, fails on CircleCI's rule: two layers from jobs
+//! that did not see each other may not hold the same path with different content.
+
+use super::save::store_selection;
+use super::{path_lines, threads, user_error, Env};
+use crate::archive::{self, Guard, HashingReader, PackOptions, UnpackOptions};
+use crate::cli::{AttachArgs, PersistArgs, RunArgs};
+use crate::report::{human, speed};
+use crate::store::{encode, Committed, Meta};
+use anyhow::{bail, Context as _, Result};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Layers are never restored as caches: their own version keeps them apart.
+const LAYER_VERSION: &str = "workspace-1";
+
+fn ids(env: &Env, run: &RunArgs) -> Result<(String, String)> {
+    let ci = &env.ctx.ci;
+    let workflow = run.workflow.clone().or_else(|| ci.workflow_id.clone()).ok_or_else(|| {
+        user_error(format!(
+            "no workflow id ({}): pass --workflow or set KURA_WORKFLOW to the same value in every job of the run",
+            ci.name
+        ))
+    })?;
+    let job = run.job.clone().or_else(|| ci.job.clone()).ok_or_else(|| {
+        user_error(format!("no job name ({}): pass --job or set KURA_JOB", ci.name))
+    })?;
+    if job.contains('~') {
+        return Err(user_error(format!("job name {job:?} contains '~', which kura uses in layer names")));
+    }
+    Ok((workflow, job))
+}
+
+fn scope(workflow: &str) -> String {
+    format!("workspace/{workflow}")
+}
+
+/// Where a job remembers which layers it attached, so its own layer can name them.
+fn attached_file(workflow: &str, job: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("kura-attached-{}", encode(&format!("{workflow}~{job}"))))
+}
+
+fn absolute(env: &Env, p: &Path) -> PathBuf {
+    crate::select::normalize(&env.ctx.cwd.join(p))
+}
+
+pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
+    let (workflow, job) = ids(env, &args.run)?;
+    let root = absolute(env, &args.root);
+    if !root.is_dir() {
+        return Err(user_error(format!("--root {} is not a directory", root.display())));
+    }
+    let paths = path_lines(&args.paths);
+    if let Some(p) = paths.iter().find(|p| p.trim_start_matches('!').starts_with(['/', '~'])) {
+        return Err(user_error(format!("persist path {p:?} must be relative to --root {}", root.display())));
+    }
+    let sel = crate::select::select(&root, &paths, None).map_err(|e| user_error(format!("{e:#}")))?;
+    let r = &env.report;
+    for m in &sel.missing {
+        r.warn(format!("persist path {m:?} matched nothing under {}", root.display()));
+    }
+    if sel.entries.is_empty() {
+        r.warn("nothing to persist: no path matched a file");
+        return Ok(0);
+    }
+    let scope = scope(&workflow);
+    let attempt = env.ctx.ci.attempt;
+    let prefix = format!("{job}~{attempt:03}~");
+    let seq = env.store.list_prefix(&scope, LAYER_VERSION, &prefix)?.len() + 1;
+    let key = format!("{prefix}{seq:03}");
+    if args.dry_run {
+        r.info(format!(
+            "Would persist layer {key} of workflow {workflow}: {} files, {} from {}\n  store {}",
+            sel.file_count(),
+            human(sel.total_bytes()),
+            root.display(),
+            env.store.location()
+        ));
+        r.outcome(json!({"outcome": "dry_run", "layer": key, "workflow": workflow,
+            "files": sel.file_count(), "bytes": sel.total_bytes()}));
+        return Ok(0);
+    }
+    let parents: Vec<String> = std::fs::read(attached_file(&workflow, &job))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let opts = PackOptions {
+        level: 3,
+        workers: env.workers,
+        readers: threads().max(2) * 2,
+        manifest: true,
+    };
+    let started = Instant::now();
+    let (committed, meta) =
+        store_selection(env, &sel, &scope, LAYER_VERSION, &key, &paths, &opts, false, parents)?;
+    if let Committed::Exists = committed {
+        bail!("workspace layer {key} already exists; was this job run twice at once?");
+    }
+    r.info(format!(
+        "Persisted {} files ({}) as layer {key} of workflow {workflow} in {}",
+        meta.files,
+        human(meta.bytes),
+        speed(meta.bytes, started.elapsed())
+    ));
+    r.outcome(json!({"outcome": "persisted", "layer": key, "workflow": workflow,
+        "files": meta.files, "bytes": meta.bytes, "size": meta.size}));
+    Ok(0)
+}
+
+struct Layer {
+    meta: Meta,
+    job: String,
+    attempt: u32,
+    seq: u32,
+}
+
+fn parse_layer(meta: Meta) -> Option<Layer> {
+    let mut it = meta.key.rsplitn(3, '~');
+    let seq = it.next()?.parse().ok()?;
+    let attempt = it.next()?.parse().ok()?;
+    let job = it.next()?.to_string();
+    Some(Layer { meta, job, attempt, seq })
+}
+
+/// The layers to apply, in order: for each job only its latest attempt.
+fn layers(env: &Env, workflow: &str) -> Result<Vec<Layer>> {
+    let all: Vec<Layer> = env
+        .store
+        .list_prefix(&scope(workflow), LAYER_VERSION, "")?
+        .into_iter()
+        .filter_map(parse_layer)
+        .collect();
+    let mut latest: HashMap<String, u32> = HashMap::new();
+    for l in &all {
+        let a = latest.entry(l.job.clone()).or_insert(0);
+        *a = (*a).max(l.attempt);
+    }
+    let mut keep: Vec<Layer> = all.into_iter().filter(|l| latest[&l.job] == l.attempt).collect();
+    keep.sort_by(|a, b| (a.meta.created_ms, &a.job, a.seq).cmp(&(b.meta.created_ms, &b.job, b.seq)));
+    Ok(keep)
+}
+
+/// Paths that layers of unrelated jobs hold with different content.
+fn conflicts(layers: &[Layer]) -> BTreeMap<String, Vec<String>> {
+    let mut owner: HashMap<&str, &Layer> = HashMap::new();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in layers {
+        for (name, digest) in &l.meta.manifest {
+            if let Some(prev) = owner.get(name.as_str()) {
+                let related = prev.job == l.job
+                    || l.meta.parents.contains(&prev.meta.key)
+                    || prev.meta.parents.contains(&l.meta.key);
+                if !related && prev.meta.manifest.get(name) != Some(digest) {
+                    let jobs = out.entry(name.clone()).or_default();
+                    for j in [&prev.job, &l.job] {
+                        if !jobs.contains(j) {
+                            jobs.push(j.clone());
+                        }
+                    }
+                }
+            }
+            owner.insert(name, l);
+        }
+    }
+    out
+}
+
+pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
+    let (workflow, job) = ids(env, &args.run)?;
+    let at = absolute(env, &args.at);
+    let r = &env.report;
+    let layers = layers(env, &workflow)?;
+    if layers.is_empty() {
+        r.warn(format!("workflow {workflow} has no workspace layers in {}; nothing attached", env.store.location()));
+        r.outcome(json!({"outcome": "empty", "workflow": workflow}));
+        return Ok(0);
+    }
+    let clash = conflicts(&layers);
+    if !clash.is_empty() {
+        let list: Vec<String> = clash.iter().map(|(p, jobs)| format!("  {p} (jobs {})", jobs.join(", "))).collect();
+        r.error(format!(
+            "Concurrent upstream jobs persisted the same file(s) into the workspace:\n{}\nPersist each path from one job only, or make one job depend on the other.",
+            list.join("\n")
+        ));
+        r.outcome(json!({"outcome": "conflict", "paths": clash.keys().collect::<Vec<_>>()}));
+        return Ok(1);
+    }
+    std::fs::create_dir_all(&at).with_context(|| {
+        format!("cannot create {}; attach into a directory you own (under $HOME or /tmp)", at.display())
+    })?;
+    let started = Instant::now();
+    let (mut files, mut bytes) = (0, 0);
+    for l in &layers {
+        let mut guard = Guard::new(&at, std::slice::from_ref(&at));
+        let mut reader = HashingReader::new(env.store.open(&l.meta)?);
+        let opts = UnpackOptions { writers: threads().max(2) };
+        let stats = archive::unpack(&mut reader, &mut guard, &opts)
+            .with_context(|| format!("cannot apply workspace layer {}", l.meta.key))?;
+        let (sha, n) = reader.finish();
+        if sha != l.meta.sha256 || n != l.meta.size {
+            stats.rollback();
+            bail!("workspace layer {} is corrupt (sha256 mismatch); re-run the job {} that persisted it", l.meta.key, l.job);
+        }
+        if !stats.refused.is_empty() {
+            r.warn(format!("layer {}: refused\n  {}", l.meta.key, stats.refused.join("\n  ")));
+        }
+        files += stats.files;
+        bytes += stats.bytes;
+    }
+    let keys: Vec<&str> = layers.iter().map(|l| l.meta.key.as_str()).collect();
+    let _ = std::fs::write(attached_file(&workflow, &job), serde_json::to_vec(&keys)?);
+    r.info(format!(
+        "Attached {} layer(s) of workflow {workflow} under {}: {files} files, {} in {}",
+        layers.len(),
+        at.display(),
+        human(bytes),
+        speed(bytes, started.elapsed())
+    ));
+    r.outcome(json!({"outcome": "attached", "workflow": workflow, "layers": keys, "files": files, "bytes": bytes}));
+    Ok(0)
+}

@@ -1,0 +1,120 @@
+//! What kura tells the user: log lines on stderr (with GitHub annotations when on GitHub),
+//! machine output (keys, listings, `--json`) on stdout.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+pub struct Report {
+    pub json: bool,
+    pub github: bool,
+}
+
+impl Report {
+    pub fn info(&self, msg: impl Display) {
+        eprintln!("{msg}");
+    }
+
+    pub fn warn(&self, msg: impl Display) {
+        if self.github {
+            // Annotations are one line; the rest of a message stays in the log.
+            let msg = msg.to_string();
+            let (first, rest) = msg.split_once('\n').unwrap_or((&msg, ""));
+            eprintln!("::warning::{first}");
+            if !rest.is_empty() {
+                eprintln!("{rest}");
+            }
+        } else {
+            eprintln!("warning: {msg}");
+        }
+    }
+
+    pub fn error(&self, msg: impl Display) {
+        if self.github {
+            eprintln!("::error::{msg}");
+        } else {
+            eprintln!("error: {msg}");
+        }
+    }
+
+    /// The `--json` outcome object, printed once at the end of a command.
+    pub fn outcome(&self, value: serde_json::Value) {
+        if self.json {
+            println!("{value}");
+        }
+    }
+}
+
+/// `~12 MB (12345678 B)`, the way actions/cache prints sizes.
+pub fn size(bytes: u64) -> String {
+    format!("{} ({bytes} B)", human(bytes))
+}
+
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn speed(bytes: u64, took: Duration) -> String {
+    let secs = took.as_secs_f64().max(1e-3);
+    format!("{:.2} s, {}/s", took.as_secs_f64(), human((bytes as f64 / secs) as u64))
+}
+
+/// `10G`, `500M`, `1.5GB`, `123` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("size {s:?} is not understood; write it like 10G or 500M"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("size {s:?} has an unknown unit; use K, M, G or T")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+/// `7d`, `12h`, `30m`, `45s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| format!("duration {s:?} is not understood; write it like 7d or 12h"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" | "" => 86400,
+        "w" => 7 * 86400,
+        _ => return Err(format!("duration {s:?} has an unknown unit; use s, m, h, d or w")),
+    };
+    Ok(Duration::from_secs(n * secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500 << 20));
+        assert_eq!(parse_size("1.5K"), Ok(1536));
+        assert!(parse_size("ten").is_err());
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert!(parse_duration("3y").is_err());
+        assert_eq!(human(1_500_000), "1.5 MB");
+    }
+}

@@ -1,0 +1,402 @@
+//! Which files a list of path patterns means.
+//!
+//! Patterns are the lines users write under `path:`: `~` is expanded, relative patterns start
+//! at the base directory, `*`/`?`/`[..]`/`**` glob, and a leading `!` excludes. Unlike
+//! actions/cache, an exclude removes what it matches even inside an included directory.
+//! Archive names are relative to the base directory, with `../` for paths outside it: the
+//! layout the official GitHub client writes.
+
+use anyhow::{bail, Context as _, Result};
+use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use std::collections::{HashMap, HashSet};
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `~` and `~/x` become the home directory; `~user` is left alone, as in actions/cache.
+pub fn expand_tilde(p: &str, home: Option<&Path>) -> PathBuf {
+    match (p, home) {
+        ("~", Some(h)) => h.to_path_buf(),
+        (_, Some(h)) if p.starts_with("~/") => h.join(&p[2..]),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// Remove `.` and `..` without touching the file system.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// The archive name of `path` relative to `base`: `a/b`, `../x/y`, or `.` for the base itself.
+pub fn archive_name(base: &Path, path: &Path) -> String {
+    let b: Vec<_> = base.components().collect();
+    let p: Vec<_> = path.components().collect();
+    let common = b.iter().zip(&p).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".into(); b.len() - common];
+    parts.extend(p[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+struct Pattern {
+    raw: String,
+    /// The longest leading part without glob characters: where the walk starts, and the
+    /// root a restore may write under.
+    root: PathBuf,
+    glob: Option<GlobMatcher>,
+    /// How deep below `root` a match can be; `None` with `**`.
+    max_depth: Option<usize>,
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn glob_matcher(p: &str) -> Result<GlobMatcher> {
+    Ok(GlobBuilder::new(p)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .with_context(|| format!("invalid path pattern {p:?}"))?
+        .compile_matcher())
+}
+
+/// Split pattern lines into includes and one set of excludes.
+fn parse(lines: &[String], base: &Path, home: Option<&Path>) -> Result<(Vec<Pattern>, GlobSet)> {
+    let mut includes = Vec::new();
+    let mut excludes = GlobSetBuilder::new();
+    for line in lines {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (exclude, body) = match line.strip_prefix('!') {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, line),
+        };
+        if body.is_empty() {
+            bail!("path pattern {line:?} is empty after '!'");
+        }
+        let abs = normalize(&{
+            let p = expand_tilde(body, home);
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }
+        });
+        let abs_str = abs.to_string_lossy().into_owned();
+        if exclude {
+            excludes.add(
+                GlobBuilder::new(&abs_str)
+                    .literal_separator(true)
+                    .backslash_escape(true)
+                    .build()
+                    .with_context(|| format!("invalid path pattern {line:?}"))?,
+            );
+            continue;
+        }
+        let mut root = PathBuf::new();
+        let mut rest = Vec::new();
+        for c in abs.components() {
+            let s = c.as_os_str().to_string_lossy();
+            if rest.is_empty() && !is_glob(&s) {
+                root.push(c.as_os_str());
+            } else {
+                rest.push(s.into_owned());
+            }
+        }
+        let (glob, max_depth) = if rest.is_empty() {
+            (None, Some(0))
+        } else {
+            let depth = (!rest.iter().any(|s| s.contains("**"))).then_some(rest.len());
+            (Some(glob_matcher(&abs_str)?), depth)
+        };
+        includes.push(Pattern {
+            raw: line.to_string(),
+            root,
+            glob,
+            max_depth,
+        });
+    }
+    let excludes = excludes.build().context("invalid exclude pattern")?;
+    Ok((includes, excludes))
+}
+
+/// The directories a restore of these patterns may write under.
+pub fn allowed_roots(lines: &[String], base: &Path, home: Option<&Path>) -> Result<Vec<PathBuf>> {
+    Ok(parse(lines, base, home)?.0.into_iter().map(|p| p.root).collect())
+}
+
+/// Children of a directory in byte order of their names: the order the GitHub runner's glob
+/// walk yields them, and a stable archive order.
+fn sorted_children(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+}
+
+/// The paths each include pattern matches (not their descendants), in pattern order, then
+/// walk order; a match inside an earlier match is dropped (the earlier one covers it).
+fn matches(includes: &[Pattern], missing: &mut Vec<String>) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for pat in includes {
+        let before = out.len();
+        if std::fs::symlink_metadata(&pat.root).is_ok() {
+            match &pat.glob {
+                None => out.push(pat.root.clone()),
+                Some(g) => walk_matches(&pat.root, g, 0, pat.max_depth, &mut out)?,
+            }
+        }
+        if out.len() == before {
+            missing.push(pat.raw.clone());
+        }
+    }
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for p in out {
+        if !seen.iter().any(|s| p.starts_with(s)) {
+            seen.retain(|s| !s.starts_with(&p));
+            seen.push(p);
+        }
+    }
+    Ok(seen)
+}
+
+fn walk_matches(
+    dir: &Path,
+    g: &GlobMatcher,
+    depth: usize,
+    max: Option<usize>,
+    out: &mut Vec<PathBuf>,
+) -> Result<()> {
+    if max.is_some_and(|m| depth >= m) {
+        return Ok(());
+    }
+    let children = match sorted_children(dir) {
+        Ok(c) => c,
+        Err(_) => return Ok(()), // not a directory, or unreadable: nothing below it matches
+    };
+    for child in children {
+        if g.is_match(&child) {
+            out.push(child);
+        } else if std::fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir()) {
+            walk_matches(&child, g, depth + 1, max, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// GitHub's `hashFiles` file list: regular files (or symlinks to them) under `base` that the
+/// patterns match, directories expanded, in the runner's order.
+pub fn glob_files(base: &Path, lines: &[String], home: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let (includes, excludes) = parse(lines, base, home)?;
+    let mut ignored = Vec::new();
+    let mut files = Vec::new();
+    for top in matches(&includes, &mut ignored)? {
+        let mut stack = vec![top];
+        while let Some(p) = stack.pop() {
+            if excludes.is_match(&p) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                let mut kids = sorted_children(&p).unwrap_or_default();
+                kids.reverse();
+                stack.extend(kids);
+            } else if p.starts_with(base) && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+                files.push(p);
+            }
+        }
+    }
+    Ok(files)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink(PathBuf),
+    /// A second name of a file already in the archive: the archive name of the first.
+    HardLink(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: PathBuf,
+    /// Name inside the archive, `/`-separated, relative to the base directory.
+    pub name: String,
+    pub kind: Kind,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime: (i64, u32),
+}
+
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub entries: Vec<Entry>,
+    /// Include patterns that matched nothing.
+    pub missing: Vec<String>,
+}
+
+impl Selection {
+    pub fn file_count(&self) -> u64 {
+        self.entries.iter().filter(|e| e.kind != Kind::Dir).count() as u64
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
+/// Every file, directory and link the patterns mean, each directory before its contents.
+pub fn select(base: &Path, lines: &[String], home: Option<&Path>) -> Result<Selection> {
+    let base = normalize(base);
+    let (includes, excludes) = parse(lines, &base, home)?;
+    if includes.is_empty() {
+        bail!("no path to include: give at least one path that does not start with '!'");
+    }
+    let mut sel = Selection::default();
+    let tops = matches(&includes, &mut sel.missing)?;
+    let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    for top in tops {
+        let mut stack = vec![top];
+        while let Some(p) = stack.pop() {
+            if excludes.is_match(&p) || !seen.insert(p.clone()) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // vanished
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
+            };
+            let name = archive_name(&base, &p);
+            let kind = if meta.is_dir() {
+                let mut kids = sorted_children(&p)
+                    .with_context(|| format!("cannot list directory {}", p.display()))?;
+                kids.reverse();
+                stack.extend(kids);
+                Kind::Dir
+            } else if meta.file_type().is_symlink() {
+                Kind::Symlink(
+                    std::fs::read_link(&p)
+                        .with_context(|| format!("cannot read link {}", p.display()))?,
+                )
+            } else if meta.is_file() {
+                if meta.nlink() > 1 {
+                    match links.get(&(meta.dev(), meta.ino())) {
+                        Some(first) => Kind::HardLink(first.clone()),
+                        None => {
+                            links.insert((meta.dev(), meta.ino()), name.clone());
+                            Kind::File
+                        }
+                    }
+                } else {
+                    Kind::File
+                }
+            } else {
+                continue; // sockets, fifos, devices: never cache content
+            };
+            sel.entries.push(entry(p, name, kind, &meta));
+        }
+    }
+    Ok(sel)
+}
+
+fn entry(path: PathBuf, name: String, kind: Kind, meta: &Metadata) -> Entry {
+    let size = if kind == Kind::File { meta.len() } else { 0 };
+    Entry {
+        path,
+        name,
+        kind,
+        size,
+        mode: meta.mode() & 0o7777,
+        mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_follow_the_github_layout() {
+        let base = Path::new("/home/runner/work/r/r");
+        assert_eq!(archive_name(base, Path::new("/home/runner/work/r/r/node_modules/a")), "node_modules/a");
+        assert_eq!(archive_name(base, Path::new("/home/runner/.npm")), "../../../.npm");
+        assert_eq!(archive_name(base, base), ".");
+    }
+
+    #[test]
+    fn tilde_and_normalize() {
+        let h = Path::new("/home/u");
+        assert_eq!(expand_tilde("~/.npm", Some(h)), PathBuf::from("/home/u/.npm"));
+        assert_eq!(expand_tilde("~", Some(h)), PathBuf::from("/home/u"));
+        assert_eq!(expand_tilde("~other/x", Some(h)), PathBuf::from("~other/x"));
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for f in ["nm/a/index.js", "nm/a/x.log", "nm/.cache/big", "nm/b/index.js", "src/m.rs", "README"] {
+            let p = t.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, f).unwrap();
+        }
+        t
+    }
+
+    fn names(sel: &Selection) -> Vec<&str> {
+        sel.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn excludes_really_exclude_inside_included_directories() {
+        let t = tree();
+        let lines: Vec<String> = ["nm", "!nm/.cache", "!**/*.log"].map(String::from).to_vec();
+        let sel = select(t.path(), &lines, None).unwrap();
+        assert_eq!(names(&sel), ["nm", "nm/a", "nm/a/index.js", "nm/b", "nm/b/index.js"]);
+    }
+
+    #[test]
+    fn globs_match_one_level_per_star_and_report_missing() {
+        let t = tree();
+        let lines: Vec<String> = ["nm/*/index.js", "nothing/here", "**/*.rs"].map(String::from).to_vec();
+        let sel = select(t.path(), &lines, None).unwrap();
+        assert_eq!(names(&sel), ["nm/a/index.js", "nm/b/index.js", "src/m.rs"]);
+        assert_eq!(sel.missing, ["nothing/here"]);
+    }
+
+    #[test]
+    fn roots_are_the_non_glob_prefixes() {
+        let base = Path::new("/w");
+        let lines: Vec<String> = ["nm/*/x", "~/.npm", "!nm/a", "/abs/**/y"].map(String::from).to_vec();
+        let roots = allowed_roots(&lines, base, Some(Path::new("/h"))).unwrap();
+        assert_eq!(roots, [PathBuf::from("/w/nm"), PathBuf::from("/h/.npm"), PathBuf::from("/abs")]);
+    }
+}

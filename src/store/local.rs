@@ -1,0 +1,225 @@
+//! The local directory store: the embedded default, and what self-hosted runners share.
+//!
+//! Layout: `<root>/<scope>/<version>/<encoded key>/{archive,meta.json}`. An entry is built in
+//! `<root>/.tmp/` and renamed into place, so it appears whole or not at all; renaming a
+//! directory onto an existing non-empty one fails, which makes the first of two concurrent
+//! saves of one key the only one. The entry directory's mtime records when it was last used.
+
+use super::{encode, now_ms, Committed, Meta, Store, Upload};
+use anyhow::{bail, Context as _, Result};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Longest directory name used for a key; longer encodings are cut and given a hash suffix.
+const MAX_NAME: usize = 200;
+const ARCHIVE: &str = "archive";
+const META: &str = "meta.json";
+
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: PathBuf) -> LocalStore {
+        LocalStore { root }
+    }
+
+    fn scope_dir(&self, scope: &str) -> PathBuf {
+        self.root.join(if scope.is_empty() { "_".to_string() } else { encode(scope) })
+    }
+
+    fn entry_dir(&self, scope: &str, version: &str, key: &str) -> PathBuf {
+        self.scope_dir(scope).join(version).join(entry_name(key))
+    }
+
+    fn tmp_dir(&self) -> Result<PathBuf> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.root.join(".tmp");
+        fs::create_dir_all(&tmp).with_context(|| {
+            format!("cannot create the store directory {}; pass --store file:///DIR with a directory you can write", tmp.display())
+        })?;
+        let name = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            now_ms(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        Ok(tmp.join(name))
+    }
+
+    fn read_meta(&self, dir: &Path) -> Option<Meta> {
+        let mut m: Meta = serde_json::from_slice(&fs::read(dir.join(META)).ok()?).ok()?;
+        m.used_ms = fs::metadata(dir)
+            .and_then(|md| md.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(m.created_ms);
+        Some(m)
+    }
+
+    fn metas_in(&self, version_dir: &Path, prefix: &str) -> Result<Vec<Meta>> {
+        let enc_prefix = encode(prefix);
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(version_dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", version_dir.display())),
+        };
+        for ent in rd {
+            let ent = ent?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            // Full names are the encoded key; cut ones ("…~hash") need their meta to decide.
+            let cut = name.contains('~');
+            let stem = name.split('~').next().unwrap_or("");
+            let could_match = if cut && enc_prefix.len() > stem.len() {
+                enc_prefix.starts_with(stem)
+            } else {
+                stem.starts_with(&enc_prefix)
+            };
+            if !could_match {
+                continue;
+            }
+            if let Some(m) = self.read_meta(&ent.path()) {
+                if m.key.starts_with(prefix) {
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn entry_name(key: &str) -> String {
+    let enc = encode(key);
+    if enc.len() <= MAX_NAME {
+        return enc;
+    }
+    let mut cut = MAX_NAME - 40;
+    while enc.as_bytes()[cut - 1] == b'%' || enc.as_bytes()[cut - 2] == b'%' {
+        cut -= 1; // never split a %XX escape
+    }
+    let digest = super::super::archive::hex(&Sha256::digest(key.as_bytes()));
+    format!("{}~{}", &enc[..cut], &digest[..32])
+}
+
+fn dirs(p: &Path) -> Vec<PathBuf> {
+    fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Store for LocalStore {
+    fn location(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+        self.metas_in(&self.scope_dir(scope).join(version), prefix)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
+        let mut out = Vec::new();
+        for scope in dirs(&self.root) {
+            for version in dirs(&scope) {
+                out.extend(self.metas_in(&version, prefix)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+        let p = self.entry_dir(&meta.scope, &meta.version, &meta.key).join(ARCHIVE);
+        let f = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        Ok(Box::new(f))
+    }
+
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
+        let tmp = self.tmp_dir()?;
+        fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file = File::create(tmp.join(ARCHIVE)).with_context(|| format!("cannot write in {}", tmp.display()))?;
+        Ok(Box::new(LocalUpload {
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            tmp,
+            dest: self.entry_dir(scope, version, key),
+            trash: self.tmp_dir()?,
+        }))
+    }
+
+    fn delete(&self, meta: &Meta) -> Result<()> {
+        let dir = self.entry_dir(&meta.scope, &meta.version, &meta.key);
+        // Move aside first so that a reader never sees a half-deleted entry.
+        let trash = self.tmp_dir()?;
+        fs::rename(&dir, &trash).with_context(|| format!("cannot remove {}", dir.display()))?;
+        fs::remove_dir_all(&trash).with_context(|| format!("cannot remove {}", trash.display()))
+    }
+
+    fn clean_incomplete(&self) {
+        // A save that is still running renews nothing, so only leftovers older than a day go.
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(86400);
+        for e in fs::read_dir(self.root.join(".tmp")).into_iter().flatten().flatten() {
+            if e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    fn touch(&self, meta: &Meta) {
+        let dir = self.entry_dir(&meta.scope, &meta.version, &meta.key);
+        let _ = filetime::set_file_mtime(dir, filetime::FileTime::now());
+    }
+}
+
+struct LocalUpload {
+    file: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    trash: PathBuf,
+}
+
+impl Write for LocalUpload {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.as_mut().expect("write after commit").write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().expect("write after commit").flush()
+    }
+}
+
+impl Upload for LocalUpload {
+    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed> {
+        let file = self.file.take().expect("committed twice");
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::write(self.tmp.join(META), serde_json::to_vec_pretty(meta)?)?;
+        let parent = self.dest.parent().expect("entry has a parent");
+        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        if overwrite && self.dest.exists() {
+            // Swap the old entry out, the new one in; the old one is removed afterwards.
+            fs::rename(&self.dest, &self.trash)?;
+        }
+        match fs::rename(&self.tmp, &self.dest) {
+            Ok(()) => Ok(Committed::Saved),
+            Err(_) if self.dest.exists() => Ok(Committed::Exists),
+            Err(e) => bail!("cannot store the entry at {}: {e}", self.dest.display()),
+        }
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        self.file.take();
+        let _ = fs::remove_dir_all(&self.tmp);
+        let _ = fs::remove_dir_all(&self.trash);
+    }
+}

@@ -1,0 +1,192 @@
+//! Where entries live. One file per store behind the [`Store`] trait; `ops/` talks only to
+//! the trait. Stores know nothing of tar: an entry is opaque bytes plus its [`Meta`].
+
+mod local;
+
+pub use local::LocalStore;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// What travels with an entry's bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub key: String,
+    pub version: String,
+    pub scope: String,
+    /// Archive size in bytes, and its sha256 (hex), checked on every restore.
+    pub size: u64,
+    pub sha256: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When a restore last used it (local store: the entry directory's mtime).
+    #[serde(default)]
+    pub used_ms: u64,
+    pub kura_version: String,
+    /// Files and bytes before compression.
+    pub files: u64,
+    pub bytes: u64,
+    pub paths: Vec<String>,
+    /// Workspace layers only: archive name → content digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub manifest: BTreeMap<String, String>,
+    /// Workspace layers only: the layers the persisting job had attached (its upstream).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+}
+
+/// One restore candidate. GitHub order tries the exact key before prefixes; CircleCI order
+/// treats every candidate as a prefix, newest wins.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub key: String,
+    pub exact_first: bool,
+}
+
+pub enum Committed {
+    Saved,
+    /// Another save of the same key, version and scope got there first.
+    Exists,
+}
+
+/// A streaming write of one entry. Nothing is visible until `commit`; dropping it aborts.
+pub trait Upload: Write + Send {
+    fn commit(self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed>;
+}
+
+pub trait Store: Send + Sync {
+    /// Where entries go, for dry runs and messages.
+    fn location(&self) -> String;
+
+    /// Entries in one scope and version whose key starts with `prefix`.
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>>;
+
+    /// Every entry whose key starts with `prefix`, in every scope and version.
+    fn list(&self, prefix: &str) -> Result<Vec<Meta>>;
+
+    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>>;
+
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>>;
+
+    fn delete(&self, meta: &Meta) -> Result<()>;
+
+    /// Remove what killed saves left behind (temporary files, unfinished uploads).
+    fn clean_incomplete(&self) {}
+
+    /// Record that a restore used the entry (for pruning least recently used entries).
+    fn touch(&self, _meta: &Meta) {}
+
+    /// Scope by scope, candidate by candidate: exact key first where asked, then the newest
+    /// entry whose key has the candidate as a prefix. Stores whose service matches keys
+    /// itself override this.
+    fn lookup(&self, scopes: &[String], version: &str, candidates: &[Candidate]) -> Result<Option<Meta>> {
+        for scope in scopes {
+            for c in candidates {
+                let found = self.list_prefix(scope, version, &c.key)?;
+                if c.exact_first {
+                    if let Some(m) = newest(found.iter().filter(|m| m.key == c.key)) {
+                        return Ok(Some(m.clone()));
+                    }
+                }
+                if let Some(m) = newest(found.iter()) {
+                    return Ok(Some(m.clone()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn exists(&self, scope: &str, version: &str, key: &str) -> Result<bool> {
+        Ok(self.list_prefix(scope, version, key)?.iter().any(|m| m.key == key))
+    }
+}
+
+fn newest<'a>(it: impl Iterator<Item = &'a Meta>) -> Option<&'a Meta> {
+    it.max_by_key(|m| m.created_ms)
+}
+
+/// Open the store a URL names; no URL means the local default directory.
+pub fn open(url: Option<&str>) -> Result<Box<dyn Store>> {
+    let url = url.map(str::trim).filter(|u| !u.is_empty());
+    match url {
+        None => Ok(Box::new(LocalStore::new(default_dir()?))),
+        Some(u) if u.starts_with("file://") => {
+            let path = &u["file://".len()..];
+            if !path.starts_with('/') {
+                bail!("store URL {u:?}: a file:// URL needs an absolute path, as in file:///var/cache/kura");
+            }
+            Ok(Box::new(LocalStore::new(PathBuf::from(path))))
+        }
+        Some(u) if u.starts_with('/') => Ok(Box::new(LocalStore::new(PathBuf::from(u)))),
+        Some(u) if u.starts_with("s3://") || u.starts_with("gha://") => {
+            bail!("store URL {u:?}: this build of kura has no {} store yet; use file:///DIR", &u[..u.find(':').unwrap()])
+        }
+        Some(u) => bail!("store URL {u:?} is not understood; use file:///DIR (s3:// and gha:// come with their stores)"),
+    }
+}
+
+pub fn default_dir() -> Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("kura"));
+    }
+    match crate::select::home_dir() {
+        Some(h) => Ok(h.join(".cache").join("kura")),
+        None => bail!("no store given and neither XDG_CACHE_HOME nor HOME is set; pass --store file:///DIR"),
+    }
+}
+
+/// Percent-encode everything but `[A-Za-z0-9._-]`. Encoding is per character, so the
+/// encoding of a prefix is a prefix of the encoding: restore-key lookups stay prefix scans.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let h = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_keeps_prefixes_and_round_trips() {
+        let key = "v1-deps/linux-+abc=é";
+        let enc = encode(key);
+        assert!(enc.chars().all(|c| c.is_ascii_alphanumeric() || "._-%".contains(c)));
+        assert!(enc.starts_with(&encode("v1-deps/li")));
+        assert_eq!(decode(&enc).as_deref(), Some(key));
+    }
+}
