@@ -56,13 +56,9 @@ pub enum Command {
     /// Apply every layer of this workflow's workspace under a directory.
     Attach(AttachArgs),
     /// List entries whose key starts with PREFIX.
-    Ls {
-        prefix: Option<String>,
-    },
+    Ls { prefix: Option<String> },
     /// Delete every entry with this exact key.
-    Rm {
-        key: String,
-    },
+    Rm { key: String },
     /// Delete entries unused for longer than --max-age, then the least recently used until
     /// the store is under --max-size.
     Prune {
@@ -78,17 +74,31 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct PathArgs {
     /// Path patterns: ~ expanded, globs, '!' to exclude. Repeat, or separate with newlines.
-    #[arg(long = "path", required = true, env = "KURA_PATH", value_delimiter = '\n')]
+    #[arg(
+        long = "path",
+        required = true,
+        env = "KURA_PATH",
+        value_delimiter = '\n'
+    )]
     pub paths: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// The primary key template (GitHub order: exact, then as a prefix).
-    #[arg(long, env = "KURA_KEY", conflicts_with = "keys", required_unless_present = "keys")]
+    #[arg(
+        long,
+        env = "KURA_KEY",
+        conflicts_with = "keys",
+        required_unless_present = "keys"
+    )]
     pub key: Option<String>,
     /// Fallback key templates, tried in order after --key (exact, then as a prefix).
-    #[arg(long = "restore-key", env = "KURA_RESTORE_KEYS", value_delimiter = '\n')]
+    #[arg(
+        long = "restore-key",
+        env = "KURA_RESTORE_KEYS",
+        value_delimiter = '\n'
+    )]
     pub restore_keys: Vec<String>,
     /// CircleCI order: every key is a prefix and the newest match wins, even over an exact one.
     #[arg(long, num_args = 1.., env = "KURA_KEYS", value_delimiter = '\n')]
@@ -130,7 +140,12 @@ pub struct PersistArgs {
     #[arg(long, env = "KURA_ROOT")]
     pub root: std::path::PathBuf,
     /// Files, directories or globs relative to --root. Repeat, or separate with newlines.
-    #[arg(long = "path", required = true, env = "KURA_PATH", value_delimiter = '\n')]
+    #[arg(
+        long = "path",
+        required = true,
+        env = "KURA_PATH",
+        value_delimiter = '\n'
+    )]
     pub paths: Vec<String>,
     #[command(flatten)]
     pub run: RunArgs,

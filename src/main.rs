@@ -23,7 +23,10 @@ fn main() -> ExitCode {
         github: ci.provider == ci::Provider::GitHub,
     };
     // Workspaces are not optional the way caches are: their failures fail the job.
-    let fatal = matches!(cli.command, Command::Persist(_) | Command::Attach(_) | Command::Key { .. });
+    let fatal = matches!(
+        cli.command,
+        Command::Persist(_) | Command::Attach(_) | Command::Key { .. }
+    );
     let strict = cli.global.strict || fatal;
     match run(cli, ci, &report) {
         Ok(code) => ExitCode::from(code as u8),
@@ -69,12 +72,17 @@ fn run(cli: Cli, ci: ci::CiInfo, report: &Report) -> anyhow::Result<i32> {
     let env = ops::Env {
         ctx,
         store,
-        report: Report { json: report.json, github: report.github },
+        report: Report {
+            json: report.json,
+            github: report.github,
+        },
         base,
         write_scope,
         read_scopes,
         // zstd's own -T0 counts physical cores; count what the machine gives us instead.
-        workers: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2),
+        workers: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(2),
     };
     match &cli.command {
         Command::Key { .. } => unreachable!(),
@@ -84,6 +92,8 @@ fn run(cli: Cli, ci: ci::CiInfo, report: &Report) -> anyhow::Result<i32> {
         Command::Attach(a) => ops::attach(&env, a),
         Command::Ls { prefix } => ops::ls(&env, prefix.as_deref()),
         Command::Rm { key } => ops::rm(&env, key),
-        Command::Prune { max_size, max_age } => ops::prune(&env, max_size.as_deref(), max_age.as_deref()),
+        Command::Prune { max_size, max_age } => {
+            ops::prune(&env, max_size.as_deref(), max_age.as_deref())
+        }
     }
 }

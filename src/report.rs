@@ -66,16 +66,29 @@ pub fn human(bytes: u64) -> String {
 
 pub fn speed(bytes: u64, took: Duration) -> String {
     let secs = took.as_secs_f64().max(1e-3);
-    format!("{:.2} s, {}/s", took.as_secs_f64(), human((bytes as f64 / secs) as u64))
+    format!(
+        "{:.2} s, {}/s",
+        took.as_secs_f64(),
+        human((bytes as f64 / secs) as u64)
+    )
 }
 
 /// `10G`, `500M`, `1.5GB`, `123` (bytes).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("size {s:?} is not understood; write it like 10G or 500M"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("size {s:?} is not understood; write it like 10G or 500M"))?;
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
@@ -90,14 +103,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num.parse().map_err(|_| format!("duration {s:?} is not understood; write it like 7d or 12h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?} is not understood; write it like 7d or 12h"))?;
     let secs = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" | "" => 86400,
         "w" => 7 * 86400,
-        _ => return Err(format!("duration {s:?} has an unknown unit; use s, m, h, d or w")),
+        _ => {
+            return Err(format!(
+                "duration {s:?} has an unknown unit; use s, m, h, d or w"
+            ))
+        }
     };
     Ok(Duration::from_secs(n * secs))
 }

@@ -51,7 +51,11 @@ pub fn archive_name(base: &Path, path: &Path) -> String {
     let p: Vec<_> = path.components().collect();
     let common = b.iter().zip(&p).take_while(|(x, y)| x == y).count();
     let mut parts: Vec<String> = vec!["..".into(); b.len() - common];
-    parts.extend(p[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    parts.extend(
+        p[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
     if parts.is_empty() {
         ".".into()
     } else {
@@ -146,7 +150,11 @@ fn parse(lines: &[String], base: &Path, home: Option<&Path>) -> Result<(Vec<Patt
 
 /// The directories a restore of these patterns may write under.
 pub fn allowed_roots(lines: &[String], base: &Path, home: Option<&Path>) -> Result<Vec<PathBuf>> {
-    Ok(parse(lines, base, home)?.0.into_iter().map(|p| p.root).collect())
+    Ok(parse(lines, base, home)?
+        .0
+        .into_iter()
+        .map(|p| p.root)
+        .collect())
 }
 
 /// Children of a directory in byte order of their names: the order the GitHub runner's glob
@@ -347,15 +355,24 @@ mod tests {
     #[test]
     fn archive_names_follow_the_github_layout() {
         let base = Path::new("/home/runner/work/r/r");
-        assert_eq!(archive_name(base, Path::new("/home/runner/work/r/r/node_modules/a")), "node_modules/a");
-        assert_eq!(archive_name(base, Path::new("/home/runner/.npm")), "../../../.npm");
+        assert_eq!(
+            archive_name(base, Path::new("/home/runner/work/r/r/node_modules/a")),
+            "node_modules/a"
+        );
+        assert_eq!(
+            archive_name(base, Path::new("/home/runner/.npm")),
+            "../../../.npm"
+        );
         assert_eq!(archive_name(base, base), ".");
     }
 
     #[test]
     fn tilde_and_normalize() {
         let h = Path::new("/home/u");
-        assert_eq!(expand_tilde("~/.npm", Some(h)), PathBuf::from("/home/u/.npm"));
+        assert_eq!(
+            expand_tilde("~/.npm", Some(h)),
+            PathBuf::from("/home/u/.npm")
+        );
         assert_eq!(expand_tilde("~", Some(h)), PathBuf::from("/home/u"));
         assert_eq!(expand_tilde("~other/x", Some(h)), PathBuf::from("~other/x"));
         assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
@@ -363,7 +380,14 @@ mod tests {
 
     fn tree() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
-        for f in ["nm/a/index.js", "nm/a/x.log", "nm/.cache/big", "nm/b/index.js", "src/m.rs", "README"] {
+        for f in [
+            "nm/a/index.js",
+            "nm/a/x.log",
+            "nm/.cache/big",
+            "nm/b/index.js",
+            "src/m.rs",
+            "README",
+        ] {
             let p = t.path().join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, f).unwrap();
@@ -380,13 +404,18 @@ mod tests {
         let t = tree();
         let lines: Vec<String> = ["nm", "!nm/.cache", "!**/*.log"].map(String::from).to_vec();
         let sel = select(t.path(), &lines, None).unwrap();
-        assert_eq!(names(&sel), ["nm", "nm/a", "nm/a/index.js", "nm/b", "nm/b/index.js"]);
+        assert_eq!(
+            names(&sel),
+            ["nm", "nm/a", "nm/a/index.js", "nm/b", "nm/b/index.js"]
+        );
     }
 
     #[test]
     fn globs_match_one_level_per_star_and_report_missing() {
         let t = tree();
-        let lines: Vec<String> = ["nm/*/index.js", "nothing/here", "**/*.rs"].map(String::from).to_vec();
+        let lines: Vec<String> = ["nm/*/index.js", "nothing/here", "**/*.rs"]
+            .map(String::from)
+            .to_vec();
         let sel = select(t.path(), &lines, None).unwrap();
         assert_eq!(names(&sel), ["nm/a/index.js", "nm/b/index.js", "src/m.rs"]);
         assert_eq!(sel.missing, ["nothing/here"]);
@@ -395,8 +424,17 @@ mod tests {
     #[test]
     fn roots_are_the_non_glob_prefixes() {
         let base = Path::new("/w");
-        let lines: Vec<String> = ["nm/*/x", "~/.npm", "!nm/a", "/abs/**/y"].map(String::from).to_vec();
+        let lines: Vec<String> = ["nm/*/x", "~/.npm", "!nm/a", "/abs/**/y"]
+            .map(String::from)
+            .to_vec();
         let roots = allowed_roots(&lines, base, Some(Path::new("/h"))).unwrap();
-        assert_eq!(roots, [PathBuf::from("/w/nm"), PathBuf::from("/h/.npm"), PathBuf::from("/abs")]);
+        assert_eq!(
+            roots,
+            [
+                PathBuf::from("/w/nm"),
+                PathBuf::from("/h/.npm"),
+                PathBuf::from("/abs")
+            ]
+        );
     }
 }

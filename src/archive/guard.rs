@@ -72,7 +72,10 @@ impl Guard {
             normalize(&link.parent().unwrap_or(Path::new("/")).join(t))
         };
         if !self.inside(&resolved) {
-            return Err(format!("link points outside the restore's paths (to {})", resolved.display()));
+            return Err(format!(
+                "link points outside the restore's paths (to {})",
+                resolved.display()
+            ));
         }
         Ok(())
     }
@@ -106,7 +109,10 @@ fn real_path(p: &Path) -> PathBuf {
             out.extend(rest.iter().rev());
             return out;
         }
-        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();

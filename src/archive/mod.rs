@@ -75,7 +75,10 @@ impl<R: Read> HashingReader<R> {
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).inspect_err(|_| self.source_failed = true)?;
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.source_failed = true)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)

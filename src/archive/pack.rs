@@ -44,7 +44,11 @@ struct ReadAhead {
 
 /// Write the archive of `sel` to `sink`. On error nothing is committed by the caller, so the
 /// half-written stream is simply dropped.
-pub fn pack<W: Write + Send>(sel: &Selection, sink: W, opts: &PackOptions) -> Result<(W, PackStats)> {
+pub fn pack<W: Write + Send>(
+    sel: &Selection,
+    sink: W,
+    opts: &PackOptions,
+) -> Result<(W, PackStats)> {
     let small: Vec<usize> = sel
         .entries
         .iter()
@@ -143,7 +147,10 @@ fn write_tar<W: Write + Send>(
         h.set_gid(0);
         h.set_mtime(e.mtime.0.max(0) as u64);
         if e.mtime.1 != 0 {
-            pax.push(("mtime", format!("{}.{:09}", e.mtime.0, e.mtime.1).into_bytes()));
+            pax.push((
+                "mtime",
+                format!("{}.{:09}", e.mtime.0, e.mtime.1).into_bytes(),
+            ));
         }
         let name = if e.kind == Kind::Dir && e.name != "." {
             format!("{}/", e.name)
@@ -160,7 +167,9 @@ fn write_tar<W: Write + Send>(
                 h.set_entry_type(tar::EntryType::Symlink);
                 set_link(&mut h, &target.to_string_lossy(), &mut pax);
                 if opts.manifest {
-                    stats.manifest.insert(e.name.clone(), format!("symlink:{}", target.display()));
+                    stats
+                        .manifest
+                        .insert(e.name.clone(), format!("symlink:{}", target.display()));
                 }
             }
             Kind::HardLink(first) => {
@@ -191,11 +200,14 @@ fn write_tar<W: Write + Send>(
         if e.size <= SMALL {
             let data = wait_for(i, state, cv)?;
             if opts.manifest {
-                stats.manifest.insert(e.name.clone(), super::hex(&Sha256::digest(&data)));
+                stats
+                    .manifest
+                    .insert(e.name.clone(), super::hex(&Sha256::digest(&data)));
             }
             tar.append(&h, data.as_slice())?;
         } else {
-            let f = File::open(&e.path).with_context(|| format!("cannot open {}", e.path.display()))?;
+            let f =
+                File::open(&e.path).with_context(|| format!("cannot open {}", e.path.display()))?;
             let mut src = DigestReader {
                 inner: f.take(e.size),
                 hasher: opts.manifest.then(Sha256::new),
@@ -205,7 +217,9 @@ fn write_tar<W: Write + Send>(
                 .with_context(|| format!("cannot read {}", e.path.display()))?;
             let read = src.read;
             if let Some(hs) = src.hasher.take() {
-                stats.manifest.insert(e.name.clone(), super::hex(&hs.finalize()));
+                stats
+                    .manifest
+                    .insert(e.name.clone(), super::hex(&hs.finalize()));
             }
             check_unchanged(e, src.inner.get_ref(), read)?;
         }
@@ -249,7 +263,13 @@ impl<R: Read> Read for DigestReader<R> {
 /// Put a name in the ustar field when it fits as ASCII, else in a pax record (the ustar field
 /// then holds a truncated copy for readers that ignore pax). Written as raw bytes: the tar
 /// crate's setters refuse the `../` names the GitHub layout needs.
-fn set_name(h: &mut tar::Header, name: &str, pax: &mut Vec<(&'static str, Vec<u8>)>, key: &'static str, max: usize) {
+fn set_name(
+    h: &mut tar::Header,
+    name: &str,
+    pax: &mut Vec<(&'static str, Vec<u8>)>,
+    key: &'static str,
+    max: usize,
+) {
     let bytes = name.as_bytes();
     if bytes.len() > max || !name.is_ascii() {
         pax.push((key, bytes.to_vec()));

@@ -111,7 +111,10 @@ fn decoder<'a, R: Read + 'a>(src: R) -> Result<Box<dyn Read + 'a>> {
     } else if head.is_empty() {
         bail!("the archive is empty")
     } else {
-        bail!("the archive is neither zstd nor gzip (it starts with {:02x?})", &head[..head.len().min(4)])
+        bail!(
+            "the archive is neither zstd nor gzip (it starts with {:02x?})",
+            &head[..head.len().min(4)]
+        )
     }
 }
 
@@ -212,7 +215,15 @@ fn parse<R: Read>(
             if size <= SMALL {
                 let mut data = Vec::with_capacity(size as usize);
                 entry.read_to_end(&mut data).context(Corrupt)?;
-                if tx.send(FileJob { dest, data, mode, mtime }).is_err() {
+                if tx
+                    .send(FileJob {
+                        dest,
+                        data,
+                        mode,
+                        mtime,
+                    })
+                    .is_err()
+                {
                     break; // a writer failed; its error is reported
                 }
             } else {
@@ -228,7 +239,10 @@ fn parse<R: Read>(
                 finish_file(&f, &dest, mode, mtime)?;
             }
         } else if kind.is_symlink() {
-            let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+            let target = entry
+                .link_name_bytes()
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
             match guard.symlink_target(&dest, &target) {
                 Ok(()) => {
                     make_dirs(&parent, journal)?;
@@ -237,18 +251,26 @@ fn parse<R: Read>(
                 Err(why) => refuse(why),
             }
         } else if kind.is_hard_link() {
-            let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+            let target = entry
+                .link_name_bytes()
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
             match guard.dest(&target) {
                 Ok(t) => {
                     make_dirs(&parent, journal)?;
                     links.push(Link::Hard(dest, t));
                 }
-                Err(why) => refuse(format!("hard link target {}: {why}", String::from_utf8_lossy(&target))),
+                Err(why) => refuse(format!(
+                    "hard link target {}: {why}",
+                    String::from_utf8_lossy(&target)
+                )),
             }
         } else if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
             continue;
         } else {
-            refuse(format!("entries of type {kind:?} (devices, fifos) are refused"));
+            refuse(format!(
+                "entries of type {kind:?} (devices, fifos) are refused"
+            ));
         }
     }
     // Drain what follows the end marker so the caller's digest covers the whole stream.
@@ -282,7 +304,11 @@ fn parse_pax_time(v: &str) -> Option<FileTime> {
     Some(FileTime::from_unix_time(secs, nanos))
 }
 
-fn writer(rx: &Mutex<Receiver<FileJob>>, journal: &Mutex<Vec<PathBuf>>, failure: &Mutex<Option<anyhow::Error>>) {
+fn writer(
+    rx: &Mutex<Receiver<FileJob>>,
+    journal: &Mutex<Vec<PathBuf>>,
+    failure: &Mutex<Option<anyhow::Error>>,
+) {
     loop {
         let job = match rx.lock().unwrap().recv() {
             Ok(j) => j,
@@ -290,7 +316,8 @@ fn writer(rx: &Mutex<Receiver<FileJob>>, journal: &Mutex<Vec<PathBuf>>, failure:
         };
         let res = (|| {
             let mut f = create(&job.dest, journal)?;
-            f.write_all(&job.data).map_err(|e| write_error(&job.dest, e))?;
+            f.write_all(&job.data)
+                .map_err(|e| write_error(&job.dest, e))?;
             finish_file(&f, &job.dest, job.mode, job.mtime)
         })();
         if let Err(e) = res {
@@ -304,8 +331,12 @@ fn writer(rx: &Mutex<Receiver<FileJob>>, journal: &Mutex<Vec<PathBuf>>, failure:
 /// written through an existing link or into another name of a hard-linked file.
 fn replace(dest: &Path) -> Result<()> {
     match fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => fs::remove_dir(dest)
-            .map_err(|_| anyhow!("{} is a non-empty directory in the way of a file from the cache; remove it first", dest.display())),
+        Ok(m) if m.is_dir() => fs::remove_dir(dest).map_err(|_| {
+            anyhow!(
+                "{} is a non-empty directory in the way of a file from the cache; remove it first",
+                dest.display()
+            )
+        }),
         Ok(_) => fs::remove_file(dest).map_err(|e| write_error(dest, e)),
         Err(_) => Ok(()),
     }

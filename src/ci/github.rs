@@ -39,5 +39,7 @@ pub fn detect(env: &HashMap<String, String>) -> Option<CiInfo> {
 fn default_branch(env: &HashMap<String, String>) -> Option<String> {
     let raw = std::fs::read(get(env, "GITHUB_EVENT_PATH")?).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
-    v["repository"]["default_branch"].as_str().map(str::to_string)
+    v["repository"]["default_branch"]
+        .as_str()
+        .map(str::to_string)
 }

@@ -91,7 +91,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -128,7 +131,14 @@ mod tests {
             ("GITHUB_EVENT_PATH", event.to_str().unwrap()),
         ]));
         assert_eq!(i.write_scope, "refs/pull/12/merge");
-        assert_eq!(i.read_scopes, ["refs/pull/12/merge", "refs/heads/release", "refs/heads/trunk"]);
+        assert_eq!(
+            i.read_scopes,
+            [
+                "refs/pull/12/merge",
+                "refs/heads/release",
+                "refs/heads/trunk"
+            ]
+        );
     }
 
     #[test]

@@ -24,9 +24,8 @@ pub fn eval(action: &Action, ctx: &Context) -> Result<String, String> {
 fn field(path: &[String], ctx: &Context) -> Result<String, String> {
     let ci = &ctx.ci;
     let need = |v: &Option<String>, what: &str, vars: &str| {
-        v.clone().ok_or_else(|| {
-            format!("{what} is not known here ({}); set {vars}", ci.name)
-        })
+        v.clone()
+            .ok_or_else(|| format!("{what} is not known here ({}); set {vars}", ci.name))
     };
     match path {
         [one] => match one.as_str() {
@@ -49,10 +48,9 @@ fn field(path: &[String], ctx: &Context) -> Result<String, String> {
 }
 
 fn env_var(name: &str, ctx: &Context) -> Result<String, String> {
-    ctx.env
-        .get(name)
-        .cloned()
-        .ok_or_else(|| format!("environment variable {name} is not set; set it or remove it from the key"))
+    ctx.env.get(name).cloned().ok_or_else(|| {
+        format!("environment variable {name} is not set; set it or remove it from the key")
+    })
 }
 
 fn call(name: &str, args: &[String], ctx: &Context) -> Result<String, String> {
@@ -128,7 +126,8 @@ fn hash_files(args: &[String], ctx: &Context) -> Result<String, String> {
     }
     let mut h = Sha256::new();
     for f in &files {
-        let d = sha256_file(f).map_err(|e| format!("hashFiles cannot read {}: {e}", f.display()))?;
+        let d =
+            sha256_file(f).map_err(|e| format!("hashFiles cannot read {}: {e}", f.display()))?;
         h.update(&d);
     }
     Ok(hex(&h.finalize()))

@@ -74,7 +74,10 @@ pub fn parse(template: &str) -> Result<Vec<Part>, TemplateError> {
 fn parse_action(src: &str) -> Result<Action, String> {
     let words = split_words(src)?;
     let Some((first, args)) = words.split_first() else {
-        return Err("empty action; put a variable such as .Branch or a function such as epoch inside".into());
+        return Err(
+            "empty action; put a variable such as .Branch or a function such as epoch inside"
+                .into(),
+        );
     };
     match first {
         Arg::Field(path) => {
@@ -163,8 +166,13 @@ fn split_words(src: &str) -> Result<Vec<Arg>, String> {
             }
             words.push(Arg::Field(segs));
         } else if words.is_empty() {
-            if !w.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') {
-                return Err(format!("unexpected '{w}'; expected a variable or a function name"));
+            if !w
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            {
+                return Err(format!(
+                    "unexpected '{w}'; expected a variable or a function name"
+                ));
             }
             words.push(Arg::Str(w));
         } else {

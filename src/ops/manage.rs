@@ -20,16 +20,25 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<i32> {
     let mut all = env.store.list(prefix.unwrap_or(""))?;
     all.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
     if env.report.json {
-        let rows: Vec<_> = all.iter().map(|m| json!({"key": m.key, "scope": m.scope, "version": m.version,
-            "size": m.size, "files": m.files, "created_ms": m.created_ms, "used_ms": m.used_ms})).collect();
+        let rows: Vec<_> = all
+            .iter()
+            .map(|m| {
+                json!({"key": m.key, "scope": m.scope, "version": m.version,
+            "size": m.size, "files": m.files, "created_ms": m.created_ms, "used_ms": m.used_ms})
+            })
+            .collect();
         env.report.outcome(json!({"entries": rows}));
         return Ok(0);
     }
     if all.is_empty() {
-        env.report.info(format!("no entries in {}", env.store.location()));
+        env.report
+            .info(format!("no entries in {}", env.store.location()));
         return Ok(0);
     }
-    println!("{:<50} {:>10} {:>8} {:>9} {:>9}  SCOPE", "KEY", "SIZE", "FILES", "CREATED", "USED");
+    println!(
+        "{:<50} {:>10} {:>8} {:>9} {:>9}  SCOPE",
+        "KEY", "SIZE", "FILES", "CREATED", "USED"
+    );
     for m in &all {
         let scope = if m.scope.is_empty() { "-" } else { &m.scope };
         println!(
@@ -45,25 +54,43 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<i32> {
 }
 
 pub fn rm(env: &Env, key: &str) -> Result<i32> {
-    let doomed: Vec<Meta> = env.store.list(key)?.into_iter().filter(|m| m.key == key).collect();
+    let doomed: Vec<Meta> = env
+        .store
+        .list(key)?
+        .into_iter()
+        .filter(|m| m.key == key)
+        .collect();
     if doomed.is_empty() {
-        env.report.warn(format!("no entry with key {key} in {}", env.store.location()));
+        env.report.warn(format!(
+            "no entry with key {key} in {}",
+            env.store.location()
+        ));
         return Ok(0);
     }
     for m in &doomed {
         env.store.delete(m)?;
     }
-    env.report.info(format!("Deleted {} entr{} with key {key}", doomed.len(), if doomed.len() == 1 { "y" } else { "ies" }));
-    env.report.outcome(json!({"outcome": "deleted", "key": key, "count": doomed.len()}));
+    env.report.info(format!(
+        "Deleted {} entr{} with key {key}",
+        doomed.len(),
+        if doomed.len() == 1 { "y" } else { "ies" }
+    ));
+    env.report
+        .outcome(json!({"outcome": "deleted", "key": key, "count": doomed.len()}));
     Ok(0)
 }
 
 pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result<i32> {
     if max_size.is_none() && max_age.is_none() {
-        return Err(user_error("prune needs --max-size and/or --max-age (e.g. --max-size 10G --max-age 7d)"));
+        return Err(user_error(
+            "prune needs --max-size and/or --max-age (e.g. --max-size 10G --max-age 7d)",
+        ));
     }
     let limit = max_size.map(parse_size).transpose().map_err(user_error)?;
-    let age = max_age.map(parse_duration).transpose().map_err(user_error)?;
+    let age = max_age
+        .map(parse_duration)
+        .transpose()
+        .map_err(user_error)?;
     env.store.clean_incomplete();
     let mut all = env.store.list("")?;
     // Least recently used first.
@@ -88,6 +115,7 @@ pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result
         human(total),
         env.store.location()
     ));
-    env.report.outcome(json!({"outcome": "pruned", "removed": removed, "remaining_bytes": total}));
+    env.report
+        .outcome(json!({"outcome": "pruned", "removed": removed, "remaining_bytes": total}));
     Ok(0)
 }

@@ -76,7 +76,9 @@ pub fn render_all(templates: &[String], ctx: &Context) -> anyhow::Result<Vec<Str
 }
 
 fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 #[cfg(test)]

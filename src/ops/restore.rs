@@ -12,41 +12,77 @@ use std::time::Instant;
 pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     let paths = path_lines(&args.paths.paths);
     if paths.is_empty() {
-        return Err(user_error("no path given: pass --path (the same paths the save used)"));
+        return Err(user_error(
+            "no path given: pass --path (the same paths the save used)",
+        ));
     }
     let (candidates, primary) = if let Some(key) = &args.key {
         let mut templates = vec![key.clone()];
-        templates.extend(args.restore_keys.iter().filter(|k| !k.trim().is_empty()).cloned());
+        templates.extend(
+            args.restore_keys
+                .iter()
+                .filter(|k| !k.trim().is_empty())
+                .cloned(),
+        );
         let keys = render_all(&templates, &env.ctx)?;
         let primary = keys[0].clone();
-        let c: Vec<Candidate> = keys.into_iter().map(|key| Candidate { key, exact_first: true }).collect();
+        let c: Vec<Candidate> = keys
+            .into_iter()
+            .map(|key| Candidate {
+                key,
+                exact_first: true,
+            })
+            .collect();
         (c, primary)
     } else {
-        let templates: Vec<String> = args.keys.iter().filter(|k| !k.trim().is_empty()).cloned().collect();
+        let templates: Vec<String> = args
+            .keys
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .cloned()
+            .collect();
         if templates.is_empty() {
-            return Err(user_error("no key given: pass --key (GitHub order) or --keys (CircleCI order)"));
+            return Err(user_error(
+                "no key given: pass --key (GitHub order) or --keys (CircleCI order)",
+            ));
         }
         let keys = render_all(&templates, &env.ctx)?;
         let primary = keys[0].clone();
-        let c: Vec<Candidate> = keys.into_iter().map(|key| Candidate { key, exact_first: false }).collect();
+        let c: Vec<Candidate> = keys
+            .into_iter()
+            .map(|key| Candidate {
+                key,
+                exact_first: false,
+            })
+            .collect();
         (c, primary)
     };
     let keys: Vec<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
     let version = cache_version(&paths);
     let r = &env.report;
     let miss = |code: i32, why: &str| {
-        r.outcome(json!({"outcome": "miss", "cache_hit": false, "primary_key": primary,
-            "keys": keys, "version": version, "reason": why}));
+        r.outcome(
+            json!({"outcome": "miss", "cache_hit": false, "primary_key": primary,
+            "keys": keys, "version": version, "reason": why}),
+        );
         code
     };
     let miss_code = if args.fail_on_miss { 1 } else { 0 };
 
     let found = match env.store.lookup(&env.read_scopes, &version, &candidates) {
         Ok(f) => f,
-        Err(e) => return Err(e.context(format!("cannot look up the cache in {}", env.store.location()))),
+        Err(e) => {
+            return Err(e.context(format!(
+                "cannot look up the cache in {}",
+                env.store.location()
+            )))
+        }
     };
     let Some(meta) = found else {
-        r.info(format!("Cache not found for input keys: {}", keys.join(", ")));
+        r.info(format!(
+            "Cache not found for input keys: {}",
+            keys.join(", ")
+        ));
         if args.fail_on_miss {
             r.error(format!(
                 "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {primary}"
@@ -65,7 +101,11 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
         v
     };
     if args.dry_run || args.lookup_only {
-        let verb = if args.dry_run { "Would restore" } else { "Cache found" };
+        let verb = if args.dry_run {
+            "Would restore"
+        } else {
+            "Cache found"
+        };
         r.info(format!("{verb} from key: {}", meta.key));
         r.info(format!(
             "  version {version}, scope {:?}, store {}\n  {} files, {} unpacked, archive {}",
@@ -75,7 +115,10 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
             crate::report::human(meta.bytes),
             size(meta.size)
         ));
-        r.outcome(hit_json(&meta, json!({"dry_run": args.dry_run, "lookup_only": args.lookup_only})));
+        r.outcome(hit_json(
+            &meta,
+            json!({"dry_run": args.dry_run, "lookup_only": args.lookup_only}),
+        ));
         return Ok(0);
     }
 
@@ -85,7 +128,9 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     let started = Instant::now();
     let reader = env.store.open(&meta)?;
     let mut hashing = HashingReader::new(reader);
-    let opts = UnpackOptions { writers: threads().max(2) };
+    let opts = UnpackOptions {
+        writers: threads().max(2),
+    };
     let stats = match archive::unpack(&mut hashing, &mut guard, &opts) {
         Ok(s) => s,
         Err(e) => {

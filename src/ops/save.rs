@@ -46,8 +46,10 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
             sel.file_count(),
             human(sel.total_bytes())
         ));
-        r.outcome(json!({"outcome": "dry_run", "key": key, "version": version, "scope": scope,
-            "store": env.store.location(), "files": sel.file_count(), "bytes": sel.total_bytes()}));
+        r.outcome(
+            json!({"outcome": "dry_run", "key": key, "version": version, "scope": scope,
+            "store": env.store.location(), "files": sel.file_count(), "bytes": sel.total_bytes()}),
+        );
         return Ok(0);
     }
 
@@ -58,12 +60,26 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
         readers: threads().max(2) * 2,
         manifest: false,
     };
-    let outcome = store_selection(env, &sel, scope, &version, &key, &paths, &opts, args.overwrite, Vec::new())?;
+    let outcome = store_selection(
+        env,
+        &sel,
+        scope,
+        &version,
+        &key,
+        &paths,
+        &opts,
+        args.overwrite,
+        Vec::new(),
+    )?;
     let took = started.elapsed();
     match outcome {
         (Committed::Exists, meta) => {
-            r.info(format!("Cache already exists for key {key}: another job saved it first; skipped"));
-            r.outcome(json!({"outcome": "exists", "key": key, "version": version, "size": meta.size}));
+            r.info(format!(
+                "Cache already exists for key {key}: another job saved it first; skipped"
+            ));
+            r.outcome(
+                json!({"outcome": "exists", "key": key, "version": version, "size": meta.size}),
+            );
         }
         (Committed::Saved, meta) => {
             r.info(format!("Cache saved with key: {key}"));
@@ -74,9 +90,11 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
                 human(meta.bytes),
                 speed(meta.bytes, took)
             ));
-            r.outcome(json!({"outcome": "saved", "key": key, "version": version, "scope": scope,
+            r.outcome(
+                json!({"outcome": "saved", "key": key, "version": version, "scope": scope,
                 "size": meta.size, "files": meta.files, "bytes": meta.bytes, "sha256": meta.sha256,
-                "seconds": took.as_secs_f64()}));
+                "seconds": took.as_secs_f64()}),
+            );
         }
     }
     Ok(0)

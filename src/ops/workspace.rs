@@ -30,10 +30,15 @@ fn ids(env: &Env, run: &RunArgs) -> Result<(String, String)> {
         ))
     })?;
     let job = run.job.clone().or_else(|| ci.job.clone()).ok_or_else(|| {
-        user_error(format!("no job name ({}): pass --job or set KURA_JOB", ci.name))
+        user_error(format!(
+            "no job name ({}): pass --job or set KURA_JOB",
+            ci.name
+        ))
     })?;
     if job.contains('~') {
-        return Err(user_error(format!("job name {job:?} contains '~', which kura uses in layer names")));
+        return Err(user_error(format!(
+            "job name {job:?} contains '~', which kura uses in layer names"
+        )));
     }
     Ok((workflow, job))
 }
@@ -44,7 +49,10 @@ fn scope(workflow: &str) -> String {
 
 /// Where a job remembers which layers it attached, so its own layer can name them.
 fn attached_file(workflow: &str, job: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("kura-attached-{}", encode(&format!("{workflow}~{job}"))))
+    std::env::temp_dir().join(format!(
+        "kura-attached-{}",
+        encode(&format!("{workflow}~{job}"))
+    ))
 }
 
 fn absolute(env: &Env, p: &Path) -> PathBuf {
@@ -55,16 +63,29 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
     let (workflow, job) = ids(env, &args.run)?;
     let root = absolute(env, &args.root);
     if !root.is_dir() {
-        return Err(user_error(format!("--root {} is not a directory", root.display())));
+        return Err(user_error(format!(
+            "--root {} is not a directory",
+            root.display()
+        )));
     }
     let paths = path_lines(&args.paths);
-    if let Some(p) = paths.iter().find(|p| p.trim_start_matches('!').starts_with(['/', '~'])) {
-        return Err(user_error(format!("persist path {p:?} must be relative to --root {}", root.display())));
+    if let Some(p) = paths
+        .iter()
+        .find(|p| p.trim_start_matches('!').starts_with(['/', '~']))
+    {
+        return Err(user_error(format!(
+            "persist path {p:?} must be relative to --root {}",
+            root.display()
+        )));
     }
-    let sel = crate::select::select(&root, &paths, None).map_err(|e| user_error(format!("{e:#}")))?;
+    let sel =
+        crate::select::select(&root, &paths, None).map_err(|e| user_error(format!("{e:#}")))?;
     let r = &env.report;
     for m in &sel.missing {
-        r.warn(format!("persist path {m:?} matched nothing under {}", root.display()));
+        r.warn(format!(
+            "persist path {m:?} matched nothing under {}",
+            root.display()
+        ));
     }
     if sel.entries.is_empty() {
         r.warn("nothing to persist: no path matched a file");
@@ -83,8 +104,10 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
             root.display(),
             env.store.location()
         ));
-        r.outcome(json!({"outcome": "dry_run", "layer": key, "workflow": workflow,
-            "files": sel.file_count(), "bytes": sel.total_bytes()}));
+        r.outcome(
+            json!({"outcome": "dry_run", "layer": key, "workflow": workflow,
+            "files": sel.file_count(), "bytes": sel.total_bytes()}),
+        );
         return Ok(0);
     }
     let parents: Vec<String> = std::fs::read(attached_file(&workflow, &job))
@@ -98,8 +121,17 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
         manifest: true,
     };
     let started = Instant::now();
-    let (committed, meta) =
-        store_selection(env, &sel, &scope, LAYER_VERSION, &key, &paths, &opts, false, parents)?;
+    let (committed, meta) = store_selection(
+        env,
+        &sel,
+        &scope,
+        LAYER_VERSION,
+        &key,
+        &paths,
+        &opts,
+        false,
+        parents,
+    )?;
     if let Committed::Exists = committed {
         bail!("workspace layer {key} already exists; was this job run twice at once?");
     }
@@ -109,8 +141,10 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
         human(meta.bytes),
         speed(meta.bytes, started.elapsed())
     ));
-    r.outcome(json!({"outcome": "persisted", "layer": key, "workflow": workflow,
-        "files": meta.files, "bytes": meta.bytes, "size": meta.size}));
+    r.outcome(
+        json!({"outcome": "persisted", "layer": key, "workflow": workflow,
+        "files": meta.files, "bytes": meta.bytes, "size": meta.size}),
+    );
     Ok(0)
 }
 
@@ -126,7 +160,12 @@ fn parse_layer(meta: Meta) -> Option<Layer> {
     let seq = it.next()?.parse().ok()?;
     let attempt = it.next()?.parse().ok()?;
     let job = it.next()?.to_string();
-    Some(Layer { meta, job, attempt, seq })
+    Some(Layer {
+        meta,
+        job,
+        attempt,
+        seq,
+    })
 }
 
 /// The layers to apply, in order: for each job only its latest attempt.
@@ -142,8 +181,13 @@ fn layers(env: &Env, workflow: &str) -> Result<Vec<Layer>> {
         let a = latest.entry(l.job.clone()).or_insert(0);
         *a = (*a).max(l.attempt);
     }
-    let mut keep: Vec<Layer> = all.into_iter().filter(|l| latest[&l.job] == l.attempt).collect();
-    keep.sort_by(|a, b| (a.meta.created_ms, &a.job, a.seq).cmp(&(b.meta.created_ms, &b.job, b.seq)));
+    let mut keep: Vec<Layer> = all
+        .into_iter()
+        .filter(|l| latest[&l.job] == l.attempt)
+        .collect();
+    keep.sort_by(|a, b| {
+        (a.meta.created_ms, &a.job, a.seq).cmp(&(b.meta.created_ms, &b.job, b.seq))
+    });
     Ok(keep)
 }
 
@@ -178,13 +222,19 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
     let r = &env.report;
     let layers = layers(env, &workflow)?;
     if layers.is_empty() {
-        r.warn(format!("workflow {workflow} has no workspace layers in {}; nothing attached", env.store.location()));
+        r.warn(format!(
+            "workflow {workflow} has no workspace layers in {}; nothing attached",
+            env.store.location()
+        ));
         r.outcome(json!({"outcome": "empty", "workflow": workflow}));
         return Ok(0);
     }
     let clash = conflicts(&layers);
     if !clash.is_empty() {
-        let list: Vec<String> = clash.iter().map(|(p, jobs)| format!("  {p} (jobs {})", jobs.join(", "))).collect();
+        let list: Vec<String> = clash
+            .iter()
+            .map(|(p, jobs)| format!("  {p} (jobs {})", jobs.join(", ")))
+            .collect();
         r.error(format!(
             "Concurrent upstream jobs persisted the same file(s) into the workspace:\n{}\nPersist each path from one job only, or make one job depend on the other.",
             list.join("\n")
@@ -193,14 +243,19 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
         return Ok(1);
     }
     std::fs::create_dir_all(&at).with_context(|| {
-        format!("cannot create {}; attach into a directory you own (under $HOME or /tmp)", at.display())
+        format!(
+            "cannot create {}; attach into a directory you own (under $HOME or /tmp)",
+            at.display()
+        )
     })?;
     let started = Instant::now();
     let (mut files, mut bytes) = (0, 0);
     for l in &layers {
         let mut guard = Guard::new(&at, std::slice::from_ref(&at));
         let mut reader = HashingReader::new(env.store.open(&l.meta)?);
-        let opts = UnpackOptions { writers: threads().max(2) };
+        let opts = UnpackOptions {
+            writers: threads().max(2),
+        };
         let stats = archive::unpack(&mut reader, &mut guard, &opts)
             .with_context(|| format!("cannot apply workspace layer {}", l.meta.key))?;
         let (sha, n) = reader.finish();
@@ -209,7 +264,11 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
             bail!("workspace layer {} is corrupt (sha256 mismatch); re-run the job {} that persisted it", l.meta.key, l.job);
         }
         if !stats.refused.is_empty() {
-            r.warn(format!("layer {}: refused\n  {}", l.meta.key, stats.refused.join("\n  ")));
+            r.warn(format!(
+                "layer {}: refused\n  {}",
+                l.meta.key,
+                stats.refused.join("\n  ")
+            ));
         }
         files += stats.files;
         bytes += stats.bytes;

@@ -28,7 +28,11 @@ impl LocalStore {
     }
 
     fn scope_dir(&self, scope: &str) -> PathBuf {
-        self.root.join(if scope.is_empty() { "_".to_string() } else { encode(scope) })
+        self.root.join(if scope.is_empty() {
+            "_".to_string()
+        } else {
+            encode(scope)
+        })
     }
 
     fn entry_dir(&self, scope: &str, version: &str, key: &str) -> PathBuf {
@@ -67,7 +71,9 @@ impl LocalStore {
         let rd = match fs::read_dir(version_dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e).with_context(|| format!("cannot list {}", version_dir.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot list {}", version_dir.display()))
+            }
         };
         for ent in rd {
             let ent = ent?;
@@ -138,7 +144,9 @@ impl Store for LocalStore {
     }
 
     fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
-        let p = self.entry_dir(&meta.scope, &meta.version, &meta.key).join(ARCHIVE);
+        let p = self
+            .entry_dir(&meta.scope, &meta.version, &meta.key)
+            .join(ARCHIVE);
         let f = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
         Ok(Box::new(f))
     }
@@ -146,7 +154,8 @@ impl Store for LocalStore {
     fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
         let tmp = self.tmp_dir()?;
         fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let file = File::create(tmp.join(ARCHIVE)).with_context(|| format!("cannot write in {}", tmp.display()))?;
+        let file = File::create(tmp.join(ARCHIVE))
+            .with_context(|| format!("cannot write in {}", tmp.display()))?;
         Ok(Box::new(LocalUpload {
             file: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
@@ -166,8 +175,15 @@ impl Store for LocalStore {
     fn clean_incomplete(&self) {
         // A save that is still running renews nothing, so only leftovers older than a day go.
         let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(86400);
-        for e in fs::read_dir(self.root.join(".tmp")).into_iter().flatten().flatten() {
-            if e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff) {
+        for e in fs::read_dir(self.root.join(".tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff)
+            {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
@@ -203,7 +219,8 @@ impl Upload for LocalUpload {
         file.sync_all()?;
         fs::write(self.tmp.join(META), serde_json::to_vec_pretty(meta)?)?;
         let parent = self.dest.parent().expect("entry has a parent");
-        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
         if overwrite && self.dest.exists() {
             // Swap the old entry out, the new one in; the old one is removed afterwards.
             fs::rename(&self.dest, &self.trash)?;

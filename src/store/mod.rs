@@ -82,7 +82,12 @@ pub trait Store: Send + Sync {
     /// Scope by scope, candidate by candidate: exact key first where asked, then the newest
     /// entry whose key has the candidate as a prefix. Stores whose service matches keys
     /// itself override this.
-    fn lookup(&self, scopes: &[String], version: &str, candidates: &[Candidate]) -> Result<Option<Meta>> {
+    fn lookup(
+        &self,
+        scopes: &[String],
+        version: &str,
+        candidates: &[Candidate],
+    ) -> Result<Option<Meta>> {
         for scope in scopes {
             for c in candidates {
                 let found = self.list_prefix(scope, version, &c.key)?;
@@ -100,7 +105,10 @@ pub trait Store: Send + Sync {
     }
 
     fn exists(&self, scope: &str, version: &str, key: &str) -> Result<bool> {
-        Ok(self.list_prefix(scope, version, key)?.iter().any(|m| m.key == key))
+        Ok(self
+            .list_prefix(scope, version, key)?
+            .iter()
+            .any(|m| m.key == key))
     }
 }
 
@@ -134,7 +142,9 @@ pub fn default_dir() -> Result<PathBuf> {
     }
     match crate::select::home_dir() {
         Some(h) => Ok(h.join(".cache").join("kura")),
-        None => bail!("no store given and neither XDG_CACHE_HOME nor HOME is set; pass --store file:///DIR"),
+        None => bail!(
+            "no store given and neither XDG_CACHE_HOME nor HOME is set; pass --store file:///DIR"
+        ),
     }
 }
 
@@ -185,7 +195,9 @@ mod tests {
     fn encoding_keeps_prefixes_and_round_trips() {
         let key = "v1-deps/linux-+abc=é";
         let enc = encode(key);
-        assert!(enc.chars().all(|c| c.is_ascii_alphanumeric() || "._-%".contains(c)));
+        assert!(enc
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-%".contains(c)));
         assert!(enc.starts_with(&encode("v1-deps/li")));
         assert_eq!(decode(&enc).as_deref(), Some(key));
     }
