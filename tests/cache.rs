@@ -1,0 +1,375 @@
+//! `kura save` / `kura restore` / `kura key` driven as a user would, on real directory trees.
+
+mod support;
+
+use std::time::Duration;
+use support::{json, run, tree, Sandbox};
+
+fn save(s: &Sandbox, key: &str, paths: &[&str]) -> support::Out {
+    let mut c = s.kura();
+    c.args(["--json", "save", "--key", key]);
+    for p in paths {
+        c.args(["--path", p]);
+    }
+    run(&mut c)
+}
+
+fn restore(s: &Sandbox, args: &[&str]) -> support::Out {
+    let mut c = s.kura();
+    c.arg("--json").arg("restore").args(args);
+    run(&mut c)
+}
+
+#[test]
+fn round_trip_with_paths_outside_the_workspace() {
+    let s = Sandbox::new();
+    s.write("node_modules/a/index.js", "module.exports = 1");
+    s.write("node_modules/.bin/tool", "#!/bin/sh");
+    std::fs::write(s.home.join(".npmrc"), "cache").unwrap();
+    std::fs::create_dir_all(s.home.join(".npm/_cacache")).unwrap();
+    std::fs::write(s.home.join(".npm/_cacache/x"), "blob").unwrap();
+    let out = save(&s, "npm-{{ .Branch }}-1", &["node_modules", "~/.npm"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Cache saved with key: npm-main-1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(json(&out)["files"], 3);
+
+    let before_ws = tree(&s.ws.join("node_modules"));
+    let before_home = tree(&s.home.join(".npm"));
+    std::fs::remove_dir_all(s.ws.join("node_modules")).unwrap();
+    std::fs::remove_dir_all(s.home.join(".npm")).unwrap();
+    let out = restore(
+        &s,
+        &[
+            "--key",
+            "npm-{{ .Branch }}-1",
+            "--path",
+            "node_modules",
+            "--path",
+            "~/.npm",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Cache restored from key: npm-main-1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(json(&out)["cache_hit"], true);
+    assert_eq!(tree(&s.ws.join("node_modules")), before_ws);
+    assert_eq!(tree(&s.home.join(".npm")), before_home);
+    // ~/.npmrc was not among the paths and is untouched.
+    assert_eq!(
+        std::fs::read_to_string(s.home.join(".npmrc")).unwrap(),
+        "cache"
+    );
+}
+
+#[test]
+fn github_order_exact_then_prefix_then_restore_keys_newest_wins() {
+    let s = Sandbox::new();
+    for (key, content) in [
+        ("deps-a", "a"),
+        ("deps-b-1", "b1"),
+        ("deps-b-2", "b2"),
+        ("other-x", "x"),
+    ] {
+        s.write("d/f", content);
+        assert_eq!(save(&s, key, &["d"]).code, 0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cases: [(&[&str], &str, bool); 5] = [
+        (&["--key", "deps-a"], "a", true),   // exact
+        (&["--key", "deps-b"], "b2", false), // prefix of the key: newest
+        (
+            &[
+                "--key",
+                "nope",
+                "--restore-key",
+                "other-",
+                "--restore-key",
+                "deps-",
+            ],
+            "x",
+            false,
+        ),
+        (&["--key", "deps-b-1", "--restore-key", "deps-"], "b1", true), // exact beats newer prefix
+        (&["--key", "nope", "--restore-key", "deps-"], "b2", false),
+    ];
+    for (args, want, hit) in cases {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--path", "d"]);
+        let out = restore(&s, &a);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(s.read("d/f"), want, "{args:?}");
+        assert_eq!(json(&out)["cache_hit"], hit, "{args:?}");
+    }
+}
+
+#[test]
+fn circleci_order_newest_prefix_wins_even_over_exact() {
+    let s = Sandbox::new();
+    s.write("d/f", "old");
+    save(&s, "v1-myapp-cache", &["d"]);
+    std::thread::sleep(Duration::from_millis(20));
+    s.write("d/f", "new");
+    save(&s, "v1-myapp-cache-new", &["d"]);
+    let out = restore(&s, &["--keys", "v1-myapp-cache", "--path", "d"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(s.read("d/f"), "new");
+    assert_eq!(json(&out)["matched_key"], "v1-myapp-cache-new");
+    // The first candidate with any match is used, even if a later one is newer.
+    let out = restore(&s, &["--keys", "zzz", "v1-myapp-cache\nv1-", "--path", "d"]);
+    assert_eq!(json(&out)["matched_key"], "v1-myapp-cache-new");
+}
+
+#[test]
+fn miss_is_exit_0_unless_fail_on_miss_and_versions_keep_paths_apart() {
+    let s = Sandbox::new();
+    s.write("vendor/x", "1");
+    save(&s, "k", &["vendor"]);
+    let out = restore(
+        &s,
+        &["--key", "k", "--restore-key", "j", "--path", "node_modules"],
+    );
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr.contains("Cache not found for input keys: k, j"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(json(&out)["outcome"], "miss");
+    let out = restore(
+        &s,
+        &["--key", "k", "--path", "node_modules", "--fail-on-miss"],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("fail-on-cache-miss"), "{}", out.stderr);
+}
+
+#[test]
+fn existing_key_is_skipped_unless_overwrite() {
+    let s = Sandbox::new();
+    s.write("d/f", "one");
+    assert_eq!(json(&save(&s, "k", &["d"]))["outcome"], "saved");
+    s.write("d/f", "two");
+    let out = save(&s, "k", &["d"]);
+    assert!(
+        out.stderr
+            .contains("Cache already exists for key k, not saving"),
+        "{}",
+        out.stderr
+    );
+    restore(&s, &["--key", "k", "--path", "d"]);
+    assert_eq!(s.read("d/f"), "one");
+    s.write("d/f", "two");
+    let out = run(s
+        .kura()
+        .args(["save", "--key", "k", "--path", "d", "--overwrite"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.write("d/f", "three");
+    restore(&s, &["--key", "k", "--path", "d"]);
+    assert_eq!(s.read("d/f"), "two");
+    let ls = run(s.kura().args(["--json", "ls"]));
+    assert_eq!(json(&ls)["entries"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn paths_matching_nothing_store_nothing() {
+    let s = Sandbox::new();
+    let out = save(&s, "k", &["missing-dir", "also/*.missing"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stderr.contains("nothing was saved"), "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "empty");
+    let ls = run(s.kura().args(["--json", "ls"]));
+    assert!(json(&ls)["entries"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn dry_run_reports_and_touches_nothing() {
+    let s = Sandbox::new();
+    s.write("d/a", "12345");
+    s.write("d/b", "678");
+    let out = run(s.kura().args([
+        "--json",
+        "save",
+        "--dry-run",
+        "--key",
+        "k-{{ .Branch }}",
+        "--path",
+        "d",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(
+        (v["key"].as_str(), v["files"].as_u64(), v["bytes"].as_u64()),
+        (Some("k-main"), Some(2), Some(8))
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("file://{}", s.store.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("version "), "{}", out.stderr);
+    assert!(!s.store.join("_").exists(), "dry run wrote to the store");
+    save(&s, "k-main", &["d"]);
+    std::fs::write(s.ws.join("d/a"), "changed").unwrap();
+    let out = run(s
+        .kura()
+        .args(["restore", "--dry-run", "--key", "k-", "--path", "d"]));
+    assert!(
+        out.stderr.contains("Would restore from key: k-main"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("2 files"), "{}", out.stderr);
+    assert_eq!(s.read("d/a"), "changed");
+}
+
+#[test]
+fn corrupted_entry_is_a_miss_and_leaves_no_files() {
+    let s = Sandbox::new();
+    for i in 0..20 {
+        s.write(&format!("d/f{i}"), &"payload ".repeat(1000 + i));
+    }
+    save(&s, "k", &["d"]);
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let archive = walk_find(&s.store, "archive");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    let out = restore(&s, &["--key", "k", "--path", "d"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "miss");
+    assert!(tree(&s.ws.join("d")).is_empty(), "files left behind");
+    // The corrupt entry is gone, so the next save can store a good one.
+    s.write("d/f0", "fresh");
+    assert_eq!(json(&save(&s, "k", &["d"]))["outcome"], "saved");
+}
+
+fn walk_find(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.file_name()? == name {
+                return Some(p);
+            }
+            if p.is_dir() && !p.file_name()?.to_string_lossy().starts_with('.') {
+                if let Some(found) = find(&p, name) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    find(dir, name).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
+}
+
+#[test]
+fn bad_input_is_exit_2_with_the_culprit() {
+    let s = Sandbox::new();
+    let out = run(s.kura().args(["key", r#"v1-{{ checksum "go.sum" }}"#]));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("go.sum") && out.stderr.contains("column 4"),
+        "{}",
+        out.stderr
+    );
+    let out = run(s.kura().args(["save", "--key", "a,b", "--path", "d"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("comma"), "{}", out.stderr);
+    let out = run(s
+        .kura()
+        .args(["--store", "ftp://x", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("ftp://x"), "{}", out.stderr);
+    let out = run(s
+        .kura()
+        .args(["restore", "--key", "{{ .Nope }}", "--path", "d"]));
+    assert_eq!(out.code, 2);
+}
+
+#[test]
+fn flags_come_from_the_environment_and_key_prints_keys() {
+    let s = Sandbox::new();
+    s.write("go.sum", "nightly-2018-07-18\n");
+    let out = run(s.kura().args([
+        "key",
+        "v1-{{ .Branch }}-{{ checksum \"go.sum\" }}",
+        "<< .Environment.HOME >>",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "v1-main-aWt1SBJau3sI1Ix2iCYSsQvxk8WUCz3k1FaUSTDBdBo="
+    );
+    assert_eq!(lines[1], s.home.to_string_lossy());
+    s.write("d/x", "env");
+    let out = run(s
+        .kura()
+        .env("KURA_KEY", "from-env")
+        .env("KURA_PATH", "d\n!d/skip")
+        .arg("save"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Cache saved with key: from-env"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(s
+        .kura()
+        .env("KURA_KEY", "from-env")
+        .env("KURA_PATH", "d\n!d/skip")
+        .arg("restore"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(s.read("d/x"), "env");
+}
+
+#[test]
+fn concurrent_saves_of_one_key_leave_exactly_one_entry() {
+    let s = Sandbox::new();
+    for i in 0..200 {
+        s.write(&format!("d/{i}"), &format!("{i}").repeat(500));
+    }
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            s.kura_std()
+                .args(["--json", "save", "--key", "race", "--path", "d"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success());
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            v["outcome"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "saved").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().all(|o| o == "saved" || o == "exists"),
+        "{outcomes:?}"
+    );
+    let ls = run(s.kura().args(["--json", "ls"]));
+    assert_eq!(json(&ls)["entries"].as_array().unwrap().len(), 1);
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    assert_eq!(restore(&s, &["--key", "race", "--path", "d"]).code, 0);
+    assert_eq!(tree(&s.ws.join("d")).len(), 200);
+}

@@ -1,0 +1,109 @@
+//! Shared set-up for the integration tests: a sandbox with a workspace, a home and a store,
+//! and the kura binary run with a clean environment (no CI variables leak in from the host).
+
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub ws: PathBuf,
+    pub home: PathBuf,
+    pub store: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let home = dir.path().join("home");
+        let store = dir.path().join("store");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        Sandbox {
+            dir,
+            ws,
+            home,
+            store,
+        }
+    }
+
+    pub fn kura(&self) -> Command {
+        Command::from_std(self.kura_std())
+    }
+
+    /// The same command as a plain `std::process::Command`, for spawning several at once.
+    pub fn kura_std(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("kura"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("TMPDIR", self.dir.path())
+            .env("KURA_STORE", format!("file://{}", self.store.display()))
+            .env("KURA_BRANCH", "main")
+            .current_dir(&self.ws);
+        c
+    }
+
+    pub fn write(&self, rel: &str, data: &str) -> PathBuf {
+        let p = self.ws.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.ws.join(rel)).unwrap()
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.ws.join(rel).exists()
+    }
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(c: &mut Command) -> Out {
+    let o = c.output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+pub fn json(out: &Out) -> serde_json::Value {
+    serde_json::from_str(out.stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
+        panic!(
+            "no JSON on stdout ({e}): {}\nstderr: {}",
+            out.stdout, out.stderr
+        )
+    })
+}
+
+/// Every regular file below `dir`, relative, sorted, with its content.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    fn walk(root: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                walk(root, &p, out);
+            } else if t.is_file() {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
