@@ -298,7 +298,7 @@ fn gzip_and_long_window_archives_restore() {
     let long = enc.finish().unwrap();
     for (i, archive) in [gz, long].iter().enumerate() {
         let dst = t.path().join(format!("d{i}"));
-        let mut guard = Guard::new(&dst, &[dst.clone()]);
+        let mut guard = Guard::new(&dst, std::slice::from_ref(&dst));
         unpack(archive.as_slice(), &mut guard, &unpack_opts()).unwrap();
         assert_eq!(std::fs::read(dst.join("nm/a.txt")).unwrap(), b"hi");
     }

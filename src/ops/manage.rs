@@ -18,7 +18,7 @@ fn when(ms: u64) -> String {
 
 pub fn ls(env: &Env, prefix: Option<&str>) -> Result<i32> {
     let mut all = env.store.list(prefix.unwrap_or(""))?;
-    all.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    all.sort_by_key(|m| std::cmp::Reverse(m.created_ms));
     if env.report.json {
         let rows: Vec<_> = all
             .iter()
