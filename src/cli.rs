@@ -37,6 +37,9 @@ pub struct Global {
     /// current directory).
     #[arg(long, global = true, env = "KURA_BASE_DIR")]
     pub base_dir: Option<std::path::PathBuf>,
+    /// Threads for compression, file reads and writes (default: the CPUs available).
+    #[arg(long, global = true, env = "KURA_WORKERS")]
+    pub workers: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]

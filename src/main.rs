@@ -80,9 +80,11 @@ fn run(cli: Cli, ci: ci::CiInfo, report: &Report) -> anyhow::Result<i32> {
         write_scope,
         read_scopes,
         // zstd's own -T0 counts physical cores; count what the machine gives us instead.
-        workers: std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(2),
+        workers: g.workers.filter(|w| *w > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(2)
+        }),
     };
     match &cli.command {
         Command::Key { .. } => unreachable!(),

@@ -75,12 +75,6 @@ pub fn render_all(templates: &[String], ctx: &Context) -> anyhow::Result<Vec<Str
         .collect()
 }
 
-fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

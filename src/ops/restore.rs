@@ -1,6 +1,6 @@
 //! `kura restore`: find the entry, stream it into the extractor, verify what was read.
 
-use super::{cache_version, path_lines, render_all, threads, user_error, Env};
+use super::{cache_version, path_lines, render_all, user_error, Env};
 use crate::archive::{self, Guard, HashingReader, UnpackOptions};
 use crate::cli::RestoreArgs;
 use crate::report::{size, speed};
@@ -129,7 +129,7 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     let reader = env.store.open(&meta)?;
     let mut hashing = HashingReader::new(reader);
     let opts = UnpackOptions {
-        writers: threads().max(2),
+        writers: env.workers as usize,
     };
     let stats = match archive::unpack(&mut hashing, &mut guard, &opts) {
         Ok(s) => s,

@@ -1,6 +1,6 @@
 //! `kura save`: select, pack straight into the store, commit atomically.
 
-use super::{cache_version, path_lines, threads, user_error, Env};
+use super::{cache_version, path_lines, user_error, Env};
 use crate::archive::{self, HashingWriter, PackOptions};
 use crate::cli::SaveArgs;
 use crate::report::{human, size, speed};
@@ -57,7 +57,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
     let opts = PackOptions {
         level: args.compression_level,
         workers: env.workers,
-        readers: threads().max(2) * 2,
+        readers: env.workers as usize * 2,
         manifest: false,
     };
     let outcome = store_selection(

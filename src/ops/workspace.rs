@@ -7,7 +7,7 @@
 //! that did not see each other may not hold the same path with different content.
 
 use super::save::store_selection;
-use super::{path_lines, threads, user_error, Env};
+use super::{path_lines, user_error, Env};
 use crate::archive::{self, Guard, HashingReader, PackOptions, UnpackOptions};
 use crate::cli::{AttachArgs, PersistArgs, RunArgs};
 use crate::report::{human, speed};
@@ -117,7 +117,7 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
     let opts = PackOptions {
         level: 3,
         workers: env.workers,
-        readers: threads().max(2) * 2,
+        readers: env.workers as usize * 2,
         manifest: true,
     };
     let started = Instant::now();
@@ -254,7 +254,7 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
         let mut guard = Guard::new(&at, std::slice::from_ref(&at));
         let mut reader = HashingReader::new(env.store.open(&l.meta)?);
         let opts = UnpackOptions {
-            writers: threads().max(2),
+            writers: env.workers as usize,
         };
         let stats = archive::unpack(&mut reader, &mut guard, &opts)
             .with_context(|| format!("cannot apply workspace layer {}", l.meta.key))?;

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""kura benchmark: save and restore against GNU tar + zstd and `cp -a`, side by side.
+
+Usage: python3 bench/bench.py [--scale F] [--runs N] [--datasets a,b,c] [--work DIR] [--kura BIN]
+
+Datasets are generated (never committed) under --work:
+  node_modules  many small JS-like files in deep trees
+  cargo         a cargo-registry-like mix: sources of all sizes, some binaries
+  binaries      a few big, partly compressible blobs
+  big2g         ~2 GB mixed (only with --datasets big2g), for the peak-RSS target
+
+Each step runs --runs times with a warm page cache; the median is reported. Peak RSS comes
+from GNU time (%M). Ratios are kura / tar+zstd (lower is better) and kura / cp -a.
+"""
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def gen_text(rng, n):
+    words = [b"const", b"function", b"return", b"module", b"exports", b"require", b"let", b"=>",
+             b"if", b"else", b"for", b"while", b"import", b"from", b"async", b"await", b"this",
+             b"pub", b"fn", b"impl", b"struct", b"match", b"Some", b"None", b"Ok", b"Err"]
+    out = bytearray()
+    while len(out) < n:
+        line = b" ".join(rng.choice(words) for _ in range(rng.randint(3, 12)))
+        out += line + b"_" + str(rng.randint(0, 99999)).encode() + b";\n"
+    return bytes(out[:n])
+
+
+def gen_binary(rng, n, compressible=0.5):
+    out = bytearray()
+    block = 64 << 10
+    while len(out) < n:
+        if rng.random() < compressible:
+            out += bytes([rng.randint(0, 255)]) * 64 * (block // 64)
+        else:
+            out += rng.randbytes(block)
+    return bytes(out[:n])
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def make_node_modules(root, scale, rng):
+    text_pool = [gen_text(rng, 64 << 10) for _ in range(8)]
+    for p in range(int(1500 * scale)):
+        pkg = os.path.join(root, "node_modules", f"pkg{p}")
+        for f in range(rng.randint(5, 30)):
+            size = int(rng.lognormvariate(7.2, 1.1))
+            src = rng.choice(text_pool)
+            off = rng.randint(0, len(src) - 1)
+            data = (src[off:] + src)[: min(size, 60000)]
+            write(os.path.join(pkg, ["lib", "dist", "src"][f % 3], f"f{f}.js"), data)
+        write(os.path.join(pkg, "package.json"), b'{"name":"pkg%d","version":"1.0.%d"}\n' % (p, p))
+
+
+def make_cargo(root, scale, rng):
+    text_pool = [gen_text(rng, 256 << 10) for _ in range(8)]
+    for c in range(int(300 * scale)):
+        crate = os.path.join(root, "registry", "src", f"crate-{c}-0.{c % 7}.{c % 13}")
+        for f in range(rng.randint(3, 40)):
+            size = min(int(rng.lognormvariate(8.5, 1.4)), 1 << 20)
+            src = rng.choice(text_pool)
+            off = rng.randint(0, len(src) - 1)
+            write(os.path.join(crate, "src", f"m{f}.rs"), (src[off:] + src)[:size])
+        if c % 10 == 0:
+            write(os.path.join(crate, "lib.rlib"), gen_binary(rng, int(rng.uniform(1, 6) * (1 << 20)), 0.6))
+
+
+def make_binaries(root, scale, rng):
+    for i in range(4):
+        write(os.path.join(root, "bin", f"blob{i}.bin"), gen_binary(rng, int(64 * scale) << 20, 0.5))
+
+
+def make_big(root, scale, rng):
+    make_node_modules(os.path.join(root, "a"), 4 * scale, rng)
+    make_cargo(os.path.join(root, "b"), 4 * scale, rng)
+    for i in range(12):
+        write(os.path.join(root, "c", f"blob{i}.bin"), gen_binary(rng, int(128 * scale) << 20, 0.5))
+
+
+DATASETS = {
+    "node_modules": make_node_modules,
+    "cargo": make_cargo,
+    "binaries": make_binaries,
+    "big2g": make_big,
+}
+
+
+def timed(cmd, cwd=None, env=None):
+    """Run a shell command under GNU time; return (seconds, peak RSS in MB)."""
+    subprocess.run("sync", shell=True)
+    rss_file = os.path.join(ARGS.work, ".rss")
+    t0 = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file, "sh", "-c", cmd],
+                       cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    took = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"command failed ({r.returncode}): {cmd}\n{r.stderr.decode()}")
+    with open(rss_file) as f:
+        rss = int(f.read().strip().splitlines()[-1]) / 1024
+    return took, rss
+
+
+def du(path):
+    total = 0
+    files = 0
+    for d, _, fs in os.walk(path):
+        for f in fs:
+            total += os.lstat(os.path.join(d, f)).st_size
+            files += 1
+    return total, files
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def bench_dataset(name):
+    rng = random.Random(42)
+    src_base = os.path.join(ARGS.work, "data", f"{name}-x{ARGS.scale:g}")
+    if not os.path.exists(src_base):
+        print(f"[{name}] generating...", file=sys.stderr)
+        DATASETS[name](src_base, ARGS.scale, rng)
+    top = sorted(os.listdir(src_base))
+    size, files = du(src_base)
+    out = os.path.join(ARGS.work, "out")
+    store = os.path.join(ARGS.work, "store")
+    kura = ARGS.kura
+    paths = " ".join(f"--path {t}" for t in top)
+    env = dict(os.environ, KURA_STORE=f"file://{store}")
+    res = {k: [] for k in ["tar_save", "kura_save", "tar_restore", "kura_restore", "cp"]}
+    rss = {k: 0.0 for k in res}
+    sizes = {}
+    for d in (out, store):
+        shutil.rmtree(d, ignore_errors=True)
+    for run in range(ARGS.runs):
+        os.makedirs(os.path.join(out, str(run)))
+        tzst = os.path.join(out, str(run), "cache.tzst")
+        t, m = timed(f"tar --posix -cf - {' '.join(top)} | zstd -T0 -3 -q -o {tzst}", cwd=src_base)
+        res["tar_save"].append(t); rss["tar_save"] = max(rss["tar_save"], m)
+        sizes["tar"] = os.path.getsize(tzst)
+        t, m = timed(f"{kura} save --key bench-{run} {paths}", cwd=src_base, env=env)
+        res["kura_save"].append(t); rss["kura_save"] = max(rss["kura_save"], m)
+        sizes["kura"] = max(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store)
+                            for f in fs if f == "archive")
+        dest = os.path.join(out, str(run), "tar-dest")
+        os.makedirs(dest)
+        t, m = timed(f"zstd -dc {tzst} | tar -xf - -C {dest}")
+        res["tar_restore"].append(t); rss["tar_restore"] = max(rss["tar_restore"], m)
+        dest = os.path.join(out, str(run), "kura-dest")
+        os.makedirs(dest)
+        t, m = timed(f"{kura} --base-dir {dest} restore --key bench-{run} {paths}", cwd=src_base, env=env)
+        res["kura_restore"].append(t); rss["kura_restore"] = max(rss["kura_restore"], m)
+        got, got_files = du(dest)
+        if (got, got_files) != (size, files):
+            sys.exit(f"[{name}] kura restored {got_files} files / {got} B, expected {files} / {size}")
+        dest = os.path.join(out, str(run), "cp-dest")
+        t, m = timed(f"cp -a {src_base} {dest}")
+        res["cp"].append(t); rss["cp"] = max(rss["cp"], m)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(store, ignore_errors=True)
+    med = {k: median(v) for k, v in res.items()}
+    return {
+        "name": name, "files": files, "mb": size / 1e6, "med": med, "rss": rss,
+        "size_ratio": sizes["kura"] / sizes["tar"], "tar_mb": sizes["tar"] / 1e6,
+    }
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--datasets", default="node_modules,cargo,binaries")
+    p.add_argument("--work", default=os.path.join(HERE, "work"))
+    p.add_argument("--kura", default=os.path.join(HERE, "..", "target", "release", "kura"))
+    ARGS = p.parse_args()
+    ARGS.work = os.path.abspath(ARGS.work)
+    ARGS.kura = os.path.abspath(ARGS.kura)
+    os.makedirs(ARGS.work, exist_ok=True)
+    rows = [bench_dataset(n) for n in ARGS.datasets.split(",")]
+    print(f"\nkura bench: {os.cpu_count()} cpus, runs={ARGS.runs}, scale={ARGS.scale}, warm page cache, medians\n")
+    hdr = (f"{'dataset':<13}{'files':>7}{'MB':>8} | {'save s':>7}{'tar+zstd':>9}{'ratio':>7} | "
+           f"{'restore s':>9}{'tar+zstd':>9}{'ratio':>7}{'cp -a':>7}{'vs cp':>7} | {'size/zstd':>9} | "
+           f"{'RSS save':>8}{'RSS rest':>9}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        m = r["med"]
+        print(f"{r['name']:<13}{r['files']:>7}{r['mb']:>8.0f} | {m['kura_save']:>7.2f}{m['tar_save']:>9.2f}"
+              f"{m['kura_save'] / m['tar_save']:>7.2f} | {m['kura_restore']:>9.2f}{m['tar_restore']:>9.2f}"
+              f"{m['kura_restore'] / m['tar_restore']:>7.2f}{m['cp']:>7.2f}{m['kura_restore'] / m['cp']:>7.2f} | "
+              f"{r['size_ratio']:>9.3f} | {r['rss']['kura_save']:>7.0f}M{r['rss']['kura_restore']:>8.0f}M")
+
+
+if __name__ == "__main__":
+    main()
