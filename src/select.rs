@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -291,24 +291,30 @@ pub fn select(base: &Path, lines: &[String], home: Option<&Path>) -> Result<Sele
     let mut sel = Selection::default();
     let tops = matches(&includes, &mut sel.missing)?;
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    let mut seen: HashSet<PathBuf> = HashSet::new();
+    // The tops are disjoint (`matches` drops nested ones), so nothing is visited twice.
     for top in tops {
-        let mut stack = vec![top];
-        while let Some(p) = stack.pop() {
-            if excludes.is_match(&p) || !seen.insert(p.clone()) {
+        let meta = match std::fs::symlink_metadata(&top) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", top.display())),
+        };
+        let name = archive_name(&base, &top);
+        let mut stack = vec![(top, meta, name)];
+        while let Some((p, meta, name)) = stack.pop() {
+            if !excludes.is_empty() && excludes.is_match(&p) {
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(&p) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // vanished
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
-            };
-            let name = archive_name(&base, &p);
             let kind = if meta.is_dir() {
-                let mut kids = sorted_children(&p)
+                let kids = children_with_meta(&p)
                     .with_context(|| format!("cannot list directory {}", p.display()))?;
-                kids.reverse();
-                stack.extend(kids);
+                for (kid, kid_meta) in kids.into_iter().rev() {
+                    let kid_name = match kid.file_name() {
+                        Some(n) if name == "." => n.to_string_lossy().into_owned(),
+                        Some(n) => format!("{name}/{}", n.to_string_lossy()),
+                        None => continue,
+                    };
+                    stack.push((kid, kid_meta, kid_name));
+                }
                 Kind::Dir
             } else if meta.file_type().is_symlink() {
                 Kind::Symlink(
@@ -334,6 +340,22 @@ pub fn select(base: &Path, lines: &[String], home: Option<&Path>) -> Result<Sele
         }
     }
     Ok(sel)
+}
+
+/// Children in byte order of their names, each with its lstat, taken relative to the open
+/// directory (no path walk per file). Entries that vanish meanwhile are skipped.
+fn children_with_meta(dir: &Path) -> std::io::Result<Vec<(PathBuf, Metadata)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        match e.metadata() {
+            Ok(m) => out.push((e.path(), m)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    out.sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
+    Ok(out)
 }
 
 fn entry(path: PathBuf, name: String, kind: Kind, meta: &Metadata) -> Entry {

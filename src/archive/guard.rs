@@ -86,6 +86,14 @@ impl Guard {
         if self.checked.contains(dir) {
             return Ok(());
         }
+        // Below a checked directory only a symlink could lead out: one lstat instead of a
+        // full resolution.
+        if dir.parent().is_some_and(|p| self.checked.contains(p))
+            && !std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            self.checked.insert(dir.to_path_buf());
+            return Ok(());
+        }
         let real = real_path(dir);
         if !self.real_roots.iter().any(|r| real.starts_with(r)) {
             return Err(format!(

@@ -98,12 +98,18 @@ fn reader(sel: &Selection, small: &[usize], state: &Mutex<ReadAhead>, cv: &Condv
 
 fn read_small(e: &Entry) -> Result<Vec<u8>> {
     let mut f = File::open(&e.path).with_context(|| format!("cannot open {}", e.path.display()))?;
-    let mut data = Vec::with_capacity(e.size as usize);
-    Read::by_ref(&mut f)
-        .take(e.size + 1)
-        .read_to_end(&mut data)
-        .with_context(|| format!("cannot read {}", e.path.display()))?;
-    check_unchanged(e, &f, data.len() as u64)?;
+    // Read exactly the size the walk saw; growth or shrinking shows in the fstat after.
+    let mut data = vec![0u8; e.size as usize];
+    let mut got = 0;
+    while got < data.len() {
+        match f.read(&mut data[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", e.path.display())),
+        }
+    }
+    check_unchanged(e, &f, got as u64)?;
     Ok(data)
 }
 

@@ -10,7 +10,8 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use filetime::FileTime;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::collections::HashSet;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,7 @@ struct FileJob {
     dest: PathBuf,
     data: Vec<u8>,
     mode: u32,
+    umask: u32,
     mtime: FileTime,
 }
 
@@ -180,6 +182,8 @@ fn parse<R: Read>(
     let mut archive = tar::Archive::new(decoder(src).context(Corrupt)?);
     let mut dirs = Vec::new();
     let mut links = Vec::new();
+    let mut ready = HashSet::new();
+    let umask = umask();
     for entry in archive.entries().context(Corrupt)? {
         if failure.lock().unwrap().is_some() {
             break;
@@ -205,10 +209,10 @@ fn parse<R: Read>(
             continue;
         }
         if kind.is_dir() {
-            make_dirs(&dest, journal)?;
+            make_dirs(&dest, journal, &mut ready)?;
             dirs.push((dest, mode, mtime));
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            make_dirs(&parent, journal)?;
+            make_dirs(&parent, journal, &mut ready)?;
             let size = entry.size();
             stats.files += 1;
             stats.bytes += size;
@@ -220,6 +224,7 @@ fn parse<R: Read>(
                         dest,
                         data,
                         mode,
+                        umask,
                         mtime,
                     })
                     .is_err()
@@ -227,7 +232,7 @@ fn parse<R: Read>(
                     break; // a writer failed; its error is reported
                 }
             } else {
-                let mut f = create(&dest, journal)?;
+                let mut f = create(&dest, mode, journal)?;
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let n = entry.read(&mut buf).context(Corrupt)?;
@@ -236,7 +241,7 @@ fn parse<R: Read>(
                     }
                     f.write_all(&buf[..n]).map_err(|e| write_error(&dest, e))?;
                 }
-                finish_file(&f, &dest, mode, mtime)?;
+                finish_file(&f, &dest, mode, umask, mtime)?;
             }
         } else if kind.is_symlink() {
             let target = entry
@@ -245,7 +250,7 @@ fn parse<R: Read>(
                 .unwrap_or_default();
             match guard.symlink_target(&dest, &target) {
                 Ok(()) => {
-                    make_dirs(&parent, journal)?;
+                    make_dirs(&parent, journal, &mut ready)?;
                     links.push(Link::Sym(dest, target));
                 }
                 Err(why) => refuse(why),
@@ -257,7 +262,7 @@ fn parse<R: Read>(
                 .unwrap_or_default();
             match guard.dest(&target) {
                 Ok(t) => {
-                    make_dirs(&parent, journal)?;
+                    make_dirs(&parent, journal, &mut ready)?;
                     links.push(Link::Hard(dest, t));
                 }
                 Err(why) => refuse(format!(
@@ -315,10 +320,10 @@ fn writer(
             Err(_) => return,
         };
         let res = (|| {
-            let mut f = create(&job.dest, journal)?;
+            let mut f = create(&job.dest, job.mode, journal)?;
             f.write_all(&job.data)
                 .map_err(|e| write_error(&job.dest, e))?;
-            finish_file(&f, &job.dest, job.mode, job.mtime)
+            finish_file(&f, &job.dest, job.mode, job.umask, job.mtime)
         })();
         if let Err(e) = res {
             failure.lock().unwrap().get_or_insert(e);
@@ -342,40 +347,62 @@ fn replace(dest: &Path) -> Result<()> {
     }
 }
 
-fn create(dest: &Path, journal: &Mutex<Vec<PathBuf>>) -> Result<File> {
-    replace(dest)?;
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dest)
-        .map_err(|e| write_error(dest, e))?;
+/// Create `dest` fresh with `mode` (an existing file or link there is removed first, never
+/// written through). One open on a fresh restore, which is the common case.
+fn create(dest: &Path, mode: u32, journal: &Mutex<Vec<PathBuf>>) -> Result<File> {
+    let open = || fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(dest);
+    let f = match open() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            replace(dest)?;
+            open().map_err(|e| write_error(dest, e))?
+        }
+        Err(e) => return Err(write_error(dest, e)),
+    };
     journal.lock().unwrap().push(dest.to_path_buf());
     Ok(f)
 }
 
-fn finish_file(f: &File, dest: &Path, mode: u32, mtime: FileTime) -> Result<()> {
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| write_error(dest, e))?;
+fn finish_file(f: &File, dest: &Path, mode: u32, umask: u32, mtime: FileTime) -> Result<()> {
+    if mode & umask != 0 {
+        // The umask took bits the archive asks for.
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| write_error(dest, e))?;
+    }
     filetime::set_file_handle_times(f, None, Some(mtime)).map_err(|e| write_error(dest, e))?;
     Ok(())
 }
 
-/// `create_dir_all`, journalling each directory it creates.
-fn make_dirs(dir: &Path, journal: &Mutex<Vec<PathBuf>>) -> Result<()> {
-    if dir.is_dir() {
+/// `create_dir_all`, journalling each directory it creates and remembering those that exist
+/// (only kura creates directories during an extraction, so the answer cannot go stale).
+fn make_dirs(dir: &Path, journal: &Mutex<Vec<PathBuf>>, ready: &mut HashSet<PathBuf>) -> Result<()> {
+    if ready.contains(dir) {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
-        make_dirs(parent, journal)?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => {
-            journal.lock().unwrap().push(dir.to_path_buf());
-            Ok(())
+    if !dir.is_dir() {
+        if let Some(parent) = dir.parent() {
+            make_dirs(parent, journal, ready)?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(write_error(dir, e)),
+        match fs::create_dir(dir) {
+            Ok(()) => journal.lock().unwrap().push(dir.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(write_error(dir, e)),
+        }
     }
+    ready.insert(dir.to_path_buf());
+    Ok(())
+}
+
+/// The process umask, read without changing it (umask(2) would race with other threads).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// A write error that says what to do, most of all for permissions (tar's "exit status 2").
