@@ -100,7 +100,8 @@ pub struct RestoreArgs {
     #[arg(
         long = "restore-key",
         env = "KURA_RESTORE_KEYS",
-        value_delimiter = '\n'
+        value_delimiter = '\n',
+        conflicts_with = "keys"
     )]
     pub restore_keys: Vec<String>,
     /// CircleCI order: every key is a prefix and the newest match wins, even over an exact one.

@@ -373,3 +373,29 @@ fn concurrent_saves_of_one_key_leave_exactly_one_entry() {
     assert_eq!(restore(&s, &["--key", "race", "--path", "d"]).code, 0);
     assert_eq!(tree(&s.ws.join("d")).len(), 200);
 }
+
+#[test]
+fn long_keys_are_stored_and_found_by_long_prefixes() {
+    let s = Sandbox::new();
+    let stem = "é-ключ-".repeat(40); // 280 characters, far over a file name once encoded
+    let key = format!("{stem}tail");
+    assert!(key.chars().count() <= 512);
+    s.write("d/f", "long");
+    let out = save(&s, &key, &["d"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = restore(
+        &s,
+        &["--key", "miss", "--restore-key", &stem, "--path", "d"],
+    );
+    assert_eq!(json(&out)["matched_key"], key.as_str(), "{}", out.stderr);
+    assert_eq!(s.read("d/f"), "long");
+    let out = restore(&s, &["--key", &format!("{stem}other"), "--path", "d"]);
+    assert_eq!(json(&out)["outcome"], "miss");
+    let out = run(s.kura().args(["rm", &key]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(json(&run(s.kura().args(["--json", "ls"])))["entries"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

@@ -7,7 +7,16 @@ use support::{json, run, tree, Sandbox};
 
 fn persist(s: &Sandbox, job: &str, root: &str, paths: &[&str]) -> support::Out {
     let mut c = s.kura();
-    c.args(["--json", "persist", "--workflow", "wf-1", "--job", job, "--root", root]);
+    c.args([
+        "--json",
+        "persist",
+        "--workflow",
+        "wf-1",
+        "--job",
+        job,
+        "--root",
+        root,
+    ]);
     for p in paths {
         c.args(["--path", p]);
     }
@@ -15,7 +24,16 @@ fn persist(s: &Sandbox, job: &str, root: &str, paths: &[&str]) -> support::Out {
 }
 
 fn attach(s: &Sandbox, job: &str, at: &str) -> support::Out {
-    run(s.kura().args(["--json", "attach", "--workflow", "wf-1", "--job", job, "--at", at]))
+    run(s.kura().args([
+        "--json",
+        "attach",
+        "--workflow",
+        "wf-1",
+        "--job",
+        job,
+        "--at",
+        at,
+    ]))
 }
 
 #[test]
@@ -48,10 +66,27 @@ fn unrelated_jobs_persisting_one_path_differently_fail_attach() {
     persist(&s, "job-b", "b", &["shared", "same.txt"]);
     let out = attach(&s, "fan-in", "out");
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("Concurrent upstream jobs persisted the same file(s) into the workspace:"), "{}", out.stderr);
-    assert!(out.stderr.contains("shared/config.json (jobs job-a, job-b)"), "{}", out.stderr);
-    assert!(!out.stderr.contains("same.txt"), "identical content is no conflict: {}", out.stderr);
-    assert!(!s.exists("out/shared"), "nothing is applied when layers conflict");
+    assert!(
+        out.stderr
+            .contains("Concurrent upstream jobs persisted the same file(s) into the workspace:"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("shared/config.json (jobs job-a, job-b)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("same.txt"),
+        "identical content is no conflict: {}",
+        out.stderr
+    );
+    assert!(
+        !s.exists("out/shared"),
+        "nothing is applied when layers conflict"
+    );
 }
 
 #[test]
@@ -107,11 +142,16 @@ fn workflow_and_job_come_from_the_ci_or_the_error_says_how() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("--workflow"), "{}", out.stderr);
     let circle = |c: &mut assert_cmd::Command| {
-        c.env("CIRCLECI", "true").env("CIRCLE_WORKFLOW_ID", "cwf").env("CIRCLE_JOB", "build");
+        c.env("CIRCLECI", "true")
+            .env("CIRCLE_WORKFLOW_ID", "cwf")
+            .env("CIRCLE_JOB", "build");
     };
     let mut c = s.kura();
     circle(&mut c);
-    assert_eq!(run(c.args(["persist", "--root", "r", "--path", "x"])).code, 0);
+    assert_eq!(
+        run(c.args(["persist", "--root", "r", "--path", "x"])).code,
+        0
+    );
     let mut c = s.kura();
     circle(&mut c);
     let out = run(c.args(["attach", "--at", "got"]));
@@ -131,7 +171,11 @@ fn non_root_attach_into_a_root_owned_directory_says_what_to_do() {
     std::fs::create_dir_all(&locked).unwrap();
     // Everything the unprivileged user needs is readable; only the target is not writable.
     for p in [s.dir.path(), s.store.as_path()] {
-        std::process::Command::new("chmod").args(["-R", "a+rX"]).arg(p).status().unwrap();
+        std::process::Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(p)
+            .status()
+            .unwrap();
     }
     let mut unprivileged = std::process::Command::new("setpriv");
     unprivileged
@@ -145,7 +189,11 @@ fn non_root_attach_into_a_root_owned_directory_says_what_to_do() {
     let out = run(&mut assert_cmd::Command::from_std(unprivileged));
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("permission denied"), "{}", out.stderr);
-    assert!(out.stderr.contains("belongs to uid 0") && out.stderr.contains("directory you own"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("belongs to uid 0") && out.stderr.contains("directory you own"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("exit status"), "{}", out.stderr);
 }
 
@@ -163,20 +211,33 @@ fn unsafe_geteuid() -> u32 {
 fn ls_rm_and_prune() {
     let s = Sandbox::new();
     for (k, size) in [("old", 40_000usize), ("mid", 40_000), ("new", 40_000)] {
-        let data: String = (0..size).map(|i| char::from(b'a' + ((i * 7919 + k.len() * 31) % 26) as u8)).collect();
+        let data: String = (0..size)
+            .map(|i| char::from(b'a' + ((i * 7919 + k.len() * 31) % 26) as u8))
+            .collect();
         s.write("d/f", &data);
         run(s.kura().args(["save", "--key", k, "--path", "d"]));
         std::thread::sleep(Duration::from_millis(30));
     }
     let out = run(s.kura().arg("ls"));
-    assert!(out.stdout.contains("old") && out.stdout.contains("new"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("old") && out.stdout.contains("new"),
+        "{}",
+        out.stdout
+    );
     let out = run(s.kura().args(["rm", "mid"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     // Using "old" makes it the most recently used: prune by size drops "new" first.
     run(s.kura().args(["restore", "--key", "old", "--path", "d"]));
     let ls = json(&run(s.kura().args(["--json", "ls"])));
-    let sizes: u64 = ls["entries"].as_array().unwrap().iter().map(|e| e["size"].as_u64().unwrap()).sum();
-    let out = run(s.kura().args(["--json", "prune", "--max-size", &format!("{}", sizes - 1)]));
+    let sizes: u64 = ls["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["size"].as_u64().unwrap())
+        .sum();
+    let out = run(s
+        .kura()
+        .args(["--json", "prune", "--max-size", &format!("{}", sizes - 1)]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(json(&out)["removed"], serde_json::json!(["new"]));
     let out = run(s.kura().args(["--json", "prune", "--max-age", "0s"]));
@@ -204,7 +265,15 @@ fn a_killed_save_leaves_no_visible_entry() {
     }
     let mut child = s
         .kura_std()
-        .args(["save", "--key", "killed", "--path", "big", "--compression-level", "19"])
+        .args([
+            "save",
+            "--key",
+            "killed",
+            "--path",
+            "big",
+            "--compression-level",
+            "19",
+        ])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
@@ -212,7 +281,9 @@ fn a_killed_save_leaves_no_visible_entry() {
     child.wait().unwrap();
     let ls = json(&run(s.kura().args(["--json", "ls"])));
     assert!(ls["entries"].as_array().unwrap().is_empty(), "{ls}");
-    let out = run(s.kura().args(["--json", "restore", "--key", "killed", "--path", "big"]));
+    let out = run(s
+        .kura()
+        .args(["--json", "restore", "--key", "killed", "--path", "big"]));
     assert_eq!(json(&out)["outcome"], "miss");
     // The leftovers are in the store's temporary area, which prune cleans once they are old.
     assert!(std::fs::read_dir(s.store.join(".tmp")).unwrap().count() > 0);

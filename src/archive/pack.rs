@@ -106,7 +106,9 @@ fn read_small(e: &Entry) -> Result<Vec<u8>> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err).with_context(|| format!("cannot read {}", e.path.display())),
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot read {}", e.path.display()))
+            }
         }
     }
     check_unchanged(e, &f, got as u64)?;

@@ -8,9 +8,9 @@
 use super::Guard;
 use anyhow::{anyhow, bail, Context as _, Result};
 use filetime::FileTime;
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::collections::HashSet;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -350,7 +350,13 @@ fn replace(dest: &Path) -> Result<()> {
 /// Create `dest` fresh with `mode` (an existing file or link there is removed first, never
 /// written through). One open on a fresh restore, which is the common case.
 fn create(dest: &Path, mode: u32, journal: &Mutex<Vec<PathBuf>>) -> Result<File> {
-    let open = || fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(dest);
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(dest)
+    };
     let f = match open() {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -375,7 +381,11 @@ fn finish_file(f: &File, dest: &Path, mode: u32, umask: u32, mtime: FileTime) ->
 
 /// `create_dir_all`, journalling each directory it creates and remembering those that exist
 /// (only kura creates directories during an extraction, so the answer cannot go stale).
-fn make_dirs(dir: &Path, journal: &Mutex<Vec<PathBuf>>, ready: &mut HashSet<PathBuf>) -> Result<()> {
+fn make_dirs(
+    dir: &Path,
+    journal: &Mutex<Vec<PathBuf>>,
+    ready: &mut HashSet<PathBuf>,
+) -> Result<()> {
     if ready.contains(dir) {
         return Ok(());
     }
