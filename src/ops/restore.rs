@@ -16,47 +16,32 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
             "no path given: pass --path (the same paths the save used)",
         ));
     }
-    let (candidates, primary) = if let Some(key) = &args.key {
-        let mut templates = vec![key.clone()];
-        templates.extend(
-            args.restore_keys
-                .iter()
-                .filter(|k| !k.trim().is_empty())
-                .cloned(),
-        );
-        let keys = render_all(&templates, &env.ctx)?;
-        let primary = keys[0].clone();
-        let c: Vec<Candidate> = keys
-            .into_iter()
-            .map(|key| Candidate {
-                key,
-                exact_first: true,
-            })
-            .collect();
-        (c, primary)
-    } else {
-        let templates: Vec<String> = args
-            .keys
-            .iter()
-            .filter(|k| !k.trim().is_empty())
-            .cloned()
-            .collect();
-        if templates.is_empty() {
-            return Err(user_error(
-                "no key given: pass --key (GitHub order) or --keys (CircleCI order)",
-            ));
-        }
-        let keys = render_all(&templates, &env.ctx)?;
-        let primary = keys[0].clone();
-        let c: Vec<Candidate> = keys
-            .into_iter()
-            .map(|key| Candidate {
-                key,
-                exact_first: false,
-            })
-            .collect();
-        (c, primary)
+    // GitHub order (--key, --restore-key) tries each key exactly first; CircleCI order
+    // (--keys) treats every key as a prefix.
+    let (templates, exact_first): (Vec<String>, bool) = match &args.key {
+        Some(key) => (
+            std::iter::once(key)
+                .chain(&args.restore_keys)
+                .cloned()
+                .collect(),
+            true,
+        ),
+        None => (args.keys.clone(), false),
     };
+    let templates: Vec<String> = templates
+        .into_iter()
+        .filter(|k| !k.trim().is_empty())
+        .collect();
+    if templates.is_empty() {
+        return Err(user_error(
+            "no key given: pass --key (GitHub order) or --keys (CircleCI order)",
+        ));
+    }
+    let candidates: Vec<Candidate> = render_all(&templates, &env.ctx)?
+        .into_iter()
+        .map(|key| Candidate { key, exact_first })
+        .collect();
+    let primary = candidates[0].key.clone();
     let keys: Vec<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
     let version = cache_version(&paths);
     let r = &env.report;
