@@ -502,3 +502,47 @@ fn archives_made_by_the_official_clients_tar_command_restore() {
     // GNU tar's unanchored --exclude dropped the user's file named cache.tzst; kura keeps such files.
     assert!(!s.exists("node_modules/x/cache.tzst"));
 }
+
+#[test]
+fn long_transfers_print_progress_lines() {
+    let s = Sandbox::new();
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    let data: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::create_dir_all(s.ws.join("d")).unwrap();
+    std::fs::write(s.ws.join("d/blob"), &data).unwrap();
+    let out = run(s
+        .kura()
+        .env("KURA_PROGRESS_SECONDS", "0.001")
+        .args(["save", "--key", "p", "--path", "d"]));
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("Sent ") && l.ends_with("/s")),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(s
+        .kura()
+        .env("KURA_PROGRESS_SECONDS", "0.001")
+        .args(["restore", "--key", "p", "--path", "d"]));
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("Received ") && l.contains(" of ") && l.contains("%")),
+        "{}",
+        out.stderr
+    );
+    let out = run(s
+        .kura()
+        .env("KURA_PROGRESS_SECONDS", "0")
+        .args(["restore", "--key", "p", "--path", "d"]));
+    assert!(!out.stderr.contains("Received "), "{}", out.stderr);
+}

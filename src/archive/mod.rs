@@ -11,6 +11,8 @@ pub use unpack::{unpack, Corrupt, UnpackOptions};
 
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The compression component of GitHub's version hash for what kura writes.
 pub const COMPRESSION: &str = "zstd-without-long";
@@ -20,6 +22,7 @@ pub struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     count: u64,
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl<W: Write> HashingWriter<W> {
@@ -28,7 +31,14 @@ impl<W: Write> HashingWriter<W> {
             inner,
             hasher: Sha256::new(),
             count: 0,
+            progress: None,
         }
+    }
+
+    /// Also publish the byte count, for progress lines.
+    pub fn with_progress(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.progress = Some(counter);
+        self
     }
 
     pub fn finish(self) -> (W, String, u64) {
@@ -41,6 +51,9 @@ impl<W: Write> Write for HashingWriter<W> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
+        if let Some(p) = &self.progress {
+            p.store(self.count, Ordering::Relaxed);
+        }
         Ok(n)
     }
 
@@ -56,6 +69,7 @@ pub struct HashingReader<R> {
     count: u64,
     /// The source itself failed (a store or network error, not bad bytes).
     pub source_failed: bool,
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -65,7 +79,14 @@ impl<R: Read> HashingReader<R> {
             hasher: Sha256::new(),
             count: 0,
             source_failed: false,
+            progress: None,
         }
+    }
+
+    /// Also publish the byte count, for progress lines.
+    pub fn with_progress(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.progress = Some(counter);
+        self
     }
 
     pub fn finish(self) -> (String, u64) {
@@ -81,6 +102,9 @@ impl<R: Read> Read for HashingReader<R> {
             .inspect_err(|_| self.source_failed = true)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
+        if let Some(p) = &self.progress {
+            p.store(self.count, Ordering::Relaxed);
+        }
         Ok(n)
     }
 }

@@ -3,10 +3,12 @@
 use super::{cache_version, path_lines, render_all, user_error, Env};
 use crate::archive::{self, Guard, HashingReader, UnpackOptions};
 use crate::cli::RestoreArgs;
-use crate::report::{size, speed};
+use crate::report::{size, speed, Ticker};
 use crate::store::{Candidate, Meta};
 use anyhow::Result;
 use serde_json::json;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
@@ -112,7 +114,9 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     let mut guard = Guard::new(&env.base, &roots);
     let started = Instant::now();
     let reader = env.store.open(&meta)?;
-    let mut hashing = HashingReader::new(reader);
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut hashing = HashingReader::new(reader).with_progress(counter.clone());
+    let ticker = Ticker::start("Received", counter, Some(meta.size));
     let opts = UnpackOptions {
         writers: env.workers as usize,
     };
@@ -126,6 +130,7 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
             return Err(e.context(format!("cannot restore the cache from key {}", meta.key)));
         }
     };
+    drop(ticker);
     let (sha, n) = hashing.finish();
     if sha != meta.sha256 || n != meta.size {
         stats.rollback();

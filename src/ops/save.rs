@@ -3,11 +3,13 @@
 use super::{cache_version, path_lines, user_error, Env};
 use crate::archive::{self, HashingWriter, PackOptions};
 use crate::cli::SaveArgs;
-use crate::report::{human, size, speed};
+use crate::report::{human, size, speed, Ticker};
 use crate::select::Selection;
 use crate::store::{now_ms, Committed, Meta};
 use anyhow::Result;
 use serde_json::json;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
@@ -114,7 +116,11 @@ pub(super) fn store_selection(
     parents: Vec<String>,
 ) -> Result<(Committed, Meta)> {
     let upload = env.store.create(scope, version, key)?;
-    let (upload, stats) = archive::pack(sel, HashingWriter::new(upload), opts)?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let ticker = Ticker::start("Sent", counter.clone(), None);
+    let (upload, stats) =
+        archive::pack(sel, HashingWriter::new(upload).with_progress(counter), opts)?;
+    drop(ticker);
     let (upload, sha256, size) = upload.finish();
     let meta = Meta {
         key: key.to_string(),
