@@ -3,22 +3,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{json, run, tree, Sandbox};
-
-fn save(s: &Sandbox, key: &str, paths: &[&str]) -> support::Out {
-    let mut c = s.kura();
-    c.args(["--json", "save", "--key", key]);
-    for p in paths {
-        c.args(["--path", p]);
-    }
-    run(&mut c)
-}
-
-fn restore(s: &Sandbox, args: &[&str]) -> support::Out {
-    let mut c = s.kura();
-    c.arg("--json").arg("restore").args(args);
-    run(&mut c)
-}
+use support::{json, restore, run, save, tree, walk_find, Sandbox};
 
 #[test]
 fn round_trip_with_paths_outside_the_workspace() {
@@ -253,24 +238,6 @@ fn corrupted_entry_is_a_miss_and_leaves_no_files() {
     assert_eq!(json(&save(&s, "k", &["d"]))["outcome"], "saved");
 }
 
-fn walk_find(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-        for e in std::fs::read_dir(dir).ok()?.flatten() {
-            let p = e.path();
-            if p.file_name()? == name {
-                return Some(p);
-            }
-            if p.is_dir() && !p.file_name()?.to_string_lossy().starts_with('.') {
-                if let Some(found) = find(&p, name) {
-                    return Some(found);
-                }
-            }
-        }
-        None
-    }
-    find(dir, name).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
-}
-
 #[test]
 fn bad_input_is_exit_2_with_the_culprit() {
     let s = Sandbox::new();
@@ -398,109 +365,6 @@ fn long_keys_are_stored_and_found_by_long_prefixes() {
         .as_array()
         .unwrap()
         .is_empty());
-}
-
-fn sh(cmd: &str, dir: &std::path::Path) {
-    let st = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{cmd}");
-}
-
-#[test]
-fn gnu_tar_extracts_kura_archives_as_actions_cache_does() {
-    let s = Sandbox::new();
-    s.write("node_modules/a/index.js", "a");
-    std::os::unix::fs::symlink("index.js", s.ws.join("node_modules/a/main.js")).unwrap();
-    let outside = s.dir.path().join("outside/dir");
-    std::fs::create_dir_all(&outside).unwrap();
-    std::fs::write(outside.join("o.txt"), "outside").unwrap();
-    let out = save(&s, "k", &["node_modules", outside.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let archive = walk_find(&s.store, "archive");
-    // The official client's extraction: tar -xf <archive> -P -C $GITHUB_WORKSPACE --use-compress-program unzstd
-    let ws2 = s.dir.path().join("other/ws");
-    std::fs::create_dir_all(&ws2).unwrap();
-    sh(
-        &format!(
-            "tar -xf {} -P -C {} --use-compress-program unzstd",
-            archive.display(),
-            ws2.display()
-        ),
-        &s.ws,
-    );
-    assert_eq!(
-        std::fs::read_to_string(ws2.join("node_modules/a/index.js")).unwrap(),
-        "a"
-    );
-    assert_eq!(
-        std::fs::read_link(ws2.join("node_modules/a/main.js"))
-            .unwrap()
-            .to_str(),
-        Some("index.js")
-    );
-    // `../outside/dir` relative to the new workspace: the same depth, as with actions/cache.
-    assert_eq!(
-        std::fs::read_to_string(s.dir.path().join("other/outside/dir/o.txt")).unwrap(),
-        "outside"
-    );
-}
-
-#[test]
-fn archives_made_by_the_official_clients_tar_command_restore() {
-    let s = Sandbox::new();
-    s.write("node_modules/x/y.js", "from gnu tar");
-    s.write("node_modules/x/cache.tzst", "a file named like the archive");
-    std::os::unix::fs::symlink("y.js", s.ws.join("node_modules/x/z.js")).unwrap();
-    let tmp = s.dir.path().join("runner-temp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    std::fs::write(tmp.join("manifest.txt"), "node_modules").unwrap();
-    // The official client's creation command line, verbatim.
-    sh(
-        &format!(
-            "tar --posix -cf cache.tzst --exclude cache.tzst -P -C {} --files-from manifest.txt --use-compress-program zstdmt",
-            s.ws.display()
-        ),
-        &tmp,
-    );
-    // Put it in the store as an entry, the way a store would hold it.
-    let bytes = std::fs::read(tmp.join("cache.tzst")).unwrap();
-    let version = "7fcda33c1e1d849a13bcc06f49b9ab64efc01ca9dabe4d7a8d0d387feef4fc88"; // node_modules|zstd-without-long|1.0
-    let dir = s.store.join("_").join(version).join("gh-key");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("archive"), &bytes).unwrap();
-    let sha = {
-        let o = std::process::Command::new("sha256sum")
-            .arg(dir.join("archive"))
-            .output()
-            .unwrap();
-        String::from_utf8(o.stdout)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let meta = serde_json::json!({"key": "gh-key", "version": version, "scope": "", "size": bytes.len(),
-        "sha256": sha, "created_ms": 1, "kura_version": "gnu-tar", "files": 1, "bytes": 12,
-        "paths": ["node_modules"]});
-    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
-    std::fs::remove_dir_all(s.ws.join("node_modules")).unwrap();
-    let out = restore(&s, &["--key", "gh-key", "--path", "node_modules"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
-    assert_eq!(s.read("node_modules/x/y.js"), "from gnu tar");
-    assert_eq!(
-        std::fs::read_link(s.ws.join("node_modules/x/z.js"))
-            .unwrap()
-            .to_str(),
-        Some("y.js")
-    );
-    // GNU tar's unanchored --exclude dropped the user's file named cache.tzst; kura keeps such files.
-    assert!(!s.exists("node_modules/x/cache.tzst"));
 }
 
 #[test]

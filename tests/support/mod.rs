@@ -107,3 +107,36 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+pub fn save(s: &Sandbox, key: &str, paths: &[&str]) -> Out {
+    let mut c = s.kura();
+    c.args(["--json", "save", "--key", key]);
+    for p in paths {
+        c.args(["--path", p]);
+    }
+    run(&mut c)
+}
+
+pub fn restore(s: &Sandbox, args: &[&str]) -> Out {
+    let mut c = s.kura();
+    c.arg("--json").arg("restore").args(args);
+    run(&mut c)
+}
+
+pub fn walk_find(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.file_name()? == name {
+                return Some(p);
+            }
+            if p.is_dir() && !p.file_name()?.to_string_lossy().starts_with('.') {
+                if let Some(found) = find(&p, name) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    find(dir, name).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
+}

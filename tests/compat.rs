@@ -1,0 +1,193 @@
+//! Compatibility: archives as GNU tar and the official GitHub client write and read them, and
+//! the scoping rules of GitHub and GitLab.
+
+mod support;
+
+use support::{json, restore, run, save, walk_find, Sandbox};
+
+fn sh(cmd: &str, dir: &std::path::Path) {
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+#[test]
+fn gnu_tar_extracts_kura_archives_as_actions_cache_does() {
+    let s = Sandbox::new();
+    s.write("node_modules/a/index.js", "a");
+    std::os::unix::fs::symlink("index.js", s.ws.join("node_modules/a/main.js")).unwrap();
+    let outside = s.dir.path().join("outside/dir");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("o.txt"), "outside").unwrap();
+    let out = save(&s, "k", &["node_modules", outside.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let archive = walk_find(&s.store, "archive");
+    // The official client's extraction: tar -xf <archive> -P -C $GITHUB_WORKSPACE --use-compress-program unzstd
+    let ws2 = s.dir.path().join("other/ws");
+    std::fs::create_dir_all(&ws2).unwrap();
+    sh(
+        &format!(
+            "tar -xf {} -P -C {} --use-compress-program unzstd",
+            archive.display(),
+            ws2.display()
+        ),
+        &s.ws,
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws2.join("node_modules/a/index.js")).unwrap(),
+        "a"
+    );
+    assert_eq!(
+        std::fs::read_link(ws2.join("node_modules/a/main.js"))
+            .unwrap()
+            .to_str(),
+        Some("index.js")
+    );
+    // `../outside/dir` relative to the new workspace: the same depth, as with actions/cache.
+    assert_eq!(
+        std::fs::read_to_string(s.dir.path().join("other/outside/dir/o.txt")).unwrap(),
+        "outside"
+    );
+}
+
+#[test]
+fn archives_made_by_the_official_clients_tar_command_restore() {
+    let s = Sandbox::new();
+    s.write("node_modules/x/y.js", "from gnu tar");
+    s.write("node_modules/x/cache.tzst", "a file named like the archive");
+    std::os::unix::fs::symlink("y.js", s.ws.join("node_modules/x/z.js")).unwrap();
+    let tmp = s.dir.path().join("runner-temp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("manifest.txt"), "node_modules").unwrap();
+    // The official client's creation command line, verbatim.
+    sh(
+        &format!(
+            "tar --posix -cf cache.tzst --exclude cache.tzst -P -C {} --files-from manifest.txt --use-compress-program zstdmt",
+            s.ws.display()
+        ),
+        &tmp,
+    );
+    // Put it in the store as an entry, the way a store would hold it.
+    let bytes = std::fs::read(tmp.join("cache.tzst")).unwrap();
+    let version = "7fcda33c1e1d849a13bcc06f49b9ab64efc01ca9dabe4d7a8d0d387feef4fc88"; // node_modules|zstd-without-long|1.0
+    let dir = s.store.join("_").join(version).join("gh-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("archive"), &bytes).unwrap();
+    let sha = {
+        let o = std::process::Command::new("sha256sum")
+            .arg(dir.join("archive"))
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let meta = serde_json::json!({"key": "gh-key", "version": version, "scope": "", "size": bytes.len(),
+        "sha256": sha, "created_ms": 1, "kura_version": "gnu-tar", "files": 1, "bytes": 12,
+        "paths": ["node_modules"]});
+    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+    std::fs::remove_dir_all(s.ws.join("node_modules")).unwrap();
+    let out = restore(&s, &["--key", "gh-key", "--path", "node_modules"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(s.read("node_modules/x/y.js"), "from gnu tar");
+    assert_eq!(
+        std::fs::read_link(s.ws.join("node_modules/x/z.js"))
+            .unwrap()
+            .to_str(),
+        Some("y.js")
+    );
+    // GNU tar's unanchored --exclude dropped the user's file named cache.tzst; kura keeps such files.
+    assert!(!s.exists("node_modules/x/cache.tzst"));
+}
+
+#[test]
+fn github_scopes_keep_branches_from_poisoning_the_default_branch() {
+    let s = Sandbox::new();
+    let event = s.dir.path().join("event.json");
+    std::fs::write(&event, r#"{"repository":{"default_branch":"main"}}"#).unwrap();
+    let gh = |git_ref: &str, base: Option<&str>| {
+        let mut c = s.kura();
+        c.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_REF", git_ref)
+            .env("GITHUB_EVENT_PATH", &event)
+            .env("GITHUB_WORKSPACE", &s.ws);
+        if let Some(b) = base {
+            c.env("GITHUB_BASE_REF", b);
+        }
+        c
+    };
+    s.write("d/f", "from feature");
+    assert_eq!(
+        run(gh("refs/heads/feature", None).args(["save", "--key", "k", "--path", "d"])).code,
+        0
+    );
+    // main cannot see what a branch saved.
+    let out =
+        run(gh("refs/heads/main", None).args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+    s.write("d/f", "from main");
+    assert_eq!(
+        run(gh("refs/heads/main", None).args(["save", "--key", "k", "--path", "d"])).code,
+        0
+    );
+    // A branch reads its own entry first, then the default branch's.
+    let out = run(
+        gh("refs/heads/feature", None).args(["--json", "restore", "--key", "k", "--path", "d"])
+    );
+    assert_eq!(json(&out)["scope"], "refs/heads/feature");
+    assert_eq!(s.read("d/f"), "from feature");
+    let out =
+        run(gh("refs/heads/other", None).args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["scope"], "refs/heads/main");
+    assert_eq!(s.read("d/f"), "from main");
+    // A pull request reads its base branch before the default branch.
+    s.write("d/f", "from release");
+    assert_eq!(
+        run(gh("refs/heads/release", None).args(["save", "--key", "k", "--path", "d"])).code,
+        0
+    );
+    let out = run(gh("refs/pull/7/merge", Some("release"))
+        .args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["scope"], "refs/heads/release");
+    // --scope overrides the CI's rule.
+    let out = run(gh("refs/heads/main", None).args([
+        "--json",
+        "--scope",
+        "refs/heads/feature",
+        "restore",
+        "--key",
+        "k",
+        "--path",
+        "d",
+    ]));
+    assert_eq!(json(&out)["scope"], "refs/heads/feature");
+}
+
+#[test]
+fn gitlab_protected_and_unprotected_caches_are_apart() {
+    let s = Sandbox::new();
+    let gl = |protected: &str| {
+        let mut c = s.kura();
+        c.env("GITLAB_CI", "true")
+            .env("CI_COMMIT_REF_PROTECTED", protected)
+            .env("CI_PROJECT_DIR", &s.ws);
+        c
+    };
+    s.write("d/f", "unprotected");
+    assert_eq!(
+        run(gl("false").args(["save", "--key", "k", "--path", "d"])).code,
+        0
+    );
+    let out = run(gl("true").args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+    let out = run(gl("false").args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["scope"], "non_protected");
+}
