@@ -288,3 +288,59 @@ fn a_killed_save_leaves_no_visible_entry() {
     // The leftovers are in the store's temporary area, which prune cleans once they are old.
     assert!(std::fs::read_dir(s.store.join(".tmp")).unwrap().count() > 0);
 }
+
+#[test]
+fn persist_dry_run_reports_and_stores_nothing() {
+    let s = Sandbox::new();
+    s.write("r/a", "123");
+    s.write("r/b/c", "4567");
+    let out = run(s.kura().args([
+        "--json",
+        "persist",
+        "--dry-run",
+        "--workflow",
+        "w",
+        "--job",
+        "j",
+        "--root",
+        "r",
+        "--path",
+        "a",
+        "--path",
+        "b",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(
+        (
+            v["layer"].as_str(),
+            v["files"].as_u64(),
+            v["bytes"].as_u64()
+        ),
+        (Some("j~001~001"), Some(2), Some(7))
+    );
+    assert!(
+        out.stderr.contains("Would persist layer j~001~001"),
+        "{}",
+        out.stderr
+    );
+    let ls = json(&run(s.kura().args(["--json", "ls"])));
+    assert!(ls["entries"].as_array().unwrap().is_empty(), "{ls}");
+    let out = run(s.kura().args([
+        "persist",
+        "--workflow",
+        "w",
+        "--job",
+        "j",
+        "--root",
+        "r",
+        "--path",
+        "/etc",
+    ]));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("must be relative to --root"),
+        "{}",
+        out.stderr
+    );
+}
