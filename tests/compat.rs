@@ -191,3 +191,76 @@ fn gitlab_protected_and_unprotected_caches_are_apart() {
     let out = run(gl("false").args(["--json", "restore", "--key", "k", "--path", "d"]));
     assert_eq!(json(&out)["scope"], "non_protected");
 }
+
+#[test]
+fn hash_files_agrees_with_the_runner_on_the_real_actions_glob() {
+    let npm = support::npm_package("@actions/glob@0.7.0");
+    let script = npm.join("hashfiles.mjs");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/hashfiles.mjs"),
+        &script,
+    )
+    .unwrap();
+    let s = Sandbox::new();
+    for (f, content) in [
+        ("a/b/package-lock.json", "1"),
+        ("a.b/package-lock.json", "2"),
+        ("a-b/x.lock", "3"),
+        ("package-lock.json", "4"),
+        ("node_modules/x/package-lock.json", "5"),
+        (".hidden/y.lock", "6"),
+        ("src/deep/er/z.lock", "7"),
+        ("src/Z.lock", "8"),
+        ("src/a.lock", "9"),
+    ] {
+        s.write(f, content);
+    }
+    std::os::unix::fs::symlink("package-lock.json", s.ws.join("link.lock")).unwrap();
+    std::os::unix::fs::symlink("a", s.ws.join("linkdir")).unwrap();
+    let outside = s.dir.path().join("outside/o.lock");
+    std::fs::create_dir_all(outside.parent().unwrap()).unwrap();
+    std::fs::write(&outside, "out").unwrap();
+    let outside = outside.to_string_lossy().into_owned();
+    let sets: Vec<Vec<&str>> = vec![
+        vec!["**/package-lock.json"],
+        vec!["**/*.lock"],
+        vec!["a", "src"],
+        vec!["**/*.lock", "!src/**"],
+        vec!["*.json"],
+        vec!["nothing/*"],
+        vec!["**"],
+        vec![&outside, "package-lock.json"],
+        vec!["src/*.lock", "a-b/*"],
+    ];
+    for patterns in sets {
+        let node = std::process::Command::new("node")
+            .arg(&script)
+            .env("KURA_PATTERNS", patterns.join("\n"))
+            .current_dir(&s.ws)
+            .output()
+            .expect("node runs");
+        assert!(
+            node.status.success(),
+            "{}",
+            String::from_utf8_lossy(&node.stderr)
+        );
+        let stdout = String::from_utf8(node.stdout).unwrap();
+        let want = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("hashFiles="))
+            .expect("a result line")
+            .to_string();
+        let args: Vec<String> = patterns.iter().map(|p| format!("{p:?}")).collect();
+        let template = format!("x{{{{ hashFiles {} }}}}", args.join(" "));
+        let out = run(s
+            .kura()
+            .env("GITHUB_WORKSPACE", &s.ws)
+            .args(["key", &template]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            out.stdout.trim_end(),
+            format!("x{want}"),
+            "patterns {patterns:?}"
+        );
+    }
+}

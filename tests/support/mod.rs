@@ -140,3 +140,33 @@ pub fn walk_find(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     }
     find(dir, name).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
 }
+
+/// A pinned npm package installed once into the test scratch directory, for tests that run
+/// the real tools kura must agree with. Installing needs the npm registry; failing to is a
+/// test failure, never a skip.
+pub fn npm_package(spec: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("npm")
+        .join(spec.replace('/', "+"));
+    let done = dir.join(".installed");
+    if !done.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = std::process::Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--prefix",
+            ])
+            .arg(&dir)
+            .arg(spec)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run npm to install {spec}: {e}"));
+        assert!(st.success(), "npm install {spec} failed");
+        std::fs::write(&done, spec).unwrap();
+    }
+    dir
+}
