@@ -62,17 +62,15 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
         readers: env.workers as usize * 2,
         manifest: false,
     };
-    let outcome = store_selection(
-        env,
-        &sel,
+    let target = Target {
         scope,
-        &version,
-        &key,
-        &paths,
-        &opts,
-        args.overwrite,
-        Vec::new(),
-    )?;
+        version: &version,
+        key: &key,
+        paths: &paths,
+        overwrite: args.overwrite,
+        parents: Vec::new(),
+    };
+    let outcome = store_selection(env, &sel, &opts, target)?;
     let took = started.elapsed();
     match outcome {
         (Committed::Exists, meta) => {
@@ -102,19 +100,32 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Where a packed selection goes, and what its metadata says.
+pub(super) struct Target<'a> {
+    pub scope: &'a str,
+    pub version: &'a str,
+    pub key: &'a str,
+    pub paths: &'a [String],
+    pub overwrite: bool,
+    /// Workspace layers: the layers the job had attached.
+    pub parents: Vec<String>,
+}
+
 /// Pack a selection into a new entry and commit it. Shared by `save` and `persist`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn store_selection(
     env: &Env,
     sel: &Selection,
-    scope: &str,
-    version: &str,
-    key: &str,
-    paths: &[String],
     opts: &PackOptions,
-    overwrite: bool,
-    parents: Vec<String>,
+    t: Target,
 ) -> Result<(Committed, Meta)> {
+    let Target {
+        scope,
+        version,
+        key,
+        paths,
+        overwrite,
+        parents,
+    } = t;
     let upload = env.store.create(scope, version, key)?;
     let counter = Arc::new(AtomicU64::new(0));
     let ticker = Ticker::start("Sent", counter.clone(), None);

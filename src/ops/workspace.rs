@@ -6,7 +6,7 @@
 //! replaces its earlier layers) and, first, fails on CircleCI's rule: two layers from jobs
 //! that did not see each other may not hold the same path with different content.
 
-use super::save::store_selection;
+use super::save::{store_selection, Target};
 use super::{path_lines, user_error, Env};
 use crate::archive::{self, Guard, HashingReader, PackOptions, UnpackOptions};
 use crate::cli::{AttachArgs, PersistArgs, RunArgs};
@@ -121,17 +121,15 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
         manifest: true,
     };
     let started = Instant::now();
-    let (committed, meta) = store_selection(
-        env,
-        &sel,
-        &scope,
-        LAYER_VERSION,
-        &key,
-        &paths,
-        &opts,
-        false,
+    let target = Target {
+        scope: &scope,
+        version: LAYER_VERSION,
+        key: &key,
+        paths: &paths,
+        overwrite: false,
         parents,
-    )?;
+    };
+    let (committed, meta) = store_selection(env, &sel, &opts, target)?;
     if let Committed::Exists = committed {
         bail!("workspace layer {key} already exists; was this job run twice at once?");
     }
