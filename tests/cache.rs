@@ -370,17 +370,7 @@ fn long_keys_are_stored_and_found_by_long_prefixes() {
 #[test]
 fn long_transfers_print_progress_lines() {
     let s = Sandbox::new();
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let data: Vec<u8> = (0..24 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::create_dir_all(s.ws.join("d")).unwrap();
-    std::fs::write(s.ws.join("d/blob"), &data).unwrap();
+    s.write_bytes("d/blob", &support::noise(24 << 20, 7));
     let out = run(s
         .kura()
         .env("KURA_PROGRESS_SECONDS", "0.001")

@@ -249,19 +249,8 @@ fn ls_rm_and_prune() {
 fn a_killed_save_leaves_no_visible_entry() {
     let s = Sandbox::new();
     // Incompressible data at a slow level: the save is still running when it is killed.
-    let mut x: u64 = 0x9e3779b97f4a7c15;
     for i in 0..8 {
-        let data: Vec<u8> = (0..8 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        let p = s.ws.join(format!("big/{i}"));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
+        s.write_bytes(&format!("big/{i}"), &support::noise(8 << 20, i + 1));
     }
     let mut child = s
         .kura_std()

@@ -47,6 +47,10 @@ impl Sandbox {
     }
 
     pub fn write(&self, rel: &str, data: &str) -> PathBuf {
+        self.write_bytes(rel, data.as_bytes())
+    }
+
+    pub fn write_bytes(&self, rel: &str, data: &[u8]) -> PathBuf {
         let p = self.ws.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, data).unwrap();
@@ -60,6 +64,19 @@ impl Sandbox {
     pub fn exists(&self, rel: &str) -> bool {
         self.ws.join(rel).exists()
     }
+}
+
+/// Incompressible bytes (xorshift), the same for the same seed.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 pub struct Out {
