@@ -283,13 +283,29 @@ impl Selection {
 
 /// Every file, directory and link the patterns mean, each directory before its contents.
 pub fn select(base: &Path, lines: &[String], home: Option<&Path>) -> Result<Selection> {
+    let mut entries = Vec::new();
+    let missing = walk(base, lines, home, &mut |e| {
+        entries.push(e);
+        Ok(())
+    })?;
+    Ok(Selection { entries, missing })
+}
+
+/// What `select` lists, handed to `each` as it is found. Returns the include patterns that
+/// matched nothing.
+pub fn walk(
+    base: &Path,
+    lines: &[String],
+    home: Option<&Path>,
+    each: &mut dyn FnMut(Entry) -> Result<()>,
+) -> Result<Vec<String>> {
     let base = normalize(base);
     let (includes, excludes) = parse(lines, &base, home)?;
     if includes.is_empty() {
         bail!("no path to include: give at least one path that does not start with '!'");
     }
-    let mut sel = Selection::default();
-    let tops = matches(&includes, &mut sel.missing)?;
+    let mut missing = Vec::new();
+    let tops = matches(&includes, &mut missing)?;
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
     // The tops are disjoint (`matches` drops nested ones), so nothing is visited twice.
     for top in tops {
@@ -336,10 +352,10 @@ pub fn select(base: &Path, lines: &[String], home: Option<&Path>) -> Result<Sele
             } else {
                 continue; // sockets, fifos, devices: never cache content
             };
-            sel.entries.push(entry(p, name, kind, &meta));
+            each(entry(p, name, kind, &meta))?;
         }
     }
-    Ok(sel)
+    Ok(missing)
 }
 
 /// Children in byte order of their names, each with its lstat, taken relative to the open

@@ -6,7 +6,9 @@ mod pack;
 mod unpack;
 
 pub use guard::Guard;
-pub use pack::{pack, PackOptions};
+#[cfg(test)]
+pub use pack::replay;
+pub use pack::{pack, PackOptions, Walk};
 pub use unpack::{unpack, Corrupt, UnpackOptions};
 
 use sha2::{Digest, Sha256};

@@ -1,18 +1,20 @@
 //! Selection → pax tar → zstd, streaming.
 //!
-//! Three kinds of work run at once: reader threads open and read small files ahead of the
-//! tar writer (opening files is what costs on trees like node_modules), the tar writer builds
-//! headers and copies data in order, and zstd's own worker threads compress. Memory is
-//! bounded by the read-ahead budget, not by the size of the cache.
+//! Four kinds of work run at once: the walk lists the tree on its own thread, reader threads
+//! open and read small files ahead of the tar writer (opening files is what costs on trees
+//! like node_modules), the tar writer builds headers and copies data in order, and zstd's own
+//! worker threads compress. Memory is bounded by the read-ahead budget and the walk's queue,
+//! not by the size of the cache.
 
-use crate::select::{Entry, Kind, Selection};
-use anyhow::{bail, Context as _, Result};
+use crate::select::{Entry, Kind};
+use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::sync::{Condvar, Mutex};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Files up to this size are read ahead by the reader threads; bigger ones are streamed.
 const SMALL: u64 = 1 << 20;
@@ -29,66 +31,99 @@ pub struct PackOptions {
 
 #[derive(Debug, Default)]
 pub struct PackStats {
+    /// Everything archived: files, directories, links.
+    pub entries: u64,
     pub files: u64,
     pub bytes: u64,
     /// Archive name → content digest, when asked for.
     pub manifest: BTreeMap<String, String>,
 }
 
+/// A source of entries in archive order: it calls `each` once per entry. The walk runs on its
+/// own thread, so listing the tree overlaps with reading and compressing it.
+pub type Walk<'a> = Box<dyn FnOnce(&mut dyn FnMut(Entry) -> Result<()>) -> Result<()> + Send + 'a>;
+
+/// A walk over entries already listed.
+#[cfg(test)]
+pub fn replay(entries: &[Entry]) -> Walk<'_> {
+    Box::new(move |each| entries.iter().cloned().try_for_each(each))
+}
+
 struct ReadAhead {
-    next: usize,
+    /// Small files the walk has found and no reader has taken yet, in archive order.
+    queue: VecDeque<(usize, Arc<Entry>)>,
+    walked: bool,
     buffered: u64,
     done: HashMap<usize, Result<Vec<u8>>>,
     stop: bool,
 }
 
-/// Write the archive of `sel` to `sink`. On error nothing is committed by the caller, so the
-/// half-written stream is simply dropped.
-pub fn pack<W: Write + Send>(
-    sel: &Selection,
-    sink: W,
-    opts: &PackOptions,
-) -> Result<(W, PackStats)> {
-    let small: Vec<usize> = sel
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.kind == Kind::File && e.size <= SMALL)
-        .map(|(i, _)| i)
-        .collect();
+/// Write the archive of what `walk` yields to `sink`. On error nothing is committed by the
+/// caller, so the half-written stream is simply dropped.
+pub fn pack<W: Write + Send>(walk: Walk, sink: W, opts: &PackOptions) -> Result<(W, PackStats)> {
     let state = Mutex::new(ReadAhead {
-        next: 0,
+        queue: VecDeque::new(),
+        walked: false,
         buffered: 0,
         done: HashMap::new(),
         stop: false,
     });
     let cv = Condvar::new();
+    let (tx, rx) = sync_channel::<(usize, Arc<Entry>)>(4096);
 
     std::thread::scope(|s| {
+        let (state, cv) = (&state, &cv);
+        let walker = s.spawn(move || {
+            let mut idx = 0usize;
+            let walked = walk(&mut |e: Entry| {
+                let e = Arc::new(e);
+                if e.kind == Kind::File && e.size <= SMALL {
+                    state.lock().unwrap().queue.push_back((idx, e.clone()));
+                    cv.notify_all();
+                }
+                idx += 1;
+                tx.send((idx - 1, e))
+                    .map_err(|_| anyhow!("the archive writer stopped"))
+            });
+            state.lock().unwrap().walked = true;
+            cv.notify_all();
+            walked
+        });
         for _ in 0..opts.readers.max(1) {
-            s.spawn(|| reader(sel, &small, &state, &cv));
+            s.spawn(move || reader(state, cv));
         }
-        let result = write_tar(sel, sink, opts, &state, &cv);
+        let written = write_tar(rx, sink, opts, state, cv);
         state.lock().unwrap().stop = true;
         cv.notify_all();
-        result
+        let walked = walker.join().expect("the walk thread panicked");
+        // A failed walk must fail the archive even though the writer saw a clean end.
+        match (written, walked) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(done), Ok(())) => Ok(done),
+        }
     })
 }
 
-fn reader(sel: &Selection, small: &[usize], state: &Mutex<ReadAhead>, cv: &Condvar) {
+fn reader(state: &Mutex<ReadAhead>, cv: &Condvar) {
     loop {
-        let idx = {
+        let (idx, e) = {
             let mut st = state.lock().unwrap();
-            while !st.stop && st.buffered > READ_AHEAD {
+            loop {
+                if st.stop {
+                    return;
+                }
+                if st.buffered <= READ_AHEAD {
+                    if let Some(next) = st.queue.pop_front() {
+                        break next;
+                    }
+                    if st.walked {
+                        return;
+                    }
+                }
                 st = cv.wait(st).unwrap();
             }
-            if st.stop || st.next >= small.len() {
-                return;
-            }
-            st.next += 1;
-            small[st.next - 1]
         };
-        let res = read_small(&sel.entries[idx]);
+        let res = read_small(&e);
         let mut st = state.lock().unwrap();
         st.buffered += res.as_ref().map(|d| d.len() as u64).unwrap_or(0);
         st.done.insert(idx, res);
@@ -129,7 +164,7 @@ fn check_unchanged(e: &Entry, f: &File, read: u64) -> Result<()> {
 }
 
 fn write_tar<W: Write + Send>(
-    sel: &Selection,
+    entries: Receiver<(usize, Arc<Entry>)>,
     sink: W,
     opts: &PackOptions,
     state: &Mutex<ReadAhead>,
@@ -147,7 +182,9 @@ fn write_tar<W: Write + Send>(
     let mut tar = tar::Builder::new(enc);
     let mut stats = PackStats::default();
 
-    for (i, e) in sel.entries.iter().enumerate() {
+    for (i, e) in entries {
+        let e = &*e;
+        stats.entries += 1;
         let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
         let mut h = tar::Header::new_ustar();
         h.set_mode(e.mode);

@@ -42,7 +42,7 @@ fn round_trip_keeps_links_modes_mtimes_and_long_names() {
     filetime::set_file_mtime(src.join("nm/a/bin.sh"), mtime).unwrap();
 
     let sel = crate::select::select(&src, &["nm".to_string()], None).unwrap();
-    let (buf, stats) = pack(&sel, Vec::new(), &opts()).unwrap();
+    let (buf, stats) = pack(replay(&sel.entries), Vec::new(), &opts()).unwrap();
     assert_eq!(stats.files, 3); // the hard link's second name carries no data
     assert_eq!(
         stats.manifest["nm/big-link.bin"],
@@ -100,7 +100,9 @@ fn a_file_that_changes_during_save_is_refused() {
             .unwrap()
             .write_all(b"more")
             .unwrap();
-        let err = pack(&sel, Vec::new(), &opts()).unwrap_err().to_string();
+        let err = pack(replay(&sel.entries), Vec::new(), &opts())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(name) && err.contains("changed while it was being saved"),
             "{err}"
@@ -263,7 +265,7 @@ fn a_truncated_archive_is_corrupt_and_leaves_nothing_behind() {
         write(&src.join(format!("nm/f{i}")), &data);
     }
     let sel = crate::select::select(&src, &["nm".to_string()], None).unwrap();
-    let (buf, _) = pack(&sel, Vec::new(), &opts()).unwrap();
+    let (buf, _) = pack(replay(&sel.entries), Vec::new(), &opts()).unwrap();
     let dst = t.path().join("dst");
     std::fs::create_dir_all(&dst).unwrap();
     let mut guard = Guard::new(&dst, &[dst.join("nm")]);

@@ -1,15 +1,15 @@
 //! `kura save`: select, pack straight into the store, commit atomically.
 
 use super::{cache_version, path_lines, user_error, Env};
-use crate::archive::{self, HashingWriter, PackOptions};
+use crate::archive::{self, HashingWriter, PackOptions, Walk};
 use crate::cli::SaveArgs;
 use crate::report::{human, size, speed, Ticker};
-use crate::select::Selection;
 use crate::store::{now_ms, Committed, Meta};
 use anyhow::Result;
 use serde_json::json;
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
@@ -27,21 +27,11 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
         r.outcome(json!({"outcome": "exists", "key": key, "version": version}));
         return Ok(0);
     }
-    let sel = crate::select::select(&env.base, &paths, env.ctx.home.as_deref())
-        .map_err(|e| user_error(format!("{e:#}")))?;
-    for m in &sel.missing {
-        r.warn(format!("path {m:?} matched nothing"));
-    }
-    if sel.entries.is_empty() {
-        // CircleCI stores an empty cache here, which then blocks the key for weeks.
-        r.warn(format!(
-            "no files matched the paths ({}); nothing was saved for key {key}",
-            paths.join(", ")
-        ));
-        r.outcome(json!({"outcome": "empty", "key": key, "version": version}));
-        return Ok(0);
-    }
+    let home = env.ctx.home.as_deref();
     if args.dry_run {
+        let sel = crate::select::select(&env.base, &paths, home)
+            .map_err(|e| user_error(format!("{e:#}")))?;
+        warn_missing(env, &sel.missing);
         r.info(format!(
             "Would save key: {key}\n  version {version}, scope {scope:?}, store {}\n  {} files, {}",
             env.store.location(),
@@ -70,7 +60,17 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
         overwrite: args.overwrite,
         parents: Vec::new(),
     };
-    let outcome = store_selection(env, &sel, &opts, target)?;
+    let Walked { stored, missing } = store_walk(env, &env.base, home, &opts, target)?;
+    warn_missing(env, &missing);
+    let Some(outcome) = stored else {
+        // CircleCI stores an empty cache here, which then blocks the key for weeks.
+        r.warn(format!(
+            "no files matched the paths ({}); nothing was saved for key {key}",
+            paths.join(", ")
+        ));
+        r.outcome(json!({"outcome": "empty", "key": key, "version": version}));
+        return Ok(0);
+    };
     let took = started.elapsed();
     match outcome {
         (Committed::Exists, meta) => {
@@ -111,13 +111,29 @@ pub(super) struct Target<'a> {
     pub parents: Vec<String>,
 }
 
-/// Pack a selection into a new entry and commit it. Shared by `save` and `persist`.
-pub(super) fn store_selection(
+pub(super) fn warn_missing(env: &Env, missing: &[String]) {
+    for m in missing {
+        env.report.warn(format!("path {m:?} matched nothing"));
+    }
+}
+
+/// What `store_walk` did: the entry it committed, if anything matched, and the patterns that
+/// matched nothing.
+pub(super) struct Walked {
+    pub stored: Option<(Committed, Meta)>,
+    pub missing: Vec<String>,
+}
+
+/// Walk `t.paths` under `base`, pack what they match straight into a new entry and commit it.
+/// Shared by `save` and `persist`. When nothing matched the upload is dropped, so no empty
+/// entry ever blocks the key.
+pub(super) fn store_walk(
     env: &Env,
-    sel: &Selection,
+    base: &Path,
+    home: Option<&Path>,
     opts: &PackOptions,
     t: Target,
-) -> Result<(Committed, Meta)> {
+) -> Result<Walked> {
     let Target {
         scope,
         version,
@@ -126,12 +142,29 @@ pub(super) fn store_selection(
         overwrite,
         parents,
     } = t;
+    // Bad patterns are bad input (exit 2), found before anything is uploaded.
+    crate::select::allowed_roots(paths, base, home).map_err(|e| user_error(format!("{e:#}")))?;
     let upload = env.store.create(scope, version, key)?;
     let counter = Arc::new(AtomicU64::new(0));
     let ticker = Ticker::start("Sent", counter.clone(), None);
-    let (upload, stats) =
-        archive::pack(sel, HashingWriter::new(upload).with_progress(counter), opts)?;
+    let missing = Mutex::new(Vec::new());
+    let walk: Walk = Box::new(|each| {
+        *missing.lock().unwrap() = crate::select::walk(base, paths, home, each)?;
+        Ok(())
+    });
+    let (upload, stats) = archive::pack(
+        walk,
+        HashingWriter::new(upload).with_progress(counter),
+        opts,
+    )?;
     drop(ticker);
+    let missing = missing.into_inner().unwrap();
+    if stats.entries == 0 {
+        return Ok(Walked {
+            stored: None,
+            missing,
+        });
+    }
     let (upload, sha256, size) = upload.finish();
     let meta = Meta {
         key: key.to_string(),
@@ -149,5 +182,8 @@ pub(super) fn store_selection(
         parents,
     };
     let committed = upload.commit(&meta, overwrite)?;
-    Ok((committed, meta))
+    Ok(Walked {
+        stored: Some((committed, meta)),
+        missing,
+    })
 }

@@ -6,7 +6,7 @@
 //! replaces its earlier layers) and, first, fails on CircleCI's rule: two layers from jobs
 //! that did not see each other may not hold the same path with different content.
 
-use super::save::{store_selection, Target};
+use super::save::{store_walk, warn_missing, Target, Walked};
 use super::{path_lines, user_error, Env};
 use crate::archive::{self, Guard, HashingReader, PackOptions, UnpackOptions};
 use crate::cli::{AttachArgs, PersistArgs, RunArgs};
@@ -78,25 +78,16 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
             root.display()
         )));
     }
-    let sel =
-        crate::select::select(&root, &paths, None).map_err(|e| user_error(format!("{e:#}")))?;
     let r = &env.report;
-    for m in &sel.missing {
-        r.warn(format!(
-            "persist path {m:?} matched nothing under {}",
-            root.display()
-        ));
-    }
-    if sel.entries.is_empty() {
-        r.warn("nothing to persist: no path matched a file");
-        return Ok(0);
-    }
     let scope = scope(&workflow);
     let attempt = env.ctx.ci.attempt;
     let prefix = format!("{job}~{attempt:03}~");
     let seq = env.store.list_prefix(&scope, LAYER_VERSION, &prefix)?.len() + 1;
     let key = format!("{prefix}{seq:03}");
     if args.dry_run {
+        let sel =
+            crate::select::select(&root, &paths, None).map_err(|e| user_error(format!("{e:#}")))?;
+        warn_missing(env, &sel.missing);
         r.info(format!(
             "Would persist layer {key} of workflow {workflow}: {} files, {} from {}\n  store {}",
             sel.file_count(),
@@ -129,7 +120,15 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
         overwrite: false,
         parents,
     };
-    let (committed, meta) = store_selection(env, &sel, &opts, target)?;
+    let Walked { stored, missing } = store_walk(env, &root, None, &opts, target)?;
+    warn_missing(env, &missing);
+    let Some((committed, meta)) = stored else {
+        r.warn(format!(
+            "nothing to persist: no path matched a file under {}",
+            root.display()
+        ));
+        return Ok(0);
+    };
     if let Committed::Exists = committed {
         bail!("workspace layer {key} already exists; was this job run twice at once?");
     }
