@@ -184,6 +184,7 @@ fn hostile_archives_never_write_outside_the_roots() {
     std::fs::create_dir_all(&outside).unwrap();
     // A symlink already on disk inside the root that leads out.
     std::os::unix::fs::symlink(&outside, ws.join("nm/pre")).unwrap();
+    std::fs::write(outside.join("secret.txt"), "outside data").unwrap();
     let abs_name = outside.join("abs.txt").to_string_lossy().into_owned();
     let outside_s = outside.to_string_lossy().into_owned();
     let huge = format!("nm/{}", "x/".repeat(3000));
@@ -205,6 +206,7 @@ fn hostile_archives_never_write_outside_the_roots() {
             "../../../../../../etc/passwd",
         ),
         file("nm/pre/through-existing-link.txt", b"evil"),
+        link("nm/secret", tar::EntryType::Link, "nm/pre/secret.txt"),
         Raw {
             name: &nul,
             kind: tar::EntryType::Regular,
@@ -222,11 +224,12 @@ fn hostile_archives_never_write_outside_the_roots() {
     let mut guard = Guard::new(&ws, &[ws.join("nm")]);
     let stats = unpack(archive.as_slice(), &mut guard, &unpack_opts()).unwrap();
 
-    assert!(
-        all_files(&outside).is_empty(),
-        "wrote outside: {:?}",
-        all_files(&outside)
+    assert_eq!(
+        all_files(&outside),
+        [outside.join("secret.txt")],
+        "wrote outside"
     );
+    assert!(!ws.join("nm/secret").exists(), "linked an outside file in");
     assert_eq!(std::fs::read(ws.join("nm/ok.txt")).unwrap(), b"fine");
     assert_eq!(
         std::fs::read_link(ws.join("nm/inside")).unwrap(),
@@ -242,6 +245,7 @@ fn hostile_archives_never_write_outside_the_roots() {
         "nm/passwd: hard link target /etc/passwd",
         "nm/passwd2: hard link target",
         "nm/pre/through-existing-link.txt",
+        "nm/secret: hard link target nm/pre/secret.txt",
         "NUL",
         "bytes long",
         "nm/dev",

@@ -260,7 +260,13 @@ fn parse<R: Read>(
                 .link_name_bytes()
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
-            match guard.dest(&target) {
+            // The target's directory is checked on disk too: a hard link to a file reached
+            // through a symlink would put an outside file inside the cache's paths.
+            let checked = guard.dest(&target).and_then(|t| {
+                guard.check_dir(t.parent().unwrap_or(Path::new("/")))?;
+                Ok(t)
+            });
+            match checked {
                 Ok(t) => {
                     make_dirs(&parent, journal, &mut ready)?;
                     links.push(Link::Hard(dest, t));
