@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 /// Files up to this size go to the writer pool.
@@ -84,7 +84,11 @@ enum Link {
 
 /// Read an archive from `src` and write it out under the guard's roots. After the tar end
 /// marker the rest of `src` is drained, so a hashing reader around it sees every byte.
-pub fn unpack<R: Read>(src: R, guard: &mut Guard, opts: &UnpackOptions) -> Result<UnpackStats> {
+pub fn unpack<R: Read + Send>(
+    src: R,
+    guard: &mut Guard,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats> {
     let journal = Arc::new(Mutex::new(Vec::new()));
     let result = unpack_inner(src, guard, opts, &journal);
     let created = std::mem::take(&mut *journal.lock().unwrap());
@@ -120,7 +124,7 @@ fn decoder<'a, R: Read + 'a>(src: R) -> Result<Box<dyn Read + 'a>> {
     }
 }
 
-fn unpack_inner<R: Read>(
+fn unpack_inner<R: Read + Send>(
     src: R,
     guard: &mut Guard,
     opts: &UnpackOptions,
@@ -136,7 +140,18 @@ fn unpack_inner<R: Read>(
         pool.push(std::thread::spawn(move || writer(&rx, &journal, &failure)));
     }
 
-    let parsed = parse(src, guard, &tx, journal, &failure, &mut stats);
+    // Decompression runs on its own thread, a pipe ahead of parsing and writing, as
+    // `zstd -d | tar -x` runs in two processes.
+    let (chunks_tx, chunks_rx) = sync_channel::<std::io::Result<Vec<u8>>>(16);
+    let parsed = std::thread::scope(|s| {
+        s.spawn(move || decompress(src, chunks_tx));
+        let pipe = ChunkReader {
+            rx: chunks_rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        parse(pipe, guard, &tx, journal, &failure, &mut stats)
+    });
     drop(tx);
     for t in pool {
         let _ = t.join();
@@ -171,6 +186,58 @@ fn unpack_inner<R: Read>(
 
 type Parsed = (Vec<(PathBuf, u32, FileTime)>, Vec<Link>);
 
+/// Decompress `src` into chunks for the parse thread; stops when the parser hangs up.
+fn decompress<R: Read>(src: R, out: SyncSender<std::io::Result<Vec<u8>>>) {
+    let mut d = match decoder(src) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = out.send(Err(std::io::Error::other(format!("{e:#}"))));
+            return;
+        }
+    };
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        let n = match d.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        };
+        chunk.truncate(n);
+        if out.send(Ok(chunk)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The parse side of the decompression pipe.
+struct ChunkReader {
+    rx: Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.chunk = next?;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0), // the decompressor reached the end
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 fn parse<R: Read>(
     src: R,
     guard: &mut Guard,
@@ -179,7 +246,7 @@ fn parse<R: Read>(
     failure: &Arc<Mutex<Option<anyhow::Error>>>,
     stats: &mut UnpackStats,
 ) -> Result<Parsed> {
-    let mut archive = tar::Archive::new(decoder(src).context(Corrupt)?);
+    let mut archive = tar::Archive::new(src);
     let mut dirs = Vec::new();
     let mut links = Vec::new();
     let mut ready = HashSet::new();
