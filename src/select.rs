@@ -157,16 +157,6 @@ pub fn allowed_roots(lines: &[String], base: &Path, home: Option<&Path>) -> Resu
         .collect())
 }
 
-/// Children of a directory in byte order of their names: the order the GitHub runner's glob
-/// walk yields them, and a stable archive order.
-fn sorted_children(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    Ok(names.into_iter().map(|n| dir.join(n)).collect())
-}
-
 /// The paths each include pattern matches (not their descendants), in pattern order, then
 /// walk order; a match inside an earlier match is dropped (the earlier one covers it).
 fn matches(includes: &[Pattern], missing: &mut Vec<String>) -> Result<Vec<PathBuf>> {
@@ -203,14 +193,14 @@ fn walk_matches(
     if max.is_some_and(|m| depth >= m) {
         return Ok(());
     }
-    let children = match sorted_children(dir) {
+    let children = match children_with_meta(dir) {
         Ok(c) => c,
         Err(_) => return Ok(()), // not a directory, or unreadable: nothing below it matches
     };
-    for child in children {
+    for (child, meta) in children {
         if g.is_match(&child) {
             out.push(child);
-        } else if std::fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir()) {
+        } else if meta.is_dir() {
             walk_matches(&child, g, depth + 1, max, out)?;
         }
     }
@@ -233,9 +223,8 @@ pub fn glob_files(base: &Path, lines: &[String], home: Option<&Path>) -> Result<
                 continue;
             };
             if meta.is_dir() {
-                let mut kids = sorted_children(&p).unwrap_or_default();
-                kids.reverse();
-                stack.extend(kids);
+                let kids = children_with_meta(&p).unwrap_or_default();
+                stack.extend(kids.into_iter().rev().map(|(kid, _)| kid));
             } else if p.starts_with(base) && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
                 files.push(p);
             }
@@ -358,7 +347,8 @@ pub fn walk(
     Ok(missing)
 }
 
-/// Children in byte order of their names, each with its lstat, taken relative to the open
+/// Children in byte order of their names (the order the GitHub runner's glob walk yields
+/// them, and a stable archive order), each with its lstat, taken relative to the open
 /// directory (no path walk per file). Entries that vanish meanwhile are skipped.
 fn children_with_meta(dir: &Path) -> std::io::Result<Vec<(PathBuf, Metadata)>> {
     let mut out = Vec::new();
