@@ -180,6 +180,7 @@ pub(super) fn store_walk(
         paths: paths.to_vec(),
         manifest: stats.manifest,
         parents,
+        object: String::new(),
     };
     let committed = upload.commit(&meta, overwrite)?;
     Ok(Walked {

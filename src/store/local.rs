@@ -5,16 +5,13 @@
 //! directory onto an existing non-empty one fails, which makes the first of two concurrent
 //! saves of one key the only one. The entry directory's mtime records when it was last used.
 
-use super::{encode, now_ms, Committed, Meta, Store, Upload};
+use super::{encode, entry_name, now_ms, Committed, Meta, Store, Upload};
 use anyhow::{bail, Context as _, Result};
-use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Longest directory name used for a key; longer encodings are cut and given a hash suffix.
-const MAX_NAME: usize = 200;
 const ARCHIVE: &str = "archive";
 const META: &str = "meta.json";
 
@@ -97,19 +94,6 @@ impl LocalStore {
         }
         Ok(out)
     }
-}
-
-fn entry_name(key: &str) -> String {
-    let enc = encode(key);
-    if enc.len() <= MAX_NAME {
-        return enc;
-    }
-    let mut cut = MAX_NAME - 40;
-    while enc.as_bytes()[cut - 1] == b'%' || enc.as_bytes()[cut - 2] == b'%' {
-        cut -= 1; // never split a %XX escape
-    }
-    let digest = super::super::archive::hex(&Sha256::digest(key.as_bytes()));
-    format!("{}~{}", &enc[..cut], &digest[..32])
 }
 
 fn dirs(p: &Path) -> Vec<PathBuf> {

@@ -2,11 +2,14 @@
 //! the trait. Stores know nothing of tar: an entry is opaque bytes plus its [`Meta`].
 
 mod local;
+mod s3;
 
 pub use local::LocalStore;
+pub use s3::S3Store;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -36,6 +39,9 @@ pub struct Meta {
     /// Workspace layers only: the layers the persisting job had attached (its upstream).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<String>,
+    /// Where the store keeps the entry, when its layout needs saying (S3: the metadata object).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub object: String,
 }
 
 /// One restore candidate. GitHub order tries the exact key before prefixes; CircleCI order
@@ -129,10 +135,16 @@ pub fn open(url: Option<&str>) -> Result<Box<dyn Store>> {
             Ok(Box::new(LocalStore::new(PathBuf::from(path))))
         }
         Some(u) if u.starts_with('/') => Ok(Box::new(LocalStore::new(PathBuf::from(u)))),
-        Some(u) if u.starts_with("s3://") || u.starts_with("gha://") => {
-            bail!("store URL {u:?}: this build of kura has no {} store yet; use file:///DIR", &u[..u.find(':').unwrap()])
+        Some(u) if u.starts_with("s3://") => Ok(Box::new(S3Store::open(u)?)),
+        Some(u) if u.starts_with("gha://") => {
+            bail!(
+                "store URL {u:?}: this build of kura has no {} store yet; use file:///DIR",
+                &u[..u.find(':').unwrap()]
+            )
         }
-        Some(u) => bail!("store URL {u:?} is not understood; use file:///DIR (s3:// and gha:// come with their stores)"),
+        Some(u) => {
+            bail!("store URL {u:?} is not understood; use file:///DIR or s3://BUCKET/PREFIX")
+        }
     }
 }
 
@@ -178,6 +190,24 @@ fn decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Longest directory name used for a key; longer encodings are cut and given a hash suffix.
+const MAX_NAME: usize = 200;
+
+/// A key's directory name: its encoding, or for long keys (whose encoding would exceed file
+/// name and object key limits) a cut encoding with a hash of the key.
+pub(crate) fn entry_name(key: &str) -> String {
+    let enc = encode(key);
+    if enc.len() <= MAX_NAME {
+        return enc;
+    }
+    let mut cut = MAX_NAME - 40;
+    while enc.as_bytes()[cut - 1] == b'%' || enc.as_bytes()[cut - 2] == b'%' {
+        cut -= 1; // never split a %XX escape
+    }
+    let digest = crate::archive::hex(&Sha256::digest(key.as_bytes()));
+    format!("{}~{}", &enc[..cut], &digest[..32])
 }
 
 pub fn now_ms() -> u64 {

@@ -158,6 +158,8 @@ pub fn walk_find(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     find(dir, name).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
 }
 
+pub mod garage;
+
 /// A pinned npm package installed once into the test scratch directory, for tests that run
 /// the real tools kura must agree with. Installing needs the npm registry; failing to is a
 /// test failure, never a skip.

@@ -1,0 +1,439 @@
+//! Any S3-compatible object store: `s3://BUCKET/PREFIX[?endpoint=URL&region=R]`.
+//!
+//! Layout: `<prefix>/<scope>/<version>/<encoded key>/<created>-<nonce>.{tzst,json}`. The
+//! archive is uploaded first (one PUT when small, else a multipart upload with parts in
+//! parallel), its metadata object last, so an entry is visible only once complete. Not every
+//! S3-compatible server honours `If-None-Match` (Garage ignores it), so concurrent saves of one
+//! key are settled by order instead: every writer lists the key's directory after writing, the
+//! earliest metadata object is the entry, and a later writer deletes its own objects and
+//! reports that it was skipped. Readers apply the same rule, so all see the same entry.
+//!
+//! The client is object_store's (credential chain from the environment, web identity,
+//! container and instance credentials; retries with backoff). The `Store` trait is
+//! synchronous; this file owns a tokio runtime and bridges.
+
+use super::{encode, entry_name, now_ms, Committed, Meta, Store, Upload};
+use anyhow::{anyhow, bail, Context as _, Result};
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+/// Part size of multipart uploads and ranged downloads.
+const PART: usize = 16 << 20;
+/// Parts in flight, each way.
+const PARALLEL: usize = 8;
+
+pub struct S3Store {
+    rt: Arc<tokio::runtime::Runtime>,
+    s3: Arc<AmazonS3>,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Store {
+    /// `url` is `s3://BUCKET[/PREFIX][?endpoint=URL&region=R]`; `KURA_S3_ENDPOINT` also sets the
+    /// endpoint (MinIO, Garage, R2, Ceph: path-style addressing).
+    pub fn open(url: &str) -> Result<S3Store> {
+        let rest = &url["s3://".len()..];
+        let (loc, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = loc.split_once('/').unwrap_or((loc, ""));
+        if bucket.is_empty() {
+            bail!("store URL {url:?} has no bucket; write it s3://BUCKET/PREFIX");
+        }
+        let mut endpoint = std::env::var("KURA_S3_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty());
+        let mut region = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("endpoint", v)) => endpoint = Some(v.to_string()),
+                Some(("region", v)) => region = Some(v.to_string()),
+                _ => bail!("store URL {url:?}: unknown option {pair:?} (known: endpoint, region)"),
+            }
+        }
+        // The rustls provider is chosen once per process; a second install is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        if let Some(r) = region {
+            b = b.with_region(r);
+        }
+        let s3 = b
+            .build()
+            .with_context(|| format!("cannot configure the S3 store {url:?}"))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        Ok(S3Store {
+            rt: Arc::new(rt),
+            s3: Arc::new(s3),
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+
+    fn join(&self, rest: &str) -> String {
+        if self.prefix.is_empty() {
+            rest.to_string()
+        } else {
+            format!("{}/{rest}", self.prefix)
+        }
+    }
+
+    fn version_dir(&self, scope: &str, version: &str) -> String {
+        let scope = if scope.is_empty() {
+            "_".to_string()
+        } else {
+            encode(scope)
+        };
+        self.join(&format!("{scope}/{version}/"))
+    }
+
+    /// Every object name under a string prefix (not a path prefix: restore keys need that).
+    fn list_names(&self, prefix: &str) -> Result<Vec<String>> {
+        self.rt.block_on(async {
+            let mut names = Vec::new();
+            let mut token = None;
+            loop {
+                let opts = PaginatedListOptions {
+                    page_token: token.take(),
+                    ..Default::default()
+                };
+                let page = self
+                    .s3
+                    .list_paginated(Some(prefix), opts)
+                    .await
+                    .map_err(|e| explain(e, &self.bucket, "s3:ListBucket"))?;
+                names.extend(
+                    page.result
+                        .objects
+                        .into_iter()
+                        .map(|o| o.location.to_string()),
+                );
+                match page.page_token {
+                    Some(t) => token = Some(t),
+                    None => return Ok(names),
+                }
+            }
+        })
+    }
+
+    /// The entries among `names`: per key directory, the earliest metadata object.
+    fn winners(names: &[String]) -> Vec<String> {
+        let mut first: BTreeMap<&str, &str> = BTreeMap::new();
+        for n in names.iter().filter(|n| n.ends_with(".json")) {
+            let dir = n.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let slot = first.entry(dir).or_insert(n);
+            if n.as_str() < *slot {
+                *slot = n;
+            }
+        }
+        first.into_values().map(str::to_string).collect()
+    }
+
+    fn read_metas(&self, objects: Vec<String>) -> Result<Vec<Meta>> {
+        self.rt.block_on(async {
+            futures_util::stream::iter(objects)
+                .map(|o| async move {
+                    let bytes = self
+                        .s3
+                        .get(&ObjPath::from(o.as_str()))
+                        .await
+                        .map_err(|e| explain(e, &self.bucket, "s3:GetObject"))?
+                        .bytes()
+                        .await?;
+                    let mut m: Meta = serde_json::from_slice(&bytes)
+                        .with_context(|| format!("unreadable metadata object {o}"))?;
+                    m.used_ms = m.created_ms;
+                    m.object = o;
+                    Ok::<_, anyhow::Error>(m)
+                })
+                .buffer_unordered(16)
+                .try_collect()
+                .await
+        })
+    }
+
+    fn metas_under(&self, prefix: &str, key_prefix: &str) -> Result<Vec<Meta>> {
+        let names = self.list_names(prefix)?;
+        let metas = self.read_metas(Self::winners(&names))?;
+        Ok(metas
+            .into_iter()
+            .filter(|m| m.key.starts_with(key_prefix))
+            .collect())
+    }
+}
+
+/// One line that names the cause and, for a refusal, the permission to grant.
+fn explain(e: object_store::Error, bucket: &str, permission: &str) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("NoSuchBucket") {
+        anyhow!("S3 bucket {bucket:?} does not exist (or is in another region); create it or fix the store URL")
+    } else if text.contains("error sending request") || text.contains("dns error") {
+        anyhow!("cannot reach the S3 endpoint for bucket {bucket:?}; check KURA_S3_ENDPOINT (or ?endpoint= in the store URL) and the network ({text})")
+    } else if text.contains("403") || text.contains("AccessDenied") || text.contains("Forbidden") {
+        anyhow!("S3 refused the request on bucket {bucket:?}: the credentials need {permission} ({text})")
+    } else {
+        anyhow!("S3 request on bucket {bucket:?} failed: {text}")
+    }
+}
+
+impl Store for S3Store {
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+        // Long keys have cut directory names (see `entry_name`): list from a prefix short
+        // enough to cover the cut, then filter on the key itself.
+        let enc = encode(prefix);
+        let mut cut = enc.len().min(150);
+        while !enc.is_char_boundary(cut)
+            || enc[..cut].ends_with('%')
+            || enc[..cut.saturating_sub(1)].ends_with('%')
+        {
+            cut -= 1;
+        }
+        let list_from = format!("{}{}", self.version_dir(scope, version), &enc[..cut]);
+        self.metas_under(&list_from, prefix)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
+        self.metas_under(&self.join(""), prefix)
+    }
+
+    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+        let path = ObjPath::from(archive_of(&meta.object));
+        let size = meta.size as usize;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(PARALLEL);
+        let s3 = self.s3.clone();
+        let bucket = self.bucket.clone();
+        // Parallel ranged GETs, handed on in order.
+        self.rt.spawn(async move {
+            let ranges: Vec<_> = (0..size)
+                .step_by(PART)
+                .map(|s| s..(s + PART).min(size))
+                .collect();
+            let mut parts = futures_util::stream::iter(ranges)
+                .map(|r| {
+                    let (s3, path) = (s3.clone(), path.clone());
+                    async move { s3.get_range(&path, r.start as u64..r.end as u64).await }
+                })
+                .buffered(PARALLEL);
+            while let Some(part) = parts.next().await {
+                let item =
+                    part.map_err(|e| std::io::Error::other(explain(e, &bucket, "s3:GetObject")));
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Box::new(PartReader {
+            rx,
+            chunk: bytes::Bytes::new(),
+        }))
+    }
+
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
+        let dir = format!("{}{}/", self.version_dir(scope, version), entry_name(key));
+        let name = format!("{dir}{:013}-{:016x}", now_ms(), nonce());
+        Ok(Box::new(S3Upload {
+            store: S3Handle {
+                rt: self.rt.clone(),
+                s3: self.s3.clone(),
+                bucket: self.bucket.clone(),
+            },
+            dir,
+            name,
+            state: Some(Pending::Buffer(Vec::new())),
+        }))
+    }
+
+    fn delete(&self, meta: &Meta) -> Result<()> {
+        self.rt.block_on(async {
+            for o in [meta.object.clone(), archive_of(&meta.object)] {
+                self.s3
+                    .delete(&ObjPath::from(o.as_str()))
+                    .await
+                    .map_err(|e| explain(e, &self.bucket, "s3:DeleteObject"))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn archive_of(meta_object: &str) -> String {
+    format!("{}.tzst", meta_object.trim_end_matches(".json"))
+}
+
+fn nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(now_ms());
+    h.finish()
+}
+
+struct PartReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for PartReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(part) => self.chunk = part?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        bytes::Buf::advance(&mut self.chunk, n);
+        Ok(n)
+    }
+}
+
+struct S3Handle {
+    rt: Arc<tokio::runtime::Runtime>,
+    s3: Arc<AmazonS3>,
+    bucket: String,
+}
+
+enum Pending {
+    /// Small archives go up in one PUT at commit.
+    Buffer(Vec<u8>),
+    Multi(WriteMultipart),
+}
+
+struct S3Upload {
+    store: S3Handle,
+    dir: String,
+    /// Object names without extension: `<dir><created>-<nonce>`.
+    name: String,
+    state: Option<Pending>,
+}
+
+impl S3Upload {
+    fn archive(&self) -> ObjPath {
+        ObjPath::from(format!("{}.tzst", self.name))
+    }
+}
+
+impl Write for S3Upload {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // WriteMultipart spawns its part uploads onto the current runtime.
+        let rt = self.store.rt.clone();
+        let _in_runtime = rt.enter();
+        let h = &self.store;
+        let archive = self.archive();
+        match self.state.as_mut().expect("write after commit") {
+            Pending::Buffer(b) if b.len() + buf.len() <= PART => b.extend_from_slice(buf),
+            Pending::Buffer(b) => {
+                let upload = h
+                    .rt
+                    .block_on(h.s3.put_multipart(&archive))
+                    .map_err(|e| std::io::Error::other(explain(e, &h.bucket, "s3:PutObject")))?;
+                let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+                w.write(b);
+                w.write(buf);
+                self.state = Some(Pending::Multi(w));
+            }
+            Pending::Multi(w) => {
+                h.rt.block_on(w.wait_for_capacity(PARALLEL))
+                    .map_err(|e| std::io::Error::other(explain(e, &h.bucket, "s3:PutObject")))?;
+                w.write(buf);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for S3Upload {
+    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed> {
+        let archive = self.archive();
+        let state = self.state.take().expect("committed twice");
+        let h = &self.store;
+        let perm = |e| explain(e, &h.bucket, "s3:PutObject");
+        h.rt.block_on(async {
+            match state {
+                Pending::Buffer(b) => {
+                    h.s3.put(&archive, PutPayload::from(b))
+                        .await
+                        .map(|_| ())
+                        .map_err(perm)
+                }
+                Pending::Multi(w) => w.finish().await.map(|_| ()).map_err(perm),
+            }
+        })?;
+        let meta_obj = format!("{}.json", self.name);
+        let mut meta = meta.clone();
+        meta.object = meta_obj.clone();
+        let body = serde_json::to_vec(&meta)?;
+        h.rt.block_on(h.s3.put(&ObjPath::from(meta_obj.as_str()), PutPayload::from(body)))
+            .map_err(perm)?;
+        // Settle who owns the key (see the module comment).
+        let names = h.rt.block_on(async {
+            h.s3.list_paginated(Some(self.dir.as_str()), PaginatedListOptions::default())
+                .await
+                .map(|p| {
+                    p.result
+                        .objects
+                        .into_iter()
+                        .map(|o| o.location.to_string())
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| explain(e, &h.bucket, "s3:ListBucket"))
+        })?;
+        let mut metas: Vec<&String> = names.iter().filter(|n| n.ends_with(".json")).collect();
+        metas.sort();
+        let doomed: Vec<String> = if overwrite {
+            metas
+                .iter()
+                .filter(|n| ***n != meta_obj)
+                .map(|n| n.to_string())
+                .collect()
+        } else if metas.first().map(|n| n.as_str()) == Some(meta_obj.as_str()) {
+            Vec::new()
+        } else {
+            vec![meta_obj.clone()]
+        };
+        let lost = doomed.contains(&meta_obj);
+        h.rt.block_on(async {
+            for m in &doomed {
+                for o in [m.clone(), archive_of(m)] {
+                    let _ = h.s3.delete(&ObjPath::from(o.as_str())).await;
+                }
+            }
+        });
+        Ok(if lost {
+            Committed::Exists
+        } else {
+            Committed::Saved
+        })
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        // Not committed: abort the multipart upload so no parts linger.
+        if let Some(Pending::Multi(w)) = self.state.take() {
+            let rt = self.store.rt.clone();
+            let _in_runtime = rt.enter();
+            let _ = rt.block_on(w.abort());
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The S3 store against a real Garage server on 127.0.0.1.
+
+mod support;
+
+use support::garage::{garage, BUCKET, KEY_ID, SECRET};
+use support::{json, run, tree, Sandbox};
+
+/// A sandbox whose store is a fresh prefix of the Garage bucket.
+fn s3_sandbox(prefix: &str) -> (Sandbox, impl Fn(&Sandbox) -> assert_cmd::Command) {
+    let g = garage();
+    let endpoint = g.endpoint.clone();
+    let url = format!("s3://{BUCKET}/{prefix}-{}", std::process::id());
+    let kura = move |s: &Sandbox| {
+        let mut c = s.kura_std();
+        c.env("KURA_STORE", &url)
+            .env("KURA_S3_ENDPOINT", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_REGION", "garage");
+        assert_cmd::Command::from_std(c)
+    };
+    (Sandbox::new(), kura)
+}
+
+#[test]
+fn round_trip_small_and_multipart() {
+    let (s, kura) = s3_sandbox("round-trip");
+    s.write("small/a.txt", "tiny");
+    // 40 MB of noise: over the 16 MiB part size, so a multipart upload and several ranged GETs.
+    s.write_bytes("big/blob", &support::noise(40 << 20, 3));
+    for (key, path) in [("small-1", "small"), ("big-1", "big")] {
+        let out = run(kura(&s).args(["--json", "save", "--key", key, "--path", path]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+        let before = tree(&s.ws.join(path));
+        std::fs::remove_dir_all(s.ws.join(path)).unwrap();
+        let out = run(kura(&s).args(["--json", "restore", "--key", key, "--path", path]));
+        assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+        assert_eq!(tree(&s.ws.join(path)), before);
+    }
+}
+
+#[test]
+fn restore_keys_newest_wins_and_existing_keys_are_kept() {
+    let (s, kura) = s3_sandbox("restore-keys");
+    for (key, content) in [("deps-1", "one"), ("deps-2", "two"), ("other", "x")] {
+        s.write("d/f", content);
+        assert_eq!(
+            run(kura(&s).args(["save", "--key", key, "--path", "d"])).code,
+            0
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = run(kura(&s).args([
+        "--json",
+        "restore",
+        "--key",
+        "deps-9",
+        "--restore-key",
+        "deps-",
+        "--path",
+        "d",
+    ]));
+    assert_eq!(json(&out)["matched_key"], "deps-2", "{}", out.stderr);
+    assert_eq!(s.read("d/f"), "two");
+    s.write("d/f", "again");
+    let out = run(kura(&s).args(["save", "--key", "deps-1", "--path", "d"]));
+    assert!(
+        out.stderr.contains("Cache already exists for key deps-1"),
+        "{}",
+        out.stderr
+    );
+    let out = run(kura(&s).args(["save", "--key", "deps-1", "--path", "d", "--overwrite"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.write("d/f", "changed");
+    run(kura(&s).args(["restore", "--key", "deps-1", "--path", "d"]));
+    assert_eq!(s.read("d/f"), "again");
+    let ls = json(&run(kura(&s).args(["--json", "ls"])));
+    assert_eq!(ls["entries"].as_array().unwrap().len(), 3, "{ls}");
+    assert_eq!(run(kura(&s).args(["rm", "other"])).code, 0);
+    let ls = json(&run(kura(&s).args(["--json", "ls"])));
+    assert_eq!(ls["entries"].as_array().unwrap().len(), 2, "{ls}");
+}
+
+#[test]
+fn concurrent_saves_of_one_key_leave_exactly_one_entry() {
+    let (s, kura) = s3_sandbox("race");
+    for i in 0..100 {
+        s.write(&format!("d/{i}"), &format!("{i}").repeat(300));
+    }
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("kura"))
+                .envs(
+                    kura(&s)
+                        .get_envs()
+                        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+                )
+                .current_dir(&s.ws)
+                .args(["--json", "save", "--key", "race", "--path", "d"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+            v["outcome"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "saved").count(),
+        1,
+        "{outcomes:?}"
+    );
+    let ls = json(&run(kura(&s).args(["--json", "ls"])));
+    assert_eq!(ls["entries"].as_array().unwrap().len(), 1, "{ls}");
+}
+
+#[test]
+fn wrong_credentials_and_missing_bucket_say_so_and_do_not_fail_the_job() {
+    let (s, kura) = s3_sandbox("errors");
+    s.write("d/f", "x");
+    let out = run(kura(&s)
+        .env("AWS_SECRET_ACCESS_KEY", "wrong")
+        .args(["save", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning:") && out.stderr.contains("s3:"),
+        "{}",
+        out.stderr
+    );
+    let out = run(kura(&s)
+        .env("KURA_STORE", "s3://no-such-bucket/p")
+        .args(["save", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-bucket"), "{}", out.stderr);
+    let out = run(kura(&s)
+        .env("KURA_STORE", "s3://no-such-bucket/p")
+        .args(["--strict", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+}

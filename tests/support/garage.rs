@@ -1,0 +1,162 @@
+//! A real S3 server for the tests: a single-node Garage on 127.0.0.1, started once per test
+//! binary and killed when the binary exits. Installed with cargo when missing (pinned);
+//! a Garage that cannot be had fails the test.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub const GARAGE_VERSION: &str = "2.5.0";
+pub const BUCKET: &str = "kura-test";
+pub const KEY_ID: &str = "GK31c2f218a2e44f485b94239e";
+pub const SECRET: &str = "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835";
+
+pub struct Garage {
+    pub endpoint: String,
+    config: PathBuf,
+    bin: PathBuf,
+}
+
+impl Garage {
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "garage {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn binary() -> PathBuf {
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let installed = home.join(".cargo/bin/garage");
+    let ok = |p: &PathBuf| {
+        Command::new(p).arg("--version").output().is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(GARAGE_VERSION)
+        })
+    };
+    if !ok(&installed) {
+        let st = Command::new("cargo")
+            .args(["install", "garage", "--version", GARAGE_VERSION, "--locked"])
+            .status()
+            .expect("cargo runs");
+        assert!(st.success(), "cargo install garage {GARAGE_VERSION} failed");
+    }
+    assert!(
+        ok(&installed),
+        "garage {GARAGE_VERSION} is not at {}",
+        installed.display()
+    );
+    installed
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn garage() -> &'static Garage {
+    static G: OnceLock<Garage> = OnceLock::new();
+    G.get_or_init(start)
+}
+
+fn start() -> Garage {
+    let bin = binary();
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("garage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rpc, s3, admin) = (free_port(), free_port(), free_port());
+    let config = dir.join("garage.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"metadata_dir = "{d}/meta"
+data_dir = "{d}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "4425f5c26c5e11581d3223904324dcb5b5d5dfb14e5e7d3a6f8d0b8e6f2a1c3d"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{s3}"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let (b, c, log) = (bin.clone(), config.clone(), dir.join("server.log"));
+    // The server belongs to a thread that lives as long as the test binary; when the binary
+    // exits, the kernel kills the server (PR_SET_PDEATHSIG follows the spawning thread).
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(log).unwrap();
+        let mut cmd = Command::new(b);
+        cmd.arg("-c")
+            .arg(c)
+            .arg("server")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        // Waiting keeps this thread (and so the server) alive until the binary exits.
+        let _ = cmd.spawn().expect("garage starts").wait();
+    });
+    let g = Garage {
+        endpoint: format!("http://127.0.0.1:{s3}"),
+        config,
+        bin,
+    };
+    let mut id = None;
+    for _ in 0..100 {
+        let out = Command::new(&g.bin)
+            .arg("-c")
+            .arg(&g.config)
+            .arg("status")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains(&format!("127.0.0.1:{rpc}")))
+        {
+            id = line.split_whitespace().next().map(str::to_string);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let id = id.expect("garage answered `status` within 10 s");
+    g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+    g.cli(&["layout", "apply", "--version", "1"]);
+    g.cli(&["key", "import", "--yes", KEY_ID, SECRET, "-n", "kura-test"]);
+    g.cli(&["bucket", "create", BUCKET]);
+    g.cli(&[
+        "bucket",
+        "allow",
+        "--read",
+        "--write",
+        "--owner",
+        BUCKET,
+        "--key",
+        "kura-test",
+    ]);
+    g
+}
