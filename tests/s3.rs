@@ -145,3 +145,121 @@ fn wrong_credentials_and_missing_bucket_say_so_and_do_not_fail_the_job() {
         .args(["--strict", "save", "--key", "k", "--path", "d"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
 }
+
+/// Replace every archive object under `prefix` behind kura's back.
+fn corrupt_archives(prefix: &str) -> usize {
+    use object_store::list::{PaginatedListOptions, PaginatedListStore};
+    use object_store::ObjectStoreExt;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(&garage().endpoint)
+        .with_allow_http(true)
+        .with_region("garage")
+        .with_access_key_id(KEY_ID)
+        .with_secret_access_key(SECRET)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let page = s3
+            .list_paginated(Some(prefix), PaginatedListOptions::default())
+            .await
+            .unwrap();
+        let mut n = 0;
+        for o in page
+            .result
+            .objects
+            .iter()
+            .filter(|o| o.location.as_ref().ends_with(".tzst"))
+        {
+            s3.put(&o.location, support::noise(o.size as usize, 9).into())
+                .await
+                .unwrap();
+            n += 1;
+        }
+        n
+    })
+}
+
+#[test]
+fn a_corrupted_object_is_a_miss_with_a_warning() {
+    let (s, kura) = s3_sandbox("corrupt");
+    s.write_bytes("d/blob", &support::noise(3 << 20, 4));
+    assert_eq!(
+        run(kura(&s).args(["save", "--key", "k", "--path", "d"])).code,
+        0
+    );
+    let prefix = format!("corrupt-{}/", std::process::id());
+    assert_eq!(corrupt_archives(&prefix), 1);
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(kura(&s).args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+    assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
+    assert!(tree(&s.ws.join("d")).is_empty());
+    // The corrupt entry was removed: the key can be saved again.
+    s.write("d/f", "fresh");
+    let out = run(kura(&s).args(["--json", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+}
+
+#[test]
+fn a_killed_save_leaves_nothing_visible_and_prune_works() {
+    let (s, kura) = s3_sandbox("killed");
+    for i in 0..6 {
+        s.write_bytes(&format!("big/{i}"), &support::noise(8 << 20, i + 20));
+    }
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kura"))
+        .envs(
+            kura(&s)
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .current_dir(&s.ws)
+        .args([
+            "save",
+            "--key",
+            "killed",
+            "--path",
+            "big",
+            "--compression-level",
+            "19",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ls = json(&run(kura(&s).args(["--json", "ls"])));
+    assert!(ls["entries"].as_array().unwrap().is_empty(), "{ls}");
+    // Small part size and concurrency through the URL options: many parts, in order.
+    s.write_bytes("mid/blob", &support::noise(12 << 20, 5));
+    let url = format!(
+        "s3://{BUCKET}/killed-{}?part_size=5M&concurrency=2",
+        std::process::id()
+    );
+    let out = run(kura(&s)
+        .env("KURA_STORE", &url)
+        .args(["save", "--key", "mid", "--path", "mid"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let before = tree(&s.ws.join("mid"));
+    std::fs::remove_dir_all(s.ws.join("mid")).unwrap();
+    let out = run(kura(&s)
+        .env("KURA_STORE", &url)
+        .args(["--json", "restore", "--key", "mid", "--path", "mid"]));
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(tree(&s.ws.join("mid")), before);
+    let out = run(kura(&s).args(["--json", "prune", "--max-age", "0s"]));
+    assert_eq!(
+        json(&out)["removed"],
+        serde_json::json!(["mid"]),
+        "{}",
+        out.stderr
+    );
+    let out = run(kura(&s)
+        .env("KURA_STORE", format!("s3://{BUCKET}/x?part_size=1M"))
+        .args(["ls"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("5 MiB"), "{}", out.stderr);
+}

@@ -23,21 +23,30 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-/// Part size of multipart uploads and ranged downloads.
+/// Default part size of multipart uploads and ranged downloads (`part_size=`,
+/// `KURA_S3_PART_SIZE`); S3 wants at least 5 MiB.
 const PART: usize = 16 << 20;
-/// Parts in flight, each way.
+/// Default parts in flight, each way (`concurrency=`, `KURA_S3_CONCURRENCY`).
 const PARALLEL: usize = 8;
+
+#[derive(Clone, Copy)]
+struct Tuning {
+    part: usize,
+    parallel: usize,
+}
 
 pub struct S3Store {
     rt: Arc<tokio::runtime::Runtime>,
     s3: Arc<AmazonS3>,
     bucket: String,
     prefix: String,
+    tuning: Tuning,
 }
 
 impl S3Store {
-    /// `url` is `s3://BUCKET[/PREFIX][?endpoint=URL&region=R]`; `KURA_S3_ENDPOINT` also sets the
-    /// endpoint (MinIO, Garage, R2, Ceph: path-style addressing).
+    /// `url` is `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&part_size=16M&concurrency=8]`;
+    /// `KURA_S3_ENDPOINT`, `KURA_S3_PART_SIZE` and `KURA_S3_CONCURRENCY` set the same (MinIO,
+    /// Garage, R2, Ceph need an endpoint; addressing is path-style).
     pub fn open(url: &str) -> Result<S3Store> {
         let rest = &url["s3://".len()..];
         let (loc, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -45,17 +54,37 @@ impl S3Store {
         if bucket.is_empty() {
             bail!("store URL {url:?} has no bucket; write it s3://BUCKET/PREFIX");
         }
-        let mut endpoint = std::env::var("KURA_S3_ENDPOINT")
-            .ok()
-            .filter(|e| !e.is_empty());
+        let env = |k: &str| std::env::var(k).ok().filter(|e| !e.is_empty());
+        let mut endpoint = env("KURA_S3_ENDPOINT");
         let mut region = None;
+        let mut part = env("KURA_S3_PART_SIZE");
+        let mut parallel = env("KURA_S3_CONCURRENCY");
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("endpoint", v)) => endpoint = Some(v.to_string()),
                 Some(("region", v)) => region = Some(v.to_string()),
-                _ => bail!("store URL {url:?}: unknown option {pair:?} (known: endpoint, region)"),
+                Some(("part_size", v)) => part = Some(v.to_string()),
+                Some(("concurrency", v)) => parallel = Some(v.to_string()),
+                _ => bail!(
+                    "store URL {url:?}: unknown option {pair:?} (known: endpoint, region, part_size, concurrency)"
+                ),
             }
         }
+        let part = match part {
+            Some(p) => crate::report::parse_size(&p).map_err(|e| anyhow!(e))? as usize,
+            None => PART,
+        };
+        if !(5 << 20..=5 << 30).contains(&part) {
+            bail!("S3 part size {part} B is outside what S3 allows (5 MiB to 5 GiB)");
+        }
+        let parallel = match parallel {
+            Some(c) => c
+                .parse::<usize>()
+                .ok()
+                .filter(|c| (1..=64).contains(c))
+                .ok_or_else(|| anyhow!("S3 concurrency {c:?} must be a number from 1 to 64"))?,
+            None => PARALLEL,
+        };
         // The rustls provider is chosen once per process; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -77,6 +106,7 @@ impl S3Store {
             s3: Arc::new(s3),
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
+            tuning: Tuning { part, parallel },
         })
     }
 
@@ -213,21 +243,22 @@ impl Store for S3Store {
     fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
         let path = ObjPath::from(archive_of(&meta.object));
         let size = meta.size as usize;
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(PARALLEL);
+        let Tuning { part, parallel } = self.tuning;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(parallel);
         let s3 = self.s3.clone();
         let bucket = self.bucket.clone();
         // Parallel ranged GETs, handed on in order.
         self.rt.spawn(async move {
             let ranges: Vec<_> = (0..size)
-                .step_by(PART)
-                .map(|s| s..(s + PART).min(size))
+                .step_by(part)
+                .map(|s| s..(s + part).min(size))
                 .collect();
             let mut parts = futures_util::stream::iter(ranges)
                 .map(|r| {
                     let (s3, path) = (s3.clone(), path.clone());
                     async move { s3.get_range(&path, r.start as u64..r.end as u64).await }
                 })
-                .buffered(PARALLEL);
+                .buffered(parallel);
             while let Some(part) = parts.next().await {
                 let item =
                     part.map_err(|e| std::io::Error::other(explain(e, &bucket, "s3:GetObject")));
@@ -251,6 +282,7 @@ impl Store for S3Store {
                 rt: self.rt.clone(),
                 s3: self.s3.clone(),
                 bucket: self.bucket.clone(),
+                tuning: self.tuning,
             },
             dir,
             name,
@@ -307,6 +339,7 @@ struct S3Handle {
     rt: Arc<tokio::runtime::Runtime>,
     s3: Arc<AmazonS3>,
     bucket: String,
+    tuning: Tuning,
 }
 
 enum Pending {
@@ -337,19 +370,19 @@ impl Write for S3Upload {
         let h = &self.store;
         let archive = self.archive();
         match self.state.as_mut().expect("write after commit") {
-            Pending::Buffer(b) if b.len() + buf.len() <= PART => b.extend_from_slice(buf),
+            Pending::Buffer(b) if b.len() + buf.len() <= h.tuning.part => b.extend_from_slice(buf),
             Pending::Buffer(b) => {
                 let upload = h
                     .rt
                     .block_on(h.s3.put_multipart(&archive))
                     .map_err(|e| std::io::Error::other(explain(e, &h.bucket, "s3:PutObject")))?;
-                let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+                let mut w = WriteMultipart::new_with_chunk_size(upload, h.tuning.part);
                 w.write(b);
                 w.write(buf);
                 self.state = Some(Pending::Multi(w));
             }
             Pending::Multi(w) => {
-                h.rt.block_on(w.wait_for_capacity(PARALLEL))
+                h.rt.block_on(w.wait_for_capacity(h.tuning.parallel))
                     .map_err(|e| std::io::Error::other(explain(e, &h.bucket, "s3:PutObject")))?;
                 w.write(buf);
             }
