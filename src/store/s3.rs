@@ -202,17 +202,38 @@ impl S3Store {
     }
 }
 
-/// One line that names the cause and, for a refusal, the permission to grant.
+/// One line that names the cause and what to do; for a refusal, the permission to grant.
 fn explain(e: object_store::Error, bucket: &str, permission: &str) -> anyhow::Error {
     let text = e.to_string();
+    // S3 error bodies carry <Code> and <Message>; they say more than the transport chain.
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{t}>"))? + start;
+        Some(text[start..end].to_string())
+    };
+    let server = match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        _ => text.clone(),
+    };
+    let bad_credentials = [
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "Invalid signature",
+        "No such key",
+        "ExpiredToken",
+    ];
     if text.contains("NoSuchBucket") {
         anyhow!("S3 bucket {bucket:?} does not exist (or is in another region); create it or fix the store URL")
     } else if text.contains("error sending request") || text.contains("dns error") {
         anyhow!("cannot reach the S3 endpoint for bucket {bucket:?}; check KURA_S3_ENDPOINT (or ?endpoint= in the store URL) and the network ({text})")
+    } else if bad_credentials.iter().any(|b| text.contains(b)) {
+        anyhow!("S3 rejected the credentials ({server}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN")
     } else if text.contains("403") || text.contains("AccessDenied") || text.contains("Forbidden") {
-        anyhow!("S3 refused the request on bucket {bucket:?}: the credentials need {permission} ({text})")
+        anyhow!("S3 refused the request on bucket {bucket:?} ({server}); the credentials need {permission}")
     } else {
-        anyhow!("S3 request on bucket {bucket:?} failed: {text}")
+        anyhow!("S3 request on bucket {bucket:?} failed: {server}")
     }
 }
 
