@@ -400,3 +400,30 @@ fn long_transfers_print_progress_lines() {
         .args(["restore", "--key", "p", "--path", "d"]));
     assert!(!out.stderr.contains("Received "), "{}", out.stderr);
 }
+
+#[test]
+fn dot_only_keys_and_scopes_stay_inside_the_store() {
+    let s = Sandbox::new();
+    for (key, scope) in [(".", ".."), ("..", "."), ("...", "")] {
+        s.write("d/f", key);
+        let out = run(s.kura().args([
+            "--json", "--scope", scope, "save", "--key", key, "--path", "d",
+        ]));
+        assert_eq!(json(&out)["outcome"], "saved", "{key}: {}", out.stderr);
+        s.write("d/f", "changed");
+        let out = run(s.kura().args([
+            "--json", "--scope", scope, "restore", "--key", key, "--path", "d",
+        ]));
+        assert_eq!(json(&out)["cache_hit"], true, "{key}: {}", out.stderr);
+        assert_eq!(s.read("d/f"), key);
+    }
+    // Nothing was written beside the store directory.
+    let siblings: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(siblings.len(), 3, "{siblings:?}"); // ws, home, store
+    let ls = json(&run(s.kura().args(["--json", "ls"])));
+    assert_eq!(ls["entries"].as_array().unwrap().len(), 3, "{ls}");
+}

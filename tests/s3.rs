@@ -264,3 +264,59 @@ fn a_killed_save_leaves_nothing_visible_and_prune_works() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("5 MiB"), "{}", out.stderr);
 }
+
+#[test]
+fn github_scopes_apply_on_s3_too() {
+    let (s, kura) = s3_sandbox("scopes");
+    let gh = |git_ref: &str| {
+        let mut c = kura(&s);
+        c.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_REF", git_ref)
+            .env("KURA_DEFAULT_BRANCH", "main")
+            .env("GITHUB_WORKSPACE", &s.ws);
+        c
+    };
+    s.write("d/f", "feature");
+    assert_eq!(
+        run(gh("refs/heads/feature").args(["save", "--key", "k", "--path", "d"])).code,
+        0
+    );
+    let out = run(gh("refs/heads/main").args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+    s.write("d/f", "main");
+    assert_eq!(
+        run(gh("refs/heads/main").args(["save", "--key", "k", "--path", "d"])).code,
+        0
+    );
+    let out = run(gh("refs/heads/other").args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["scope"], "refs/heads/main", "{}", out.stderr);
+    assert_eq!(s.read("d/f"), "main");
+}
+
+#[test]
+fn keys_with_any_characters_and_long_keys_round_trip() {
+    let (s, kura) = s3_sandbox("odd-keys");
+    let long = format!("{}-tail", "é/ключ %~+=".repeat(30));
+    for (i, key) in ["v1/linux+x64 %2F ~a", "..", long.as_str()]
+        .iter()
+        .enumerate()
+    {
+        s.write("d/f", &format!("{i}"));
+        let out = run(kura(&s).args(["--json", "save", "--key", key, "--path", "d"]));
+        assert_eq!(json(&out)["outcome"], "saved", "{key}: {}", out.stderr);
+        s.write("d/f", "changed");
+        let prefix: String = key.chars().take(key.chars().count() - 1).collect();
+        let out = run(kura(&s).args([
+            "--json",
+            "restore",
+            "--key",
+            "nope",
+            "--restore-key",
+            &prefix,
+            "--path",
+            "d",
+        ]));
+        assert_eq!(json(&out)["matched_key"], *key, "{key}: {}", out.stderr);
+        assert_eq!(s.read("d/f"), format!("{i}"));
+    }
+}

@@ -5,7 +5,7 @@
 //! directory onto an existing non-empty one fails, which makes the first of two concurrent
 //! saves of one key the only one. The entry directory's mtime records when it was last used.
 
-use super::{encode, entry_name, now_ms, Committed, Meta, Store, Upload};
+use super::{entry_name, name_prefix, now_ms, scope_dir, Committed, Meta, Store, Upload};
 use anyhow::{bail, Context as _, Result};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
@@ -25,11 +25,7 @@ impl LocalStore {
     }
 
     fn scope_dir(&self, scope: &str) -> PathBuf {
-        self.root.join(if scope.is_empty() {
-            "_".to_string()
-        } else {
-            encode(scope)
-        })
+        self.root.join(scope_dir(scope))
     }
 
     fn entry_dir(&self, scope: &str, version: &str, key: &str) -> PathBuf {
@@ -63,7 +59,7 @@ impl LocalStore {
     }
 
     fn metas_in(&self, version_dir: &Path, prefix: &str) -> Result<Vec<Meta>> {
-        let enc_prefix = encode(prefix);
+        let start = name_prefix(prefix);
         let mut out = Vec::new();
         let rd = match fs::read_dir(version_dir) {
             Ok(rd) => rd,
@@ -75,15 +71,8 @@ impl LocalStore {
         for ent in rd {
             let ent = ent?;
             let name = ent.file_name().to_string_lossy().into_owned();
-            // Full names are the encoded key; cut ones ("…~hash") need their meta to decide.
-            let cut = name.contains('~');
-            let stem = name.split('~').next().unwrap_or("");
-            let could_match = if cut && enc_prefix.len() > stem.len() {
-                enc_prefix.starts_with(stem)
-            } else {
-                stem.starts_with(&enc_prefix)
-            };
-            if !could_match {
+            // A cheap filter on the name; the key in the metadata decides.
+            if !name.starts_with(&start) {
                 continue;
             }
             if let Some(m) = self.read_meta(&ent.path()) {

@@ -197,8 +197,42 @@ const MAX_NAME: usize = 200;
 
 /// A key's directory name: its encoding, or for long keys (whose encoding would exceed file
 /// name and object key limits) a cut encoding with a hash of the key.
+/// A name made only of dots would mean "here" or "the parent" as a path segment.
+fn no_dot_segment(enc: String) -> String {
+    if enc.bytes().all(|b| b == b'.') {
+        enc.replace('.', "%2E")
+    } else {
+        enc
+    }
+}
+
+/// What the stored names of every key starting with `prefix` begin with, for name-prefix
+/// scans: the encoding, shortened to below the point where long names are cut, and nothing
+/// for a prefix of dots only (such keys are stored as `%2E...`). Callers still filter on the
+/// key in the metadata.
+pub(crate) fn name_prefix(prefix: &str) -> String {
+    let enc = encode(prefix);
+    if enc.bytes().all(|b| b == b'.') {
+        return String::new();
+    }
+    let mut cut = enc.len().min(150);
+    while enc[..cut].ends_with('%') || enc[..cut.saturating_sub(1)].ends_with('%') {
+        cut -= 1; // never split a %XX escape
+    }
+    enc[..cut].to_string()
+}
+
+/// The directory (or object name segment) of a scope: `_` for none.
+pub(crate) fn scope_dir(scope: &str) -> String {
+    if scope.is_empty() {
+        "_".to_string()
+    } else {
+        no_dot_segment(encode(scope))
+    }
+}
+
 pub(crate) fn entry_name(key: &str) -> String {
-    let enc = encode(key);
+    let enc = no_dot_segment(encode(key));
     if enc.len() <= MAX_NAME {
         return enc;
     }

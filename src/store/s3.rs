@@ -12,7 +12,7 @@
 //! container and instance credentials; retries with backoff). The `Store` trait is
 //! synchronous; this file owns a tokio runtime and bridges.
 
-use super::{encode, entry_name, now_ms, Committed, Meta, Store, Upload};
+use super::{entry_name, name_prefix, now_ms, scope_dir, Committed, Meta, Store, Upload};
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -119,12 +119,7 @@ impl S3Store {
     }
 
     fn version_dir(&self, scope: &str, version: &str) -> String {
-        let scope = if scope.is_empty() {
-            "_".to_string()
-        } else {
-            encode(scope)
-        };
-        self.join(&format!("{scope}/{version}/"))
+        self.join(&format!("{}/{version}/", scope_dir(scope)))
     }
 
     /// Every object name under a string prefix (not a path prefix: restore keys need that).
@@ -175,7 +170,7 @@ impl S3Store {
                 .map(|o| async move {
                     let bytes = self
                         .s3
-                        .get(&ObjPath::from(o.as_str()))
+                        .get(&obj(o.as_str()))
                         .await
                         .map_err(|e| explain(e, &self.bucket, "s3:GetObject"))?
                         .bytes()
@@ -243,17 +238,11 @@ impl Store for S3Store {
     }
 
     fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
-        // Long keys have cut directory names (see `entry_name`): list from a prefix short
-        // enough to cover the cut, then filter on the key itself.
-        let enc = encode(prefix);
-        let mut cut = enc.len().min(150);
-        while !enc.is_char_boundary(cut)
-            || enc[..cut].ends_with('%')
-            || enc[..cut.saturating_sub(1)].ends_with('%')
-        {
-            cut -= 1;
-        }
-        let list_from = format!("{}{}", self.version_dir(scope, version), &enc[..cut]);
+        let list_from = format!(
+            "{}{}",
+            self.version_dir(scope, version),
+            name_prefix(prefix)
+        );
         self.metas_under(&list_from, prefix)
     }
 
@@ -262,7 +251,7 @@ impl Store for S3Store {
     }
 
     fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
-        let path = ObjPath::from(archive_of(&meta.object));
+        let path = obj(archive_of(&meta.object));
         let size = meta.size as usize;
         let Tuning { part, parallel } = self.tuning;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(parallel);
@@ -315,13 +304,20 @@ impl Store for S3Store {
         self.rt.block_on(async {
             for o in [meta.object.clone(), archive_of(&meta.object)] {
                 self.s3
-                    .delete(&ObjPath::from(o.as_str()))
+                    .delete(&obj(o.as_str()))
                     .await
                     .map_err(|e| explain(e, &self.bucket, "s3:DeleteObject"))?;
             }
             Ok(())
         })
     }
+}
+
+/// An object name as kura wrote it. `Path::from` would percent-encode the `%` of encoded keys
+/// and scopes, so listings by string prefix would no longer find them.
+fn obj(name: impl AsRef<str>) -> ObjPath {
+    ObjPath::parse(name.as_ref())
+        .expect("kura's object names have no empty, '.' or control segments")
 }
 
 fn archive_of(meta_object: &str) -> String {
@@ -379,7 +375,7 @@ struct S3Upload {
 
 impl S3Upload {
     fn archive(&self) -> ObjPath {
-        ObjPath::from(format!("{}.tzst", self.name))
+        obj(format!("{}.tzst", self.name))
     }
 }
 
@@ -437,7 +433,7 @@ impl Upload for S3Upload {
         let mut meta = meta.clone();
         meta.object = meta_obj.clone();
         let body = serde_json::to_vec(&meta)?;
-        h.rt.block_on(h.s3.put(&ObjPath::from(meta_obj.as_str()), PutPayload::from(body)))
+        h.rt.block_on(h.s3.put(&obj(meta_obj.as_str()), PutPayload::from(body)))
             .map_err(perm)?;
         // Settle who owns the key (see the module comment).
         let names = h.rt.block_on(async {
@@ -469,7 +465,7 @@ impl Upload for S3Upload {
         h.rt.block_on(async {
             for m in &doomed {
                 for o in [m.clone(), archive_of(m)] {
-                    let _ = h.s3.delete(&ObjPath::from(o.as_str())).await;
+                    let _ = h.s3.delete(&obj(o.as_str())).await;
                 }
             }
         });
