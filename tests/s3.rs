@@ -147,12 +147,10 @@ fn wrong_credentials_and_missing_bucket_say_so_and_do_not_fail_the_job() {
     assert_eq!(out.code, 1, "{}", out.stderr);
 }
 
-/// Replace every archive object under `prefix` behind kura's back.
-fn corrupt_archives(prefix: &str) -> usize {
-    use object_store::list::{PaginatedListOptions, PaginatedListStore};
-    use object_store::ObjectStoreExt;
+/// A client of the test bucket for writing behind kura's back.
+fn bucket() -> object_store::aws::AmazonS3 {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let s3 = object_store::aws::AmazonS3Builder::new()
+    object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(BUCKET)
         .with_endpoint(&garage().endpoint)
         .with_allow_http(true)
@@ -160,7 +158,26 @@ fn corrupt_archives(prefix: &str) -> usize {
         .with_access_key_id(KEY_ID)
         .with_secret_access_key(SECRET)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn names(prefix: &str) -> Vec<String> {
+    use object_store::list::{PaginatedListOptions, PaginatedListStore};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(bucket().list_paginated(Some(prefix), PaginatedListOptions::default()))
+        .unwrap()
+        .result
+        .objects
+        .into_iter()
+        .map(|o| o.location.to_string())
+        .collect()
+}
+
+/// Replace every archive object under `prefix` behind kura's back.
+fn corrupt_archives(prefix: &str) -> usize {
+    use object_store::list::{PaginatedListOptions, PaginatedListStore};
+    use object_store::ObjectStoreExt;
+    let s3 = bucket();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let page = s3
@@ -319,4 +336,39 @@ fn keys_with_any_characters_and_long_keys_round_trip() {
         assert_eq!(json(&out)["matched_key"], *key, "{key}: {}", out.stderr);
         assert_eq!(s.read("d/f"), format!("{i}"));
     }
+}
+
+#[test]
+fn prune_removes_archives_whose_save_never_committed() {
+    use object_store::ObjectStoreExt;
+    let (s, kura) = s3_sandbox("orphans");
+    s.write("d/f", "kept");
+    assert_eq!(
+        run(kura(&s).args(["save", "--key", "kept", "--path", "d"])).code,
+        0
+    );
+    let prefix = format!("orphans-{}/", std::process::id());
+    let old = format!("{prefix}_/v/k/0000000000001-00000000000000aa.tzst");
+    let fresh = format!(
+        "{prefix}_/v/k/{:013}-00000000000000bb.tzst",
+        99_999_999_999_999u64 / 10
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for o in [&old, &fresh] {
+        rt.block_on(bucket().put(
+            &object_store::path::Path::parse(o).unwrap(),
+            b"partial".to_vec().into(),
+        ))
+        .unwrap();
+    }
+    let out = run(kura(&s).args(["prune", "--max-age", "30d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let left = names(&prefix);
+    assert!(!left.contains(&old), "{left:?}");
+    assert!(left.contains(&fresh), "{left:?}");
+    assert_eq!(
+        left.iter().filter(|n| n.ends_with(".json")).count(),
+        1,
+        "{left:?}"
+    );
 }

@@ -300,6 +300,31 @@ impl Store for S3Store {
         }))
     }
 
+    /// Archives without their metadata object are saves killed before they committed (or
+    /// deletes cut short). Names start with their creation time; those over a day old go.
+    fn clean_incomplete(&self) {
+        let Ok(names) = self.list_names(&self.join("")) else {
+            return;
+        };
+        let cutoff = now_ms().saturating_sub(86_400_000);
+        let orphans: Vec<&String> = names
+            .iter()
+            .filter(|n| n.ends_with(".tzst"))
+            .filter(|n| !names.contains(&format!("{}.json", n.trim_end_matches(".tzst"))))
+            .filter(|n| {
+                let file = n.rsplit('/').next().unwrap_or("");
+                file.get(..13)
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .is_some_and(|t| t < cutoff)
+            })
+            .collect();
+        self.rt.block_on(async {
+            for o in orphans {
+                let _ = self.s3.delete(&obj(o)).await;
+            }
+        });
+    }
+
     fn delete(&self, meta: &Meta) -> Result<()> {
         self.rt.block_on(async {
             for o in [meta.object.clone(), archive_of(&meta.object)] {
