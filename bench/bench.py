@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """kura benchmark: save and restore against GNU tar + zstd and `cp -a`, side by side.
 
-Usage: python3 bench/bench.py [--scale F] [--runs N] [--datasets a,b,c] [--work DIR] [--kura BIN]
+Usage: python3 bench/bench.py [--scale F] [--runs N] [--datasets a,b,c] [--work DIR] [--kura BIN] [--s3]
 
 Datasets are generated (never committed) under --work:
   node_modules  many small JS-like files in deep trees
   cargo         a cargo-registry-like mix: sources of all sizes, some binaries
   binaries      a few big, partly compressible blobs
   big2g         ~2 GB mixed (only with --datasets big2g), for the peak-RSS target
+
+--s3 also starts a single-node Garage on 127.0.0.1 (the `garage` binary on PATH or in
+~/.cargo/bin) and times kura save/restore against it, reporting MB/s and the ratio to the
+local store on the same dataset.
 
 Each step runs --runs times with a warm page cache; the median is reported. Peak RSS comes
 from GNU time (%M). Ratios are kura / tar+zstd (lower is better) and kura / cp -a.
@@ -99,6 +103,66 @@ DATASETS = {
 }
 
 
+GARAGE_KEY = ("GK31c2f218a2e44f485b94239e",
+              "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_garage(work):
+    """A single-node Garage for the S3 figures; returns (process, endpoint)."""
+    binary = shutil.which("garage") or os.path.expanduser("~/.cargo/bin/garage")
+    if not os.path.exists(binary):
+        sys.exit("--s3 needs garage: cargo install garage --version 2.5.0 --locked")
+    d = os.path.join(work, "garage")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    rpc, s3, admin = free_port(), free_port(), free_port()
+    cfg = os.path.join(d, "garage.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""metadata_dir = "{d}/meta"
+data_dir = "{d}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "4425f5c26c5e11581d3223904324dcb5b5d5dfb14e5e7d3a6f8d0b8e6f2a1c3d"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{s3}"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+""")
+    log = open(os.path.join(d, "server.log"), "w")
+    proc = subprocess.Popen([binary, "-c", cfg, "server"], stdout=log, stderr=log)
+    g = lambda *a: subprocess.run([binary, "-c", cfg, *a], capture_output=True, text=True)
+    node = None
+    for _ in range(100):
+        for line in g("status").stdout.splitlines():
+            if f"127.0.0.1:{rpc}" in line:
+                node = line.split()[0]
+        if node:
+            break
+        time.sleep(0.1)
+    if not node:
+        proc.kill()
+        sys.exit("garage did not start")
+    for args in (["layout", "assign", "-z", "dc1", "-c", "10G", node], ["layout", "apply", "--version", "1"],
+                 ["key", "import", "--yes", *GARAGE_KEY, "-n", "bench"], ["bucket", "create", "kura-bench"],
+                 ["bucket", "allow", "--read", "--write", "--owner", "kura-bench", "--key", "bench"]):
+        r = g(*args)
+        if r.returncode != 0:
+            proc.kill()
+            sys.exit(f"garage {args}: {r.stderr}")
+    return proc, f"http://127.0.0.1:{s3}"
+
+
 def timed(cmd, cwd=None, env=None):
     """Run a shell command under GNU time; return (seconds, peak RSS in MB)."""
     subprocess.run("sync", shell=True)
@@ -141,7 +205,11 @@ def bench_dataset(name):
     kura = ARGS.kura
     paths = " ".join(f"--path {t}" for t in top)
     env = dict(os.environ, KURA_STORE=f"file://{store}")
-    res = {k: [] for k in ["tar_save", "kura_save", "tar_restore", "kura_restore", "cp"]}
+    res = {k: [] for k in ["tar_save", "kura_save", "tar_restore", "kura_restore", "cp", "s3_save", "s3_restore"]}
+    s3env = None
+    if ARGS.s3:
+        s3env = dict(os.environ, KURA_STORE=f"s3://kura-bench/{name}", KURA_S3_ENDPOINT=ENDPOINT,
+                     AWS_ACCESS_KEY_ID=GARAGE_KEY[0], AWS_SECRET_ACCESS_KEY=GARAGE_KEY[1], AWS_REGION="garage")
     rss = {k: 0.0 for k in res}
     sizes = {}
     for d in (out, store):
@@ -167,12 +235,21 @@ def bench_dataset(name):
         got, got_files = du(dest)
         if (got, got_files) != (size, files):
             sys.exit(f"[{name}] kura restored {got_files} files / {got} B, expected {files} / {size}")
+        if s3env:
+            t, m = timed(f"{kura} save --key bench-{run} {paths}", cwd=src_base, env=s3env)
+            res["s3_save"].append(t); rss["s3_save"] = max(rss["s3_save"], m)
+            dest = os.path.join(out, str(run), "s3-dest")
+            os.makedirs(dest)
+            t, m = timed(f"{kura} --base-dir {dest} restore --key bench-{run} {paths}", cwd=src_base, env=s3env)
+            res["s3_restore"].append(t); rss["s3_restore"] = max(rss["s3_restore"], m)
+            if du(dest) != (size, files):
+                sys.exit(f"[{name}] kura restored from S3 {du(dest)}, expected {(files, size)}")
         dest = os.path.join(out, str(run), "cp-dest")
         t, m = timed(f"cp -a {src_base} {dest}")
         res["cp"].append(t); rss["cp"] = max(rss["cp"], m)
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(store, ignore_errors=True)
-    med = {k: median(v) for k, v in res.items()}
+    med = {k: median(v) for k, v in res.items() if v}
     return {
         "name": name, "files": files, "mb": size / 1e6, "med": med, "rss": rss,
         "size_ratio": sizes["kura"] / sizes["tar"], "tar_mb": sizes["tar"] / 1e6,
@@ -187,11 +264,20 @@ def main():
     p.add_argument("--datasets", default="node_modules,cargo,binaries")
     p.add_argument("--work", default=os.path.join(HERE, "work"))
     p.add_argument("--kura", default=os.path.join(HERE, "..", "target", "release", "kura"))
+    p.add_argument("--s3", action="store_true", help="also time the S3 store against a local Garage")
     ARGS = p.parse_args()
     ARGS.work = os.path.abspath(ARGS.work)
     ARGS.kura = os.path.abspath(ARGS.kura)
     os.makedirs(ARGS.work, exist_ok=True)
-    rows = [bench_dataset(n) for n in ARGS.datasets.split(",")]
+    global ENDPOINT
+    garage = None
+    if ARGS.s3:
+        garage, ENDPOINT = start_garage(ARGS.work)
+    try:
+        rows = [bench_dataset(n) for n in ARGS.datasets.split(",")]
+    finally:
+        if garage:
+            garage.kill()
     print(f"\nkura bench: {os.cpu_count()} cpus, runs={ARGS.runs}, scale={ARGS.scale}, warm page cache, medians\n")
     hdr = (f"{'dataset':<13}{'files':>7}{'MB':>8} | {'save s':>7}{'tar+zstd':>9}{'ratio':>7} | "
            f"{'restore s':>9}{'tar+zstd':>9}{'ratio':>7}{'cp -a':>7}{'vs cp':>7} | {'size/zstd':>9} | "
@@ -205,6 +291,20 @@ def main():
               f"{m['kura_restore'] / m['tar_restore']:>7.2f}{m['cp']:>7.2f}{m['kura_restore'] / m['cp']:>7.2f} | "
               f"{r['size_ratio']:>9.3f} | {r['rss']['kura_save']:>7.0f}M{r['rss']['kura_restore']:>8.0f}M")
 
+    if ARGS.s3:
+        print(f"\nS3 store (Garage on 127.0.0.1) vs the local store, same data")
+        hdr = (f"{'dataset':<13}{'MB':>8} | {'save s':>7}{'MB/s':>7}{'vs local':>9} | "
+               f"{'restore s':>9}{'MB/s':>7}{'vs local':>9} | {'RSS save':>8}{'RSS rest':>9}")
+        print(hdr)
+        print("-" * len(hdr))
+        for r in rows:
+            m = r["med"]
+            print(f"{r['name']:<13}{r['mb']:>8.0f} | {m['s3_save']:>7.2f}{r['mb'] / m['s3_save']:>7.0f}"
+                  f"{m['s3_save'] / m['kura_save']:>9.2f} | {m['s3_restore']:>9.2f}{r['mb'] / m['s3_restore']:>7.0f}"
+                  f"{m['s3_restore'] / m['kura_restore']:>9.2f} | {r['rss']['s3_save']:>7.0f}M{r['rss']['s3_restore']:>8.0f}M")
+
+
+ENDPOINT = None
 
 if __name__ == "__main__":
     main()
