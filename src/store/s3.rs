@@ -254,7 +254,9 @@ impl Store for S3Store {
         let path = obj(archive_of(&meta.object));
         let size = meta.size as usize;
         let Tuning { part, parallel } = self.tuning;
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(parallel);
+        // Memory is what is in flight: `parallel` ranges of at most 8 MiB, plus one handed on.
+        let part = part.min(8 << 20);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
         let s3 = self.s3.clone();
         let bucket = self.bucket.clone();
         // Parallel ranged GETs, handed on in order.
