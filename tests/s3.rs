@@ -26,7 +26,7 @@ fn s3_sandbox(prefix: &str) -> (Sandbox, impl Fn(&Sandbox) -> assert_cmd::Comman
 fn round_trip_small_and_multipart() {
     let (s, kura) = s3_sandbox("round-trip");
     s.write("small/a.txt", "tiny");
-    // 40 MB of noise: over the 16 MiB part size, so a multipart upload and several ranged GETs.
+    // 40 MB of noise: over the 8 MiB part size, so a multipart upload and several ranged GETs.
     s.write_bytes("big/blob", &support::noise(40 << 20, 3));
     for (key, path) in [("small-1", "small"), ("big-1", "big")] {
         let out = run(kura(&s).args(["--json", "save", "--key", key, "--path", path]));

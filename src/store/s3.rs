@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 /// Default part size of multipart uploads and ranged downloads (`part_size=`,
 /// `KURA_S3_PART_SIZE`); S3 wants at least 5 MiB.
-const PART: usize = 16 << 20;
+const PART: usize = 8 << 20;
 /// Default parts in flight, each way (`concurrency=`, `KURA_S3_CONCURRENCY`).
 const PARALLEL: usize = 8;
 
@@ -44,7 +44,7 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// `url` is `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&part_size=16M&concurrency=8]`;
+    /// `url` is `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&part_size=8M&concurrency=8]`;
     /// `KURA_S3_ENDPOINT`, `KURA_S3_PART_SIZE` and `KURA_S3_CONCURRENCY` set the same (MinIO,
     /// Garage, R2, Ceph need an endpoint; addressing is path-style).
     pub fn open(url: &str) -> Result<S3Store> {
