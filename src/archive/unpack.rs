@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 /// Files up to this size go to the writer pool.
 const SMALL: u64 = 1 << 20;
 /// Queue length of the writer pool (at most SMALL bytes each).
-const QUEUE: usize = 64;
+const QUEUE: usize = 32;
 
 /// Marks errors that come from the archive's bytes (as opposed to writing files): a restore
 /// treats them as a corrupt entry.

@@ -254,8 +254,9 @@ impl Store for S3Store {
         let path = obj(archive_of(&meta.object));
         let size = meta.size as usize;
         let Tuning { part, parallel } = self.tuning;
-        // Memory is what is in flight: `parallel` ranges of at most 8 MiB, plus one handed on.
-        let part = part.min(8 << 20);
+        // Memory is what is in flight: `parallel` ranges of at most 4 MiB (the official
+        // client's size; each may be collected through a second buffer), plus one handed on.
+        let part = part.min(4 << 20);
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
         let s3 = self.s3.clone();
         let bucket = self.bucket.clone();
