@@ -306,25 +306,15 @@ fn concurrent_saves_of_one_key_leave_exactly_one_entry() {
     for i in 0..200 {
         s.write(&format!("d/{i}"), &format!("{i}").repeat(500));
     }
-    let children: Vec<_> = (0..6)
-        .map(|_| {
-            s.kura_std()
-                .args(["--json", "save", "--key", "race", "--path", "d"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outcomes: Vec<String> = children
-        .into_iter()
-        .map(|c| {
-            let o = c.wait_with_output().unwrap();
-            assert!(o.status.success());
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            v["outcome"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let outcomes = support::concurrent_outcomes(
+        (0..6)
+            .map(|_| {
+                let mut c = s.kura_std();
+                c.args(["--json", "save", "--key", "race", "--path", "d"]);
+                c
+            })
+            .collect(),
+    );
     assert_eq!(
         outcomes.iter().filter(|o| *o == "saved").count(),
         1,

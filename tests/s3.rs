@@ -5,21 +5,34 @@ mod support;
 use support::garage::{garage, BUCKET, KEY_ID, SECRET};
 use support::{json, run, tree, Sandbox};
 
-/// A sandbox whose store is a fresh prefix of the Garage bucket.
-fn s3_sandbox(prefix: &str) -> (Sandbox, impl Fn(&Sandbox) -> assert_cmd::Command) {
-    let g = garage();
-    let endpoint = g.endpoint.clone();
-    let url = format!("s3://{BUCKET}/{prefix}-{}", std::process::id());
-    let kura = move |s: &Sandbox| {
+/// How to run kura against a fresh prefix of the Garage bucket.
+struct S3 {
+    url: String,
+    endpoint: String,
+}
+
+impl S3 {
+    fn std(&self, s: &Sandbox) -> std::process::Command {
         let mut c = s.kura_std();
-        c.env("KURA_STORE", &url)
-            .env("KURA_S3_ENDPOINT", &endpoint)
+        c.env("KURA_STORE", &self.url)
+            .env("KURA_S3_ENDPOINT", &self.endpoint)
             .env("AWS_ACCESS_KEY_ID", KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .env("AWS_REGION", "garage");
-        assert_cmd::Command::from_std(c)
+        c
+    }
+
+    fn cmd(&self, s: &Sandbox) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.std(s))
+    }
+}
+
+fn s3_sandbox(prefix: &str) -> (Sandbox, S3) {
+    let s3 = S3 {
+        url: format!("s3://{BUCKET}/{prefix}-{}", std::process::id()),
+        endpoint: garage().endpoint.clone(),
     };
-    (Sandbox::new(), kura)
+    (Sandbox::new(), s3)
 }
 
 #[test]
@@ -29,12 +42,16 @@ fn round_trip_small_and_multipart() {
     // 40 MB of noise: over the 8 MiB part size, so a multipart upload and several ranged GETs.
     s.write_bytes("big/blob", &support::noise(40 << 20, 3));
     for (key, path) in [("small-1", "small"), ("big-1", "big")] {
-        let out = run(kura(&s).args(["--json", "save", "--key", key, "--path", path]));
+        let out = run(kura
+            .cmd(&s)
+            .args(["--json", "save", "--key", key, "--path", path]));
         assert_eq!(out.code, 0, "{}", out.stderr);
         assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
         let before = tree(&s.ws.join(path));
         std::fs::remove_dir_all(s.ws.join(path)).unwrap();
-        let out = run(kura(&s).args(["--json", "restore", "--key", key, "--path", path]));
+        let out = run(kura
+            .cmd(&s)
+            .args(["--json", "restore", "--key", key, "--path", path]));
         assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
         assert_eq!(tree(&s.ws.join(path)), before);
     }
@@ -46,12 +63,12 @@ fn restore_keys_newest_wins_and_existing_keys_are_kept() {
     for (key, content) in [("deps-1", "one"), ("deps-2", "two"), ("other", "x")] {
         s.write("d/f", content);
         assert_eq!(
-            run(kura(&s).args(["save", "--key", key, "--path", "d"])).code,
+            run(kura.cmd(&s).args(["save", "--key", key, "--path", "d"])).code,
             0
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let out = run(kura(&s).args([
+    let out = run(kura.cmd(&s).args([
         "--json",
         "restore",
         "--key",
@@ -64,21 +81,27 @@ fn restore_keys_newest_wins_and_existing_keys_are_kept() {
     assert_eq!(json(&out)["matched_key"], "deps-2", "{}", out.stderr);
     assert_eq!(s.read("d/f"), "two");
     s.write("d/f", "again");
-    let out = run(kura(&s).args(["save", "--key", "deps-1", "--path", "d"]));
+    let out = run(kura
+        .cmd(&s)
+        .args(["save", "--key", "deps-1", "--path", "d"]));
     assert!(
         out.stderr.contains("Cache already exists for key deps-1"),
         "{}",
         out.stderr
     );
-    let out = run(kura(&s).args(["save", "--key", "deps-1", "--path", "d", "--overwrite"]));
+    let out = run(kura
+        .cmd(&s)
+        .args(["save", "--key", "deps-1", "--path", "d", "--overwrite"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     s.write("d/f", "changed");
-    run(kura(&s).args(["restore", "--key", "deps-1", "--path", "d"]));
+    run(kura
+        .cmd(&s)
+        .args(["restore", "--key", "deps-1", "--path", "d"]));
     assert_eq!(s.read("d/f"), "again");
-    let ls = json(&run(kura(&s).args(["--json", "ls"])));
+    let ls = json(&run(kura.cmd(&s).args(["--json", "ls"])));
     assert_eq!(ls["entries"].as_array().unwrap().len(), 3, "{ls}");
-    assert_eq!(run(kura(&s).args(["rm", "other"])).code, 0);
-    let ls = json(&run(kura(&s).args(["--json", "ls"])));
+    assert_eq!(run(kura.cmd(&s).args(["rm", "other"])).code, 0);
+    let ls = json(&run(kura.cmd(&s).args(["--json", "ls"])));
     assert_eq!(ls["entries"].as_array().unwrap().len(), 2, "{ls}");
 }
 
@@ -88,37 +111,21 @@ fn concurrent_saves_of_one_key_leave_exactly_one_entry() {
     for i in 0..100 {
         s.write(&format!("d/{i}"), &format!("{i}").repeat(300));
     }
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            std::process::Command::new(assert_cmd::cargo::cargo_bin("kura"))
-                .envs(
-                    kura(&s)
-                        .get_envs()
-                        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-                )
-                .current_dir(&s.ws)
-                .args(["--json", "save", "--key", "race", "--path", "d"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outcomes: Vec<String> = children
-        .into_iter()
-        .map(|c| {
-            let o = c.wait_with_output().unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-                .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
-            v["outcome"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let outcomes = support::concurrent_outcomes(
+        (0..4)
+            .map(|_| {
+                let mut c = kura.std(&s);
+                c.args(["--json", "save", "--key", "race", "--path", "d"]);
+                c
+            })
+            .collect(),
+    );
     assert_eq!(
         outcomes.iter().filter(|o| *o == "saved").count(),
         1,
         "{outcomes:?}"
     );
-    let ls = json(&run(kura(&s).args(["--json", "ls"])));
+    let ls = json(&run(kura.cmd(&s).args(["--json", "ls"])));
     assert_eq!(ls["entries"].as_array().unwrap().len(), 1, "{ls}");
 }
 
@@ -126,7 +133,8 @@ fn concurrent_saves_of_one_key_leave_exactly_one_entry() {
 fn wrong_credentials_and_missing_bucket_say_so_and_do_not_fail_the_job() {
     let (s, kura) = s3_sandbox("errors");
     s.write("d/f", "x");
-    let out = run(kura(&s)
+    let out = run(kura
+        .cmd(&s)
         .env("AWS_SECRET_ACCESS_KEY", "wrong")
         .args(["save", "--key", "k", "--path", "d"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -136,12 +144,14 @@ fn wrong_credentials_and_missing_bucket_say_so_and_do_not_fail_the_job() {
         "{}",
         out.stderr
     );
-    let out = run(kura(&s)
+    let out = run(kura
+        .cmd(&s)
         .env("KURA_STORE", "s3://no-such-bucket/p")
         .args(["save", "--key", "k", "--path", "d"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("no-such-bucket"), "{}", out.stderr);
-    let out = run(kura(&s)
+    let out = run(kura
+        .cmd(&s)
         .env("KURA_STORE", "s3://no-such-bucket/p")
         .args(["--strict", "save", "--key", "k", "--path", "d"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -205,20 +215,24 @@ fn a_corrupted_object_is_a_miss_with_a_warning() {
     let (s, kura) = s3_sandbox("corrupt");
     s.write_bytes("d/blob", &support::noise(3 << 20, 4));
     assert_eq!(
-        run(kura(&s).args(["save", "--key", "k", "--path", "d"])).code,
+        run(kura.cmd(&s).args(["save", "--key", "k", "--path", "d"])).code,
         0
     );
     let prefix = format!("corrupt-{}/", std::process::id());
     assert_eq!(corrupt_archives(&prefix), 1);
     std::fs::remove_dir_all(s.ws.join("d")).unwrap();
-    let out = run(kura(&s).args(["--json", "restore", "--key", "k", "--path", "d"]));
+    let out = run(kura
+        .cmd(&s)
+        .args(["--json", "restore", "--key", "k", "--path", "d"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
     assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
     assert!(tree(&s.ws.join("d")).is_empty());
     // The corrupt entry was removed: the key can be saved again.
     s.write("d/f", "fresh");
-    let out = run(kura(&s).args(["--json", "save", "--key", "k", "--path", "d"]));
+    let out = run(kura
+        .cmd(&s)
+        .args(["--json", "save", "--key", "k", "--path", "d"]));
     assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
 }
 
@@ -228,13 +242,8 @@ fn a_killed_save_leaves_nothing_visible_and_prune_works() {
     for i in 0..6 {
         s.write_bytes(&format!("big/{i}"), &support::noise(8 << 20, i + 20));
     }
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kura"))
-        .envs(
-            kura(&s)
-                .get_envs()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-        )
-        .current_dir(&s.ws)
+    let mut child = kura
+        .std(&s)
         .args([
             "save",
             "--key",
@@ -249,7 +258,7 @@ fn a_killed_save_leaves_nothing_visible_and_prune_works() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     child.kill().unwrap();
     child.wait().unwrap();
-    let ls = json(&run(kura(&s).args(["--json", "ls"])));
+    let ls = json(&run(kura.cmd(&s).args(["--json", "ls"])));
     assert!(ls["entries"].as_array().unwrap().is_empty(), "{ls}");
     // Small part size and concurrency through the URL options: many parts, in order.
     s.write_bytes("mid/blob", &support::noise(12 << 20, 5));
@@ -257,25 +266,28 @@ fn a_killed_save_leaves_nothing_visible_and_prune_works() {
         "s3://{BUCKET}/killed-{}?part_size=5M&concurrency=2",
         std::process::id()
     );
-    let out = run(kura(&s)
+    let out = run(kura
+        .cmd(&s)
         .env("KURA_STORE", &url)
         .args(["save", "--key", "mid", "--path", "mid"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let before = tree(&s.ws.join("mid"));
     std::fs::remove_dir_all(s.ws.join("mid")).unwrap();
-    let out = run(kura(&s)
+    let out = run(kura
+        .cmd(&s)
         .env("KURA_STORE", &url)
         .args(["--json", "restore", "--key", "mid", "--path", "mid"]));
     assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
     assert_eq!(tree(&s.ws.join("mid")), before);
-    let out = run(kura(&s).args(["--json", "prune", "--max-age", "0s"]));
+    let out = run(kura.cmd(&s).args(["--json", "prune", "--max-age", "0s"]));
     assert_eq!(
         json(&out)["removed"],
         serde_json::json!(["mid"]),
         "{}",
         out.stderr
     );
-    let out = run(kura(&s)
+    let out = run(kura
+        .cmd(&s)
         .env("KURA_STORE", format!("s3://{BUCKET}/x?part_size=1M"))
         .args(["ls"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -286,7 +298,7 @@ fn a_killed_save_leaves_nothing_visible_and_prune_works() {
 fn github_scopes_apply_on_s3_too() {
     let (s, kura) = s3_sandbox("scopes");
     let gh = |git_ref: &str| {
-        let mut c = kura(&s);
+        let mut c = kura.cmd(&s);
         c.env("GITHUB_ACTIONS", "true")
             .env("GITHUB_REF", git_ref)
             .env("KURA_DEFAULT_BRANCH", "main")
@@ -319,11 +331,13 @@ fn keys_with_any_characters_and_long_keys_round_trip() {
         .enumerate()
     {
         s.write("d/f", &format!("{i}"));
-        let out = run(kura(&s).args(["--json", "save", "--key", key, "--path", "d"]));
+        let out = run(kura
+            .cmd(&s)
+            .args(["--json", "save", "--key", key, "--path", "d"]));
         assert_eq!(json(&out)["outcome"], "saved", "{key}: {}", out.stderr);
         s.write("d/f", "changed");
         let prefix: String = key.chars().take(key.chars().count() - 1).collect();
-        let out = run(kura(&s).args([
+        let out = run(kura.cmd(&s).args([
             "--json",
             "restore",
             "--key",
@@ -344,7 +358,7 @@ fn prune_removes_archives_whose_save_never_committed() {
     let (s, kura) = s3_sandbox("orphans");
     s.write("d/f", "kept");
     assert_eq!(
-        run(kura(&s).args(["save", "--key", "kept", "--path", "d"])).code,
+        run(kura.cmd(&s).args(["save", "--key", "kept", "--path", "d"])).code,
         0
     );
     let prefix = format!("orphans-{}/", std::process::id());
@@ -361,7 +375,7 @@ fn prune_removes_archives_whose_save_never_committed() {
         ))
         .unwrap();
     }
-    let out = run(kura(&s).args(["prune", "--max-age", "30d"]));
+    let out = run(kura.cmd(&s).args(["prune", "--max-age", "30d"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let left = names(&prefix);
     assert!(!left.contains(&old), "{left:?}");

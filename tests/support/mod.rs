@@ -79,6 +79,29 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Run commands at the same time and return each one's `--json` outcome.
+pub fn concurrent_outcomes(cmds: Vec<std::process::Command>) -> Vec<String> {
+    let children: Vec<_> = cmds
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+            v["outcome"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 pub struct Out {
     pub code: i32,
     pub stdout: String,
