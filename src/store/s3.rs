@@ -1,12 +1,18 @@
 //! Any S3-compatible object store: `s3://BUCKET/PREFIX[?endpoint=URL&region=R]`.
 //!
-//! Layout: `<prefix>/<scope>/<version>/<encoded key>/<created>-<nonce>.{tzst,json}`. The
+//! Layout: `<prefix>/<scope>/<version>/<encoded key>/<created>-<nonce>.{tzst,json,won}`. The
 //! archive is uploaded first (one PUT when small, else a multipart upload with parts in
-//! parallel), its metadata object last, so an entry is visible only once complete. Not every
-//! S3-compatible server honours `If-None-Match` (Garage ignores it), so concurrent saves of one
-//! key are settled by order instead: every writer lists the key's directory after writing, the
-//! earliest metadata object is the entry, and a later writer deletes its own objects and
-//! reports that it was skipped. Readers apply the same rule, so all see the same entry.
+//! parallel), its metadata object next, so an entry is visible only once complete.
+//!
+//! Not every S3-compatible server honours `If-None-Match` (Garage ignores it), so concurrent
+//! saves of one key are settled with plain writes and strongly consistent listings. Each writer
+//! lists the key's directory after writing its metadata object. A writer that sees only its
+//! own object has won: of any two writers at least one sees the other, so at most one can be
+//! alone, and every other writer sees it. The winner writes a `.won` marker. A writer that sees
+//! others loses to any marked entry; when none is marked yet it waits [`SETTLE`] for a lone
+//! winner's marker, lists again and, still without one, the earliest metadata object wins.
+//! Losers delete their objects and report "skipped". Readers apply the same rule (the earliest
+//! marked entry, else the earliest), so all see one entry.
 //!
 //! The client is object_store's (credential chain from the environment, web identity,
 //! container and instance credentials; retries with backoff). The `Store` trait is
@@ -18,7 +24,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -28,6 +34,8 @@ use std::sync::Arc;
 const PART: usize = 8 << 20;
 /// Default parts in flight, each way (`concurrency=`, `KURA_S3_CONCURRENCY`).
 const PARALLEL: usize = 8;
+/// How long a writer that met other writers of its key waits for a winner's marker.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone, Copy)]
 struct Tuning {
@@ -151,17 +159,14 @@ impl S3Store {
         })
     }
 
-    /// The entries among `names`: per key directory, the earliest metadata object.
+    /// The entries among `names`: per key directory, its owner.
     fn winners(names: &[String]) -> Vec<String> {
-        let mut first: BTreeMap<&str, &str> = BTreeMap::new();
-        for n in names.iter().filter(|n| n.ends_with(".json")) {
+        let mut dirs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for n in names {
             let dir = n.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let slot = first.entry(dir).or_insert(n);
-            if n.as_str() < *slot {
-                *slot = n;
-            }
+            dirs.entry(dir).or_default().push(n.clone());
         }
-        first.into_values().map(str::to_string).collect()
+        dirs.values().filter_map(|d| owner(d)).collect()
     }
 
     fn read_metas(&self, objects: Vec<String>) -> Result<Vec<Meta>> {
@@ -303,8 +308,9 @@ impl Store for S3Store {
         }))
     }
 
-    /// Archives without their metadata object are saves killed before they committed (or
-    /// deletes cut short). Names start with their creation time; those over a day old go.
+    /// Archives and markers without their metadata object are saves killed before they
+    /// committed, or deletes cut short. Names start with their creation time; those over a day
+    /// old go.
     fn clean_incomplete(&self) {
         let Ok(names) = self.list_names(&self.join("")) else {
             return;
@@ -312,8 +318,11 @@ impl Store for S3Store {
         let cutoff = now_ms().saturating_sub(86_400_000);
         let orphans: Vec<&String> = names
             .iter()
-            .filter(|n| n.ends_with(".tzst"))
-            .filter(|n| !names.contains(&format!("{}.json", n.trim_end_matches(".tzst"))))
+            .filter(|n| n.ends_with(".tzst") || n.ends_with(".won"))
+            .filter(|n| {
+                let stem = n.trim_end_matches(".tzst").trim_end_matches(".won");
+                !names.contains(&format!("{stem}.json"))
+            })
             .filter(|n| {
                 let file = n.rsplit('/').next().unwrap_or("");
                 file.get(..13)
@@ -330,6 +339,12 @@ impl Store for S3Store {
 
     fn delete(&self, meta: &Meta) -> Result<()> {
         self.rt.block_on(async {
+            // The marker first: cut short, the entry stays whole (unmarked, still found). An
+            // entry may have no marker (its writer was killed before writing it).
+            match self.s3.delete(&obj(marker_of(&meta.object))).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(explain(e, &self.bucket, "s3:DeleteObject")),
+            }
             for o in [meta.object.clone(), archive_of(&meta.object)] {
                 self.s3
                     .delete(&obj(o.as_str()))
@@ -350,6 +365,48 @@ fn obj(name: impl AsRef<str>) -> ObjPath {
 
 fn archive_of(meta_object: &str) -> String {
     format!("{}.tzst", meta_object.trim_end_matches(".json"))
+}
+
+fn marker_of(meta_object: &str) -> String {
+    format!("{}.won", meta_object.trim_end_matches(".json"))
+}
+
+/// The entry of one key directory, given the names listed in it: the earliest metadata object
+/// with a `.won` marker, else the earliest metadata object.
+fn owner(names: &[String]) -> Option<String> {
+    let metas = names.iter().filter(|n| n.ends_with(".json"));
+    let marked = metas
+        .clone()
+        .filter(|m| names.contains(&marker_of(m)))
+        .min();
+    marked.or_else(|| metas.min()).cloned()
+}
+
+/// What a writer knows after listing its key directory (see the module comment).
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Won,
+    Lost,
+    /// Other writers, none marked yet: wait for a lone winner's marker, then decide by order.
+    Unsure,
+}
+
+fn verdict(names: &[String], mine: &str) -> Verdict {
+    let others = names
+        .iter()
+        .filter(|n| n.ends_with(".json") && n.as_str() != mine)
+        .count();
+    if others == 0 {
+        Verdict::Won
+    } else if names.iter().any(|n| n.ends_with(".won")) {
+        if owner(names).as_deref() == Some(mine) {
+            Verdict::Won
+        } else {
+            Verdict::Lost
+        }
+    } else {
+        Verdict::Unsure
+    }
 }
 
 fn nonce() -> u64 {
@@ -464,43 +521,54 @@ impl Upload for S3Upload {
         h.rt.block_on(h.s3.put(&obj(meta_obj.as_str()), PutPayload::from(body)))
             .map_err(perm)?;
         // Settle who owns the key (see the module comment).
-        let names = h.rt.block_on(async {
-            h.s3.list_paginated(Some(self.dir.as_str()), PaginatedListOptions::default())
-                .await
-                .map(|p| {
-                    p.result
-                        .objects
-                        .into_iter()
-                        .map(|o| o.location.to_string())
-                        .collect::<Vec<_>>()
-                })
-                .map_err(|e| explain(e, &h.bucket, "s3:ListBucket"))
-        })?;
-        let mut metas: Vec<&String> = names.iter().filter(|n| n.ends_with(".json")).collect();
-        metas.sort();
-        let doomed: Vec<String> = if overwrite {
-            metas
-                .iter()
-                .filter(|n| ***n != meta_obj)
-                .map(|n| n.to_string())
-                .collect()
-        } else if metas.first().map(|n| n.as_str()) == Some(meta_obj.as_str()) {
-            Vec::new()
+        let names = self.list_dir()?;
+        let won = if overwrite {
+            // A newer overwrite wins; older entries go.
+            if names.iter().any(|n| n.ends_with(".json") && *n > meta_obj) {
+                false
+            } else {
+                let mine = [meta_obj.clone(), archive_of(&meta_obj)];
+                let older: Vec<String> = names.into_iter().filter(|n| !mine.contains(n)).collect();
+                h.rt.block_on(async {
+                    for o in &older {
+                        let _ = h.s3.delete(&obj(o.as_str())).await;
+                    }
+                });
+                true
+            }
         } else {
-            vec![meta_obj.clone()]
-        };
-        let lost = doomed.contains(&meta_obj);
-        h.rt.block_on(async {
-            for m in &doomed {
-                for o in [m.clone(), archive_of(m)] {
-                    let _ = h.s3.delete(&obj(o.as_str())).await;
+            match verdict(&names, &meta_obj) {
+                Verdict::Won => true,
+                Verdict::Lost => false,
+                Verdict::Unsure => {
+                    std::thread::sleep(SETTLE);
+                    owner(&self.list_dir()?).as_deref() == Some(meta_obj.as_str())
                 }
             }
+        };
+        if won {
+            h.rt.block_on(h.s3.put(&obj(marker_of(&meta_obj)), PutPayload::new()))
+                .map_err(perm)?;
+            return Ok(Committed::Saved);
+        }
+        h.rt.block_on(async {
+            for o in [meta_obj.clone(), archive_of(&meta_obj)] {
+                let _ = h.s3.delete(&obj(o.as_str())).await;
+            }
         });
-        Ok(if lost {
-            Committed::Exists
-        } else {
-            Committed::Saved
+        Ok(Committed::Exists)
+    }
+}
+
+impl S3Upload {
+    fn list_dir(&self) -> Result<Vec<String>> {
+        let h = &self.store;
+        h.rt.block_on(async {
+            h.s3.list(Some(&obj(self.dir.trim_end_matches('/'))))
+                .map_ok(|o| o.location.to_string())
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| explain(e, &h.bucket, "s3:ListBucket"))
         })
     }
 }
@@ -513,5 +581,40 @@ impl Drop for S3Upload {
             let _in_runtime = rt.enter();
             let _ = rt.block_on(w.abort());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| format!("d/{n}")).collect()
+    }
+
+    #[test]
+    fn a_lone_writer_wins_and_a_marked_entry_beats_an_earlier_unmarked_one() {
+        assert_eq!(
+            verdict(&names(&["2.json", "2.tzst"]), "d/2.json"),
+            Verdict::Won
+        );
+        // The lone winner (2) marked its entry before writer 1, with an earlier name, listed.
+        let seen = names(&["1.json", "1.tzst", "2.json", "2.tzst", "2.won"]);
+        assert_eq!(verdict(&seen, "d/1.json"), Verdict::Lost);
+        assert_eq!(owner(&seen).as_deref(), Some("d/2.json"));
+        // Two writers that see each other, nobody marked: wait, then the earliest.
+        let both = names(&["1.json", "2.json"]);
+        assert_eq!(verdict(&both, "d/2.json"), Verdict::Unsure);
+        assert_eq!(owner(&both).as_deref(), Some("d/1.json"));
+        assert_eq!(owner(&names(&["1.tzst"])), None);
+    }
+
+    #[test]
+    fn readers_pick_one_owner_per_key_directory() {
+        let listed: Vec<String> = ["a/1.json", "a/2.json", "a/2.won", "b/3.json", "c/4.tzst"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(S3Store::winners(&listed), ["a/2.json", "b/3.json"]);
     }
 }
