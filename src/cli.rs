@@ -21,7 +21,8 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Where entries live: file:///DIR (default: $XDG_CACHE_HOME/kura, else ~/.cache/kura).
+    /// Where entries live: file:///DIR, s3://BUCKET/PREFIX or gha:// (default: GitHub's cache
+    /// inside an action given the runtime token, else $XDG_CACHE_HOME/kura or ~/.cache/kura).
     #[arg(long, global = true, env = "KURA_STORE")]
     pub store: Option<String>,
     /// Print one JSON object with the outcome on stdout.
@@ -61,7 +62,12 @@ pub enum Command {
     /// List entries whose key starts with PREFIX.
     Ls { prefix: Option<String> },
     /// Delete every entry with this exact key.
-    Rm { key: String },
+    Rm {
+        key: String,
+        /// Only the entries of this scope (GitHub: a ref such as refs/heads/main).
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+    },
     /// Delete entries unused for longer than --max-age, then the least recently used until
     /// the store is under --max-size.
     Prune {

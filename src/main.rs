@@ -35,6 +35,12 @@ fn main() -> ExitCode {
                 report.error(u);
                 return ExitCode::from(2);
             }
+            // The job's own settings forbid it (GitHub's cache-mode, a read-only token).
+            if let Some(s) = e.downcast_ref::<store::Skipped>() {
+                report.info(s);
+                report.outcome(serde_json::json!({"outcome": "skipped", "reason": s.0}));
+                return ExitCode::SUCCESS;
+            }
             let msg = format!("{e:#}");
             if strict {
                 report.error(&msg);
@@ -93,7 +99,7 @@ fn run(cli: Cli, ci: ci::CiInfo, report: &Report) -> anyhow::Result<i32> {
         Command::Persist(a) => ops::persist(&env, a),
         Command::Attach(a) => ops::attach(&env, a),
         Command::Ls { prefix } => ops::ls(&env, prefix.as_deref()),
-        Command::Rm { key } => ops::rm(&env, key),
+        Command::Rm { key, git_ref } => ops::rm(&env, key, git_ref.as_deref()),
         Command::Prune { max_size, max_age } => {
             ops::prune(&env, max_size.as_deref(), max_age.as_deref())
         }

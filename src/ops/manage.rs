@@ -53,12 +53,12 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-pub fn rm(env: &Env, key: &str) -> Result<i32> {
+pub fn rm(env: &Env, key: &str, scope: Option<&str>) -> Result<i32> {
     let doomed: Vec<Meta> = env
         .store
         .list(key)?
         .into_iter()
-        .filter(|m| m.key == key)
+        .filter(|m| m.key == key && scope.is_none_or(|s| m.scope == s))
         .collect();
     if doomed.is_empty() {
         env.report.warn(format!(

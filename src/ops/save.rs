@@ -144,7 +144,20 @@ pub(super) fn store_walk(
     } = t;
     // Bad patterns are bad input (exit 2), found before anything is uploaded.
     crate::select::allowed_roots(paths, base, home).map_err(|e| user_error(format!("{e:#}")))?;
-    let upload = env.store.create(scope, version, key)?;
+    if overwrite {
+        env.store.prepare_overwrite(scope, version, key)?;
+    }
+    let upload = match env.store.create(scope, version, key) {
+        Ok(u) => u,
+        // The store knows at once that another save holds the key: nothing is packed.
+        Err(e) if e.is::<crate::store::Exists>() => {
+            return Ok(Walked {
+                stored: Some((Committed::Exists, Meta::bare(key, version, scope))),
+                missing: Vec::new(),
+            })
+        }
+        Err(e) => return Err(e),
+    };
     let counter = Arc::new(AtomicU64::new(0));
     let ticker = Ticker::start("Sent", counter.clone(), None);
     let missing = Mutex::new(Vec::new());

@@ -1,9 +1,11 @@
 //! Where entries live. One file per store behind the [`Store`] trait; `ops/` talks only to
 //! the trait. Stores know nothing of tar: an entry is opaque bytes plus its [`Meta`].
 
+mod gha;
 mod local;
 mod s3;
 
+pub use gha::GhaStore;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
@@ -44,6 +46,53 @@ pub struct Meta {
     pub object: String,
 }
 
+impl Meta {
+    /// What a store knows of an entry it did not write itself (the GitHub cache).
+    pub fn bare(key: &str, version: &str, scope: &str) -> Meta {
+        Meta {
+            key: key.to_string(),
+            version: version.to_string(),
+            scope: scope.to_string(),
+            size: 0,
+            sha256: String::new(),
+            created_ms: 0,
+            used_ms: 0,
+            kura_version: String::new(),
+            files: 0,
+            bytes: 0,
+            paths: Vec::new(),
+            manifest: BTreeMap::new(),
+            parents: Vec::new(),
+            object: String::new(),
+        }
+    }
+}
+
+/// `create` refused: an entry with this key, version and scope exists or is being saved.
+#[derive(Debug)]
+pub struct Exists;
+
+impl std::fmt::Display for Exists {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an entry with this key already exists")
+    }
+}
+
+impl std::error::Error for Exists {}
+
+/// The store will not do this for this job, by the job's own settings (GitHub's cache-mode,
+/// a read-only token): reported as information, never as a failure.
+#[derive(Debug)]
+pub struct Skipped(pub String);
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Skipped {}
+
 /// One restore candidate. GitHub order tries the exact key before prefixes; CircleCI order
 /// treats every candidate as a prefix, newest wins.
 #[derive(Debug, Clone)]
@@ -78,6 +127,16 @@ pub trait Store: Send + Sync {
     fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>>;
 
     fn delete(&self, meta: &Meta) -> Result<()>;
+
+    /// Most keys one restore may try (GitHub's service takes ten).
+    fn max_keys(&self) -> Option<usize> {
+        None
+    }
+
+    /// Make room for `save --overwrite` where entries cannot be replaced in place.
+    fn prepare_overwrite(&self, _scope: &str, _version: &str, _key: &str) -> Result<()> {
+        Ok(())
+    }
 
     /// Remove what killed saves left behind (temporary files, unfinished uploads).
     fn clean_incomplete(&self) {}
@@ -126,6 +185,8 @@ fn newest<'a>(it: impl Iterator<Item = &'a Meta>) -> Option<&'a Meta> {
 pub fn open(url: Option<&str>) -> Result<Box<dyn Store>> {
     let url = url.map(str::trim).filter(|u| !u.is_empty());
     match url {
+        // Inside a GitHub action that was given the runtime token, GitHub's cache is the store.
+        None if gha::available() => Ok(Box::new(GhaStore::open("gha://")?)),
         None => Ok(Box::new(LocalStore::new(default_dir()?))),
         Some(u) if u.starts_with("file://") => {
             let path = &u["file://".len()..];
@@ -136,14 +197,11 @@ pub fn open(url: Option<&str>) -> Result<Box<dyn Store>> {
         }
         Some(u) if u.starts_with('/') => Ok(Box::new(LocalStore::new(PathBuf::from(u)))),
         Some(u) if u.starts_with("s3://") => Ok(Box::new(S3Store::open(u)?)),
-        Some(u) if u.starts_with("gha://") => {
-            bail!(
-                "store URL {u:?}: this build of kura has no {} store yet; use file:///DIR",
-                &u[..u.find(':').unwrap()]
-            )
-        }
+        Some(u) if u.starts_with("gha://") => Ok(Box::new(GhaStore::open(u)?)),
         Some(u) => {
-            bail!("store URL {u:?} is not understood; use file:///DIR or s3://BUCKET/PREFIX")
+            bail!(
+                "store URL {u:?} is not understood; use file:///DIR, s3://BUCKET/PREFIX or gha://"
+            )
         }
     }
 }

@@ -1,0 +1,277 @@
+//! Azure block blobs behind the service's signed URLs: uploads as Put Blob or Put Block +
+//! Put Block List, downloads as parallel ranged GETs handed on in order.
+
+use super::retry_after;
+use anyhow::{anyhow, bail, Result};
+use base64::Engine as _;
+use futures_util::StreamExt;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// The REST version kura speaks to Azure; the SAS carries its own.
+const X_MS_VERSION: &str = "2025-01-05";
+const ATTEMPTS: u32 = 3;
+/// Range size of downloads: the official client's (Azure SDK) size.
+const RANGE: u64 = 4 << 20;
+
+/// One request with retries on 5xx, throttling and transport errors.
+async fn send(make: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
+    let mut wait = Duration::from_millis(500);
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        if attempt > 1 {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        match make().header("x-ms-version", X_MS_VERSION).send().await {
+            Ok(r) if r.status().is_success() => return Ok(r),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                if let Some(a) = retry_after(r.headers()) {
+                    wait = a.min(Duration::from_secs(60));
+                }
+                let body = r.text().await.unwrap_or_default();
+                let code = body
+                    .split_once("<Code>")
+                    .and_then(|(_, rest)| rest.split_once("</Code>"))
+                    .map(|(c, _)| c.to_string())
+                    .unwrap_or_default();
+                last = format!("{what}: HTTP {status} {code}");
+                if !(status >= 500 || status == 429 || status == 408) {
+                    if status == 403 {
+                        bail!("{last}: the signed URL was refused (expired, or not signed for this); try again in a new job");
+                    }
+                    bail!("{last}");
+                }
+            }
+            // A URL with a SAS signature must never reach a log: say what failed, not where.
+            Err(e) => last = format!("{what}: {}", e.without_url()),
+        }
+    }
+    bail!("{last} (gave up after {ATTEMPTS} attempts)")
+}
+
+pub struct Uploader {
+    pub rt: Arc<tokio::runtime::Runtime>,
+    pub http: reqwest::Client,
+    pub url: String,
+    pub block: usize,
+    pub parallel: usize,
+    buf: Vec<u8>,
+    ids: Vec<String>,
+    prefix: String,
+    inflight: Vec<JoinHandle<Result<()>>>,
+    size: u64,
+}
+
+impl Uploader {
+    pub fn new(
+        rt: Arc<tokio::runtime::Runtime>,
+        http: reqwest::Client,
+        url: String,
+        block: usize,
+        parallel: usize,
+    ) -> Uploader {
+        Uploader {
+            rt,
+            http,
+            url,
+            block,
+            parallel,
+            buf: Vec::new(),
+            ids: Vec::new(),
+            prefix: super::uuid(),
+            inflight: Vec::new(),
+            size: 0,
+        }
+    }
+
+    /// Block ids as the Azure SDK makes them: one uuid per upload and a 12-digit index, so
+    /// every id has the same length, as Azure requires.
+    fn stage(&mut self, data: Vec<u8>) -> Result<()> {
+        while self.inflight.len() >= self.parallel {
+            let first = self.inflight.remove(0);
+            self.rt.block_on(first)??;
+        }
+        let id = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}{:012}",
+            self.prefix,
+            self.ids.len()
+        ));
+        let url = format!(
+            "{}&comp=block&blockid={}",
+            self.url,
+            id.replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+        );
+        self.ids.push(id);
+        let http = self.http.clone();
+        let body = bytes::Bytes::from(data);
+        self.inflight.push(self.rt.spawn(async move {
+            send(|| http.put(&url).body(body.clone()), "Put Block")
+                .await
+                .map(drop)
+        }));
+        Ok(())
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.size += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        // A block goes only once more follows it: an archive of one block is one Put Blob.
+        while self.buf.len() > self.block {
+            let rest = self.buf.split_off(self.block);
+            let full = std::mem::replace(&mut self.buf, rest);
+            self.stage(full)?;
+        }
+        Ok(())
+    }
+
+    /// Send what is left and make the blob: one Put Blob when everything fit in one block,
+    /// else the last block and the block list. Returns the blob's size.
+    pub fn finish(mut self) -> Result<u64> {
+        let (http, url) = (self.http.clone(), self.url.clone());
+        if self.ids.is_empty() {
+            let body = bytes::Bytes::from(std::mem::take(&mut self.buf));
+            self.rt.block_on(send(
+                || {
+                    http.put(&url)
+                        .header("x-ms-blob-type", "BlockBlob")
+                        .header("content-type", "application/octet-stream")
+                        .body(body.clone())
+                },
+                "Put Blob",
+            ))?;
+            return Ok(self.size);
+        }
+        if !self.buf.is_empty() {
+            let last = std::mem::take(&mut self.buf);
+            self.stage(last)?;
+        }
+        for h in std::mem::take(&mut self.inflight) {
+            self.rt.block_on(h)??;
+        }
+        let mut xml = String::from(r#"<?xml version="1.0" encoding="utf-8"?><BlockList>"#);
+        for id in &self.ids {
+            xml.push_str(&format!("<Latest>{id}</Latest>"));
+        }
+        xml.push_str("</BlockList>");
+        let list = format!("{url}&comp=blocklist");
+        self.rt.block_on(send(
+            || {
+                http.put(&list)
+                    .header("content-type", "application/xml")
+                    .body(xml.clone())
+            },
+            "Put Block List",
+        ))?;
+        Ok(self.size)
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        // Staged blocks that are never listed expire on Azure's side; stop sending them.
+        for h in &self.inflight {
+            h.abort();
+        }
+    }
+}
+
+/// The blob's size, or None when the server does not say.
+pub async fn size(http: &reqwest::Client, url: &str) -> Option<u64> {
+    let r = send(|| http.head(url), "HEAD").await.ok()?;
+    r.headers()
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+async fn range(http: &reqwest::Client, url: &str, r: std::ops::Range<u64>) -> Result<bytes::Bytes> {
+    let header = format!("bytes={}-{}", r.start, r.end - 1);
+    let resp = send(|| http.get(url).header("range", &header), "download").await?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| anyhow!("download stalled or broke: {}", e.without_url()))?;
+    if body.len() as u64 != r.end - r.start {
+        bail!(
+            "download: asked for {} bytes at {}, got {}",
+            r.end - r.start,
+            r.start,
+            body.len()
+        );
+    }
+    Ok(body)
+}
+
+/// Stream the blob of `size` bytes: `parallel` ranged GETs in flight, handed on in order,
+/// all of it within `deadline`.
+pub fn reader(
+    rt: &tokio::runtime::Runtime,
+    http: reqwest::Client,
+    url: String,
+    size: u64,
+    parallel: usize,
+    deadline: Duration,
+) -> Box<dyn Read + Send> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+    rt.spawn(async move {
+        let ranges: Vec<_> = (0..size)
+            .step_by(RANGE as usize)
+            .map(|s| s..(s + RANGE).min(size))
+            .collect();
+        let work = async {
+            let mut parts = futures_util::stream::iter(ranges)
+                .map(|r| {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move { range(&http, &url, r).await }
+                })
+                .buffered(parallel);
+            while let Some(part) = parts.next().await {
+                let item = part.map_err(std::io::Error::other);
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(deadline, work).await.is_err() {
+            let _ = tx
+                .send(Err(std::io::Error::other(format!(
+                    "download did not finish within {} s (SEGMENT_DOWNLOAD_TIMEOUT_MINS)",
+                    deadline.as_secs()
+                ))))
+                .await;
+        }
+    });
+    Box::new(Parts {
+        rx,
+        chunk: bytes::Bytes::new(),
+    })
+}
+
+struct Parts {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for Parts {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(part) => self.chunk = part?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        bytes::Buf::advance(&mut self.chunk, n);
+        Ok(n)
+    }
+}

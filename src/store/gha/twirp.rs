@@ -1,0 +1,183 @@
+//! The cache service v2: three Twirp RPCs in JSON, as the official client sends them
+//! (snake_case names, int64 as strings, empty fields left out), parsed leniently.
+
+use super::retry_after;
+use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SERVICE: &str = "/twirp/github.actions.results.api.v1.CacheService/";
+const ATTEMPTS: u32 = 5;
+
+/// Why a call did not give an answer, where the caller acts on the difference.
+#[derive(Debug)]
+pub enum Refusal {
+    /// 409: an entry with this key, version and scope exists (or is being saved).
+    Exists,
+    /// The service refused a read or write for this token (`cache read denied:` /
+    /// `cache write denied:`).
+    Denied(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Exists => f.write_str("an entry with this key already exists"),
+            Refusal::Denied(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+pub struct Twirp {
+    pub origin: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    /// First backoff after a 5xx; grows ×1.5 per attempt.
+    pub backoff: Duration,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct Created {
+    pub ok: bool,
+    #[serde(alias = "signedUploadUrl")]
+    pub signed_upload_url: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct Finalized {
+    pub ok: bool,
+    #[serde(alias = "entryId", deserialize_with = "int64")]
+    pub entry_id: i64,
+    pub message: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct Found {
+    pub ok: bool,
+    #[serde(alias = "signedDownloadUrl")]
+    pub signed_download_url: String,
+    #[serde(alias = "matchedKey")]
+    pub matched_key: String,
+}
+
+/// protobuf's JSON int64: a string or a number.
+fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => s.parse().map_err(serde::de::Error::custom),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| serde::de::Error::custom("not an int64")),
+        _ => Ok(0),
+    }
+}
+
+impl Twirp {
+    pub async fn create(&self, key: &str, version: &str) -> Result<Created> {
+        self.call("CreateCacheEntry", json!({"key": key, "version": version}))
+            .await
+    }
+
+    pub async fn finalize(&self, key: &str, version: &str, size: u64) -> Result<Finalized> {
+        self.call(
+            "FinalizeCacheEntryUpload",
+            json!({"key": key, "size_bytes": size.to_string(), "version": version}),
+        )
+        .await
+    }
+
+    pub async fn find(&self, key: &str, restore_keys: &[String], version: &str) -> Result<Found> {
+        let mut body = json!({"key": key, "version": version});
+        if !restore_keys.is_empty() {
+            body["restore_keys"] = json!(restore_keys);
+        }
+        self.call("GetCacheEntryDownloadURL", body).await
+    }
+
+    /// One RPC with the official client's retries (5xx, unreadable bodies, dropped
+    /// connections; 5 attempts with growing backoff) plus what it lacks: a 429 waits for
+    /// `Retry-After` and tries again.
+    async fn call<T: for<'de> Deserialize<'de> + Default>(
+        &self,
+        method: &str,
+        body: Value,
+    ) -> Result<T> {
+        let url = format!("{}{SERVICE}{method}", self.origin);
+        let mut wait = self.backoff;
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(wait).await;
+                wait = wait.mul_f64(1.5);
+            }
+            let sent = self
+                .http
+                .post(&url)
+                .bearer_auth(&self.token)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!(
+                        "cannot reach the GitHub cache service at {} ({e})",
+                        self.origin
+                    );
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let after = retry_after(resp.headers());
+            let text = resp.text().await.unwrap_or_default();
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["msg"].as_str().map(str::to_string))
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            match status {
+                200..=299 => match serde_json::from_str::<T>(&text) {
+                    Ok(t) => return Ok(t),
+                    Err(_) => last = format!("{method}: unreadable answer {text:?}"),
+                },
+                409 => return Err(Refusal::Exists.into()),
+                429 => {
+                    let secs = after.unwrap_or(wait).min(Duration::from_secs(60));
+                    last = format!("{method}: rate limited by the GitHub cache service ({msg})");
+                    wait = secs;
+                }
+                500 | 502 | 503 | 504 => last = format!("{method}: HTTP {status} ({msg})"),
+                _ => return Err(refusal(method, status, &msg)),
+            }
+        }
+        bail!("{last} (gave up after {ATTEMPTS} attempts)")
+    }
+}
+
+/// A refusal in one line that names what to change.
+fn refusal(method: &str, status: u16, msg: &str) -> anyhow::Error {
+    if msg.contains("cache write denied:") || msg.contains("cache read denied:") {
+        return Refusal::Denied(denied(msg)).into();
+    }
+    match status {
+        401 => anyhow!("{method}: the GitHub cache service rejected ACTIONS_RUNTIME_TOKEN ({msg}); it is valid only inside the job that received it"),
+        403 => anyhow!("{method}: the GitHub cache service refused this job ({msg})"),
+        _ => anyhow!("{method}: HTTP {status} from the GitHub cache service ({msg})"),
+    }
+}
+
+/// `cache write denied:` / `cache read denied:`, with what grants the permission.
+pub fn denied(msg: &str) -> String {
+    let what = if msg.contains("write denied") {
+        "this job's cache token is read-only (events such as pull_request_target get one, as does `cache-mode: read`); the save is skipped"
+    } else {
+        "this job's cache token may not read the cache (`cache-mode: none` or `write-only`); the restore is skipped"
+    };
+    format!("{} — {what}", msg.trim())
+}

@@ -1,0 +1,454 @@
+//! The GitHub cache store against the stand-in service and a real Azurite, and interop with
+//! the official `@actions/cache` client both ways.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use support::gha::{service, token};
+use support::{json, run, Out, Sandbox};
+
+fn main_token() -> String {
+    token(&[("refs/heads/main", 3)])
+}
+
+fn kura(s: &Sandbox, tok: &str, args: &[&str]) -> Out {
+    let mut c = service().kura(s, tok);
+    c.arg("--json").args(args);
+    run(&mut assert_cmd::Command::from_std(c))
+}
+
+/// One file, directory or symlink: name, kind, mode, content or target.
+type Node = (String, String, u32, Vec<u8>);
+/// The workspace tree and the tree outside it.
+type Trees = (Vec<Node>, Vec<Node>);
+
+/// Files, directories and symlinks below `dir` with their modes and contents or targets.
+fn full_tree(dir: &Path) -> Vec<Node> {
+    let mut out = Vec::new();
+    fn walk(root: &Path, d: &Path, out: &mut Vec<Node>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let mode = md.permissions().mode() & 0o7777;
+            if md.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.push((
+                    rel,
+                    "link".into(),
+                    0,
+                    target.to_string_lossy().into_owned().into_bytes(),
+                ));
+            } else if md.is_dir() {
+                out.push((rel, "dir".into(), mode, Vec::new()));
+                walk(root, &p, out);
+            } else {
+                out.push((rel, "file".into(), mode, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A tree inside the workspace and one outside it (archived as `../outside`), with a
+/// symlink and an executable. Returns the outside path as both clients are given it
+/// (`@actions/glob` refuses `..` in patterns).
+fn populate(s: &Sandbox, seed: u64, big: usize) -> String {
+    s.write("deps/a.txt", "alpha");
+    s.write_bytes("deps/sub/noise.bin", &support::noise(70_000 + big, seed));
+    let exe = s.write("deps/run.sh", "#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("a.txt", s.ws.join("deps/link")).unwrap();
+    let outside = s.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("o.txt"), format!("outside {seed}")).unwrap();
+    outside.to_string_lossy().into_owned()
+}
+
+fn wipe(s: &Sandbox) -> Trees {
+    let outside = s.dir.path().join("outside");
+    let before = (full_tree(&s.ws.join("deps")), full_tree(&outside));
+    std::fs::remove_dir_all(s.ws.join("deps")).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
+    before
+}
+
+fn after(s: &Sandbox) -> Trees {
+    (
+        full_tree(&s.ws.join("deps")),
+        full_tree(&s.dir.path().join("outside")),
+    )
+}
+
+#[test]
+fn save_then_restore_with_github_matching() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    s.write("m/f", "one");
+    let out = kura(&s, &tok, &["save", "--key", "rt-linux-1", "--path", "m"]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    // The same key again: the service already has it; nothing is packed or sent.
+    let out = kura(&s, &tok, &["save", "--key", "rt-linux-1", "--path", "m"]);
+    assert_eq!(json(&out)["outcome"], "exists", "{}", out.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    s.write("m/f", "two");
+    let out = kura(&s, &tok, &["save", "--key", "rt-linux-2", "--path", "m"]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+
+    s.write("m/f", "local");
+    let out = kura(&s, &tok, &["restore", "--key", "rt-linux-1", "--path", "m"]);
+    let v = json(&out);
+    assert_eq!(
+        (v["outcome"].as_str(), v["cache_hit"].as_bool()),
+        (Some("hit"), Some(true)),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.read("m/f"), "one");
+    // A restore key: the newest entry with the prefix.
+    let out = kura(
+        &s,
+        &tok,
+        &[
+            "restore",
+            "--key",
+            "rt-linux-9",
+            "--restore-key",
+            "rt-",
+            "--path",
+            "m",
+        ],
+    );
+    let v = json(&out);
+    assert_eq!(
+        (v["matched_key"].as_str(), v["cache_hit"].as_bool()),
+        (Some("rt-linux-2"), Some(false))
+    );
+    assert_eq!(s.read("m/f"), "two");
+    assert!(
+        out.stderr.contains("Cache restored from key: rt-linux-2"),
+        "{}",
+        out.stderr
+    );
+    // Other paths are another version: a miss.
+    let out = kura(
+        &s,
+        &tok,
+        &["restore", "--key", "rt-linux-1", "--path", "other"],
+    );
+    assert_eq!(json(&out)["outcome"], "miss");
+    assert!(out
+        .stderr
+        .contains("Cache not found for input keys: rt-linux-1"));
+    // The service takes ten keys; kura says so before asking.
+    let mut args = vec!["restore", "--key", "rt-x", "--path", "m"];
+    for _ in 0..10 {
+        args.extend(["--restore-key", "rt-"]);
+    }
+    let out = kura(&s, &tok, &args);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("at most 10"), "{}", out.stderr);
+    assert!(service().log("rt-x").is_empty());
+}
+
+#[test]
+fn official_client_saves_and_kura_restores_byte_for_byte() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    let o = populate(&s, 1, 0);
+    let saved = service().official(&s, &tok, &["save", "interop-a", "deps", &o]);
+    assert!(saved["result"].as_i64().unwrap() > 0, "{saved}");
+    let before = wipe(&s);
+    let out = kura(
+        &s,
+        &tok,
+        &[
+            "restore",
+            "--key",
+            "interop-a",
+            "--path",
+            "deps",
+            "--path",
+            &o,
+        ],
+    );
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(after(&s), before);
+}
+
+#[test]
+fn kura_saves_and_the_official_client_restores_byte_for_byte() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    let o = populate(&s, 2, 0);
+    let out = kura(
+        &s,
+        &tok,
+        &[
+            "save",
+            "--key",
+            "interop-small-k",
+            "--path",
+            "deps",
+            "--path",
+            &o,
+        ],
+    );
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    let before = wipe(&s);
+    let got = service().official(&s, &tok, &["restore", "interop-small-k", "", "deps", &o]);
+    assert_eq!(got["result"], "interop-small-k");
+    assert_eq!(after(&s), before);
+    // Only one Put Blob went up for this small archive.
+    let blobs: Vec<_> = service()
+        .log("interop-small-k")
+        .into_iter()
+        .filter(|l| l["kind"] == "blob" && l["method"] == "PUT")
+        .collect();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    assert_eq!(blobs[0]["comp"], "");
+}
+
+#[test]
+fn archives_over_128_mib_take_the_block_path_both_ways() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    let o = populate(&s, 3, 140 << 20);
+    let out = kura(
+        &s,
+        &tok,
+        &[
+            "save",
+            "--key",
+            "interop-big-kura",
+            "--path",
+            "deps",
+            "--path",
+            &o,
+        ],
+    );
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    let comps: Vec<String> = service()
+        .log("interop-big-kura")
+        .iter()
+        .filter(|l| l["kind"] == "blob" && l["method"] == "PUT")
+        .map(|l| l["comp"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        comps.iter().filter(|c| *c == "block").count() > 16,
+        "{comps:?}"
+    );
+    assert_eq!(comps.last().map(String::as_str), Some("blocklist"));
+    // The official client saves the same tree in 64 MiB blocks; each restores the other's.
+    let saved = service().official(&s, &tok, &["save", "interop-big-official", "deps", &o]);
+    assert!(saved["result"].as_i64().unwrap() > 0, "{saved}");
+    let before = wipe(&s);
+    let got = service().official(&s, &tok, &["restore", "interop-big-kura", "", "deps", &o]);
+    assert_eq!(got["result"], "interop-big-kura");
+    assert_eq!(after(&s), before);
+    wipe(&s);
+    let out = kura(
+        &s,
+        &tok,
+        &[
+            "restore",
+            "--key",
+            "interop-big-official",
+            "--path",
+            "deps",
+            "--path",
+            &o,
+        ],
+    );
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(after(&s), before);
+}
+
+#[test]
+fn server_errors_are_retried_and_429_waits_for_retry_after() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    s.write("f/x", "retry");
+    service().fault(serde_json::json!({"match": "fault-5xx", "rpc": "CreateCacheEntry", "status": 503, "times": 2}));
+    let out = kura(&s, &tok, &["save", "--key", "fault-5xx", "--path", "f"]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    let creates = service()
+        .log("fault-5xx")
+        .iter()
+        .filter(|l| l["method"] == "CreateCacheEntry")
+        .count();
+    assert_eq!(creates, 3);
+
+    service().fault(serde_json::json!({"match": "fault-5xx", "rpc": "GetCacheEntryDownloadURL", "status": 429, "times": 1, "retry_after": 1}));
+    let started = std::time::Instant::now();
+    let out = kura(&s, &tok, &["restore", "--key", "fault-5xx", "--path", "f"]);
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn a_stalled_download_times_out_without_partial_files() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    s.write_bytes("st/big", &support::noise(3 << 20, 9));
+    s.write("st/small", "s");
+    let out = kura(&s, &tok, &["save", "--key", "fault-stall", "--path", "st"]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    std::fs::remove_dir_all(s.ws.join("st")).unwrap();
+    service().fault(serde_json::json!({"match": "fault-stall", "rpc": "download", "times": 100, "stall_after": 100_000}));
+    let started = std::time::Instant::now();
+    let mut c = service().kura(&s, &tok);
+    c.env("KURA_HTTP_TIMEOUT", "1").args([
+        "--json",
+        "restore",
+        "--key",
+        "fault-stall",
+        "--path",
+        "st",
+    ]);
+    let out = run(&mut assert_cmd::Command::from_std(c));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("stalled")
+            || out.stderr.contains("timed out")
+            || out.stderr.contains("time"),
+        "{}",
+        out.stderr
+    );
+    assert_ne!(json(&out)["outcome"], "hit");
+    assert!(!s.ws.join("st/small").exists() && !s.ws.join("st/big").exists());
+}
+
+#[test]
+fn refusals_are_warnings_that_name_the_fix() {
+    let s = Sandbox::new();
+    s.write("r/x", "denied");
+    // A read-only token (pull_request_target and friends).
+    let ro = token(&[("refs/heads/main", 1)]);
+    let out = kura(&s, &ro, &["save", "--key", "deny-write", "--path", "r"]);
+    assert_eq!(out.code, 0);
+    assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cache write denied") && out.stderr.contains("read-only"),
+        "{}",
+        out.stderr
+    );
+    // cache-mode: read skips the save before any request.
+    let mut c = service().kura(&s, &main_token());
+    c.env("ACTIONS_CACHE_MODE", "read").args([
+        "--json",
+        "save",
+        "--key",
+        "deny-mode",
+        "--path",
+        "r",
+    ]);
+    let out = run(&mut assert_cmd::Command::from_std(c));
+    assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
+    assert!(service().log("deny-mode").is_empty());
+    // From a `run:` step, with gha:// asked for but no runtime token.
+    let mut c = s.kura_std();
+    c.env("KURA_STORE", "gha://")
+        .env("GITHUB_ACTIONS", "true")
+        .args(["restore", "--key", "k", "--path", "r"]);
+    let out = run(&mut assert_cmd::Command::from_std(c));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ACTIONS_RUNTIME_TOKEN") && out.stderr.contains("run:"),
+        "{}",
+        out.stderr
+    );
+    // The same without the token but --strict: the job fails.
+    let mut c = s.kura_std();
+    c.env("KURA_STORE", "gha://")
+        .args(["--strict", "restore", "--key", "k", "--path", "r"]);
+    assert_eq!(run(&mut assert_cmd::Command::from_std(c)).code, 1);
+}
+
+#[test]
+fn pull_requests_read_the_base_branch_and_write_their_own_ref() {
+    let s = Sandbox::new();
+    s.write("p/x", "main's");
+    let out = kura(
+        &s,
+        &main_token(),
+        &["save", "--key", "scoped-1", "--path", "p"],
+    );
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    let pr = token(&[("refs/pull/7/merge", 3), ("refs/heads/main", 1)]);
+    s.write("p/x", "pr's");
+    let out = kura(&s, &pr, &["restore", "--key", "scoped-1", "--path", "p"]);
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(s.read("p/x"), "main's");
+    s.write("p/x", "pr's");
+    let out = kura(&s, &pr, &["save", "--key", "scoped-2", "--path", "p"]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    // main cannot read what the pull request wrote.
+    let out = kura(
+        &s,
+        &main_token(),
+        &["restore", "--key", "scoped-2", "--path", "p"],
+    );
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+}
+
+#[test]
+fn ls_rm_and_overwrite_through_the_rest_api() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    s.write("o/x", "first");
+    assert_eq!(
+        json(&kura(&s, &tok, &["save", "--key", "mgmt-1", "--path", "o"]))["outcome"],
+        "saved"
+    );
+    assert_eq!(
+        json(&kura(&s, &tok, &["save", "--key", "mgmt-2", "--path", "o"]))["outcome"],
+        "saved"
+    );
+    let ls = json(&kura(&s, &tok, &["ls", "mgmt-"]));
+    let keys: Vec<&str> = ls["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{ls}");
+    assert!(
+        ls["entries"][0]["scope"] == "refs/heads/main"
+            && ls["entries"][0]["size"].as_u64().unwrap() > 0,
+        "{ls}"
+    );
+    // --overwrite deletes the old entry, then saves.
+    s.write("o/x", "second");
+    let out = kura(
+        &s,
+        &tok,
+        &["save", "--key", "mgmt-1", "--path", "o", "--overwrite"],
+    );
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    s.write("o/x", "local");
+    kura(&s, &tok, &["restore", "--key", "mgmt-1", "--path", "o"]);
+    assert_eq!(s.read("o/x"), "second");
+    // rm, narrowed by ref.
+    let out = kura(&s, &tok, &["rm", "mgmt-2", "--ref", "refs/heads/other"]);
+    assert!(out.stderr.contains("no entry"), "{}", out.stderr);
+    let out = kura(&s, &tok, &["rm", "mgmt-2", "--ref", "refs/heads/main"]);
+    assert_eq!(json(&out)["count"], 1, "{}", out.stderr);
+    let ls = json(&kura(&s, &tok, &["ls", "mgmt-"]));
+    assert_eq!(ls["entries"].as_array().unwrap().len(), 1, "{ls}");
+    // A token without actions: write is told what it needs.
+    let mut c = service().kura(&s, &tok);
+    c.env("GITHUB_TOKEN", "read-only-token")
+        .args(["rm", "mgmt-1"]);
+    let out = run(&mut assert_cmd::Command::from_std(c));
+    assert_eq!(out.code, 0);
+    assert!(out.stderr.contains("actions: write"), "{}", out.stderr);
+}

@@ -1,0 +1,193 @@
+//! GitHub's cache service for the tests: a real Azurite (npm, pinned) holding the blobs, and
+//! the stand-in of `gha-standin.mjs` answering the Twirp and REST calls, both on 127.0.0.1,
+//! started once per test binary and killed when it exits. The official client
+//! (`@actions/cache`, pinned) is the interop peer.
+
+use super::{npm_package, Sandbox};
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub const ACTIONS_CACHE: &str = "@actions/cache@6.3.0";
+pub const AZURITE: &str = "azurite@3.35.0";
+
+pub struct Service {
+    /// `http://127.0.0.1:PORT`: Twirp, REST and the blob proxy.
+    pub url: String,
+    /// Where `@actions/cache` is installed, with the client script beside it.
+    pub client_dir: PathBuf,
+}
+
+/// Start `cmd` on a thread that lives as long as the test binary; the kernel kills the
+/// process when the binary exits. Returns the first line it prints on stdout.
+fn keep(mut cmd: Command, log: PathBuf) -> String {
+    use std::os::unix::process::CommandExt;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let err = std::fs::File::create(log).unwrap();
+        cmd.stdout(Stdio::piped()).stderr(err);
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("node starts");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = tx.send(line);
+        // Drain the rest so the server never blocks on a full pipe.
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+        let _ = child.wait();
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the server printed its first line within 60 s")
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after 30 s");
+}
+
+pub fn service() -> &'static Service {
+    static S: OnceLock<Service> = OnceLock::new();
+    S.get_or_init(|| {
+        let client_dir = npm_package(ACTIONS_CACHE);
+        let azurite = npm_package(AZURITE);
+        for (name, text) in [
+            ("gha-standin.mjs", include_str!("gha-standin.mjs")),
+            ("actions-cache.mjs", include_str!("actions-cache.mjs")),
+        ] {
+            std::fs::write(client_dir.join(name), text).unwrap();
+        }
+        let dir =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gha-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut az = Command::new("node");
+        az.arg(azurite.join("node_modules/azurite/dist/src/blob/main.js"))
+            .arg("--location")
+            .arg(dir.join("azurite"))
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--skipApiVersionCheck", "--disableTelemetry", "--silent"]);
+        keep(az, dir.join("azurite.log"));
+        wait_for_port(port);
+        let mut standin = Command::new("node");
+        standin
+            .arg(client_dir.join("gha-standin.mjs"))
+            .env("AZURITE", format!("http://127.0.0.1:{port}"));
+        let line = keep(standin, dir.join("standin.log"));
+        let own = line.trim().strip_prefix("ready ").unwrap_or_else(|| {
+            panic!(
+                "the stand-in did not start: {line:?} (see {})",
+                dir.display()
+            )
+        });
+        Service {
+            url: format!("http://127.0.0.1:{own}"),
+            client_dir,
+        }
+    })
+}
+
+/// A runtime token shaped like the runner's: a JWT whose `ac` claim lists the cache scopes
+/// (permission 1 read, 2 write, 3 both). The stand-in reads it as GitHub's service does.
+pub fn token(scopes: &[(&str, u8)]) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let ac: Vec<_> = scopes
+        .iter()
+        .map(|(s, p)| serde_json::json!({"Scope": s, "Permission": p}))
+        .collect();
+    let claims = serde_json::json!({"ac": serde_json::to_string(&ac).unwrap()});
+    format!(
+        "{}.{}.sig",
+        b64(r#"{"alg":"none"}"#),
+        b64(&claims.to_string())
+    )
+}
+
+impl Service {
+    fn http(&self, method: &str, path: &str, body: &str) -> String {
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Make the stand-in misbehave for keys containing `fault["match"]`.
+    pub fn fault(&self, fault: serde_json::Value) {
+        self.http("POST", "/_admin/fault", &fault.to_string());
+    }
+
+    /// Every request the stand-in saw for keys containing `key`.
+    pub fn log(&self, key: &str) -> Vec<serde_json::Value> {
+        let body = self.http("GET", &format!("/_admin/log?match={key}"), "");
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("bad log {body:?}"))
+    }
+
+    /// kura inside a GitHub action: the runtime variables set, the store chosen by itself.
+    pub fn kura(&self, s: &Sandbox, token: &str) -> std::process::Command {
+        let mut c = s.kura_std();
+        c.env_remove("KURA_STORE")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", &s.ws)
+            .env("GITHUB_REF", "refs/heads/main")
+            .env("ACTIONS_RESULTS_URL", format!("{}/", self.url))
+            .env("ACTIONS_RUNTIME_TOKEN", token)
+            .env("GITHUB_REPOSITORY", "octo/repo")
+            .env("GITHUB_API_URL", &self.url)
+            .env("GITHUB_TOKEN", "gh-token")
+            .env("KURA_GHA_BACKOFF_MS", "100");
+        c
+    }
+
+    /// The official client, as actions/cache runs it, in the same workspace.
+    pub fn official(&self, s: &Sandbox, token: &str, args: &[&str]) -> serde_json::Value {
+        let temp = s.dir.path().join("runner-temp");
+        std::fs::create_dir_all(&temp).unwrap();
+        let out = Command::new("node")
+            .arg(self.client_dir.join("actions-cache.mjs"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &s.home)
+            .env("ACTIONS_CACHE_SERVICE_V2", "true")
+            .env("ACTIONS_RESULTS_URL", format!("{}/", self.url))
+            .env("ACTIONS_RUNTIME_TOKEN", token)
+            .env("RUNNER_TEMP", &temp)
+            .env("GITHUB_WORKSPACE", &s.ws)
+            .current_dir(&s.ws)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "@actions/cache {args:?} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last).unwrap_or_else(|_| panic!("@actions/cache said {stdout}"))
+    }
+}
