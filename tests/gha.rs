@@ -328,6 +328,71 @@ fn a_stalled_download_times_out_without_partial_files() {
 }
 
 #[test]
+fn a_download_slower_than_the_deadline_is_abandoned() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    s.write_bytes("dl/big", &support::noise(2 << 20, 10));
+    let out = kura(
+        &s,
+        &tok,
+        &["save", "--key", "fault-deadline", "--path", "dl"],
+    );
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    std::fs::remove_dir_all(s.ws.join("dl")).unwrap();
+    service().fault(serde_json::json!({"match": "fault-deadline", "rpc": "download", "times": 100, "stall_after": 1000}));
+    let started = std::time::Instant::now();
+    let mut c = service().kura(&s, &tok);
+    // Idle timeouts alone would wait a minute per try; the deadline (3 s) ends it first.
+    c.env("KURA_HTTP_TIMEOUT", "60")
+        .env("SEGMENT_DOWNLOAD_TIMEOUT_MINS", "0.05")
+        .args([
+            "--json",
+            "restore",
+            "--key",
+            "fault-deadline",
+            "--path",
+            "dl",
+        ]);
+    let out = run(&mut assert_cmd::Command::from_std(c));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("SEGMENT_DOWNLOAD_TIMEOUT_MINS"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.ws.join("dl/big").exists());
+}
+
+#[test]
+fn a_409_on_create_means_another_job_saved_it() {
+    let s = Sandbox::new();
+    s.write("c/x", "conflict");
+    service().fault(serde_json::json!({"match": "fault-409", "rpc": "CreateCacheEntry", "status": 409, "times": 1}));
+    let out = kura(
+        &s,
+        &main_token(),
+        &["save", "--key", "fault-409", "--path", "c"],
+    );
+    assert_eq!(out.code, 0);
+    assert_eq!(json(&out)["outcome"], "exists", "{}", out.stderr);
+    assert!(
+        out.stderr.contains("another job saved it first"),
+        "{}",
+        out.stderr
+    );
+    // Nothing was uploaded.
+    assert!(!service()
+        .log("fault-409")
+        .iter()
+        .any(|l| l["kind"] == "blob"));
+}
+
+#[test]
 fn refusals_are_warnings_that_name_the_fix() {
     let s = Sandbox::new();
     s.write("r/x", "denied");
@@ -346,6 +411,19 @@ fn refusals_are_warnings_that_name_the_fix() {
     c.env("ACTIONS_CACHE_MODE", "read").args([
         "--json",
         "save",
+        "--key",
+        "deny-mode",
+        "--path",
+        "r",
+    ]);
+    let out = run(&mut assert_cmd::Command::from_std(c));
+    assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
+    assert!(service().log("deny-mode").is_empty());
+    // cache-mode: write-only skips restores.
+    let mut c = service().kura(&s, &main_token());
+    c.env("ACTIONS_CACHE_MODE", "write-only").args([
+        "--json",
+        "restore",
         "--key",
         "deny-mode",
         "--path",

@@ -162,7 +162,13 @@ impl GhaStore {
             twirp,
             rest,
             mode,
-            segment_deadline: Duration::from_secs(60 * secs("SEGMENT_DOWNLOAD_TIMEOUT_MINS", 10)),
+            // Minutes, as the official client reads it; fractions are allowed too.
+            segment_deadline: Duration::from_secs_f64(
+                60.0 * env("SEGMENT_DOWNLOAD_TIMEOUT_MINS")
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|m| *m > 0.0)
+                    .unwrap_or(10.0),
+            ),
             tuning: (BLOCK, PARALLEL),
         })
     }
