@@ -530,3 +530,114 @@ fn ls_rm_and_overwrite_through_the_rest_api() {
     assert_eq!(out.code, 0);
     assert!(out.stderr.contains("actions: write"), "{}", out.stderr);
 }
+
+/// GitHub Enterprise Server and act: the legacy v1 service at ACTIONS_CACHE_URL.
+fn v1_env(c: &mut std::process::Command, how: &str) {
+    let url = format!("{}/secret-act-token/", service().url);
+    match how {
+        // act sets only ACTIONS_CACHE_URL.
+        "act" => {
+            c.env_remove("ACTIONS_RESULTS_URL")
+                .env("ACTIONS_CACHE_URL", url);
+        }
+        // GHES: both may be set; the server URL decides.
+        _ => {
+            c.env("ACTIONS_CACHE_URL", url)
+                .env("GITHUB_SERVER_URL", "https://ghe.example.com");
+        }
+    }
+}
+
+fn kura_v1(s: &Sandbox, how: &str, args: &[&str]) -> Out {
+    let mut c = service().kura(s, &main_token());
+    v1_env(&mut c, how);
+    c.arg("--json").args(args);
+    run(&mut assert_cmd::Command::from_std(c))
+}
+
+#[test]
+fn act_and_ghes_speak_the_legacy_service() {
+    let s = Sandbox::new();
+    s.write_bytes("v/big", &support::noise(20 << 20, 11));
+    s.write("v/x", "legacy");
+    let out = kura_v1(&s, "act", &["save", "--key", "legacy-act", "--path", "v"]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    assert!(!out.stderr.contains("secret-act-token"), "{}", out.stderr);
+    let log = service().log("legacy-act");
+    let patches = log
+        .iter()
+        .filter(|l| l["kind"] == "v1" && l["method"] == "PATCH")
+        .count();
+    assert!(patches >= 3, "ranges in parallel: {log:?}");
+    assert!(!log.iter().any(|l| l["kind"] == "twirp"));
+    let out = kura_v1(&s, "act", &["save", "--key", "legacy-act", "--path", "v"]);
+    assert_eq!(json(&out)["outcome"], "exists", "{}", out.stderr);
+    s.write("v/x", "changed");
+    let out = kura_v1(
+        &s,
+        "ghes",
+        &[
+            "restore",
+            "--key",
+            "legacy-a",
+            "--restore-key",
+            "legacy-",
+            "--path",
+            "v",
+        ],
+    );
+    assert_eq!(json(&out)["matched_key"], "legacy-act", "{}", out.stderr);
+    assert_eq!(s.read("v/x"), "legacy");
+}
+
+#[test]
+fn the_official_client_on_ghes_and_kura_read_each_other() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    let o = populate(&s, 12, 0);
+    let url = format!("{}/secret-act-token/", service().url);
+    let ghes = [
+        ("ACTIONS_CACHE_URL", url.as_str()),
+        ("GITHUB_SERVER_URL", "https://ghe.example.com"),
+    ];
+    let saved = service().official_with(&s, &tok, &ghes, &["save", "legacy-off", "deps", &o]);
+    assert!(saved["result"].as_i64().unwrap() > 0, "{saved}");
+    assert!(service()
+        .log("legacy-off")
+        .iter()
+        .any(|l| l["kind"] == "v1"));
+    let before = wipe(&s);
+    let out = kura_v1(
+        &s,
+        "ghes",
+        &[
+            "restore",
+            "--key",
+            "legacy-off",
+            "--path",
+            "deps",
+            "--path",
+            &o,
+        ],
+    );
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(after(&s), before);
+    let out = kura_v1(
+        &s,
+        "ghes",
+        &[
+            "save",
+            "--key",
+            "legacy-kura",
+            "--path",
+            "deps",
+            "--path",
+            &o,
+        ],
+    );
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    wipe(&s);
+    let got = service().official_with(&s, &tok, &ghes, &["restore", "legacy-kura", "", "deps", &o]);
+    assert_eq!(got["result"], "legacy-kura");
+    assert_eq!(after(&s), before);
+}

@@ -3,6 +3,9 @@
 // and match as GitHub's do: per read scope (from the token's `ac` claim), each key exact then
 // as a prefix, newest first, same version only; keys compare case-insensitively.
 //
+// The legacy v1 service (GHES, act) is served too, under /<token>/_apis/artifactcache/:
+// archives arrive as PATCHed ranges and are stored in Azurite at commit.
+//
 // Env: AZURITE (http://127.0.0.1:PORT of Azurite's blob service). Prints "ready PORT".
 // Faults, for tests that run in parallel, apply to keys containing `match`:
 //   POST /_admin/fault {match, rpc, status, times, retry_after, stall_after}
@@ -21,10 +24,11 @@ const ACCOUNT_KEY =
 const CONTAINER = 'actions-cache';
 const azurite = new URL(process.env.AZURITE);
 const cred = new StorageSharedKeyCredential(ACCOUNT, ACCOUNT_KEY);
-await BlobServiceClient.fromConnectionString(
+const container = BlobServiceClient.fromConnectionString(
   `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${ACCOUNT_KEY};` +
   `BlobEndpoint=${azurite.origin}/${ACCOUNT};`,
-).getContainerClient(CONTAINER).createIfNotExists();
+).getContainerClient(CONTAINER);
+await container.createIfNotExists();
 
 const entries = [];
 let nextId = 1;
@@ -105,6 +109,54 @@ function twirp(method, body, req) {
   return [404, { code: 'bad_route', msg: `no such method ${method}` }];
 }
 
+async function legacy(req, url, buf) {
+  const perms = scopes(req);
+  const m = url.pathname.match(/\/_apis\/artifactcache\/(cache|caches)(?:\/(\d+))?$/);
+  if (!m) return [404, { message: 'Not Found' }];
+  const w = perms.find((s) => s.Permission & 2);
+  if (m[1] === 'cache' && req.method === 'GET') {
+    const read = perms.filter((s) => s.Permission & 1).map((s) => s.Scope);
+    const e = find(read, (url.searchParams.get('keys') || '').split(','), url.searchParams.get('version'));
+    if (!e) return [204, null];
+    e.accessed = Date.now();
+    return [200, { cacheKey: e.key, scope: e.scope, cacheVersion: e.version,
+      creationTime: new Date(e.created).toISOString(), archiveLocation: sas(e.blob, 'r') }];
+  }
+  if (m[1] === 'caches' && !m[2] && req.method === 'POST') {
+    const body = JSON.parse(buf.toString() || '{}');
+    if (!w) return [403, { message: 'No scopes with write permission were found on the request.' }];
+    if (entries.some((e) => same(e.key, body.key) && e.version === body.version && e.scope === w.Scope)) {
+      return [409, { message: `Cache already exists. Scope: ${w.Scope}, Key: ${body.key}, Version: ${body.version}` }];
+    }
+    const e = { id: nextId++, key: body.key, version: body.version, scope: w.Scope, blob: `${crypto.randomUUID()}.tzst`,
+      done: false, size: 0, created: 0, accessed: 0, chunks: [] };
+    entries.push(e);
+    return [201, { cacheId: e.id }];
+  }
+  const e = entries.find((e) => e.id === Number(m[2]) && !e.done);
+  if (!e) return [400, { message: 'no such reservation' }];
+  if (req.method === 'PATCH') {
+    const r = (req.headers['content-range'] || '').match(/^bytes (\d+)-(\d+)\/\*$/);
+    if (!r || Number(r[2]) - Number(r[1]) + 1 !== buf.length) return [400, { message: 'bad Content-Range' }];
+    e.chunks.push({ start: Number(r[1]), buf });
+    return [204, null];
+  }
+  if (req.method === 'POST') {
+    const size = JSON.parse(buf.toString()).size;
+    e.chunks.sort((a, b) => a.start - b.start);
+    let at = 0;
+    for (const c of e.chunks) {
+      if (c.start !== at) return [400, { message: `gap at ${at}` }];
+      at += c.buf.length;
+    }
+    if (at !== size) return [400, { message: `size ${size} but ${at} bytes uploaded` }];
+    await container.getBlockBlobClient(e.blob).uploadData(Buffer.concat(e.chunks.map((c) => c.buf)));
+    Object.assign(e, { done: true, size, created: Date.now(), accessed: Date.now(), chunks: [] });
+    return [204, null];
+  }
+  return [404, { message: 'Not Found' }];
+}
+
 const restEntry = (e) => ({ id: e.id, ref: e.scope, key: e.key, version: e.version,
   last_accessed_at: new Date(e.accessed).toISOString(), created_at: new Date(e.created).toISOString(),
   size_in_bytes: e.size });
@@ -177,8 +229,17 @@ const server = http.createServer((req, res) => {
   if (url.pathname.startsWith(`/${ACCOUNT}/`)) return proxy(req, res, url);
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    const raw = Buffer.concat(chunks).toString();
+  req.on('end', async () => {
+    const buf = Buffer.concat(chunks);
+    const raw = buf.toString();
+    if (url.pathname.includes('/_apis/artifactcache/')) {
+      const id = Number((url.pathname.match(/caches\/(\d+)$/) || [])[1]);
+      let key = url.searchParams.get('keys') || entries.find((e) => e.id === id)?.key || '';
+      if (!key && req.method === 'POST') try { key = JSON.parse(raw).key || ''; } catch {}
+      log.push({ key, kind: 'v1', method: req.method, path: url.pathname });
+      const [status, out] = await legacy(req, url, buf);
+      return send(res, status, out);
+    }
     if (url.pathname === '/_admin/fault') {
       faults.push(JSON.parse(raw));
       return send(res, 200, {});

@@ -165,6 +165,18 @@ impl Service {
 
     /// The official client, as actions/cache runs it, in the same workspace.
     pub fn official(&self, s: &Sandbox, token: &str, args: &[&str]) -> serde_json::Value {
+        self.official_with(s, token, &[("ACTIONS_CACHE_SERVICE_V2", "true")], args)
+    }
+
+    /// The official client with the service chosen by `env` (v1: a GHES server URL and
+    /// ACTIONS_CACHE_URL).
+    pub fn official_with(
+        &self,
+        s: &Sandbox,
+        token: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> serde_json::Value {
         let temp = s.dir.path().join("runner-temp");
         std::fs::create_dir_all(&temp).unwrap();
         let out = Command::new("node")
@@ -173,7 +185,7 @@ impl Service {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &s.home)
-            .env("ACTIONS_CACHE_SERVICE_V2", "true")
+            .envs(env.iter().copied())
             .env("ACTIONS_RESULTS_URL", format!("{}/", self.url))
             .env("ACTIONS_RUNTIME_TOKEN", token)
             .env("RUNNER_TEMP", &temp)

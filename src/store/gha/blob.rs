@@ -1,7 +1,9 @@
-//! Azure block blobs behind the service's signed URLs: uploads as Put Blob or Put Block +
-//! Put Block List, downloads as parallel ranged GETs handed on in order.
+//! Archive transfer: uploads as Azure block blobs behind the v2 service's signed URLs (Put Blob,
+//! or Put Block + Put Block List) or as ranges PATCHed to the v1 service; downloads as
+//! parallel ranged GETs handed on in order.
 
 use super::retry_after;
+use super::v1::V1;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
 use futures_util::StreamExt;
@@ -53,16 +55,25 @@ async fn send(make: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result<
     bail!("{last} (gave up after {ATTEMPTS} attempts)")
 }
 
+/// Where an upload goes.
+pub enum Dest {
+    /// A signed Azure blob URL (v2).
+    Azure(String),
+    /// A v1 reservation: ranges PATCHed to the service.
+    Service(Arc<V1>, u64),
+}
+
 pub struct Uploader {
-    pub rt: Arc<tokio::runtime::Runtime>,
-    pub http: reqwest::Client,
-    pub url: String,
-    pub block: usize,
-    pub parallel: usize,
+    rt: Arc<tokio::runtime::Runtime>,
+    http: reqwest::Client,
+    dest: Dest,
+    block: usize,
+    parallel: usize,
     buf: Vec<u8>,
     ids: Vec<String>,
     prefix: String,
     inflight: Vec<JoinHandle<Result<()>>>,
+    staged: u64,
     size: u64,
 }
 
@@ -70,51 +81,64 @@ impl Uploader {
     pub fn new(
         rt: Arc<tokio::runtime::Runtime>,
         http: reqwest::Client,
-        url: String,
+        dest: Dest,
         block: usize,
         parallel: usize,
     ) -> Uploader {
         Uploader {
             rt,
             http,
-            url,
+            dest,
             block,
             parallel,
             buf: Vec::new(),
             ids: Vec::new(),
             prefix: super::uuid(),
             inflight: Vec::new(),
+            staged: 0,
             size: 0,
         }
     }
 
-    /// Block ids as the Azure SDK makes them: one uuid per upload and a 12-digit index, so
-    /// every id has the same length, as Azure requires.
+    /// Send one block, at most `parallel` in flight. Azure block ids are made as the Azure
+    /// SDK makes them: one uuid per upload and a 12-digit index, so every id has the same
+    /// length, as Azure requires.
     fn stage(&mut self, data: Vec<u8>) -> Result<()> {
         while self.inflight.len() >= self.parallel {
             let first = self.inflight.remove(0);
             self.rt.block_on(first)??;
         }
-        let id = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}{:012}",
-            self.prefix,
-            self.ids.len()
-        ));
-        let url = format!(
-            "{}&comp=block&blockid={}",
-            self.url,
-            id.replace('+', "%2B")
-                .replace('/', "%2F")
-                .replace('=', "%3D")
-        );
-        self.ids.push(id);
-        let http = self.http.clone();
         let body = bytes::Bytes::from(data);
-        self.inflight.push(self.rt.spawn(async move {
-            send(|| http.put(&url).body(body.clone()), "Put Block")
-                .await
-                .map(drop)
-        }));
+        let offset = self.staged;
+        self.staged += body.len() as u64;
+        let task = match &self.dest {
+            Dest::Azure(url) => {
+                let id = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}{:012}",
+                    self.prefix,
+                    self.ids.len()
+                ));
+                let url = format!(
+                    "{url}&comp=block&blockid={}",
+                    id.replace('+', "%2B")
+                        .replace('/', "%2F")
+                        .replace('=', "%3D")
+                );
+                self.ids.push(id);
+                let http = self.http.clone();
+                self.rt.spawn(async move {
+                    send(|| http.put(&url).body(body.clone()), "Put Block")
+                        .await
+                        .map(drop)
+                })
+            }
+            Dest::Service(v1, id) => {
+                let (v1, id) = (v1.clone(), *id);
+                self.rt
+                    .spawn(async move { v1.patch(id, offset, body).await })
+            }
+        };
+        self.inflight.push(task);
         Ok(())
     }
 
@@ -133,12 +157,12 @@ impl Uploader {
     /// Send what is left and make the blob: one Put Blob when everything fit in one block,
     /// else the last block and the block list. Returns the blob's size.
     pub fn finish(mut self) -> Result<u64> {
-        let (http, url) = (self.http.clone(), self.url.clone());
-        if self.ids.is_empty() {
+        let http = self.http.clone();
+        if let (Dest::Azure(url), true) = (&self.dest, self.ids.is_empty()) {
             let body = bytes::Bytes::from(std::mem::take(&mut self.buf));
             self.rt.block_on(send(
                 || {
-                    http.put(&url)
+                    http.put(url)
                         .header("x-ms-blob-type", "BlockBlob")
                         .header("content-type", "application/octet-stream")
                         .body(body.clone())
@@ -154,20 +178,22 @@ impl Uploader {
         for h in std::mem::take(&mut self.inflight) {
             self.rt.block_on(h)??;
         }
-        let mut xml = String::from(r#"<?xml version="1.0" encoding="utf-8"?><BlockList>"#);
-        for id in &self.ids {
-            xml.push_str(&format!("<Latest>{id}</Latest>"));
+        if let Dest::Azure(url) = &self.dest {
+            let mut xml = String::from(r#"<?xml version="1.0" encoding="utf-8"?><BlockList>"#);
+            for id in &self.ids {
+                xml.push_str(&format!("<Latest>{id}</Latest>"));
+            }
+            xml.push_str("</BlockList>");
+            let list = format!("{url}&comp=blocklist");
+            self.rt.block_on(send(
+                || {
+                    http.put(&list)
+                        .header("content-type", "application/xml")
+                        .body(xml.clone())
+                },
+                "Put Block List",
+            ))?;
         }
-        xml.push_str("</BlockList>");
-        let list = format!("{url}&comp=blocklist");
-        self.rt.block_on(send(
-            || {
-                http.put(&list)
-                    .header("content-type", "application/xml")
-                    .body(xml.clone())
-            },
-            "Put Block List",
-        ))?;
         Ok(self.size)
     }
 }

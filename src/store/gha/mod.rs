@@ -1,15 +1,17 @@
 //! The GitHub Actions cache service (`gha://`), byte-compatible with `actions/cache`.
 //!
 //! Lookups, reservations and commits speak the v2 Twirp service at the origin of
-//! `ACTIONS_RESULTS_URL` with `ACTIONS_RUNTIME_TOKEN`; the service matches keys and enforces
-//! scopes itself. Archives travel as Azure block blobs behind the signed URLs it hands out
-//! (`blob.rs`). Listing and deleting go through the REST API with `GITHUB_TOKEN` (`rest.rs`).
+//! `ACTIONS_RESULTS_URL` with `ACTIONS_RUNTIME_TOKEN` (`twirp.rs`), or on GitHub Enterprise
+//! Server and under `act` the legacy v1 service at `ACTIONS_CACHE_URL` (`v1.rs`); the service
+//! matches keys and enforces scopes itself. Archives travel as Azure block blobs behind the
+//! signed URLs v2 hands out, or in ranges PATCHed to v1 (`blob.rs`). Listing and deleting go through the REST API with `GITHUB_TOKEN` (`rest.rs`).
 //! The service records no checksum: restores rely on zstd's frame checksum and the blob's
 //! length instead.
 
 mod blob;
 mod rest;
 mod twirp;
+mod v1;
 
 use super::{Candidate, Committed, Exists, Meta, Skipped, Store, Upload};
 use anyhow::{anyhow, bail, Result};
@@ -17,6 +19,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 use twirp::{Refusal, Twirp};
+use v1::V1;
 
 /// Blocks of uploads: an archive of at most one block is a single Put Blob. Smaller than the
 /// official client's 64 MiB blocks and 128 MiB single shot, so that memory stays bounded
@@ -35,10 +38,18 @@ enum Mode {
     None,
 }
 
+/// The cache service this job talks to.
+#[derive(Clone)]
+enum Api {
+    V2(Arc<Twirp>),
+    V1(Arc<V1>),
+}
+
 pub struct GhaStore {
     rt: Arc<tokio::runtime::Runtime>,
     blobs: reqwest::Client,
-    twirp: Option<Arc<Twirp>>,
+    /// None when the job was given no runtime token.
+    api: Option<Api>,
     rest: Option<rest::Rest>,
     mode: Mode,
     /// Whole-download deadline per 128 MiB (SEGMENT_DOWNLOAD_TIMEOUT_MINS, default 10).
@@ -49,7 +60,7 @@ pub struct GhaStore {
 /// Where GitHub's cache service is, when this job can use it.
 pub fn available() -> bool {
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
-    set("ACTIONS_RESULTS_URL") && set("ACTIONS_RUNTIME_TOKEN")
+    set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_RESULTS_URL") || set("ACTIONS_CACHE_URL"))
 }
 
 fn env(k: &str) -> Option<String> {
@@ -113,10 +124,6 @@ impl GhaStore {
         if !rest_of.trim_matches('/').is_empty() {
             bail!("store URL {url:?}: the GitHub cache takes no location; write gha://");
         }
-        if is_ghes() || (env("ACTIONS_CACHE_URL").is_some() && env("ACTIONS_RESULTS_URL").is_none())
-        {
-            bail!("this GitHub (GitHub Enterprise Server, or act) offers only the legacy v1 cache service, which kura does not speak yet; use --store s3://... or file://...");
-        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let secs = |k: &str, default: u64| {
             env(k)
@@ -131,15 +138,30 @@ impl GhaStore {
                 .read_timeout(read)
                 .build()
         };
-        let twirp = match (env("ACTIONS_RESULTS_URL"), env("ACTIONS_RUNTIME_TOKEN")) {
-            (Some(u), Some(token)) => Some(Arc::new(Twirp {
-                origin: origin(&u)
-                    .ok_or_else(|| anyhow!("ACTIONS_RESULTS_URL {u:?} is not a URL"))?,
-                token,
-                http: build(idle)?,
-                backoff: Duration::from_millis(secs("KURA_GHA_BACKOFF_MS", 1000)),
-            })),
-            _ => None,
+        let backoff = Duration::from_millis(secs("KURA_GHA_BACKOFF_MS", 1000));
+        let results = env("ACTIONS_RESULTS_URL");
+        // v2 wherever it is offered, except on GitHub Enterprise Server, which (like act)
+        // speaks only v1; v1 falls back to ACTIONS_RESULTS_URL as the official client does.
+        let api = match env("ACTIONS_RUNTIME_TOKEN") {
+            None => None,
+            Some(token) => match (&results, env("ACTIONS_CACHE_URL")) {
+                (Some(u), _) if !is_ghes() => Some(Api::V2(Arc::new(Twirp {
+                    origin: origin(u)
+                        .ok_or_else(|| anyhow!("ACTIONS_RESULTS_URL {u:?} is not a URL"))?,
+                    token,
+                    http: build(idle)?,
+                    backoff,
+                }))),
+                (r, legacy) => match legacy.or(r.clone()) {
+                    Some(base) => Some(Api::V1(Arc::new(V1 {
+                        base: format!("{}/_apis/artifactcache/", base.trim_end_matches('/')),
+                        token,
+                        http: build(idle)?,
+                        backoff,
+                    }))),
+                    None => None,
+                },
+            },
         };
         let mode = match env("ACTIONS_CACHE_MODE").as_deref() {
             Some("none") => Mode::None,
@@ -159,7 +181,7 @@ impl GhaStore {
         Ok(GhaStore {
             rt: Arc::new(rt),
             blobs: build(idle)?,
-            twirp,
+            api,
             rest,
             mode,
             // Minutes, as the official client reads it; fractions are allowed too.
@@ -173,8 +195,23 @@ impl GhaStore {
         })
     }
 
-    fn twirp(&self) -> Result<&Twirp> {
-        self.twirp.as_deref().ok_or_else(|| anyhow!(NO_TOKEN))
+    fn api(&self) -> Result<&Api> {
+        self.api.as_ref().ok_or_else(|| anyhow!(NO_TOKEN))
+    }
+
+    /// The matched key and the archive's URL.
+    fn find(&self, keys: &[String], version: &str) -> Result<Option<(String, String)>> {
+        match self.api()? {
+            Api::V2(t) => {
+                let f = self
+                    .rt
+                    .block_on(t.find(&keys[0], &keys[1..], version))
+                    .map_err(refused)?;
+                Ok((f.ok && !f.signed_download_url.is_empty())
+                    .then_some((f.matched_key, f.signed_download_url)))
+            }
+            Api::V1(v) => self.rt.block_on(v.find(keys, version)).map_err(refused),
+        }
     }
 
     fn rest(&self, what: &str) -> Result<&rest::Rest> {
@@ -216,8 +253,13 @@ fn refused(e: anyhow::Error) -> anyhow::Error {
 
 impl Store for GhaStore {
     fn location(&self) -> String {
-        match &self.twirp {
-            Some(t) => format!("gha:// (GitHub Actions cache at {})", t.origin),
+        match &self.api {
+            Some(Api::V2(t)) => format!("gha:// (GitHub Actions cache at {})", t.origin),
+            // Only the origin: act puts a secret in the path.
+            Some(Api::V1(v)) => format!(
+                "gha:// (GitHub Actions cache, legacy service at {})",
+                origin(&v.base).unwrap_or_default()
+            ),
             None => "gha:// (GitHub Actions cache)".into(),
         }
     }
@@ -242,32 +284,23 @@ impl Store for GhaStore {
     /// scopes from the token; kura only asks.
     fn lookup(&self, _scopes: &[String], version: &str, c: &[Candidate]) -> Result<Option<Meta>> {
         self.may_read()?;
-        let twirp = self.twirp()?;
-        let restore: Vec<String> = c[1..].iter().map(|c| c.key.clone()).collect();
-        let found = self
-            .rt
-            .block_on(twirp.find(&c[0].key, &restore, version))
-            .map_err(refused)?;
-        if !found.ok || found.signed_download_url.is_empty() {
+        let keys: Vec<String> = c.iter().map(|c| c.key.clone()).collect();
+        let Some((matched, url)) = self.find(&keys, version)? else {
             return Ok(None);
-        }
-        let size = self
-            .rt
-            .block_on(blob::size(&self.blobs, &found.signed_download_url))
-            .unwrap_or(0);
-        let mut meta = Meta::bare(&found.matched_key, version, "");
+        };
+        let size = self.rt.block_on(blob::size(&self.blobs, &url)).unwrap_or(0);
+        let mut meta = Meta::bare(&matched, version, "");
         meta.size = size;
-        meta.object = found.signed_download_url;
+        meta.object = url;
         Ok(Some(meta))
     }
 
     fn exists(&self, _scope: &str, version: &str, key: &str) -> Result<bool> {
         self.may_write()?;
-        let twirp = self.twirp()?;
-        // A read-only token or a read-denied job may still save: a failed probe is "no".
-        Ok(match self.rt.block_on(twirp.find(key, &[], version)) {
-            Ok(f) => f.ok && f.matched_key.eq_ignore_ascii_case(key),
-            Err(_) => false,
+        // A read-denied job may still save: a failed probe is "no".
+        Ok(match self.find(&[key.to_string()], version) {
+            Ok(Some((matched, _))) => matched.eq_ignore_ascii_case(key),
+            Ok(None) | Err(_) => false,
         })
     }
 
@@ -292,30 +325,43 @@ impl Store for GhaStore {
 
     fn create(&self, _scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
         self.may_write()?;
-        let twirp = self.twirp.clone().ok_or_else(|| anyhow!(NO_TOKEN))?;
-        let created = self
-            .rt
-            .block_on(twirp.create(key, version))
-            .map_err(refused)?;
-        if !created.ok || created.signed_upload_url.is_empty() {
-            if created.message.contains("cache write denied:") {
-                return Err(Skipped(twirp::denied(&created.message)).into());
+        let api = self.api()?.clone();
+        let (dest, reservation) = match &api {
+            Api::V2(twirp) => {
+                let created = self
+                    .rt
+                    .block_on(twirp.create(key, version))
+                    .map_err(refused)?;
+                if !created.ok || created.signed_upload_url.is_empty() {
+                    if created.message.contains("cache write denied:") {
+                        return Err(Skipped(twirp::denied(&created.message)).into());
+                    }
+                    bail!(
+                        "the GitHub cache service would not reserve key {key}: {}",
+                        created.message
+                    );
+                }
+                (blob::Dest::Azure(created.signed_upload_url), 0)
             }
-            bail!(
-                "the GitHub cache service would not reserve key {key}: {}",
-                created.message
-            );
-        }
+            Api::V1(v1) => {
+                let id = self
+                    .rt
+                    .block_on(v1.reserve(key, version))
+                    .map_err(refused)?;
+                (blob::Dest::Service(v1.clone(), id), id)
+            }
+        };
         Ok(Box::new(GhaUpload {
             blob: Some(blob::Uploader::new(
                 self.rt.clone(),
                 self.blobs.clone(),
-                created.signed_upload_url,
+                dest,
                 self.tuning.0,
                 self.tuning.1,
             )),
             rt: self.rt.clone(),
-            twirp,
+            api,
+            reservation,
         }))
     }
 
@@ -353,7 +399,9 @@ impl Store for GhaStore {
 struct GhaUpload {
     blob: Option<blob::Uploader>,
     rt: Arc<tokio::runtime::Runtime>,
-    twirp: Arc<Twirp>,
+    api: Api,
+    /// v1's cache id.
+    reservation: u64,
 }
 
 impl Write for GhaUpload {
@@ -373,16 +421,24 @@ impl Write for GhaUpload {
 impl Upload for GhaUpload {
     fn commit(mut self: Box<Self>, meta: &Meta, _overwrite: bool) -> Result<Committed> {
         let size = self.blob.take().expect("committed twice").finish()?;
-        let done = self
-            .rt
-            .block_on(self.twirp.finalize(&meta.key, &meta.version, size))
-            .map_err(refused)?;
-        if !done.ok {
-            bail!(
-                "the GitHub cache service did not commit key {}: {}",
-                meta.key,
-                done.message
-            );
+        match &self.api {
+            Api::V2(twirp) => {
+                let done = self
+                    .rt
+                    .block_on(twirp.finalize(&meta.key, &meta.version, size))
+                    .map_err(refused)?;
+                if !done.ok {
+                    bail!(
+                        "the GitHub cache service did not commit key {}: {}",
+                        meta.key,
+                        done.message
+                    );
+                }
+            }
+            Api::V1(v1) => self
+                .rt
+                .block_on(v1.commit(self.reservation, size))
+                .map_err(refused)?,
         }
         Ok(Committed::Saved)
     }
