@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """kura benchmark: save and restore against GNU tar + zstd and `cp -a`, side by side.
 
-Usage: python3 bench/bench.py [--scale F] [--runs N] [--datasets a,b,c] [--work DIR] [--kura BIN] [--s3]
+Usage: python3 bench/bench.py [--scale F] [--runs N] [--datasets a,b,c] [--work DIR] [--kura BIN] [--s3] [--gha]
 
 Datasets are generated (never committed) under --work:
   node_modules  many small JS-like files in deep trees
@@ -13,6 +13,10 @@ Datasets are generated (never committed) under --work:
 ~/.cargo/bin) and times kura save/restore against it, reporting MB/s and the ratio to the
 local store on the same dataset.
 
+--gha also starts Azurite and the GitHub cache stand-in of tests/support (npm, pinned, installed
+under --work) and times kura against the official @actions/cache client, side by side on the
+same data and the same service: the ratio is kura / @actions/cache (target ≤ 0.33).
+
 Each step runs --runs times with a warm page cache; the median is reported. Peak RSS comes
 from GNU time (%M). Ratios are kura / tar+zstd (lower is better) and kura / cp -a.
 """
@@ -21,6 +25,7 @@ import argparse
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -163,6 +168,74 @@ api_bind_addr = "127.0.0.1:{admin}"
     return proc, f"http://127.0.0.1:{s3}"
 
 
+NPM = {"@actions/cache": "6.3.0", "azurite": "3.35.0"}
+
+
+def start_gha(work):
+    """Azurite and the stand-in service; returns (processes, service URL, client script)."""
+    npm = os.path.join(work, "npm")
+    if not os.path.exists(os.path.join(npm, ".installed")):
+        os.makedirs(npm, exist_ok=True)
+        specs = [f"{k}@{v}" for k, v in NPM.items()]
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save", "--prefix", npm] + specs,
+                       check=True, stdout=subprocess.DEVNULL)
+        open(os.path.join(npm, ".installed"), "w").write(" ".join(specs))
+    support = os.path.join(HERE, "..", "tests", "support")
+    for f in ("gha-standin.mjs", "actions-cache.mjs"):
+        shutil.copy(os.path.join(support, f), npm)
+    blob = free_port()
+    azdir = os.path.join(work, "azurite")
+    shutil.rmtree(azdir, ignore_errors=True)
+    log = open(os.path.join(work, "gha.log"), "w")
+    az = subprocess.Popen(["node", os.path.join(npm, "node_modules/azurite/dist/src/blob/main.js"),
+                           "--location", azdir, "--blobHost", "127.0.0.1", "--blobPort", str(blob),
+                           "--skipApiVersionCheck", "--disableTelemetry", "--silent"], stdout=log, stderr=log)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", blob), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    standin = subprocess.Popen(["node", os.path.join(npm, "gha-standin.mjs")], stdout=subprocess.PIPE, stderr=log,
+                               env=dict(os.environ, AZURITE=f"http://127.0.0.1:{blob}"), text=True)
+    line = standin.stdout.readline().strip()
+    if not line.startswith("ready "):
+        az.kill()
+        sys.exit(f"the GitHub cache stand-in did not start ({line!r}); see {log.name}")
+    return [az, standin], f"http://127.0.0.1:{line.split()[1]}", os.path.join(npm, "actions-cache.mjs")
+
+
+def gha_env(base, workspace):
+    temp = os.path.join(ARGS.work, "runner-temp")
+    os.makedirs(temp, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KURA_", "GITHUB_", "ACTIONS_"))}
+    return dict(env, ACTIONS_RESULTS_URL=GHA[1] + "/", ACTIONS_RUNTIME_TOKEN="bench", ACTIONS_CACHE_SERVICE_V2="true",
+                GITHUB_ACTIONS="true", GITHUB_REF="refs/heads/main", GITHUB_WORKSPACE=workspace, RUNNER_TEMP=temp,
+                **base)
+
+
+def bench_gha(name, src_base, top, paths, size, files, res, rss, run):
+    """kura and @actions/cache, each saving and restoring the same tree through the stand-in."""
+    out = os.path.join(ARGS.work, "out", str(run))
+    client = GHA[2]
+    for who in ("kura", "official"):
+        key = f"{name}-{who}-{run}-{time.time_ns()}"
+        dest = os.path.join(out, f"gha-{who}-dest")
+        os.makedirs(dest)
+        if who == "kura":
+            save = f"{ARGS.kura} save --key {key} {paths}"
+            restore = f"{ARGS.kura} restore --key {key} {paths}"
+        else:
+            save = f"node {client} save {key} {' '.join(top)}"
+            restore = f"node {client} restore {key} '' {' '.join(top)}"
+        t, m = timed(save, cwd=src_base, env=gha_env({}, src_base))
+        res[f"gha_{who}_save"].append(t); rss[f"gha_{who}_save"] = max(rss[f"gha_{who}_save"], m)
+        t, m = timed(restore, cwd=dest, env=gha_env({}, dest))
+        res[f"gha_{who}_restore"].append(t); rss[f"gha_{who}_restore"] = max(rss[f"gha_{who}_restore"], m)
+        if du(dest) != (size, files):
+            sys.exit(f"[{name}] {who} restored {du(dest)} through the GitHub stand-in, expected {(size, files)}")
+
+
 def timed(cmd, cwd=None, env=None):
     """Run a shell command under GNU time; return (seconds, peak RSS in MB)."""
     subprocess.run("sync", shell=True)
@@ -205,7 +278,8 @@ def bench_dataset(name):
     kura = ARGS.kura
     paths = " ".join(f"--path {t}" for t in top)
     env = dict(os.environ, KURA_STORE=f"file://{store}")
-    res = {k: [] for k in ["tar_save", "kura_save", "tar_restore", "kura_restore", "cp", "s3_save", "s3_restore"]}
+    res = {k: [] for k in ["tar_save", "kura_save", "tar_restore", "kura_restore", "cp", "s3_save", "s3_restore",
+                           "gha_kura_save", "gha_kura_restore", "gha_official_save", "gha_official_restore"]}
     s3env = None
     if ARGS.s3:
         s3env = dict(os.environ, KURA_STORE=f"s3://kura-bench/{name}", KURA_S3_ENDPOINT=ENDPOINT,
@@ -244,6 +318,8 @@ def bench_dataset(name):
             res["s3_restore"].append(t); rss["s3_restore"] = max(rss["s3_restore"], m)
             if du(dest) != (size, files):
                 sys.exit(f"[{name}] kura restored from S3 {du(dest)}, expected {(files, size)}")
+        if GHA:
+            bench_gha(name, src_base, top, paths, size, files, res, rss, run)
         dest = os.path.join(out, str(run), "cp-dest")
         t, m = timed(f"cp -a {src_base} {dest}")
         res["cp"].append(t); rss["cp"] = max(rss["cp"], m)
@@ -265,19 +341,24 @@ def main():
     p.add_argument("--work", default=os.path.join(HERE, "work"))
     p.add_argument("--kura", default=os.path.join(HERE, "..", "target", "release", "kura"))
     p.add_argument("--s3", action="store_true", help="also time the S3 store against a local Garage")
+    p.add_argument("--gha", action="store_true", help="also time kura vs @actions/cache on the GitHub stand-in")
     ARGS = p.parse_args()
     ARGS.work = os.path.abspath(ARGS.work)
     ARGS.kura = os.path.abspath(ARGS.kura)
     os.makedirs(ARGS.work, exist_ok=True)
-    global ENDPOINT
-    garage = None
+    global ENDPOINT, GHA
+    procs = []
     if ARGS.s3:
         garage, ENDPOINT = start_garage(ARGS.work)
+        procs.append(garage)
+    if ARGS.gha:
+        GHA = start_gha(ARGS.work)
+        procs += GHA[0]
     try:
         rows = [bench_dataset(n) for n in ARGS.datasets.split(",")]
     finally:
-        if garage:
-            garage.kill()
+        for proc in procs:
+            proc.kill()
     print(f"\nkura bench: {os.cpu_count()} cpus, runs={ARGS.runs}, scale={ARGS.scale}, warm page cache, medians\n")
     hdr = (f"{'dataset':<13}{'files':>7}{'MB':>8} | {'save s':>7}{'tar+zstd':>9}{'ratio':>7} | "
            f"{'restore s':>9}{'tar+zstd':>9}{'ratio':>7}{'cp -a':>7}{'vs cp':>7} | {'size/zstd':>9} | "
@@ -303,8 +384,23 @@ def main():
                   f"{m['s3_save'] / m['kura_save']:>9.2f} | {m['s3_restore']:>9.2f}{r['mb'] / m['s3_restore']:>7.0f}"
                   f"{m['s3_restore'] / m['kura_restore']:>9.2f} | {r['rss']['s3_save']:>7.0f}M{r['rss']['s3_restore']:>8.0f}M")
 
+    if ARGS.gha:
+        print("\nGitHub cache (stand-in + Azurite on 127.0.0.1): kura vs @actions/cache 6.3.0, same data")
+        hdr = (f"{'dataset':<13}{'MB':>8} | {'save s':>7}{'official':>9}{'ratio':>7} | "
+               f"{'restore s':>9}{'official':>9}{'ratio':>7} | {'RSS save':>8}{'RSS rest':>9}{'official':>9}")
+        print(hdr)
+        print("-" * len(hdr))
+        for r in rows:
+            m, x = r["med"], r["rss"]
+            print(f"{r['name']:<13}{r['mb']:>8.0f} | {m['gha_kura_save']:>7.2f}{m['gha_official_save']:>9.2f}"
+                  f"{m['gha_kura_save'] / m['gha_official_save']:>7.2f} | {m['gha_kura_restore']:>9.2f}"
+                  f"{m['gha_official_restore']:>9.2f}{m['gha_kura_restore'] / m['gha_official_restore']:>7.2f} | "
+                  f"{x['gha_kura_save']:>7.0f}M{x['gha_kura_restore']:>8.0f}M"
+                  f"{max(x['gha_official_save'], x['gha_official_restore']):>8.0f}M")
+
 
 ENDPOINT = None
+GHA = None
 
 if __name__ == "__main__":
     main()
