@@ -286,10 +286,7 @@ impl Store for S3Store {
                 }
             }
         });
-        Ok(Box::new(PartReader {
-            rx,
-            chunk: bytes::Bytes::new(),
-        }))
+        Ok(Box::new(super::PartReader::new(rx)))
     }
 
     fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
@@ -415,26 +412,6 @@ fn nonce() -> u64 {
     h.write_u32(std::process::id());
     h.write_u64(now_ms());
     h.finish()
-}
-
-struct PartReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    chunk: bytes::Bytes,
-}
-
-impl Read for PartReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(part) => self.chunk = part?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
-        bytes::Buf::advance(&mut self.chunk, n);
-        Ok(n)
-    }
 }
 
 struct S3Handle {

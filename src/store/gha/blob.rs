@@ -276,28 +276,5 @@ pub fn reader(
                 .await;
         }
     });
-    Box::new(Parts {
-        rx,
-        chunk: bytes::Bytes::new(),
-    })
-}
-
-struct Parts {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    chunk: bytes::Bytes,
-}
-
-impl Read for Parts {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(part) => self.chunk = part?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
-        bytes::Buf::advance(&mut self.chunk, n);
-        Ok(n)
-    }
+    Box::new(crate::store::PartReader::new(rx))
 }
