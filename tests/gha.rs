@@ -380,6 +380,12 @@ fn refusals_are_warnings_that_name_the_fix() {
         "{}",
         out.stderr
     );
+    // A token that may write but not read: the restore is skipped with the reason.
+    let wo = token(&[("refs/heads/main", 2)]);
+    let out = kura(&s, &wo, &["restore", "--key", "deny-read", "--path", "r"]);
+    assert_eq!(out.code, 0);
+    assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
+    assert!(out.stderr.contains("cache read denied"), "{}", out.stderr);
     // cache-mode: read skips the save before any request.
     let mut c = service().kura(&s, &main_token());
     c.env("ACTIONS_CACHE_MODE", "read").args([
