@@ -39,8 +39,14 @@ impl Report {
         }
     }
 
-    /// The `--json` outcome object, printed once at the end of a command.
+    /// The `--json` outcome object, printed once at the end of a command; on GitHub also
+    /// the step's outputs and summary.
     pub fn outcome(&self, value: serde_json::Value) {
+        if self.github {
+            if let Err(e) = crate::ci::github::talk_back(&value) {
+                self.warn(format!("cannot write the step's outputs or summary: {e}"));
+            }
+        }
         if self.json {
             println!("{value}");
         }

@@ -4,7 +4,7 @@
 //! decides anything about caching.
 
 mod circleci;
-mod github;
+pub mod github;
 mod gitlab;
 mod local;
 
