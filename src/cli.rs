@@ -59,6 +59,13 @@ pub enum Command {
     Persist(PersistArgs),
     /// Apply every layer of this workflow's workspace under a directory.
     Attach(AttachArgs),
+    /// Run one step of the GitHub Action: reads the runner's INPUT_* (path, key,
+    /// restore-keys, fail-on-cache-miss, lookup-only, store, scope, compression-level,
+    /// overwrite, strict) and STATE_* variables.
+    Action {
+        #[arg(value_enum)]
+        step: crate::action::Step,
+    },
     /// List entries whose key starts with PREFIX.
     Ls { prefix: Option<String> },
     /// Delete every entry with this exact key.
@@ -142,6 +149,9 @@ pub struct SaveArgs {
     /// Show what would be saved, touching nothing.
     #[arg(long, env = "KURA_DRY_RUN")]
     pub dry_run: bool,
+    /// The key is already evaluated (the action's post step): not a template.
+    #[arg(skip)]
+    pub literal_key: bool,
 }
 
 #[derive(Args, Debug)]

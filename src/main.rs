@@ -1,5 +1,6 @@
 //! kura: cache and workspace verbs for every CI.
 
+mod action;
 mod archive;
 mod ci;
 mod cli;
@@ -15,7 +16,10 @@ use report::Report;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Command::Action { .. } = cli.command {
+        action::globals(&mut cli.global);
+    }
     let env_vars: std::collections::HashMap<String, String> = std::env::vars().collect();
     let ci = ci::detect(&env_vars);
     let report = Report {
@@ -96,6 +100,16 @@ fn run(cli: Cli, ci: ci::CiInfo, report: &Report) -> anyhow::Result<i32> {
         Command::Key { .. } => unreachable!(),
         Command::Restore(a) => ops::restore(&env, a),
         Command::Save(a) => ops::save(&env, a),
+        Command::Action { step } => match step {
+            action::Step::Restore => ops::restore(&env, &action::restore_args()),
+            action::Step::Save | action::Step::Post => match action::save_args(*step) {
+                action::Post::Skip(why) => {
+                    env.report.info(why);
+                    Ok(0)
+                }
+                action::Post::Save(a) => ops::save(&env, &a),
+            },
+        },
         Command::Persist(a) => ops::persist(&env, a),
         Command::Attach(a) => ops::attach(&env, a),
         Command::Ls { prefix } => ops::ls(&env, prefix.as_deref()),

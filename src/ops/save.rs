@@ -17,7 +17,11 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
     if paths.is_empty() {
         return Err(user_error("no path given: pass --path"));
     }
-    let key = crate::key::render(&args.key, &env.ctx).map_err(|e| user_error(e.to_string()))?;
+    let key = if args.literal_key {
+        args.key.clone()
+    } else {
+        crate::key::render(&args.key, &env.ctx).map_err(|e| user_error(e.to_string()))?
+    };
     let version = cache_version(&paths);
     let r = &env.report;
     let scope = env.write_scope.as_str();

@@ -1,0 +1,77 @@
+// The GitHub Action's shim: find the kura binary and run one step with it. The runner gives
+// ACTIONS_RUNTIME_TOKEN and ACTIONS_RESULTS_URL only to JavaScript actions; kura inherits
+// them here, reads the INPUT_* variables itself and writes the outputs, state and summary.
+//
+// The binary: KURA_BIN if set; else the release asset for this runner's OS and arch, from
+// the release the action is pinned to (GITHUB_ACTION_REF), checked against the sha256 list
+// kept beside this file, and kept in the runner's tool cache. KURA_DOWNLOAD_URL replaces
+// https://github.com/<action repository>/releases/download/<ref> (a mirror, or GHES).
+'use strict';
+const { spawnSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const TARGETS = {
+  'linux-x64': 'x86_64-unknown-linux-musl',
+  'linux-arm64': 'aarch64-unknown-linux-musl',
+  'darwin-x64': 'x86_64-apple-darwin',
+  'darwin-arm64': 'aarch64-apple-darwin',
+  'win32-x64': 'x86_64-pc-windows-msvc',
+};
+
+function fail(msg) {
+  console.log(`::error::${msg}`);
+  process.exit(1);
+}
+
+function sha256(file) {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+async function download(url, dest) {
+  const res = await fetch(url, { redirect: 'follow' });
+  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  fs.writeFileSync(dest, Buffer.from(await res.arrayBuffer()));
+}
+
+async function binary() {
+  if (process.env.KURA_BIN) return process.env.KURA_BIN;
+  const target = TARGETS[`${process.platform}-${process.arch}`];
+  if (!target) fail(`kura has no release binary for ${process.platform}-${process.arch}; build it and set KURA_BIN`);
+  const asset = `kura-${target}${process.platform === 'win32' ? '.exe' : ''}`;
+  const sums = fs.readFileSync(path.join(__dirname, 'sha256sums.txt'), 'utf8');
+  const line = sums.split('\n').find((l) => l.trim().endsWith(`  ${asset}`));
+  if (!line) fail(`no sha256 for ${asset} in the action's sha256sums.txt: pin the action to a release tag, or set KURA_BIN`);
+  const want = line.trim().split(/\s+/)[0];
+  const ref = process.env.GITHUB_ACTION_REF || 'unknown';
+  const cache = process.env.RUNNER_TOOL_CACHE || os.tmpdir();
+  const dir = path.join(cache, 'kura', ref.replace(/[^\w.-]/g, '_'), process.arch);
+  const bin = path.join(dir, asset);
+  if (fs.existsSync(bin) && sha256(bin) === want) return bin;
+  const base = process.env.KURA_DOWNLOAD_URL ||
+    `https://github.com/${process.env.GITHUB_ACTION_REPOSITORY}/releases/download/${ref}`;
+  fs.mkdirSync(dir, { recursive: true });
+  const part = `${bin}.part`;
+  try {
+    await download(`${base.replace(/\/$/, '')}/${asset}`, part);
+  } catch (e) {
+    fail(`cannot download kura (${e.message}); set KURA_BIN to a kura binary instead`);
+  }
+  const got = sha256(part);
+  if (got !== want) {
+    fs.rmSync(part, { force: true });
+    fail(`the downloaded ${asset} has sha256 ${got}, but the action expects ${want}; not running it`);
+  }
+  fs.chmodSync(part, 0o755);
+  fs.renameSync(part, bin);
+  return bin;
+}
+
+exports.run = async function run(step) {
+  const bin = await binary();
+  const r = spawnSync(bin, ['action', step], { stdio: 'inherit', env: process.env });
+  if (r.error) fail(`cannot run ${bin}: ${r.error.message}`);
+  process.exitCode = r.status === null ? 1 : r.status;
+};

@@ -1,0 +1,285 @@
+//! The GitHub Action: its files validate against the published schema, and its shim runs
+//! kura the way the runner runs a node24 action (INPUT_* variables, the GITHUB_* files,
+//! STATE_* for the post step).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::{npm_package, Sandbox};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn action_files_validate_against_the_schema() {
+    let ajv = npm_package("ajv@8.17.1");
+    let yaml = npm_package("yaml@2.6.1");
+    let schema = root().join("../shared/reference/github/github-action.schema.json");
+    let out = Command::new("node")
+        .arg(root().join("tests/support/validate.cjs"))
+        .args([&ajv, &yaml, &schema])
+        .args(["action.yml", "restore/action.yml", "save/action.yml"].map(|f| root().join(f)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches(": valid").count(), 3, "{text}");
+}
+
+/// The runner's side of one step: the inputs, the files, the state from earlier steps.
+struct Runner<'a> {
+    s: &'a Sandbox,
+    output: PathBuf,
+    state: PathBuf,
+    summary: PathBuf,
+}
+
+impl<'a> Runner<'a> {
+    fn new(s: &'a Sandbox) -> Runner<'a> {
+        let r = Runner {
+            s,
+            output: s.dir.path().join("gh-output"),
+            state: s.dir.path().join("gh-state"),
+            summary: s.dir.path().join("gh-summary"),
+        };
+        for f in [&r.output, &r.state, &r.summary] {
+            std::fs::write(f, "").unwrap();
+        }
+        r
+    }
+
+    /// `node <shim>` with the inputs; state from earlier steps comes back as STATE_*.
+    fn step(
+        &self,
+        script: &Path,
+        inputs: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
+        std::fs::write(&self.output, "").unwrap();
+        let mut c = Command::new("node");
+        c.arg(script)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.s.home)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", &self.s.ws)
+            .env("GITHUB_OUTPUT", &self.output)
+            .env("GITHUB_STATE", &self.state)
+            .env("GITHUB_STEP_SUMMARY", &self.summary)
+            .env("KURA_STORE", format!("file://{}", self.s.store.display()))
+            .env("KURA_PROGRESS_SECONDS", "0")
+            .current_dir(&self.s.ws);
+        for line in std::fs::read_to_string(&self.state).unwrap().lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                c.env(format!("STATE_{k}"), v);
+            }
+        }
+        for (k, v) in inputs {
+            c.env(format!("INPUT_{}", k.to_uppercase()), v);
+        }
+        c.envs(env.iter().copied()).output().unwrap()
+    }
+
+    fn outputs(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap()
+    }
+}
+
+fn kura_bin() -> String {
+    assert_cmd::cargo::cargo_bin("kura").display().to_string()
+}
+
+#[test]
+fn the_root_action_restores_then_saves_in_post_unless_the_key_hit() {
+    let s = Sandbox::new();
+    s.write("deps/lock", "v1");
+    s.write("deps/pkg/a", "a");
+    let shim = |f: &str| root().join("action").join(f);
+    let inputs = [
+        ("path", "deps/pkg\n"),
+        ("key", r#"deps-{{ hashFiles "deps/lock" }}"#),
+        ("restore-keys", "deps-\n"),
+    ];
+    let bin = kura_bin();
+    let env = [("KURA_BIN", bin.as_str())];
+
+    // A cold cache: a miss, the evaluated key kept in the state.
+    let mut r = Runner::new(&s);
+    let out = r.step(&shim("restore.js"), &inputs, &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outputs = r.outputs();
+    assert!(
+        outputs.starts_with("cache-hit=\ncache-primary-key=deps-"),
+        "{outputs}"
+    );
+    let key = outputs.lines().nth(1).unwrap()["cache-primary-key=".len()..].to_string();
+    // The job changes the lock file; the post step still saves under the key it restored.
+    s.write("deps/lock", "v2");
+    let out = r.step(&shim("post.js"), &inputs, &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Cache saved with key: {key}")));
+    assert!(std::fs::read_to_string(&r.summary)
+        .unwrap()
+        .contains("| saved |"));
+
+    // The next run with the same lock file: an exact hit, and the post step does not save.
+    s.write("deps/lock", "v1");
+    std::fs::remove_dir_all(s.ws.join("deps/pkg")).unwrap();
+    r = Runner::new(&s);
+    let out = r.step(&shim("restore.js"), &inputs, &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        r.outputs(),
+        format!("cache-hit=true\ncache-primary-key={key}\ncache-matched-key={key}\n")
+    );
+    assert_eq!(s.read("deps/pkg/a"), "a");
+    let out = r.step(&shim("post.js"), &inputs, &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "Cache hit occurred on the primary key {key}, not saving cache."
+        )),
+        "{err}"
+    );
+
+    // restore/ with fail-on-cache-miss fails the step on a miss.
+    let miss = [
+        ("path", "deps/pkg"),
+        ("key", "other"),
+        ("fail-on-cache-miss", "true"),
+    ];
+    let out = Runner::new(&s).step(&shim("restore.js"), &miss, &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fail-on-cache-miss"));
+
+    // save/ saves under its key input.
+    let out = Runner::new(&s).step(
+        &shim("save.js"),
+        &[("path", "deps/pkg"), ("key", "split-1")],
+        &env,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Cache saved with key: split-1"));
+}
+
+/// A directory served over http on 127.0.0.1 (python's http.server), for the download.
+fn serve(dir: &Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn the_shim_downloads_verifies_and_caches_the_release_binary() {
+    let s = Sandbox::new();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x86_64",
+        _ => "aarch64",
+    };
+    let asset = format!("kura-{arch}-unknown-linux-musl");
+    let release = s.dir.path().join("release");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::copy(kura_bin(), release.join(&asset)).unwrap();
+    let digest = {
+        use sha2::Digest;
+        let bytes = std::fs::read(release.join(&asset)).unwrap();
+        kura_hex(&sha2::Sha256::digest(&bytes))
+    };
+    let (mut server, url) = serve(&release);
+    // A copy of the action whose sha256 list names this binary (or a wrong digest).
+    let action = |sums: &str| {
+        let dir = s.dir.path().join(format!("action-{}", sums.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["kura.js", "restore.js"] {
+            std::fs::copy(root().join("action").join(f), dir.join(f)).unwrap();
+        }
+        std::fs::write(dir.join("sha256sums.txt"), sums).unwrap();
+        dir
+    };
+    let tool_cache = s.dir.path().join("tools");
+    let tc = tool_cache.display().to_string();
+    let env = [
+        ("KURA_DOWNLOAD_URL", url.as_str()),
+        ("RUNNER_TOOL_CACHE", tc.as_str()),
+        ("GITHUB_ACTION_REF", "v0.1.0"),
+    ];
+    let inputs = [("path", "d"), ("key", "dl-1")];
+
+    let wrong = action(&format!("{}  {asset}\n", "0".repeat(64)));
+    let out = Runner::new(&s).step(&wrong.join("restore.js"), &inputs, &env);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("not running it"), "{text}");
+
+    let right = action(&format!("# sums\n{digest}  {asset}\n"));
+    let r = Runner::new(&s);
+    let out = r.step(&right.join("restore.js"), &inputs, &env);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(r.outputs().contains("cache-primary-key=dl-1"));
+    let cached = tool_cache
+        .join("kura/v0.1.0")
+        .join(
+            std::env::consts::ARCH
+                .replace("x86_64", "x64")
+                .replace("aarch64", "arm64"),
+        )
+        .join(&asset);
+    assert!(cached.exists(), "{}", cached.display());
+    // Cached: the next step runs it without the server.
+    server.kill().unwrap();
+    let _ = server.wait();
+    let out = r.step(&right.join("restore.js"), &inputs, &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn kura_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
