@@ -90,12 +90,9 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct PathArgs {
     /// Path patterns: ~ expanded, globs, '!' to exclude. Repeat, or separate with newlines.
-    #[arg(
-        long = "path",
-        required = true,
-        env = "KURA_PATH",
-        value_delimiter = '\n'
-    )]
+    /// `restore --keys` may leave them out: entries then go back to the paths they were saved
+    /// from, as CircleCI's restore_cache does.
+    #[arg(long = "path", env = "KURA_PATH", value_delimiter = '\n')]
     pub paths: Vec<String>,
 }
 

@@ -13,9 +13,10 @@ use std::time::Instant;
 
 pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     let paths = path_lines(&args.paths.paths);
-    if paths.is_empty() {
+    // CircleCI's restore_cache names no paths: the entry's own paths say where it goes.
+    if paths.is_empty() && args.key.is_some() {
         return Err(user_error(
-            "no path given: pass --path (the same paths the save used)",
+            "no path given: pass --path (the same paths the save used), or use --keys, which restores entries to the paths they were saved from",
         ));
     }
     // GitHub order (--key, --restore-key) tries each key exactly first; CircleCI order
@@ -52,7 +53,11 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     }
     let primary = candidates[0].key.clone();
     let keys: Vec<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
-    let version = cache_version(&paths);
+    let version = if paths.is_empty() {
+        String::new()
+    } else {
+        cache_version(&paths)
+    };
     let r = &env.report;
     let miss = |code: i32, why: &str| {
         r.outcome(
@@ -63,7 +68,12 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     };
     let miss_code = if args.fail_on_miss { 1 } else { 0 };
 
-    let found = match env.store.lookup(&env.read_scopes, &version, &candidates) {
+    let found = if paths.is_empty() {
+        lookup_any_version(env, &candidates)
+    } else {
+        env.store.lookup(&env.read_scopes, &version, &candidates)
+    };
+    let found = match found {
         Ok(f) => f,
         Err(e) => {
             return Err(e.context(format!(
@@ -83,6 +93,11 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
             ));
         }
         return Ok(miss(miss_code, "not found"));
+    };
+    let (paths, version) = if paths.is_empty() {
+        (meta.paths.clone(), meta.version.clone())
+    } else {
+        (paths, version.clone())
     };
     let exact = meta.key == primary;
     let hit_json = |m: &Meta, extra: serde_json::Value| {
@@ -187,4 +202,23 @@ fn forget_corrupt(env: &Env, meta: &Meta, why: &str) {
         meta.key,
         if removed { ", and the entry was deleted from the store" } else { "" }
     ));
+}
+
+/// CircleCI order without paths: scope by scope, the newest entry of any version whose key
+/// starts with the first candidate that matches anything.
+fn lookup_any_version(env: &Env, candidates: &[Candidate]) -> Result<Option<Meta>> {
+    for scope in &env.read_scopes {
+        for c in candidates {
+            let newest = env
+                .store
+                .list(&c.key)?
+                .into_iter()
+                .filter(|m| &m.scope == scope && m.key.starts_with(&c.key) && !m.paths.is_empty())
+                .max_by_key(|m| m.created_ms);
+            if newest.is_some() {
+                return Ok(newest);
+            }
+        }
+    }
+    Ok(None)
 }

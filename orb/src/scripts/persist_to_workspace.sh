@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# kura/persist_to_workspace: this job's layer of the workflow's workspace.
+set -euo pipefail
+if [ -n "${KURA_PARAM_STORE:-}" ]; then export KURA_STORE="$KURA_PARAM_STORE"; fi
+args=()
+while IFS= read -r p; do
+  if [ -n "${p// /}" ]; then args+=(--path "$p"); fi
+done <<< "${KURA_PARAM_PATHS:-}"
+exec kura persist --root "${KURA_PARAM_ROOT:?kura/persist_to_workspace: give root}" "${args[@]}"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# kura/save_cache: an existing key is kept (first writer wins), as in the native step.
+set -euo pipefail
+if [ -n "${KURA_PARAM_STORE:-}" ]; then export KURA_STORE="$KURA_PARAM_STORE"; fi
+args=()
+while IFS= read -r p; do
+  if [ -n "${p// /}" ]; then args+=(--path "$p"); fi
+done <<< "${KURA_PARAM_PATHS:-}"
+exec kura save --key "${KURA_PARAM_KEY:?kura/save_cache: give key}" "${args[@]}"

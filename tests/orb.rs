@@ -1,0 +1,214 @@
+//! The CircleCI orb: the packed orb.yml is what orb/pack.cjs makes of orb/src, validates
+//! against CircleCI's schema, its scripts are shellcheck-clean, and they do under bash, in a
+//! simulated CircleCI job, what the native steps do.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use support::{npm_package, Sandbox};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml() -> PathBuf {
+    npm_package("yaml@2.6.1")
+}
+
+#[test]
+fn the_packed_orb_is_up_to_date() {
+    let out = Command::new("node")
+        .arg(root().join("orb/pack.cjs"))
+        .env("NODE_PATH", yaml().join("node_modules"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packed = std::fs::read_to_string(root().join("orb/orb.yml")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == packed,
+        "orb/orb.yml is stale: run NODE_PATH=<yaml>/node_modules node orb/pack.cjs > orb/orb.yml"
+    );
+}
+
+#[test]
+fn the_packed_orb_validates_against_circleci_schema() {
+    let out = Command::new("node")
+        .arg(root().join("tests/support/validate.cjs"))
+        .arg(npm_package("ajv@8.17.1"))
+        .arg(yaml())
+        .arg(root().join("../shared/reference/circleci/schema.json"))
+        .arg(root().join("orb/orb.yml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("orb.yml: valid"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_scripts_are_shellcheck_clean() {
+    let have = Command::new("shellcheck").arg("--version").output().is_ok();
+    if !have {
+        let st = Command::new("apt-get")
+            .args(["install", "-y", "shellcheck"])
+            .status()
+            .expect("apt-get runs");
+        assert!(st.success(), "apt-get install shellcheck failed");
+    }
+    let scripts: Vec<PathBuf> = std::fs::read_dir(root().join("orb/src/scripts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(scripts.len() >= 5);
+    let out = Command::new("shellcheck").args(&scripts).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// One orb script under bash, as a CircleCI job runs it: CIRCLE_* set, the parameters in
+/// KURA_PARAM_*, kura on PATH.
+fn script(s: &Sandbox, name: &str, job: &str, params: &[(&str, &str)]) -> support::Out {
+    let bin = assert_cmd::cargo::cargo_bin("kura");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join("orb/src/scripts").join(name))
+        .env_clear();
+    // The sandbox's home and store; the branch comes from CircleCI, not from KURA_BRANCH.
+    for (k, v) in s.kura_std().get_envs() {
+        if let (Some(v), false) = (v, k == "KURA_BRANCH") {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("PATH", path)
+        .env("CIRCLECI", "true")
+        .env("CIRCLE_BRANCH", "main")
+        .env("CIRCLE_WORKING_DIRECTORY", &s.ws)
+        .env("CIRCLE_WORKFLOW_ID", "wf-1")
+        .env("CIRCLE_JOB", job)
+        .current_dir(&s.ws)
+        .envs(params.iter().copied());
+    support::run(&mut assert_cmd::Command::from_std(cmd))
+}
+
+#[test]
+fn cache_steps_behave_like_the_native_ones() {
+    let s = Sandbox::new();
+    s.write("package-lock.json", "lock-1");
+    s.write("node_modules/a/index.js", "a");
+    std::fs::create_dir_all(s.home.join(".npm")).unwrap();
+    std::fs::write(s.home.join(".npm/blob"), "b").unwrap();
+    let key = r#"v1-npm-{{ .Branch }}-{{ checksum "package-lock.json" }}"#;
+    let save = [
+        ("KURA_PARAM_KEY", key),
+        ("KURA_PARAM_PATHS", "~/.npm\nnode_modules\n"),
+    ];
+    let out = script(&s, "save_cache.sh", "build", &save);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Cache saved with key: v1-npm-main-"),
+        "{}",
+        out.stderr
+    );
+    // First writer wins.
+    let out = script(&s, "save_cache.sh", "build", &save);
+    assert!(
+        out.stderr.contains("Cache already exists"),
+        "{}",
+        out.stderr
+    );
+
+    std::fs::remove_dir_all(s.ws.join("node_modules")).unwrap();
+    std::fs::remove_dir_all(s.home.join(".npm")).unwrap();
+    // No paths, as in the native step: the entry goes back where it came from; the first
+    // key misses, the second matches as a prefix.
+    let keys = "v1-npm-{{ .Branch }}-nothing\nv1-npm-{{ .Branch }}-\nv1-npm-\n";
+    let out = script(
+        &s,
+        "restore_cache.sh",
+        "build",
+        &[("KURA_PARAM_KEYS", keys)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Cache restored from key: v1-npm-main-"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.read("node_modules/a/index.js"), "a");
+    assert_eq!(
+        std::fs::read_to_string(s.home.join(".npm/blob")).unwrap(),
+        "b"
+    );
+    // A miss is not a failure.
+    let out = script(
+        &s,
+        "restore_cache.sh",
+        "build",
+        &[("KURA_PARAM_KEY", "v2-")],
+    );
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr.contains("Cache not found for input keys: v2-"),
+        "{}",
+        out.stderr
+    );
+    // Neither key nor keys: bad input.
+    assert_eq!(script(&s, "restore_cache.sh", "build", &[]).code, 2);
+}
+
+#[test]
+fn workspace_steps_pass_files_between_jobs() {
+    let s = Sandbox::new();
+    s.write("out/dist/app.js", "built");
+    let persist = [("KURA_PARAM_ROOT", "out"), ("KURA_PARAM_PATHS", "dist\n")];
+    let out = script(&s, "persist_to_workspace.sh", "build", &persist);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let at = s.ws.join("attached");
+    let at_s = at.display().to_string();
+    let out = script(
+        &s,
+        "attach_workspace.sh",
+        "test",
+        &[("KURA_PARAM_AT", at_s.as_str())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(at.join("dist/app.js")).unwrap(),
+        "built"
+    );
+}
+
+#[test]
+fn install_refuses_a_release_it_has_no_checksum_for() {
+    let s = Sandbox::new();
+    let out = script(
+        &s,
+        "install.sh",
+        "build",
+        &[
+            ("KURA_PARAM_VERSION", "0.0.0-none"),
+            ("KURA_PARAM_INSTALL_PATH", "~/bin"),
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("no sha256 for kura 0.0.0-none"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.home.join("bin/kura").exists());
+}
