@@ -179,35 +179,6 @@ fn the_root_action_restores_then_saves_in_post_unless_the_key_hit() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Cache saved with key: split-1"));
 }
 
-/// A directory served over http on 127.0.0.1 (python's http.server), for the download.
-fn serve(dir: &Path) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-        ])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 runs");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
 #[test]
 fn the_shim_downloads_verifies_and_caches_the_release_binary() {
     let s = Sandbox::new();
@@ -224,7 +195,7 @@ fn the_shim_downloads_verifies_and_caches_the_release_binary() {
         let bytes = std::fs::read(release.join(&asset)).unwrap();
         kura_hex(&sha2::Sha256::digest(&bytes))
     };
-    let (mut server, url) = serve(&release);
+    let (mut server, url) = support::serve_dir(&release);
     // A copy of the action whose sha256 list names this binary (or a wrong digest).
     let action = |sums: &str| {
         let dir = s.dir.path().join(format!("action-{}", sums.len()));
