@@ -73,14 +73,24 @@ impl Ticker {
         }
         let every = Duration::from_secs_f64(secs);
         let flag = stop.clone();
+        // On GitHub the lines fold into one group of the step's log.
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
         let handle = std::thread::spawn(move || {
             let started = Instant::now();
             let (lock, cv) = &*flag;
             let mut stopped = lock.lock().unwrap();
+            let mut grouped = false;
             loop {
                 stopped = cv.wait_timeout(stopped, every).unwrap().0;
                 if *stopped {
+                    if grouped {
+                        eprintln!("::endgroup::");
+                    }
                     return;
+                }
+                if github && !grouped {
+                    eprintln!("::group::{verb} progress");
+                    grouped = true;
                 }
                 let n = counter.load(Ordering::Relaxed);
                 let rate = human((n as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64);

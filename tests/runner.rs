@@ -81,3 +81,27 @@ fn outputs_state_and_summary_follow_actions_cache() {
     );
     assert!(read(&f.summary).contains("`nothing` | not found |"));
 }
+
+#[test]
+fn progress_lines_fold_into_a_group_on_github() {
+    let s = Sandbox::new();
+    s.write_bytes("big/blob", &support::noise(48 << 20, 3));
+    let mut c = s.kura();
+    c.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", &s.ws)
+        .env("KURA_PROGRESS_SECONDS", "0.01")
+        .args(["save", "--key", "grouped", "--path", "big"]);
+    let out = run(&mut c);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let start = out
+        .stderr
+        .find("::group::Sent progress")
+        .expect(&out.stderr);
+    let end = out.stderr.find("::endgroup::").expect(&out.stderr);
+    assert!(
+        start < end && out.stderr[start..end].contains("Sent "),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr[end..].contains("Cache saved with key: grouped"));
+}
