@@ -83,6 +83,15 @@ fn after(s: &Sandbox) -> Trees {
     )
 }
 
+/// kura saving or restoring the populated trees: `deps` and the one outside the workspace.
+fn deps(s: &Sandbox, tok: &str, verb: &str, key: &str, outside: &str) -> Out {
+    kura(
+        s,
+        tok,
+        &[verb, "--key", key, "--path", "deps", "--path", outside],
+    )
+}
+
 #[test]
 fn save_then_restore_with_github_matching() {
     let s = Sandbox::new();
@@ -162,19 +171,7 @@ fn official_client_saves_and_kura_restores_byte_for_byte() {
     let saved = service().official(&s, &tok, &["save", "interop-a", "deps", &o]);
     assert!(saved["result"].as_i64().unwrap() > 0, "{saved}");
     let before = wipe(&s);
-    let out = kura(
-        &s,
-        &tok,
-        &[
-            "restore",
-            "--key",
-            "interop-a",
-            "--path",
-            "deps",
-            "--path",
-            &o,
-        ],
-    );
+    let out = deps(&s, &tok, "restore", "interop-a", &o);
     assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
     assert_eq!(after(&s), before);
 }
@@ -184,19 +181,7 @@ fn kura_saves_and_the_official_client_restores_byte_for_byte() {
     let s = Sandbox::new();
     let tok = main_token();
     let o = populate(&s, 2, 0);
-    let out = kura(
-        &s,
-        &tok,
-        &[
-            "save",
-            "--key",
-            "interop-small-k",
-            "--path",
-            "deps",
-            "--path",
-            &o,
-        ],
-    );
+    let out = deps(&s, &tok, "save", "interop-small-k", &o);
     assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
     let before = wipe(&s);
     let got = service().official(&s, &tok, &["restore", "interop-small-k", "", "deps", &o]);
@@ -217,19 +202,7 @@ fn archives_over_128_mib_take_the_block_path_both_ways() {
     let s = Sandbox::new();
     let tok = main_token();
     let o = populate(&s, 3, 140 << 20);
-    let out = kura(
-        &s,
-        &tok,
-        &[
-            "save",
-            "--key",
-            "interop-big-kura",
-            "--path",
-            "deps",
-            "--path",
-            &o,
-        ],
-    );
+    let out = deps(&s, &tok, "save", "interop-big-kura", &o);
     assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
     let comps: Vec<String> = service()
         .log("interop-big-kura")
@@ -250,19 +223,7 @@ fn archives_over_128_mib_take_the_block_path_both_ways() {
     assert_eq!(got["result"], "interop-big-kura");
     assert_eq!(after(&s), before);
     wipe(&s);
-    let out = kura(
-        &s,
-        &tok,
-        &[
-            "restore",
-            "--key",
-            "interop-big-official",
-            "--path",
-            "deps",
-            "--path",
-            &o,
-        ],
-    );
+    let out = deps(&s, &tok, "restore", "interop-big-official", &o);
     assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
     assert_eq!(after(&s), before);
 }
@@ -386,32 +347,21 @@ fn refusals_are_warnings_that_name_the_fix() {
     assert_eq!(out.code, 0);
     assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
     assert!(out.stderr.contains("cache read denied"), "{}", out.stderr);
-    // cache-mode: read skips the save before any request.
-    let mut c = service().kura(&s, &main_token());
-    c.env("ACTIONS_CACHE_MODE", "read").args([
-        "--json",
-        "save",
-        "--key",
-        "deny-mode",
-        "--path",
-        "r",
-    ]);
-    let out = run(&mut assert_cmd::Command::from_std(c));
-    assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
-    assert!(service().log("deny-mode").is_empty());
-    // cache-mode: write-only skips restores.
-    let mut c = service().kura(&s, &main_token());
-    c.env("ACTIONS_CACHE_MODE", "write-only").args([
-        "--json",
-        "restore",
-        "--key",
-        "deny-mode",
-        "--path",
-        "r",
-    ]);
-    let out = run(&mut assert_cmd::Command::from_std(c));
-    assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
-    assert!(service().log("deny-mode").is_empty());
+    // cache-mode: read skips saves, write-only skips restores, before any request.
+    for (mode, verb) in [("read", "save"), ("write-only", "restore")] {
+        let mut c = service().kura(&s, &main_token());
+        c.env("ACTIONS_CACHE_MODE", mode).args([
+            "--json",
+            verb,
+            "--key",
+            "deny-mode",
+            "--path",
+            "r",
+        ]);
+        let out = run(&mut assert_cmd::Command::from_std(c));
+        assert_eq!(json(&out)["outcome"], "skipped", "{mode}: {}", out.stderr);
+        assert!(service().log("deny-mode").is_empty());
+    }
     // From a `run:` step, with gha:// asked for but no runtime token.
     let mut c = s.kura_std();
     c.env("KURA_STORE", "gha://")
