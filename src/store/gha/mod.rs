@@ -54,7 +54,6 @@ pub struct GhaStore {
     mode: Mode,
     /// Whole-download deadline per 128 MiB (SEGMENT_DOWNLOAD_TIMEOUT_MINS, default 10).
     segment_deadline: Duration,
-    tuning: (usize, usize),
 }
 
 /// Where GitHub's cache service is, when this job can use it.
@@ -131,13 +130,12 @@ impl GhaStore {
                 .unwrap_or(default)
         };
         let idle = Duration::from_secs(secs("KURA_HTTP_TIMEOUT", 30).max(1));
-        let build = |read: Duration| {
-            reqwest::Client::builder()
-                .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(5))
-                .read_timeout(read)
-                .build()
-        };
+        // One client (one connection pool) for the service and the blobs.
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(idle)
+            .build()?;
         let backoff = Duration::from_millis(secs("KURA_GHA_BACKOFF_MS", 1000));
         let results = env("ACTIONS_RESULTS_URL");
         // v2 wherever it is offered, except on GitHub Enterprise Server, which (like act)
@@ -149,18 +147,17 @@ impl GhaStore {
                     origin: origin(u)
                         .ok_or_else(|| anyhow!("ACTIONS_RESULTS_URL {u:?} is not a URL"))?,
                     token,
-                    http: build(idle)?,
+                    http: http.clone(),
                     backoff,
                 }))),
-                (r, legacy) => match legacy.or(r.clone()) {
-                    Some(base) => Some(Api::V1(Arc::new(V1 {
+                (r, legacy) => legacy.or(r.clone()).map(|base| {
+                    Api::V1(Arc::new(V1 {
                         base: format!("{}/_apis/artifactcache/", base.trim_end_matches('/')),
                         token,
-                        http: build(idle)?,
+                        http: http.clone(),
                         backoff,
-                    }))),
-                    None => None,
-                },
+                    }))
+                }),
             },
         };
         let mode = match env("ACTIONS_CACHE_MODE").as_deref() {
@@ -180,7 +177,7 @@ impl GhaStore {
         };
         Ok(GhaStore {
             rt: Arc::new(rt),
-            blobs: build(idle)?,
+            blobs: http,
             api,
             rest,
             mode,
@@ -191,7 +188,6 @@ impl GhaStore {
                     .filter(|m| *m > 0.0)
                     .unwrap_or(10.0),
             ),
-            tuning: (BLOCK, PARALLEL),
         })
     }
 
@@ -318,7 +314,7 @@ impl Store for GhaStore {
             self.blobs.clone(),
             meta.object.clone(),
             size,
-            self.tuning.1,
+            PARALLEL,
             self.segment_deadline * segments,
         ))
     }
@@ -356,8 +352,8 @@ impl Store for GhaStore {
                 self.rt.clone(),
                 self.blobs.clone(),
                 dest,
-                self.tuning.0,
-                self.tuning.1,
+                BLOCK,
+                PARALLEL,
             )),
             rt: self.rt.clone(),
             api,
