@@ -1,18 +1,9 @@
 //! kura: cache and workspace verbs for every CI.
 
-mod action;
-mod archive;
-mod ci;
-mod cli;
-mod key;
-mod ops;
-mod report;
-mod select;
-mod store;
-
 use clap::Parser;
-use cli::{Cli, Command};
-use report::Report;
+use kura::cli::{Cli, Command};
+use kura::report::Report;
+use kura::{action, ci, key, ops, select, store};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,15 +1,15 @@
 //! Archives: pack (selection → pax tar → zstd) and unpack (zstd or gzip → tar → files).
 //! Knows nothing of stores: it writes to any `Write` and reads from any `Read`.
 
-mod guard;
 mod pack;
+mod tree;
 mod unpack;
 
-pub use guard::Guard;
 #[cfg(test)]
 pub use pack::replay;
 pub use pack::{pack, PackOptions, Walk};
-pub use unpack::{unpack, Corrupt, UnpackOptions};
+pub use tree::Tree;
+pub use unpack::{unpack, unpack_tar, Corrupt, Extraction, UnpackOptions};
 
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};

@@ -71,6 +71,7 @@ pub fn talk_back(outcome: &serde_json::Value) -> std::io::Result<()> {
     }
     let row = match kind.as_str() {
         "hit" => Some(("restore", s("matched_key"), "restored")),
+        "partial" => Some(("restore", s("matched_key"), "restored in part")),
         "miss" => Some(("restore", s("primary_key"), "not found")),
         "saved" => Some(("save", s("key"), "saved")),
         "exists" => Some(("save", s("key"), "already saved")),

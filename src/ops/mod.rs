@@ -61,8 +61,13 @@ pub fn path_lines(raw: &[String]) -> Vec<String> {
 /// GitHub's cache version: sha256 of the path lines, the compression and the salt, joined
 /// with `|`. An entry restores only into a job that asks for the same paths.
 pub fn cache_version(paths: &[String]) -> String {
+    cache_version_for(paths, crate::archive::COMPRESSION)
+}
+
+/// The version of these paths for one compression method (`zstd-without-long`, `zstd`, `gzip`).
+pub fn cache_version_for(paths: &[String], compression: &str) -> String {
     let mut parts: Vec<&str> = paths.iter().map(String::as_str).collect();
-    parts.push(crate::archive::COMPRESSION);
+    parts.push(compression);
     parts.push("1.0");
     crate::archive::hex(&Sha256::digest(parts.join("|").as_bytes()))
 }

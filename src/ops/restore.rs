@@ -1,7 +1,7 @@
 //! `kura restore`: find the entry, stream it into the extractor, verify what was read.
 
 use super::{cache_version, path_lines, render_all, user_error, Env};
-use crate::archive::{self, Guard, HashingReader, UnpackOptions};
+use crate::archive::{self, HashingReader, Tree, UnpackOptions};
 use crate::cli::RestoreArgs;
 use crate::report::{size, speed, Ticker};
 use crate::store::{Candidate, Meta};
@@ -94,6 +94,7 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
         }
         return Ok(miss(miss_code, "not found"));
     };
+    let from_entry = paths.is_empty();
     let (paths, version) = if paths.is_empty() {
         (meta.paths.clone(), meta.version.clone())
     } else {
@@ -131,9 +132,8 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
         return Ok(0);
     }
 
-    let roots = crate::select::allowed_roots(&paths, &env.base, env.ctx.home.as_deref())
-        .map_err(|e| user_error(format!("{e:#}")))?;
-    let mut guard = Guard::new(&env.base, &roots);
+    let (roots, denied) = restore_roots(env, &paths, from_entry)?;
+    let tree = Tree::new(&env.base, &roots);
     let started = Instant::now();
     let reader = env.store.open(&meta)?;
     let counter = Arc::new(AtomicU64::new(0));
@@ -141,8 +141,9 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     let ticker = Ticker::start("Received", counter, Some(meta.size));
     let opts = UnpackOptions {
         writers: env.workers as usize,
+        window_log_max: window_log_max(&meta.version, &paths),
     };
-    let stats = match archive::unpack(&mut hashing, &mut guard, &opts) {
+    let done = match archive::unpack(&mut hashing, tree, &opts) {
         Ok(s) => s,
         Err(e) => {
             if e.downcast_ref::<archive::Corrupt>().is_some() && !hashing.source_failed {
@@ -157,7 +158,7 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     // Stores that record no checksum (GitHub's) rely on zstd's frame checksum and the length.
     let sha_bad = !meta.sha256.is_empty() && sha != meta.sha256;
     if sha_bad || (meta.size > 0 && n != meta.size) {
-        stats.rollback();
+        done.rollback();
         let why = format!(
             "read {n} bytes with sha256 {sha}, but {} bytes with sha256 {} were saved",
             meta.size, meta.sha256
@@ -165,14 +166,25 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
         forget_corrupt(env, &meta, &why);
         return Ok(miss(miss_code, "corrupt"));
     }
+    let (files, bytes, mut refused) = (done.files, done.bytes, done.refused.clone());
+    for problem in done.commit() {
+        r.warn(problem);
+    }
     env.store.touch(&meta);
     let took = started.elapsed();
-    if !stats.refused.is_empty() {
+    refused.extend(denied);
+    let partial = !refused.is_empty();
+    if partial {
         r.warn(format!(
-            "refused {} entr{} that would have been written outside the restore's paths:\n  {}",
-            stats.refused.len(),
-            if stats.refused.len() == 1 { "y" } else { "ies" },
-            stats.refused.join("\n  ")
+            "the cache from key {} was restored only in part: {} entr{} not written:\n  {}",
+            meta.key,
+            refused.len(),
+            if refused.len() == 1 {
+                "y was"
+            } else {
+                "ies were"
+            },
+            refused.join("\n  ")
         ));
     }
     if !exact {
@@ -183,15 +195,61 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
         "Cache Size: ~{} MB ({} B), {} files, {} unpacked, in {}",
         (n + 500_000) / 1_000_000,
         n,
-        stats.files,
-        crate::report::human(stats.bytes),
+        files,
+        crate::report::human(bytes),
         speed(n, took)
     ));
-    r.outcome(hit_json(
+    let mut out = hit_json(
         &meta,
-        json!({"seconds": took.as_secs_f64(), "refused": stats.refused}),
-    ));
+        json!({"seconds": took.as_secs_f64(), "refused": refused}),
+    );
+    if partial {
+        // Not a clean hit: `cache-hit` is false, and a later save may replace the entry.
+        out["outcome"] = json!("partial");
+        out["cache_hit"] = json!(false);
+    }
+    r.outcome(out);
     Ok(0)
+}
+
+/// Where a restore may write. Paths the user named are all allowed; paths taken from the
+/// entry's own metadata (a restore without `--path`) were chosen by whoever saved it, so only
+/// those under the home and working directories are, and the others are listed as refused.
+fn restore_roots(
+    env: &Env,
+    paths: &[String],
+    from_entry: bool,
+) -> Result<(Vec<std::path::PathBuf>, Vec<String>)> {
+    let home = env.ctx.home.as_deref();
+    let roots = crate::select::allowed_roots(paths, &env.base, home)
+        .map_err(|e| user_error(format!("{e:#}")))?;
+    if !from_entry {
+        return Ok((roots, Vec::new()));
+    }
+    let safe = [Some(env.base.as_path()), Some(env.ctx.cwd.as_path()), home];
+    let (ok, denied): (Vec<_>, Vec<_>) = roots
+        .into_iter()
+        .partition(|r| safe.iter().flatten().any(|s| r.starts_with(s)));
+    let denied = denied
+        .iter()
+        .map(|d| {
+            format!(
+                "{}: the entry's own path is outside the home and working directories; name it with --path to restore it",
+                d.display()
+            )
+        })
+        .collect();
+    Ok((ok, denied))
+}
+
+/// The zstd window an entry may use: actions/cache's older `zstd` (`--long=30`) entries need
+/// 2^30; everything else is written with at most 2^27.
+fn window_log_max(version: &str, paths: &[String]) -> u32 {
+    if version == super::cache_version_for(paths, "zstd") {
+        30
+    } else {
+        27
+    }
 }
 
 /// A corrupt entry is a miss; it is removed so that the next save can replace it.

@@ -8,7 +8,7 @@
 
 use super::save::{store_walk, warn_missing, Target, Walked};
 use super::{path_lines, user_error, Env};
-use crate::archive::{self, Guard, HashingReader, PackOptions, UnpackOptions};
+use crate::archive::{self, HashingReader, PackOptions, Tree, UnpackOptions};
 use crate::cli::{AttachArgs, PersistArgs, RunArgs};
 use crate::report::{human, speed};
 use crate::store::{encode, Committed, Meta};
@@ -248,27 +248,31 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
     let started = Instant::now();
     let (mut files, mut bytes) = (0, 0);
     for l in &layers {
-        let mut guard = Guard::new(&at, std::slice::from_ref(&at));
+        let tree = Tree::new(&at, std::slice::from_ref(&at));
         let mut reader = HashingReader::new(env.store.open(&l.meta)?);
         let opts = UnpackOptions {
             writers: env.workers as usize,
+            window_log_max: 27,
         };
-        let stats = archive::unpack(&mut reader, &mut guard, &opts)
+        let done = archive::unpack(&mut reader, tree, &opts)
             .with_context(|| format!("cannot apply workspace layer {}", l.meta.key))?;
         let (sha, n) = reader.finish();
         if sha != l.meta.sha256 || n != l.meta.size {
-            stats.rollback();
+            done.rollback();
             bail!("workspace layer {} is corrupt (sha256 mismatch); re-run the job {} that persisted it", l.meta.key, l.job);
         }
-        if !stats.refused.is_empty() {
+        if !done.refused.is_empty() {
             r.warn(format!(
                 "layer {}: refused\n  {}",
                 l.meta.key,
-                stats.refused.join("\n  ")
+                done.refused.join("\n  ")
             ));
         }
-        files += stats.files;
-        bytes += stats.bytes;
+        files += done.files;
+        bytes += done.bytes;
+        for problem in done.commit() {
+            r.warn(problem);
+        }
     }
     let keys: Vec<&str> = layers.iter().map(|l| l.meta.key.as_str()).collect();
     let _ = std::fs::write(attached_file(&workflow, &job), serde_json::to_vec(&keys)?);
