@@ -256,7 +256,6 @@ fn parse<R: Read>(
         // What was not read (a refused file) is skipped here, outside the header budget.
         std::io::copy(&mut entry, &mut std::io::sink()).context(Corrupt)?;
     }
-    drop(entries);
     // Drain what follows the end marker so the caller's digest covers the whole stream.
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink()).context(Corrupt)?;
