@@ -81,7 +81,11 @@ impl Ticker {
             let mut stopped = lock.lock().unwrap();
             let mut grouped = false;
             loop {
-                stopped = cv.wait_timeout(stopped, every).unwrap().0;
+                // The flag is checked under the lock before every wait: a stop that came
+                // before this thread first ran is not missed.
+                if !*stopped {
+                    stopped = cv.wait_timeout(stopped, every).unwrap().0;
+                }
                 if *stopped {
                     if grouped {
                         eprintln!("::endgroup::");

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
 use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -46,20 +47,26 @@ pub fn normalize(p: &Path) -> PathBuf {
 }
 
 /// The archive name of `path` relative to `base`: `a/b`, `../x/y`, or `.` for the base itself.
-pub fn archive_name(base: &Path, path: &Path) -> String {
+/// Names are bytes: Linux file names need not be UTF-8, and they must round-trip.
+pub fn archive_name(base: &Path, path: &Path) -> Vec<u8> {
     let b: Vec<_> = base.components().collect();
     let p: Vec<_> = path.components().collect();
     let common = b.iter().zip(&p).take_while(|(x, y)| x == y).count();
-    let mut parts: Vec<String> = vec!["..".into(); b.len() - common];
-    parts.extend(
-        p[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
+    let mut parts: Vec<&[u8]> = vec![b".."; b.len() - common];
+    parts.extend(p[common..].iter().map(|c| c.as_os_str().as_bytes()));
     if parts.is_empty() {
-        ".".into()
+        b".".to_vec()
     } else {
-        parts.join("/")
+        parts.join(&b'/')
+    }
+}
+
+/// An archive name for messages and manifests: as it is when UTF-8, else with the bytes that
+/// are not escaped as `\xNN`.
+pub fn shown(name: &[u8]) -> String {
+    match std::str::from_utf8(name) {
+        Ok(s) => s.to_string(),
+        Err(_) => name.escape_ascii().to_string(),
     }
 }
 
@@ -239,14 +246,14 @@ pub enum Kind {
     Dir,
     Symlink(PathBuf),
     /// A second name of a file already in the archive: the archive name of the first.
-    HardLink(String),
+    HardLink(Vec<u8>),
 }
 
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub path: PathBuf,
     /// Name inside the archive, `/`-separated, relative to the base directory.
-    pub name: String,
+    pub name: Vec<u8>,
     pub kind: Kind,
     pub size: u64,
     pub mode: u32,
@@ -295,7 +302,7 @@ pub fn walk(
     }
     let mut missing = Vec::new();
     let tops = matches(&includes, &mut missing)?;
-    let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     // The tops are disjoint (`matches` drops nested ones), so nothing is visited twice.
     for top in tops {
         let meta = match std::fs::symlink_metadata(&top) {
@@ -314,8 +321,8 @@ pub fn walk(
                     .with_context(|| format!("cannot list directory {}", p.display()))?;
                 for (kid, kid_meta) in kids.into_iter().rev() {
                     let kid_name = match kid.file_name() {
-                        Some(n) if name == "." => n.to_string_lossy().into_owned(),
-                        Some(n) => format!("{name}/{}", n.to_string_lossy()),
+                        Some(n) if name == b"." => n.as_bytes().to_vec(),
+                        Some(n) => [&name[..], b"/", n.as_bytes()].concat(),
                         None => continue,
                     };
                     stack.push((kid, kid_meta, kid_name));
@@ -364,7 +371,7 @@ fn children_with_meta(dir: &Path) -> std::io::Result<Vec<(PathBuf, Metadata)>> {
     Ok(out)
 }
 
-fn entry(path: PathBuf, name: String, kind: Kind, meta: &Metadata) -> Entry {
+fn entry(path: PathBuf, name: Vec<u8>, kind: Kind, meta: &Metadata) -> Entry {
     let size = if kind == Kind::File { meta.len() } else { 0 };
     Entry {
         path,
@@ -385,13 +392,16 @@ mod tests {
         let base = Path::new("/home/runner/work/r/r");
         assert_eq!(
             archive_name(base, Path::new("/home/runner/work/r/r/node_modules/a")),
-            "node_modules/a"
+            b"node_modules/a"
         );
         assert_eq!(
             archive_name(base, Path::new("/home/runner/.npm")),
-            "../../../.npm"
+            b"../../../.npm"
         );
-        assert_eq!(archive_name(base, base), ".");
+        assert_eq!(archive_name(base, base), b".");
+        let odd = std::ffi::OsStr::from_bytes(b"/home/runner/work/r/r/caf\xe9");
+        assert_eq!(archive_name(base, Path::new(odd)), b"caf\xe9");
+        assert_eq!(shown(b"caf\xe9"), "caf\\xe9");
     }
 
     #[test]
@@ -424,7 +434,10 @@ mod tests {
     }
 
     fn names(sel: &Selection) -> Vec<&str> {
-        sel.entries.iter().map(|e| e.name.as_str()).collect()
+        sel.entries
+            .iter()
+            .map(|e| std::str::from_utf8(&e.name).unwrap())
+            .collect()
     }
 
     #[test]

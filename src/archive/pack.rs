@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
@@ -185,7 +186,7 @@ fn write_tar<W: Write + Send>(
     for (i, e) in entries {
         let e = &*e;
         stats.entries += 1;
-        let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut pax: Vec<(&'static str, Vec<u8>)> = Vec::new();
         let mut h = tar::Header::new_ustar();
         h.set_mode(e.mode);
         h.set_uid(0);
@@ -197,31 +198,33 @@ fn write_tar<W: Write + Send>(
                 format!("{}.{:09}", e.mtime.0, e.mtime.1).into_bytes(),
             ));
         }
-        let name = if e.kind == Kind::Dir && e.name != "." {
-            format!("{}/", e.name)
+        let name = if e.kind == Kind::Dir && e.name != b"." {
+            [&e.name[..], b"/"].concat()
         } else if e.kind == Kind::Dir {
-            "./".to_string()
+            b"./".to_vec()
         } else {
             e.name.clone()
         };
+        let shown = crate::select::shown(&e.name);
         set_name(&mut h, &name, &mut pax, "path", 100);
         h.set_size(0);
         match &e.kind {
             Kind::Dir => h.set_entry_type(tar::EntryType::Directory),
             Kind::Symlink(target) => {
                 h.set_entry_type(tar::EntryType::Symlink);
-                set_link(&mut h, &target.to_string_lossy(), &mut pax);
+                set_link(&mut h, target.as_os_str().as_bytes(), &mut pax);
                 if opts.manifest {
-                    stats
-                        .manifest
-                        .insert(e.name.clone(), format!("symlink:{}", target.display()));
+                    stats.manifest.insert(
+                        shown.clone(),
+                        format!("symlink:{}", crate::select::shown(target.as_os_str().as_bytes())),
+                    );
                 }
             }
             Kind::HardLink(first) => {
                 h.set_entry_type(tar::EntryType::Link);
                 set_link(&mut h, first, &mut pax);
-                if let Some(d) = stats.manifest.get(first).cloned() {
-                    stats.manifest.insert(e.name.clone(), d);
+                if let Some(d) = stats.manifest.get(&crate::select::shown(first)).cloned() {
+                    stats.manifest.insert(shown.clone(), d);
                 }
             }
             Kind::File => {
@@ -231,6 +234,10 @@ fn write_tar<W: Write + Send>(
                     pax.push(("size", e.size.to_string().into_bytes()));
                 }
             }
+        }
+        if pax.iter().any(|(_, v)| std::str::from_utf8(v).is_err()) {
+            // pax records are UTF-8 unless the header says otherwise (as GNU tar writes them).
+            pax.insert(0, ("hdrcharset", b"BINARY".to_vec()));
         }
         if !pax.is_empty() {
             tar.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
@@ -247,7 +254,7 @@ fn write_tar<W: Write + Send>(
             if opts.manifest {
                 stats
                     .manifest
-                    .insert(e.name.clone(), super::hex(&Sha256::digest(&data)));
+                    .insert(shown.clone(), super::hex(&Sha256::digest(&data)));
             }
             tar.append(&h, data.as_slice())?;
         } else {
@@ -264,7 +271,7 @@ fn write_tar<W: Write + Send>(
             if let Some(hs) = src.hasher.take() {
                 stats
                     .manifest
-                    .insert(e.name.clone(), super::hex(&hs.finalize()));
+                    .insert(shown.clone(), super::hex(&hs.finalize()));
             }
             check_unchanged(e, src.inner.get_ref(), read)?;
         }
@@ -310,25 +317,24 @@ impl<R: Read> Read for DigestReader<R> {
 /// crate's setters refuse the `../` names the GitHub layout needs.
 fn set_name(
     h: &mut tar::Header,
-    name: &str,
+    name: &[u8],
     pax: &mut Vec<(&'static str, Vec<u8>)>,
     key: &'static str,
     max: usize,
 ) {
-    let bytes = name.as_bytes();
-    if bytes.len() > max || !name.is_ascii() {
-        pax.push((key, bytes.to_vec()));
+    if name.len() > max || !name.is_ascii() {
+        pax.push((key, name.to_vec()));
     }
     let field: &mut [u8] = if key == "path" {
         &mut h.as_old_mut().name
     } else {
         &mut h.as_old_mut().linkname
     };
-    let n = bytes.len().min(max);
-    field[..n].copy_from_slice(&bytes[..n]);
+    let n = name.len().min(max);
+    field[..n].copy_from_slice(&name[..n]);
     field[n..].fill(0);
 }
 
-fn set_link(h: &mut tar::Header, target: &str, pax: &mut Vec<(&'static str, Vec<u8>)>) {
+fn set_link(h: &mut tar::Header, target: &[u8], pax: &mut Vec<(&'static str, Vec<u8>)>) {
     set_name(h, target, pax, "linkpath", 100);
 }

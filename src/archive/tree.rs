@@ -420,7 +420,8 @@ impl Tree {
         last_is_entry: bool,
     ) -> Result<OwnedFd, Fail> {
         let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        if !follow {
+        // Only a link the user had is followed: one this archive made never is.
+        if !follow || self.made.contains(&(pid, name.to_os_string())) {
             flags |= OFlags::NOFOLLOW;
         }
         let open = || rfs::openat(&**parent, name, flags, Mode::empty());

@@ -62,6 +62,16 @@ impl S3Store {
         if bucket.is_empty() {
             bail!("store URL {url:?} has no bucket; write it s3://BUCKET/PREFIX");
         }
+        let prefix = prefix.trim_matches('/');
+        if !prefix.is_empty()
+            && prefix
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == ".." || seg.chars().any(char::is_control))
+        {
+            bail!(
+                "store URL {url:?}: the prefix {prefix:?} has an empty, '.' or '..' segment (or a control character); write it like s3://{bucket}/team/cache"
+            );
+        }
         let env = |k: &str| std::env::var(k).ok().filter(|e| !e.is_empty());
         let mut endpoint = env("KURA_S3_ENDPOINT");
         let mut region = None;
@@ -113,7 +123,7 @@ impl S3Store {
             rt: Arc::new(rt),
             s3: Arc::new(s3),
             bucket: bucket.to_string(),
-            prefix: prefix.trim_matches('/').to_string(),
+            prefix: prefix.to_string(),
             tuning: Tuning { part, parallel },
         })
     }
@@ -354,10 +364,10 @@ impl Store for S3Store {
 }
 
 /// An object name as kura wrote it. `Path::from` would percent-encode the `%` of encoded keys
-/// and scopes, so listings by string prefix would no longer find them.
+/// and scopes, so listings by string prefix would no longer find them. kura's names always
+/// parse (the prefix is checked in `open`); anything else is encoded rather than a panic.
 fn obj(name: impl AsRef<str>) -> ObjPath {
-    ObjPath::parse(name.as_ref())
-        .expect("kura's object names have no empty, '.' or control segments")
+    ObjPath::parse(name.as_ref()).unwrap_or_else(|_| ObjPath::from(name.as_ref()))
 }
 
 fn archive_of(meta_object: &str) -> String {
