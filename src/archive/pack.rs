@@ -216,7 +216,10 @@ fn write_tar<W: Write + Send>(
                 if opts.manifest {
                     stats.manifest.insert(
                         shown.clone(),
-                        format!("symlink:{}", crate::select::shown(target.as_os_str().as_bytes())),
+                        format!(
+                            "symlink:{}",
+                            crate::select::shown(target.as_os_str().as_bytes())
+                        ),
                     );
                 }
             }

@@ -64,9 +64,9 @@ impl S3Store {
         }
         let prefix = prefix.trim_matches('/');
         if !prefix.is_empty()
-            && prefix
-                .split('/')
-                .any(|seg| seg.is_empty() || seg == "." || seg == ".." || seg.chars().any(char::is_control))
+            && prefix.split('/').any(|seg| {
+                seg.is_empty() || seg == "." || seg == ".." || seg.chars().any(char::is_control)
+            })
         {
             bail!(
                 "store URL {url:?}: the prefix {prefix:?} has an empty, '.' or '..' segment (or a control character); write it like s3://{bucket}/team/cache"
