@@ -92,6 +92,10 @@ fn sandbox() -> Sandbox {
 }
 
 impl Sandbox {
+    fn tree(&self) -> Tree {
+        Tree::new(&self.ws, std::slice::from_ref(&self.root))
+    }
+
     /// Everything outside the root. The root's parent may gain the root itself.
     fn outside_the_root(&self) -> BTreeMap<PathBuf, String> {
         let mut s = snapshot(&self.dir, &|p| p.starts_with(&self.root));
@@ -115,11 +119,7 @@ fn hostile_corpus_writes_nothing_outside_the_roots() {
             std::fs::write(dir.join(format!("hostile-{i:02}.tar")), &tar).unwrap();
         }
         let before = sb.outside_the_root();
-        let result = unpack_tar(
-            tar.as_slice(),
-            Tree::new(&sb.ws, &[sb.root.clone()]),
-            &opts(),
-        );
+        let result = unpack_tar(tar.as_slice(), sb.tree(), &opts());
         let refused = match result {
             Ok(done) => {
                 let refused = done.refused.clone();
@@ -153,12 +153,7 @@ fn the_issue_chain_is_restored_as_links_and_nothing_goes_through_them() {
         Entry::file("nm/deps/ok", b"fine"),
     ];
     let before = sb.outside_the_root();
-    let done = unpack_tar(
-        hostile::tar(&entries).as_slice(),
-        Tree::new(&sb.ws, &[sb.root.clone()]),
-        &opts(),
-    )
-    .unwrap();
+    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts()).unwrap();
     let refused = done.refused.join("\n");
     done.commit();
     assert_eq!(sb.outside_the_root(), before);
@@ -185,12 +180,7 @@ fn a_symlink_on_disk_in_the_way_of_a_directory_is_replaced_not_followed() {
         Entry::dir("nm/pre-rel"),
     ];
     let before = sb.outside_the_root();
-    let done = unpack_tar(
-        hostile::tar(&entries).as_slice(),
-        Tree::new(&sb.ws, &[sb.root.clone()]),
-        &opts(),
-    )
-    .unwrap();
+    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts()).unwrap();
     assert!(done.refused.is_empty(), "{:?}", done.refused);
     assert!(done.commit().is_empty());
     assert_eq!(sb.outside_the_root(), before);
@@ -227,7 +217,7 @@ fn the_root_may_be_a_link_the_user_made_but_never_one_the_archive_made() {
     std::os::unix::fs::symlink(&real, &sb.root).unwrap();
     let done = unpack_tar(
         hostile::tar(&[Entry::file("nm/a.txt", b"a")]).as_slice(),
-        Tree::new(&sb.ws, &[sb.root.clone()]),
+        sb.tree(),
         &opts(),
     )
     .unwrap();
@@ -242,11 +232,7 @@ fn the_root_may_be_a_link_the_user_made_but_never_one_the_archive_made() {
         Entry::file("nm/evil.txt", b"evil"),
     ];
     let before = sb.outside_the_root();
-    let done = unpack_tar(
-        hostile::tar(&entries).as_slice(),
-        Tree::new(&sb.ws, &[sb.root.clone()]),
-        &opts(),
-    );
+    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts());
     match done {
         Ok(d) => {
             assert!(
@@ -274,12 +260,7 @@ fn the_last_entry_of_a_name_wins_as_in_gnu_tar() {
         Entry::file("nm/c", b"file over empty dir"),
         Entry::file("nm/existing.txt", b"replaced"),
     ];
-    let done = unpack_tar(
-        hostile::tar(&entries).as_slice(),
-        Tree::new(&sb.ws, &[sb.root.clone()]),
-        &opts(),
-    )
-    .unwrap();
+    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts()).unwrap();
     assert!(done.refused.is_empty(), "{:?}", done.refused);
     done.commit();
     assert_eq!(
@@ -317,12 +298,7 @@ fn a_rollback_leaves_the_tree_as_it_was() {
         Entry::file("nm/new/deep/file.txt", b"new"),
         Entry::dir("nm/keep"),
     ];
-    let done = unpack_tar(
-        hostile::tar(&entries).as_slice(),
-        Tree::new(&sb.ws, &[sb.root.clone()]),
-        &opts(),
-    )
-    .unwrap();
+    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts()).unwrap();
     assert!(done.refused.is_empty(), "{:?}", done.refused);
     assert_ne!(snapshot(&sb.dir, &|_| false), before);
     done.rollback();
@@ -352,7 +328,7 @@ fn a_corrupt_archive_is_rolled_back_and_pre_existing_files_stay() {
     let tar = hostile::tar(&entries);
     let zst = zstd::encode_all(tar.as_slice(), 3).unwrap();
     let before = snapshot(&sb.root, &|_| false);
-    let tree = Tree::new(&sb.ws, &[sb.root.clone()]);
+    let tree = sb.tree();
     let Err(e) = unpack(&zst[..zst.len() / 2], tree, &opts()) else {
         panic!("half an archive unpacked");
     };
@@ -422,12 +398,7 @@ fn names_that_are_not_utf8_round_trip() {
         Entry::raw_file(b"nm/caf\xe9.txt", b"latin-1"),
         Entry::raw_symlink(b"nm/l\xff", b"caf\xe9.txt"),
     ];
-    let done = unpack_tar(
-        hostile::tar(&entries).as_slice(),
-        Tree::new(&sb.ws, &[sb.root.clone()]),
-        &opts(),
-    )
-    .unwrap();
+    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts()).unwrap();
     assert!(done.refused.is_empty(), "{:?}", done.refused);
     done.commit();
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
