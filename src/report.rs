@@ -209,6 +209,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_ticker_stopped_at_once_never_holds_the_caller() {
+        // A stop that comes before the ticker's thread first waits used to be missed, holding
+        // the caller for a whole period (10 s) on tiny restores.
+        std::env::set_var("KURA_PROGRESS_SECONDS", "30");
+        let started = Instant::now();
+        for _ in 0..20 {
+            drop(Ticker::start("Received", Arc::new(AtomicU64::new(0)), None));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn sizes_and_durations() {
         assert_eq!(parse_size("10G"), Ok(10 << 30));
         assert_eq!(parse_size("500MB"), Ok(500 << 20));

@@ -55,7 +55,7 @@ pub fn talk_back(outcome: &serde_json::Value) -> std::io::Result<()> {
     if outcome.get("primary_key").is_some() {
         let hit = match outcome["cache_hit"].as_bool() {
             Some(true) if kind == "hit" => "true",
-            Some(false) if kind == "hit" => "false",
+            Some(false) if kind == "hit" || kind == "partial" => "false",
             _ => "",
         };
         let matched = s("matched_key");

@@ -44,7 +44,9 @@ fn binary() -> PathBuf {
     };
     if !ok(&installed) {
         let st = Command::new("cargo")
+            // Only the LMDB engine the tests configure: a third of the default build.
             .args(["install", "garage", "--version", GARAGE_VERSION, "--locked"])
+            .args(["--no-default-features", "--features", "lmdb,bundled-libs"])
             .status()
             .expect("cargo runs");
         assert!(st.success(), "cargo install garage {GARAGE_VERSION} failed");
@@ -83,7 +85,7 @@ fn start() -> Garage {
         format!(
             r#"metadata_dir = "{d}/meta"
 data_dir = "{d}/data"
-db_engine = "sqlite"
+db_engine = "lmdb"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:{rpc}"
 rpc_public_addr = "127.0.0.1:{rpc}"
