@@ -198,6 +198,38 @@ fn kura_saves_and_the_official_client_restores_byte_for_byte() {
 }
 
 #[test]
+fn a_single_file_and_a_nested_file_interoperate_both_ways() {
+    for (i, path) in ["single.txt", "a/b/nested.txt"].iter().enumerate() {
+        let s = Sandbox::new();
+        let tok = main_token();
+        s.write(path, "only me");
+        let key = format!("single-official-{i}");
+        let saved = service().official(&s, &tok, &["save", &key, path]);
+        assert!(saved["result"].as_i64().unwrap() > 0, "{saved}");
+        std::fs::remove_file(s.ws.join(path)).unwrap();
+        let out = kura(&s, &tok, &["restore", "--key", &key, "--path", path]);
+        let v = json(&out);
+        assert_eq!(
+            (v["outcome"].as_str(), v["cache_hit"].as_bool()),
+            (Some("hit"), Some(true)),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(v["refused"], serde_json::json!([]));
+        assert_eq!(s.read(path), "only me");
+
+        let key = format!("single-kura-{i}");
+        s.write(path, "from kura");
+        let out = kura(&s, &tok, &["save", "--key", &key, "--path", path]);
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+        std::fs::remove_file(s.ws.join(path)).unwrap();
+        let got = service().official(&s, &tok, &["restore", &key, "", path]);
+        assert_eq!(got["result"], key.as_str());
+        assert_eq!(s.read(path), "from kura");
+    }
+}
+
+#[test]
 fn archives_over_128_mib_take_the_block_path_both_ways() {
     let s = Sandbox::new();
     let tok = main_token();
