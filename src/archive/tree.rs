@@ -237,6 +237,14 @@ impl Tree {
     /// was moved aside is deleted. Returns what could not be done, for a warning.
     pub fn commit(mut self) -> Vec<String> {
         let mut problems = Vec::new();
+        // What was moved aside goes first: a directory's final mode may make it read-only.
+        for change in std::mem::take(&mut self.journal) {
+            if let Change::Aside { dir, aside, .. } = change {
+                if let Err(e) = self.remove(dir, &aside) {
+                    problems.push(format!("cannot remove {}: {e}", self.path_of(dir, &aside)));
+                }
+            }
+        }
         let mut modes: Vec<(u32, (u32, FileTime))> = self.modes.drain().collect();
         modes.sort_by_key(|(id, _)| std::cmp::Reverse(self.dirs[*id as usize].1.as_os_str().len()));
         for (id, (mode, mtime)) in modes {
@@ -245,13 +253,6 @@ impl Tree {
             };
             let _ = rfs::fchmod(&*fd, Mode::from_raw_mode(mode & 0o7777));
             let _ = rfs::futimens(&*fd, &times(mtime));
-        }
-        for change in std::mem::take(&mut self.journal) {
-            if let Change::Aside { dir, aside, .. } = change {
-                if let Err(e) = self.remove(dir, &aside) {
-                    problems.push(format!("cannot remove {}: {e}", self.path_of(dir, &aside)));
-                }
-            }
         }
         problems
     }
