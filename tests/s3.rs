@@ -58,6 +58,50 @@ fn round_trip_small_and_multipart() {
 }
 
 #[test]
+fn a_single_file_a_nested_file_and_a_glob_round_trip() {
+    let (s, kura) = s3_sandbox("shapes");
+    s.write("single.txt", "one");
+    s.write("a/b/nested.txt", "two");
+    s.write("pkgs/x/dist/x.js", "x");
+    s.write("pkgs/y/dist/y.js", "y");
+    s.write("pkgs/y/src/not-me.js", "src");
+    for (i, path) in ["single.txt", "a/b/nested.txt", "pkgs/*/dist"]
+        .iter()
+        .enumerate()
+    {
+        let key = format!("shape-{i}");
+        let out = run(kura
+            .cmd(&s)
+            .args(["--json", "save", "--key", &key, "--path", path]));
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    }
+    let before = tree(&s.ws);
+    std::fs::remove_dir_all(&s.ws).unwrap();
+    std::fs::create_dir(&s.ws).unwrap();
+    for (i, path) in ["single.txt", "a/b/nested.txt", "pkgs/*/dist"]
+        .iter()
+        .enumerate()
+    {
+        let key = format!("shape-{i}");
+        let out = run(kura
+            .cmd(&s)
+            .args(["--json", "restore", "--key", &key, "--path", path]));
+        let v = json(&out);
+        assert_eq!(
+            (v["outcome"].as_str(), v["cache_hit"].as_bool()),
+            (Some("hit"), Some(true)),
+            "{}",
+            out.stderr
+        );
+    }
+    let expected: Vec<_> = before
+        .into_iter()
+        .filter(|(p, _)| !p.contains("src"))
+        .collect();
+    assert_eq!(tree(&s.ws), expected);
+}
+
+#[test]
 fn restore_keys_newest_wins_and_existing_keys_are_kept() {
     let (s, kura) = s3_sandbox("restore-keys");
     for (key, content) in [("deps-1", "one"), ("deps-2", "two"), ("other", "x")] {

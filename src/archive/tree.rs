@@ -56,6 +56,19 @@ struct Root {
     handle: Option<Arc<OwnedFd>>,
 }
 
+/// The changes of one extraction, shared with the writer threads that create files.
+#[derive(Default)]
+pub struct Journal {
+    changes: std::sync::Mutex<Vec<Change>>,
+    asides: std::sync::atomic::AtomicU64,
+}
+
+impl Journal {
+    fn push(&self, c: Change) {
+        self.changes.lock().unwrap().push(c);
+    }
+}
+
 enum Change {
     Made {
         dir: u32,
@@ -75,16 +88,15 @@ pub struct Tree {
     roots: Vec<Root>,
     base: PathBuf,
     /// Directories by (root, path below its top), interned so the journal stays small.
-    ids: HashMap<(usize, PathBuf), u32>,
+    ids: Vec<HashMap<PathBuf, u32>>,
     dirs: Vec<(usize, PathBuf)>,
     open: HashMap<u32, Arc<OwnedFd>>,
-    journal: Vec<Change>,
+    journal: Arc<Journal>,
     /// Non-directories this extraction made, by (directory, name): no entry may pass below
     /// one, and hard links may point only at them.
     made: HashSet<(u32, OsString)>,
     /// Directory modes and mtimes, applied at commit (deepest first).
     modes: HashMap<u32, (u32, FileTime)>,
-    asides: u64,
 }
 
 impl Tree {
@@ -109,16 +121,16 @@ impl Tree {
             .collect();
         // The most specific root wins, so every path has exactly one place.
         roots.sort_by_key(|r| std::cmp::Reverse(r.path.components().count()));
+        let n = roots.len();
         Tree {
             roots,
             base: crate::select::normalize(base),
-            ids: HashMap::new(),
+            ids: vec![HashMap::new(); n],
             dirs: Vec::new(),
             open: HashMap::new(),
-            journal: Vec::new(),
+            journal: Arc::new(Journal::default()),
             made: HashSet::new(),
             modes: HashMap::new(),
-            asides: 0,
         }
     }
 
@@ -184,6 +196,31 @@ impl Tree {
         Ok(File::from(fd))
     }
 
+    /// Whether an earlier entry of this archive used this name (as a file, a link, or a
+    /// directory): such an entry must wait for the writer threads and go in order.
+    pub fn reuses(&self, place: &Place) -> bool {
+        let ids = &self.ids[place.root];
+        ids.contains_key(&place.rel)
+            || split(&place.rel).is_some_and(|(d, n)| {
+                ids.get(d)
+                    .is_some_and(|id| self.made.contains(&(*id, n.to_os_string())))
+            })
+    }
+
+    /// A file at a name no earlier entry used, to be created by [`NewFile::create`] on any
+    /// thread (the parent directory is made here, in order).
+    pub fn plan_file(&mut self, place: &Place) -> Result<NewFile, Fail> {
+        let (dir, parent, name) = self.parent(place)?;
+        self.made.insert((dir, name.clone()));
+        Ok(NewFile {
+            parent,
+            dir,
+            name,
+            journal: self.journal.clone(),
+            shown: self.shown(place),
+        })
+    }
+
     /// A symlink at `place` pointing at `target`, exactly as stored.
     pub fn symlink(&mut self, place: &Place, target: &[u8]) -> Result<(), Fail> {
         if target.is_empty() || target.contains(&0) {
@@ -214,7 +251,8 @@ impl Tree {
         let (tdir_path, tname) = split(&target.rel).ok_or_else(not_ours)?;
         let tdir = *self
             .ids
-            .get(&(target.root, tdir_path.to_path_buf()))
+            .get(target.root)
+            .and_then(|ids| ids.get(tdir_path))
             .ok_or_else(not_ours)?;
         if !self.made.contains(&(tdir, tname.to_os_string())) {
             return Err(not_ours());
@@ -238,7 +276,8 @@ impl Tree {
     pub fn commit(mut self) -> Vec<String> {
         let mut problems = Vec::new();
         // What was moved aside goes first: a directory's final mode may make it read-only.
-        for change in std::mem::take(&mut self.journal) {
+        let changes = std::mem::take(&mut *self.journal.changes.lock().unwrap());
+        for change in changes {
             if let Change::Aside { dir, aside, .. } = change {
                 if let Err(e) = self.remove(dir, &aside) {
                     problems.push(format!("cannot remove {}: {e}", self.path_of(dir, &aside)));
@@ -264,7 +303,8 @@ impl Tree {
     }
 
     fn undo(&mut self) {
-        while let Some(change) = self.journal.pop() {
+        let mut changes = std::mem::take(&mut *self.journal.changes.lock().unwrap());
+        while let Some(change) = changes.pop() {
             match change {
                 Change::Made { dir, name, is_dir } => {
                     if is_dir {
@@ -293,12 +333,12 @@ impl Tree {
     }
 
     fn intern(&mut self, root: usize, rel: &Path) -> u32 {
-        if let Some(id) = self.ids.get(&(root, rel.to_path_buf())) {
+        if let Some(id) = self.ids[root].get(rel) {
             return *id;
         }
         let id = self.dirs.len() as u32;
         self.dirs.push((root, rel.to_path_buf()));
-        self.ids.insert((root, rel.to_path_buf()), id);
+        self.ids[root].insert(rel.to_path_buf(), id);
         id
     }
 
@@ -397,8 +437,9 @@ impl Tree {
                 }
             }
             std::fs::create_dir_all(&top).map_err(|e| Fail::Io(write_error(&top, e)))?;
-            self.journal
-                .extend(missing.into_iter().rev().map(Change::Ancestor));
+            for m in missing.into_iter().rev() {
+                self.journal.push(Change::Ancestor(m));
+            }
         }
         let fd = rfs::open(
             &top,
@@ -424,6 +465,13 @@ impl Tree {
         // Only a link the user had is followed: one this archive made never is.
         if !follow || self.made.contains(&(pid, name.to_os_string())) {
             flags |= OFlags::NOFOLLOW;
+        }
+        if !last_is_entry && self.made.contains(&(pid, name.to_os_string())) {
+            // Made by this archive (perhaps still being written by a writer thread).
+            return Err(Fail::Refuse(format!(
+                "lies below {}, which this archive made a file or symlink",
+                self.path_of(pid, name)
+            )));
         }
         let open = || rfs::openat(&**parent, name, flags, Mode::empty());
         let err = match open() {
@@ -481,31 +529,8 @@ impl Tree {
             let rel = self.dirs[dir as usize].1.join(name);
             self.forget_below(self.dirs[dir as usize].0, &rel);
         }
-        loop {
-            self.asides += 1;
-            let aside = OsString::from(format!(
-                ".kura-aside.{}.{}",
-                std::process::id(),
-                self.asides
-            ));
-            match rfs::renameat_with(&**parent, name, &**parent, &aside, RenameFlags::NOREPLACE) {
-                Ok(()) => {
-                    self.journal.push(Change::Aside {
-                        dir,
-                        name: name.to_os_string(),
-                        aside,
-                    });
-                    return Ok(());
-                }
-                Err(Errno::EXIST) => continue,
-                Err(e) => {
-                    return Err(Fail::Io(write_error(
-                        Path::new(&self.path_of(dir, name)),
-                        e.into(),
-                    )))
-                }
-            }
-        }
+        let shown = self.path_of(dir, name);
+        move_aside(&self.journal, dir, parent, name, &shown)
     }
 
     /// Drop cached handles of `rel` and everything below it (it is being moved or removed).
@@ -535,6 +560,88 @@ impl Drop for Tree {
     /// A tree neither committed nor rolled back (an error on the way out) is rolled back.
     fn drop(&mut self) {
         self.undo();
+    }
+}
+
+/// A regular file to create, planned by [`Tree::plan_file`].
+pub struct NewFile {
+    parent: Arc<OwnedFd>,
+    dir: u32,
+    name: OsString,
+    journal: Arc<Journal>,
+    /// Its path, for messages.
+    pub shown: PathBuf,
+}
+
+impl NewFile {
+    /// Create the file (whatever a pre-existing entry left there is moved aside first).
+    pub fn create(&self, mode: u32) -> Result<File, Fail> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let open = || {
+            rfs::openat(
+                &*self.parent,
+                &self.name,
+                flags,
+                Mode::from_raw_mode(mode & 0o7777),
+            )
+        };
+        let fd = match open() {
+            Err(Errno::EXIST) => {
+                let shown = self.shown.display().to_string();
+                move_aside(&self.journal, self.dir, &self.parent, &self.name, &shown)?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| Fail::Io(write_error(&self.shown, e.into())))?;
+        self.journal.push(Change::Made {
+            dir: self.dir,
+            name: self.name.clone(),
+            is_dir: false,
+        });
+        Ok(File::from(fd))
+    }
+}
+
+/// Move whatever is at `name` aside, journalled (a non-empty directory is refused).
+fn move_aside(
+    journal: &Journal,
+    dir: u32,
+    parent: &OwnedFd,
+    name: &OsStr,
+    shown: &str,
+) -> Result<(), Fail> {
+    let st = match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(Fail::Io(std::io::Error::from(e).into())),
+    };
+    if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory
+        && !is_empty_dir(parent, name)
+    {
+        return Err(Fail::Refuse(format!(
+            "{shown} is a non-empty directory in the way; it was left as it is"
+        )));
+    }
+    loop {
+        let n = journal
+            .asides
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let aside = OsString::from(format!(".kura-aside.{}.{n}", std::process::id()));
+        match rfs::renameat_with(parent, name, parent, &aside, RenameFlags::NOREPLACE) {
+            Ok(()) => {
+                journal.push(Change::Aside {
+                    dir,
+                    name: name.to_os_string(),
+                    aside,
+                });
+                return Ok(());
+            }
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(Fail::Io(write_error(Path::new(shown), e.into()))),
+        }
     }
 }
 

@@ -7,16 +7,15 @@
 //! which never follows a symlink below a root and journals what it changes, so a failed or
 //! corrupt restore is rolled back and a good one committed.
 
-use super::tree::{times, write_error, Fail, Tree};
+use super::tree::{times, write_error, Fail, NewFile, Tree};
 use anyhow::{anyhow, bail, Context as _, Result};
 use filetime::FileTime;
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// Files up to this size go to the writer pool.
 const SMALL: u64 = 1 << 20;
@@ -71,12 +70,46 @@ impl Extraction {
 }
 
 struct FileJob {
-    file: File,
-    shown: PathBuf,
+    new: NewFile,
+    /// The entry's name, for a refusal.
+    entry: String,
     data: Vec<u8>,
     mode: u32,
     umask: u32,
     mtime: FileTime,
+}
+
+/// What the parser and the writer threads share.
+#[derive(Default)]
+struct Shared {
+    failure: Mutex<Option<anyhow::Error>>,
+    refused: Mutex<Vec<String>>,
+    /// Jobs sent and not yet done, so the parser can wait for the writers (a name used twice,
+    /// a hard link to a file still being written).
+    pending: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Shared {
+    fn done_one(&self) {
+        let mut n = self.pending.lock().unwrap();
+        *n -= 1;
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    fn wait_idle(&self) -> Result<(), Fail> {
+        let mut n = self.pending.lock().unwrap();
+        while *n > 0 {
+            n = self.idle.wait(n).unwrap();
+        }
+        drop(n);
+        if self.failure.lock().unwrap().is_some() {
+            return Err(Fail::Io(anyhow!("a file writer failed")));
+        }
+        Ok(())
+    }
 }
 
 /// Read a compressed archive from `src` and write it out through `tree`. After the tar end
@@ -101,21 +134,22 @@ pub fn unpack<R: Read + Send>(src: R, tree: Tree, opts: &UnpackOptions) -> Resul
 pub fn unpack_tar<R: Read>(src: R, mut tree: Tree, opts: &UnpackOptions) -> Result<Extraction> {
     let (tx, rx) = sync_channel::<FileJob>(QUEUE);
     let rx = Mutex::new(rx);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let shared = Shared::default();
     let mut out = Counts::default();
     let parsed = std::thread::scope(|s| {
         for _ in 0..opts.writers.max(1) {
-            s.spawn(|| writer(&rx, &failure));
+            s.spawn(|| writer(&rx, &shared));
         }
-        let parsed = parse(src, &mut tree, &tx, &failure, &mut out);
+        let parsed = parse(src, &mut tree, &tx, &shared, &mut out);
         drop(tx);
         parsed
     });
-    // A writer's own error says more than the parser's "the writers stopped".
-    if let Some(e) = failure.into_inner().unwrap() {
+    // A writer's own error says more than the parser's "a file writer failed".
+    if let Some(e) = shared.failure.into_inner().unwrap() {
         return Err(e);
     }
     parsed?;
+    out.refused.extend(shared.refused.into_inner().unwrap());
     Ok(Extraction {
         files: out.files,
         bytes: out.bytes,
@@ -227,7 +261,7 @@ fn parse<R: Read>(
     src: R,
     tree: &mut Tree,
     tx: &SyncSender<FileJob>,
-    failure: &Mutex<Option<anyhow::Error>>,
+    shared: &Shared,
     out: &mut Counts,
 ) -> Result<()> {
     let left = Rc::new(Cell::new(HEADER_BUDGET));
@@ -242,10 +276,10 @@ fn parse<R: Read>(
         let Some(entry) = entries.next() else { break };
         left.set(u64::MAX);
         let mut entry = entry.context(Corrupt)?;
-        if failure.lock().unwrap().is_some() {
+        if shared.failure.lock().unwrap().is_some() {
             bail!("a file writer failed");
         }
-        match extract(&mut entry, tree, tx, umask, out) {
+        match extract(&mut entry, tree, tx, shared, umask, out) {
             Ok(()) => {}
             Err(Fail::Refuse(why)) => out.refused.push(format!(
                 "{}: {why}",
@@ -266,11 +300,13 @@ fn corrupt(e: std::io::Error) -> Fail {
     Fail::Io(anyhow::Error::new(e).context(Corrupt))
 }
 
-/// Make one entry on disk.
+/// Make one entry on disk. Names are made here, in archive order; small files are created
+/// and filled by the writer threads, except where an earlier entry used the name.
 fn extract<R: Read>(
     entry: &mut tar::Entry<R>,
     tree: &mut Tree,
     tx: &SyncSender<FileJob>,
+    shared: &Shared,
     umask: u32,
     out: &mut Counts,
 ) -> Result<(), Fail> {
@@ -284,41 +320,44 @@ fn extract<R: Read>(
     }
     let place = tree.locate(&name).map_err(Fail::Refuse)?;
     let mode = entry.header().mode().unwrap_or(0o644) & 0o1777;
+    // The last entry of a name wins: one that reuses a name waits for the writers.
+    let in_order = tree.reuses(&place) || kind.is_hard_link();
+    if in_order {
+        shared.wait_idle()?;
+    }
     if kind.is_dir() {
         let mtime = mtime_of(entry);
         tree.dir(&place, mode, mtime)
     } else if kind.is_file() || kind == tar::EntryType::Continuous {
         let mtime = mtime_of(entry);
         let size = entry.size();
-        let file = tree.file(&place, mode)?;
         out.files += 1;
         out.bytes += size;
-        let shown = tree.shown(&place);
-        if size <= SMALL {
+        if in_order || size > SMALL {
+            let (file, shown) = if in_order {
+                (tree.file(&place, mode)?, tree.shown(&place))
+            } else {
+                let new = tree.plan_file(&place)?;
+                (new.create(mode)?, new.shown)
+            };
+            write_in_place(entry, file, &shown, mode, umask, mtime)
+        } else {
+            let new = tree.plan_file(&place)?;
             let mut data = Vec::with_capacity(size as usize);
             entry.read_to_end(&mut data).map_err(corrupt)?;
             let job = FileJob {
-                file,
-                shown,
+                new,
+                entry: String::from_utf8_lossy(&name).into_owned(),
                 data,
                 mode,
                 umask,
                 mtime,
             };
-            tx.send(job)
-                .map_err(|_| Fail::Io(anyhow!("the file writers stopped")))
-        } else {
-            let mut file = file;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = entry.read(&mut buf).map_err(corrupt)?;
-                if n == 0 {
-                    break;
-                }
-                file.write_all(&buf[..n])
-                    .map_err(|e| Fail::Io(write_error(&shown, e)))?;
-            }
-            finish_file(&file, &shown, mode, umask, mtime).map_err(Fail::Io)
+            *shared.pending.lock().unwrap() += 1;
+            tx.send(job).map_err(|_| {
+                shared.done_one();
+                Fail::Io(anyhow!("the file writers stopped"))
+            })
         }
     } else if kind.is_symlink() {
         let target = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -335,6 +374,26 @@ fn extract<R: Read>(
             "entries of type {kind:?} (devices, fifos) are refused"
         )))
     }
+}
+
+fn write_in_place<R: Read>(
+    entry: &mut tar::Entry<R>,
+    mut file: File,
+    shown: &std::path::Path,
+    mode: u32,
+    umask: u32,
+    mtime: FileTime,
+) -> Result<(), Fail> {
+    let mut buf = vec![0u8; (entry.size().min(1 << 20) as usize).max(1)];
+    loop {
+        let n = entry.read(&mut buf).map_err(corrupt)?;
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n])
+            .map_err(|e| Fail::Io(write_error(shown, e)))?;
+    }
+    finish_file(&file, shown, mode, umask, mtime).map_err(Fail::Io)
 }
 
 fn mtime_of<R: Read>(entry: &mut tar::Entry<R>) -> FileTime {
@@ -362,21 +421,36 @@ fn parse_pax_time(v: &str) -> Option<FileTime> {
     Some(FileTime::from_unix_time(secs, nanos))
 }
 
-fn writer(rx: &Mutex<Receiver<FileJob>>, failure: &Mutex<Option<anyhow::Error>>) {
+fn writer(rx: &Mutex<Receiver<FileJob>>, shared: &Shared) {
     loop {
         let job = match rx.lock().unwrap().recv() {
             Ok(j) => j,
             Err(_) => return,
         };
-        let mut f = &job.file;
-        let res = f
-            .write_all(&job.data)
-            .map_err(|e| write_error(&job.shown, e))
-            .and_then(|()| finish_file(&job.file, &job.shown, job.mode, job.umask, job.mtime));
-        if let Err(e) = res {
-            failure.lock().unwrap().get_or_insert(e);
-            return;
+        // After a failure the queue is still drained, so a parser waiting for it wakes up.
+        if shared.failure.lock().unwrap().is_some() {
+            shared.done_one();
+            continue;
         }
+        let res = job.new.create(job.mode).and_then(|mut f| {
+            f.write_all(&job.data)
+                .map_err(|e| Fail::Io(write_error(&job.new.shown, e)))?;
+            finish_file(&f, &job.new.shown, job.mode, job.umask, job.mtime).map_err(Fail::Io)
+        });
+        match res {
+            Ok(()) => {}
+            Err(Fail::Refuse(why)) => {
+                shared
+                    .refused
+                    .lock()
+                    .unwrap()
+                    .push(format!("{}: {why}", job.entry));
+            }
+            Err(Fail::Io(e)) => {
+                shared.failure.lock().unwrap().get_or_insert(e);
+            }
+        }
+        shared.done_one();
     }
 }
 
