@@ -21,8 +21,16 @@ fn outside_the_root(dir: &Path, root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64
         if m.is_dir() {
             stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
         }
-        let content = if m.is_file() { std::fs::read(&p).unwrap() } else { Vec::new() };
-        let mtime = if Some(p.as_path()) == root.parent() { 0 } else { m.mtime_nsec() };
+        let content = if m.is_file() {
+            std::fs::read(&p).unwrap()
+        } else {
+            Vec::new()
+        };
+        let mtime = if Some(p.as_path()) == root.parent() {
+            0
+        } else {
+            m.mtime_nsec()
+        };
         out.insert(p, (m.mode(), m.size(), mtime, m.ino(), content));
     }
     out
@@ -39,11 +47,18 @@ fuzz_target!(|data: &[u8]| {
     std::os::unix::fs::symlink(&outside, root.join("pre")).unwrap();
     std::os::unix::fs::symlink("../../outside", root.join("pre-rel")).unwrap();
     let before = outside_the_root(&dir, &root);
-    let opts = UnpackOptions { writers: 2, window_log_max: 27 };
+    let opts = UnpackOptions {
+        writers: 2,
+        window_log_max: 27,
+    };
     if let Ok(done) = unpack_tar(data, Tree::new(&ws, std::slice::from_ref(&root)), &opts) {
         done.commit();
     }
-    assert_eq!(outside_the_root(&dir, &root), before, "wrote outside the root");
+    assert_eq!(
+        outside_the_root(&dir, &root),
+        before,
+        "wrote outside the root"
+    );
     // A restore that reaches `/` through a chain would show here.
     assert!(!Path::new("/tmp/kura-escape").exists());
 });
