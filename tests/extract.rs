@@ -414,22 +414,48 @@ fn names_that_are_not_utf8_round_trip() {
 fn modes_and_mtimes_are_restored_and_read_only_directories_filled() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("nm");
-    let mut ro = Entry::dir("nm/ro");
-    ro.mode = 0o555;
-    ro.mtime = 1_500_000_000;
+    // One directory that exists before the restore, with another mode and time.
+    std::fs::create_dir_all(root.join("old")).unwrap();
+    std::fs::set_permissions(root.join("old"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = |name: &str, mode: u32, mtime: u64| {
+        let mut d = Entry::dir(name);
+        (d.mode, d.mtime) = (mode, mtime);
+        d
+    };
     let mut f = Entry::file("nm/ro/x.sh", b"#!/bin/sh\n");
-    f.mode = 0o750;
-    f.mtime = 1_400_000_000;
+    (f.mode, f.mtime) = (0o750, 1_400_000_000);
+    let entries = [
+        dir("nm/ro", 0o555, 1_500_000_000),
+        f,
+        dir("nm/plain", 0o755, 1_510_000_000),
+        dir("nm/plain/deep", 0o755, 1_520_000_000),
+        Entry::file("nm/plain/deep/f", b"f"),
+        dir("nm/old", 0o755, 1_530_000_000),
+        Entry::file("nm/old/g", b"g"),
+        // Replaced by a later entry of the same name: its mode and time go with it.
+        dir("nm/gone", 0o700, 1_540_000_000),
+        Entry::symlink("nm/gone", "plain"),
+    ];
     let done = unpack_tar(
-        hostile::tar(&[ro, f]).as_slice(),
+        hostile::tar(&entries).as_slice(),
         Tree::new(t.path(), std::slice::from_ref(&root)),
         &opts(),
     )
     .unwrap();
-    done.commit();
-    let m = std::fs::metadata(root.join("ro")).unwrap();
-    assert_eq!((m.mode() & 0o7777, m.mtime()), (0o555, 1_500_000_000));
-    let m = std::fs::metadata(root.join("ro/x.sh")).unwrap();
-    assert_eq!((m.mode() & 0o7777, m.mtime()), (0o750, 1_400_000_000));
+    assert!(done.refused.is_empty(), "{:?}", done.refused);
+    assert!(done.commit().is_empty());
+    for (path, mode, mtime) in [
+        ("ro", 0o555, 1_500_000_000),
+        ("ro/x.sh", 0o750, 1_400_000_000),
+        ("plain", 0o755, 1_510_000_000),
+        ("plain/deep", 0o755, 1_520_000_000),
+        ("old", 0o755, 1_530_000_000),
+    ] {
+        let m = std::fs::metadata(root.join(path)).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.mtime()), (mode, mtime), "{path}");
+    }
+    let gone = std::fs::symlink_metadata(root.join("gone")).unwrap();
+    assert!(gone.file_type().is_symlink());
+    assert_ne!(gone.mtime(), 1_540_000_000);
     std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }

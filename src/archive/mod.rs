@@ -1,6 +1,7 @@
 //! Archives: pack (selection → pax tar → zstd) and unpack (zstd or gzip → tar → files).
 //! Knows nothing of stores: it writes to any `Write` and reads from any `Read`.
 
+mod journal;
 mod pack;
 mod tree;
 mod unpack;

@@ -10,9 +10,9 @@
 //! replaced was only moved aside (in the same directory), so a rollback puts it back and a
 //! commit deletes it.
 
-use anyhow::anyhow;
+use super::journal::{move_aside, times, umask, write_error, Change, Fail, Journal, NewFile};
 use filetime::FileTime;
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -27,15 +27,6 @@ const MAX_NAME: usize = 4096;
 const MAX_COMPONENT: usize = 255;
 /// Directory handles kept open; past this the cache starts over (the fd limit is often 1024).
 const OPEN_DIRS: usize = 256;
-
-/// Why an entry was not written.
-#[derive(Debug)]
-pub enum Fail {
-    /// The entry is refused and listed; the extraction goes on.
-    Refuse(String),
-    /// Writing failed (permissions, a full disk): the extraction stops and is rolled back.
-    Io(anyhow::Error),
-}
 
 /// An entry's place: its root, and its path below that root's top directory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -56,34 +47,6 @@ struct Root {
     handle: Option<Arc<OwnedFd>>,
 }
 
-/// The changes of one extraction, shared with the writer threads that create files.
-#[derive(Default)]
-pub struct Journal {
-    changes: std::sync::Mutex<Vec<Change>>,
-    asides: std::sync::atomic::AtomicU64,
-}
-
-impl Journal {
-    fn push(&self, c: Change) {
-        self.changes.lock().unwrap().push(c);
-    }
-}
-
-enum Change {
-    Made {
-        dir: u32,
-        name: OsString,
-        is_dir: bool,
-    },
-    Aside {
-        dir: u32,
-        name: OsString,
-        aside: OsString,
-    },
-    /// A directory above a root that did not exist (created through the user's path).
-    Ancestor(PathBuf),
-}
-
 pub struct Tree {
     roots: Vec<Root>,
     base: PathBuf,
@@ -97,6 +60,10 @@ pub struct Tree {
     made: HashSet<(u32, OsString)>,
     /// Directory modes and mtimes, applied at commit (deepest first).
     modes: HashMap<u32, (u32, FileTime)>,
+    /// Directories this extraction made: only its own entries are in them.
+    fresh: HashSet<u32>,
+    /// The mode `mkdir` gives a new directory (0o777 less the umask).
+    new_dir_mode: u32,
 }
 
 impl Tree {
@@ -131,6 +98,8 @@ impl Tree {
             journal: Arc::new(Journal::default()),
             made: HashSet::new(),
             modes: HashMap::new(),
+            fresh: HashSet::new(),
+            new_dir_mode: 0o777 & !umask(),
         }
     }
 
@@ -180,20 +149,12 @@ impl Tree {
         Ok(())
     }
 
-    /// A new regular file at `place`, open for writing (whatever was there is moved aside).
+    /// A new regular file at `place`, open for writing (whatever was there is moved aside),
+    /// created here and now: for a name an earlier entry used.
     pub fn file(&mut self, place: &Place, mode: u32) -> Result<File, Fail> {
         let (dir, parent, name) = self.parent(place)?;
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
-        let fd = self.retry(dir, &parent, &name, place, |p, n| {
-            rfs::openat(
-                p,
-                n,
-                flags | OFlags::CLOEXEC,
-                Mode::from_raw_mode(mode & 0o7777),
-            )
-        })?;
-        self.note_made(dir, name, false);
-        Ok(File::from(fd))
+        self.clear(dir, &parent, &name)?;
+        self.plan_file(place)?.create(mode)
     }
 
     /// Whether an earlier entry of this archive used this name (as a file, a link, or a
@@ -276,7 +237,7 @@ impl Tree {
     pub fn commit(mut self) -> Vec<String> {
         let mut problems = Vec::new();
         // What was moved aside goes first: a directory's final mode may make it read-only.
-        let changes = std::mem::take(&mut *self.journal.changes.lock().unwrap());
+        let changes = self.journal.take();
         for change in changes {
             if let Change::Aside { dir, aside, .. } = change {
                 if let Err(e) = self.remove(dir, &aside) {
@@ -284,16 +245,40 @@ impl Tree {
                 }
             }
         }
+        // Children before parents, siblings together: parent handles stay cached.
         let mut modes: Vec<(u32, (u32, FileTime))> = self.modes.drain().collect();
-        modes.sort_by_key(|(id, _)| std::cmp::Reverse(self.dirs[*id as usize].1.as_os_str().len()));
+        modes.sort_by(|a, b| self.dirs[b.0 as usize].cmp(&self.dirs[a.0 as usize]));
         for (id, (mode, mtime)) in modes {
-            let Ok(fd) = self.handle(id, false, false) else {
-                continue; // replaced by a later entry
-            };
-            let _ = rfs::fchmod(&*fd, Mode::from_raw_mode(mode & 0o7777));
-            let _ = rfs::futimens(&*fd, &times(mtime));
+            if let Err(e) = self.set_dir_stat(id, mode, mtime) {
+                problems.push(e);
+            }
         }
         problems
+    }
+
+    /// A directory's mode and mtime. A directory this extraction made already has the usual
+    /// mode, so most need only their times, set through the parent (no handle of their own).
+    fn set_dir_stat(&mut self, id: u32, mode: u32, mtime: FileTime) -> Result<(), String> {
+        let (root, rel) = self.dirs[id as usize].clone();
+        let top = self.roots[root].top.clone();
+        let shown = || top.join(&rel).display().to_string();
+        if mode & 0o7777 == self.new_dir_mode && self.fresh.contains(&id) {
+            if let Some((prel, name)) = split(&rel) {
+                let pid = self.intern(root, prel);
+                let Ok(parent) = self.handle(pid, false, false) else {
+                    return Ok(()); // replaced by a later entry
+                };
+                return rfs::utimensat(&*parent, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| format!("cannot set the time of {}: {e}", shown()));
+            }
+        }
+        let Ok(fd) = self.handle(id, false, false) else {
+            return Ok(()); // replaced by a later entry
+        };
+        // A directory the user owns but kura does not may refuse a chmod: its mode stays.
+        let _ = rfs::fchmod(&*fd, Mode::from_raw_mode(mode & 0o7777));
+        let _ = rfs::futimens(&*fd, &times(mtime));
+        Ok(())
     }
 
     /// Undo the extraction, newest change first: what it made is removed, what it moved aside
@@ -303,13 +288,12 @@ impl Tree {
     }
 
     fn undo(&mut self) {
-        let mut changes = std::mem::take(&mut *self.journal.changes.lock().unwrap());
+        let mut changes = self.journal.take();
         while let Some(change) = changes.pop() {
             match change {
                 Change::Made { dir, name, is_dir } => {
                     if is_dir {
-                        let rel = self.dirs[dir as usize].1.join(&name);
-                        self.forget_below(self.dirs[dir as usize].0, &rel);
+                        self.forget(dir, &name);
                     }
                     if let Ok(p) = self.handle(dir, false, false) {
                         let flags = if is_dir {
@@ -402,14 +386,19 @@ impl Tree {
                 let pid = self.intern(root, parent_rel);
                 let parent = self.handle(pid, create, false)?;
                 let follow = rel.components().count() <= self.roots[root].follow;
-                self.open_dir(pid, &parent, name, follow, create, last_is_entry)
+                let (fd, made) = self
+                    .open_dir(pid, &parent, name, follow, create, last_is_entry)
                     .map_err(|f| match f {
                         Fail::Io(e) => Fail::Io(e.context(format!(
                             "cannot open directory {}",
                             self.roots[root].top.join(&rel).display()
                         ))),
                         refuse => refuse,
-                    })?
+                    })?;
+                if made {
+                    self.fresh.insert(id);
+                }
+                fd
             }
         };
         let fd = Arc::new(fd);
@@ -452,6 +441,7 @@ impl Tree {
         Ok(fd)
     }
 
+    /// Open (and with `create`, make) directory `name` in `parent`; says whether it made it.
     fn open_dir(
         &mut self,
         pid: u32,
@@ -460,86 +450,83 @@ impl Tree {
         follow: bool,
         create: bool,
         last_is_entry: bool,
-    ) -> Result<OwnedFd, Fail> {
-        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        // Only a link the user had is followed: one this archive made never is.
-        if !follow || self.made.contains(&(pid, name.to_os_string())) {
-            flags |= OFlags::NOFOLLOW;
-        }
-        if !last_is_entry && self.made.contains(&(pid, name.to_os_string())) {
+    ) -> Result<(OwnedFd, bool), Fail> {
+        let ours = self.made.contains(&(pid, name.to_os_string()));
+        if ours && !last_is_entry {
             // Made by this archive (perhaps still being written by a writer thread).
             return Err(Fail::Refuse(format!(
                 "lies below {}, which this archive made a file or symlink",
                 self.path_of(pid, name)
             )));
         }
-        let open = || rfs::openat(&**parent, name, flags, Mode::empty());
-        let err = match open() {
-            Ok(fd) => return Ok(fd),
-            Err(e) => e,
-        };
-        if !create {
-            return Err(Fail::Io(std::io::Error::from(err).into()));
+        let io = |e: Errno| Fail::Io(std::io::Error::from(e).into());
+        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        // Only a link the user had is followed: one this archive made never is.
+        if !follow || ours {
+            flags |= OFlags::NOFOLLOW;
         }
-        match rfs::statat(&**parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Err(Errno::NOENT) => {}
-            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory => {
-                return Err(Fail::Io(std::io::Error::from(err).into()));
+        // In a directory this extraction made, nothing but its own entries can be in the way:
+        // make first, and look only if the name is taken.
+        let make_first = create && !ours && self.fresh.contains(&pid);
+        let made_now = make_first && self.make_dir(pid, parent, name)?;
+        if !made_now {
+            match rfs::openat(&**parent, name, flags, Mode::empty()) {
+                Ok(fd) => return Ok((fd, false)),
+                Err(e) if !create => return Err(io(e)),
+                // Nothing there (a dangling link the user had is not "nothing": it is moved).
+                Err(Errno::NOENT) if !follow => {}
+                Err(e) => match rfs::statat(&**parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Err(Errno::NOENT) => {}
+                    Ok(st)
+                        if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory =>
+                    {
+                        return Err(io(e));
+                    }
+                    Ok(_) => self.clear(pid, parent, name)?,
+                    Err(e) => return Err(io(e)),
+                },
             }
-            Ok(st) => {
-                let kind = if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink {
-                    "a symlink"
-                } else {
-                    "a file"
-                };
-                if !last_is_entry && self.made.contains(&(pid, name.to_os_string())) {
-                    return Err(Fail::Refuse(format!(
-                        "lies below {}, which this archive made {kind}",
-                        self.path_of(pid, name)
-                    )));
-                }
-                self.clear(pid, parent, name)?;
-            }
-            Err(e) => return Err(Fail::Io(std::io::Error::from(e).into())),
         }
-        match rfs::mkdirat(&**parent, name, Mode::from_raw_mode(0o777)) {
-            Ok(()) => self.note_made(pid, name.to_os_string(), true),
-            Err(Errno::EXIST) => {}
-            Err(e) => return Err(Fail::Io(std::io::Error::from(e).into())),
-        }
+        let made = made_now || self.make_dir(pid, parent, name)?;
         self.made.remove(&(pid, name.to_os_string()));
-        rfs::openat(&**parent, name, flags | OFlags::NOFOLLOW, Mode::empty())
-            .map_err(|e| Fail::Io(std::io::Error::from(e).into()))
+        let fd =
+            rfs::openat(&**parent, name, flags | OFlags::NOFOLLOW, Mode::empty()).map_err(io)?;
+        Ok((fd, made))
+    }
+
+    /// `mkdirat`, journalled; false when the name is taken.
+    fn make_dir(&mut self, pid: u32, parent: &OwnedFd, name: &OsStr) -> Result<bool, Fail> {
+        match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
+            Ok(()) => {
+                self.note_made(pid, name.to_os_string(), true);
+                Ok(true)
+            }
+            Err(Errno::EXIST) => Ok(false),
+            Err(e) => Err(Fail::Io(std::io::Error::from(e).into())),
+        }
     }
 
     /// Move whatever is at `name` aside (a non-empty directory is refused, never removed).
     fn clear(&mut self, dir: u32, parent: &Arc<OwnedFd>, name: &OsStr) -> Result<(), Fail> {
-        let st = match rfs::statat(&**parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(Fail::Io(std::io::Error::from(e).into())),
-        };
-        if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
-            if !is_empty_dir(parent, name) {
-                return Err(Fail::Refuse(format!(
-                    "{} is a non-empty directory in the way; it was left as it is",
-                    self.path_of(dir, name)
-                )));
-            }
-            let rel = self.dirs[dir as usize].1.join(name);
-            self.forget_below(self.dirs[dir as usize].0, &rel);
-        }
         let shown = self.path_of(dir, name);
-        move_aside(&self.journal, dir, parent, name, &shown)
+        move_aside(&self.journal, dir, parent, name, &shown)?;
+        self.forget(dir, name);
+        Ok(())
     }
 
-    /// Drop cached handles of `rel` and everything below it (it is being moved or removed).
-    fn forget_below(&mut self, root: usize, rel: &Path) {
+    /// `name` in `dir` is gone (moved aside or removed): drop the cached handles, pending
+    /// modes and freshness of it and everything below it.
+    fn forget(&mut self, dir: u32, name: &OsStr) {
+        let (root, rel) = &self.dirs[dir as usize];
+        let (root, rel) = (*root, rel.join(name));
         let dirs = &self.dirs;
-        self.open.retain(|id, _| {
+        let gone = |id: &u32| {
             let (r, p) = &dirs[*id as usize];
-            !(*r == root && p.starts_with(rel))
-        });
+            *r == root && p.starts_with(&rel)
+        };
+        self.open.retain(|id, _| !gone(id));
+        self.modes.retain(|id, _| !gone(id));
+        self.fresh.retain(|id| !gone(id));
     }
 
     fn remove(&mut self, dir: u32, name: &OsStr) -> std::io::Result<()> {
@@ -563,137 +550,7 @@ impl Drop for Tree {
     }
 }
 
-/// A regular file to create, planned by [`Tree::plan_file`].
-pub struct NewFile {
-    parent: Arc<OwnedFd>,
-    dir: u32,
-    name: OsString,
-    journal: Arc<Journal>,
-    /// Its path, for messages.
-    pub shown: PathBuf,
-}
-
-impl NewFile {
-    /// Create the file (whatever a pre-existing entry left there is moved aside first).
-    pub fn create(&self, mode: u32) -> Result<File, Fail> {
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let open = || {
-            rfs::openat(
-                &*self.parent,
-                &self.name,
-                flags,
-                Mode::from_raw_mode(mode & 0o7777),
-            )
-        };
-        let fd = match open() {
-            Err(Errno::EXIST) => {
-                let shown = self.shown.display().to_string();
-                move_aside(&self.journal, self.dir, &self.parent, &self.name, &shown)?;
-                open()
-            }
-            other => other,
-        }
-        .map_err(|e| Fail::Io(write_error(&self.shown, e.into())))?;
-        self.journal.push(Change::Made {
-            dir: self.dir,
-            name: self.name.clone(),
-            is_dir: false,
-        });
-        Ok(File::from(fd))
-    }
-}
-
-/// Move whatever is at `name` aside, journalled (a non-empty directory is refused).
-fn move_aside(
-    journal: &Journal,
-    dir: u32,
-    parent: &OwnedFd,
-    name: &OsStr,
-    shown: &str,
-) -> Result<(), Fail> {
-    let st = match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(Fail::Io(std::io::Error::from(e).into())),
-    };
-    if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory
-        && !is_empty_dir(parent, name)
-    {
-        return Err(Fail::Refuse(format!(
-            "{shown} is a non-empty directory in the way; it was left as it is"
-        )));
-    }
-    loop {
-        let n = journal
-            .asides
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        let aside = OsString::from(format!(".kura-aside.{}.{n}", std::process::id()));
-        match rfs::renameat_with(parent, name, parent, &aside, RenameFlags::NOREPLACE) {
-            Ok(()) => {
-                journal.push(Change::Aside {
-                    dir,
-                    name: name.to_os_string(),
-                    aside,
-                });
-                return Ok(());
-            }
-            Err(Errno::EXIST) => continue,
-            Err(e) => return Err(Fail::Io(write_error(Path::new(shown), e.into()))),
-        }
-    }
-}
-
 /// A path's parent and last component; `None` for the empty path.
 fn split(rel: &Path) -> Option<(&Path, &OsStr)> {
     Some((rel.parent()?, rel.file_name()?))
-}
-
-fn is_empty_dir(parent: &OwnedFd, name: &OsStr) -> bool {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let Ok(fd) = rfs::openat(parent, name, flags, Mode::empty()) else {
-        return false;
-    };
-    let Ok(mut dir) = rfs::Dir::new(fd) else {
-        return false;
-    };
-    dir.all(|e| e.is_ok_and(|e| matches!(e.file_name().to_bytes(), b"." | b"..")))
-}
-
-/// Access time left alone, modification time from the archive.
-pub fn times(mtime: FileTime) -> Timestamps {
-    Timestamps {
-        last_access: Timespec {
-            tv_sec: 0,
-            tv_nsec: rfs::UTIME_OMIT,
-        },
-        last_modification: Timespec {
-            tv_sec: mtime.unix_seconds(),
-            tv_nsec: mtime.nanoseconds() as _,
-        },
-    }
-}
-
-/// A write error that says what to do, most of all for permissions (tar's "exit status 2").
-pub fn write_error(path: &Path, e: std::io::Error) -> anyhow::Error {
-    use std::os::unix::fs::MetadataExt;
-    if e.kind() != std::io::ErrorKind::PermissionDenied {
-        return anyhow!("cannot write {}: {e}", path.display());
-    }
-    let mut owner_dir = path.parent();
-    while let Some(d) = owner_dir {
-        if let Ok(m) = std::fs::metadata(d) {
-            let me = unsafe { libc::geteuid() };
-            return anyhow!(
-                "cannot write {}: permission denied. {} belongs to uid {} and kura runs as uid {me}; \
-                 restore into a directory you own (under $HOME or /tmp), or run the job as that user",
-                path.display(),
-                d.display(),
-                m.uid()
-            );
-        }
-        owner_dir = d.parent();
-    }
-    anyhow!("cannot write {}: {e}", path.display())
 }

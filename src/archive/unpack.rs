@@ -7,13 +7,15 @@
 //! which never follows a symlink below a root and journals what it changes, so a failed or
 //! corrupt restore is rolled back and a good one committed.
 
-use super::tree::{times, write_error, Fail, NewFile, Tree};
+use super::journal::{times, umask, write_error, Fail, NewFile};
+use super::tree::Tree;
 use anyhow::{anyhow, bail, Context as _, Result};
 use filetime::FileTime;
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Condvar, Mutex};
 
@@ -85,26 +87,31 @@ struct Shared {
     failure: Mutex<Option<anyhow::Error>>,
     refused: Mutex<Vec<String>>,
     /// Jobs sent and not yet done, so the parser can wait for the writers (a name used twice,
-    /// a hard link to a file still being written).
-    pending: Mutex<usize>,
+    /// a hard link to a file still being written). The lock is taken only to wait and to wake.
+    pending: AtomicUsize,
+    lock: Mutex<()>,
     idle: Condvar,
 }
 
 impl Shared {
+    fn sent_one(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn done_one(&self) {
-        let mut n = self.pending.lock().unwrap();
-        *n -= 1;
-        if *n == 0 {
+        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Taking the lock orders this wake-up after a waiter's check.
+            let _g = self.lock.lock().unwrap();
             self.idle.notify_all();
         }
     }
 
     fn wait_idle(&self) -> Result<(), Fail> {
-        let mut n = self.pending.lock().unwrap();
-        while *n > 0 {
-            n = self.idle.wait(n).unwrap();
+        let mut g = self.lock.lock().unwrap();
+        while self.pending.load(Ordering::SeqCst) > 0 {
+            g = self.idle.wait(g).unwrap();
         }
-        drop(n);
+        drop(g);
         if self.failure.lock().unwrap().is_some() {
             return Err(Fail::Io(anyhow!("a file writer failed")));
         }
@@ -118,11 +125,14 @@ pub fn unpack<R: Read + Send>(src: R, tree: Tree, opts: &UnpackOptions) -> Resul
     // Decompression runs on its own thread, a pipe ahead of parsing and writing, as
     // `zstd -d | tar -x` runs in two processes.
     let (chunks_tx, chunks_rx) = sync_channel::<std::io::Result<Vec<u8>>>(16);
+    // Read chunks go back to be filled again: no 1 MiB allocation (and memset) per read.
+    let (spent_tx, spent_rx) = sync_channel::<Vec<u8>>(18);
     let window = opts.window_log_max;
     std::thread::scope(|s| {
-        s.spawn(move || decompress(src, window, chunks_tx));
+        s.spawn(move || decompress(src, window, chunks_tx, spent_rx));
         let pipe = ChunkReader {
             rx: chunks_rx,
+            spent: spent_tx,
             chunk: Vec::new(),
             pos: 0,
         };
@@ -185,7 +195,12 @@ fn decoder<'a, R: Read + 'a>(src: R, window_log_max: u32) -> Result<Box<dyn Read
 }
 
 /// Decompress `src` into chunks for the parse thread; stops when the parser hangs up.
-fn decompress<R: Read>(src: R, window_log_max: u32, out: SyncSender<std::io::Result<Vec<u8>>>) {
+fn decompress<R: Read>(
+    src: R,
+    window_log_max: u32,
+    out: SyncSender<std::io::Result<Vec<u8>>>,
+    spent: Receiver<Vec<u8>>,
+) {
     let mut d = match decoder(src, window_log_max) {
         Ok(d) => d,
         Err(e) => {
@@ -194,7 +209,8 @@ fn decompress<R: Read>(src: R, window_log_max: u32, out: SyncSender<std::io::Res
         }
     };
     loop {
-        let mut chunk = vec![0u8; 1 << 20];
+        let mut chunk = spent.try_recv().unwrap_or_default();
+        chunk.resize(1 << 20, 0);
         let n = match d.read(&mut chunk) {
             Ok(0) => return,
             Ok(n) => n,
@@ -214,6 +230,7 @@ fn decompress<R: Read>(src: R, window_log_max: u32, out: SyncSender<std::io::Res
 /// The parse side of the decompression pipe.
 struct ChunkReader {
     rx: Receiver<std::io::Result<Vec<u8>>>,
+    spent: SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
 }
@@ -223,7 +240,10 @@ impl Read for ChunkReader {
         while self.pos == self.chunk.len() {
             match self.rx.recv() {
                 Ok(next) => {
-                    self.chunk = next?;
+                    let done = std::mem::replace(&mut self.chunk, next?);
+                    if done.capacity() > 0 {
+                        let _ = self.spent.try_send(done);
+                    }
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0), // the decompressor reached the end
@@ -353,7 +373,7 @@ fn extract<R: Read>(
                 umask,
                 mtime,
             };
-            *shared.pending.lock().unwrap() += 1;
+            shared.sent_one();
             tx.send(job).map_err(|_| {
                 shared.done_one();
                 Fail::Io(anyhow!("the file writers stopped"))
@@ -468,16 +488,4 @@ fn finish_file(
     }
     rustix::fs::futimens(f, &times(mtime)).map_err(|e| write_error(shown, e.into()))?;
     Ok(())
-}
-
-/// The process umask, read without changing it (umask(2) would race with other threads).
-fn umask() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Umask:"))
-                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        })
-        .unwrap_or(0o022)
 }
