@@ -16,17 +16,24 @@
 //!
 //! The client is object_store's (credential chain from the environment, web identity,
 //! container and instance credentials; retries with backoff). The `Store` trait is
-//! synchronous; this file owns a tokio runtime and bridges.
+//! synchronous; this module owns a tokio runtime and bridges. `upload.rs` is one save's
+//! upload, `settle.rs` the rule that picks the owner of a key among concurrent saves.
 
-use super::{entry_name, name_prefix, now_ms, scope_dir, Committed, Meta, Store, Upload};
+mod settle;
+mod upload;
+
+use settle::{marker_of, owner};
+use upload::{S3Handle, S3Upload};
+
+use super::{entry_name, name_prefix, now_ms, scope_dir, Meta, Store, Upload};
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::ObjectStoreExt;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 
 /// Default part size of multipart uploads and ranged downloads (`part_size=`,
@@ -302,17 +309,13 @@ impl Store for S3Store {
     fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
         let dir = format!("{}{}/", self.version_dir(scope, version), entry_name(key));
         let name = format!("{dir}{:013}-{:016x}", now_ms(), nonce());
-        Ok(Box::new(S3Upload {
-            store: S3Handle {
-                rt: self.rt.clone(),
-                s3: self.s3.clone(),
-                bucket: self.bucket.clone(),
-                tuning: self.tuning,
-            },
-            dir,
-            name,
-            state: Some(Pending::Buffer(Vec::new())),
-        }))
+        let store = S3Handle {
+            rt: self.rt.clone(),
+            s3: self.s3.clone(),
+            bucket: self.bucket.clone(),
+            tuning: self.tuning,
+        };
+        Ok(Box::new(S3Upload::new(store, dir, name)))
     }
 
     /// Archives and markers without their metadata object are saves killed before they
@@ -374,48 +377,6 @@ fn archive_of(meta_object: &str) -> String {
     format!("{}.tzst", meta_object.trim_end_matches(".json"))
 }
 
-fn marker_of(meta_object: &str) -> String {
-    format!("{}.won", meta_object.trim_end_matches(".json"))
-}
-
-/// The entry of one key directory, given the names listed in it: the earliest metadata object
-/// with a `.won` marker, else the earliest metadata object.
-fn owner(names: &[String]) -> Option<String> {
-    let metas = names.iter().filter(|n| n.ends_with(".json"));
-    let marked = metas
-        .clone()
-        .filter(|m| names.contains(&marker_of(m)))
-        .min();
-    marked.or_else(|| metas.min()).cloned()
-}
-
-/// What a writer knows after listing its key directory (see the module comment).
-#[derive(Debug, PartialEq)]
-enum Verdict {
-    Won,
-    Lost,
-    /// Other writers, none marked yet: wait for a lone winner's marker, then decide by order.
-    Unsure,
-}
-
-fn verdict(names: &[String], mine: &str) -> Verdict {
-    let others = names
-        .iter()
-        .filter(|n| n.ends_with(".json") && n.as_str() != mine)
-        .count();
-    if others == 0 {
-        Verdict::Won
-    } else if names.iter().any(|n| n.ends_with(".won")) {
-        if owner(names).as_deref() == Some(mine) {
-            Verdict::Won
-        } else {
-            Verdict::Lost
-        }
-    } else {
-        Verdict::Unsure
-    }
-}
-
 fn nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -424,177 +385,9 @@ fn nonce() -> u64 {
     h.finish()
 }
 
-struct S3Handle {
-    rt: Arc<tokio::runtime::Runtime>,
-    s3: Arc<AmazonS3>,
-    bucket: String,
-    tuning: Tuning,
-}
-
-enum Pending {
-    /// Small archives go up in one PUT at commit.
-    Buffer(Vec<u8>),
-    Multi(WriteMultipart),
-}
-
-struct S3Upload {
-    store: S3Handle,
-    dir: String,
-    /// Object names without extension: `<dir><created>-<nonce>`.
-    name: String,
-    state: Option<Pending>,
-}
-
-impl S3Upload {
-    fn archive(&self) -> ObjPath {
-        obj(format!("{}.tzst", self.name))
-    }
-}
-
-impl Write for S3Upload {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // WriteMultipart spawns its part uploads onto the current runtime.
-        let rt = self.store.rt.clone();
-        let _in_runtime = rt.enter();
-        let h = &self.store;
-        let archive = self.archive();
-        match self.state.as_mut().expect("write after commit") {
-            Pending::Buffer(b) if b.len() + buf.len() <= h.tuning.part => b.extend_from_slice(buf),
-            Pending::Buffer(b) => {
-                let upload = h
-                    .rt
-                    .block_on(h.s3.put_multipart(&archive))
-                    .map_err(|e| std::io::Error::other(explain(e, &h.bucket, "s3:PutObject")))?;
-                let mut w = WriteMultipart::new_with_chunk_size(upload, h.tuning.part);
-                w.write(b);
-                w.write(buf);
-                self.state = Some(Pending::Multi(w));
-            }
-            Pending::Multi(w) => {
-                h.rt.block_on(w.wait_for_capacity(h.tuning.parallel))
-                    .map_err(|e| std::io::Error::other(explain(e, &h.bucket, "s3:PutObject")))?;
-                w.write(buf);
-            }
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Upload for S3Upload {
-    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed> {
-        let archive = self.archive();
-        let state = self.state.take().expect("committed twice");
-        let h = &self.store;
-        let perm = |e| explain(e, &h.bucket, "s3:PutObject");
-        h.rt.block_on(async {
-            match state {
-                Pending::Buffer(b) => {
-                    h.s3.put(&archive, PutPayload::from(b))
-                        .await
-                        .map(|_| ())
-                        .map_err(perm)
-                }
-                Pending::Multi(w) => w.finish().await.map(|_| ()).map_err(perm),
-            }
-        })?;
-        let meta_obj = format!("{}.json", self.name);
-        let mut meta = meta.clone();
-        meta.object = meta_obj.clone();
-        let body = serde_json::to_vec(&meta)?;
-        h.rt.block_on(h.s3.put(&obj(meta_obj.as_str()), PutPayload::from(body)))
-            .map_err(perm)?;
-        // Settle who owns the key (see the module comment).
-        let names = self.list_dir()?;
-        let won = if overwrite {
-            // A newer overwrite wins; older entries go.
-            if names.iter().any(|n| n.ends_with(".json") && *n > meta_obj) {
-                false
-            } else {
-                let mine = [meta_obj.clone(), archive_of(&meta_obj)];
-                let older: Vec<String> = names.into_iter().filter(|n| !mine.contains(n)).collect();
-                h.rt.block_on(async {
-                    for o in &older {
-                        let _ = h.s3.delete(&obj(o.as_str())).await;
-                    }
-                });
-                true
-            }
-        } else {
-            match verdict(&names, &meta_obj) {
-                Verdict::Won => true,
-                Verdict::Lost => false,
-                Verdict::Unsure => {
-                    std::thread::sleep(SETTLE);
-                    owner(&self.list_dir()?).as_deref() == Some(meta_obj.as_str())
-                }
-            }
-        };
-        if won {
-            h.rt.block_on(h.s3.put(&obj(marker_of(&meta_obj)), PutPayload::new()))
-                .map_err(perm)?;
-            return Ok(Committed::Saved);
-        }
-        h.rt.block_on(async {
-            for o in [meta_obj.clone(), archive_of(&meta_obj)] {
-                let _ = h.s3.delete(&obj(o.as_str())).await;
-            }
-        });
-        Ok(Committed::Exists)
-    }
-}
-
-impl S3Upload {
-    fn list_dir(&self) -> Result<Vec<String>> {
-        let h = &self.store;
-        h.rt.block_on(async {
-            h.s3.list(Some(&obj(self.dir.trim_end_matches('/'))))
-                .map_ok(|o| o.location.to_string())
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| explain(e, &h.bucket, "s3:ListBucket"))
-        })
-    }
-}
-
-impl Drop for S3Upload {
-    fn drop(&mut self) {
-        // Not committed: abort the multipart upload so no parts linger.
-        if let Some(Pending::Multi(w)) = self.state.take() {
-            let rt = self.store.rt.clone();
-            let _in_runtime = rt.enter();
-            let _ = rt.block_on(w.abort());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|n| format!("d/{n}")).collect()
-    }
-
-    #[test]
-    fn a_lone_writer_wins_and_a_marked_entry_beats_an_earlier_unmarked_one() {
-        assert_eq!(
-            verdict(&names(&["2.json", "2.tzst"]), "d/2.json"),
-            Verdict::Won
-        );
-        // The lone winner (2) marked its entry before writer 1, with an earlier name, listed.
-        let seen = names(&["1.json", "1.tzst", "2.json", "2.tzst", "2.won"]);
-        assert_eq!(verdict(&seen, "d/1.json"), Verdict::Lost);
-        assert_eq!(owner(&seen).as_deref(), Some("d/2.json"));
-        // Two writers that see each other, nobody marked: wait, then the earliest.
-        let both = names(&["1.json", "2.json"]);
-        assert_eq!(verdict(&both, "d/2.json"), Verdict::Unsure);
-        assert_eq!(owner(&both).as_deref(), Some("d/1.json"));
-        assert_eq!(owner(&names(&["1.tzst"])), None);
-    }
 
     #[test]
     fn readers_pick_one_owner_per_key_directory() {
