@@ -4,9 +4,12 @@
 
 #[path = "support/hostile.rs"]
 mod hostile;
+#[path = "support/snapshot.rs"]
+mod snapshot;
 
 use hostile::Entry;
 use kura::archive::{unpack, unpack_tar, Corrupt, Tree, UnpackOptions};
+use snapshot::{snapshot, without_directory_times};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,44 +20,6 @@ fn opts() -> UnpackOptions {
         writers: 2,
         window_log_max: 27,
     }
-}
-
-/// Every entry under `dir` (not following links), with what must not change: type, mode,
-/// size, mtime, inode, and the content or link target.
-fn snapshot(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        if skip(&p) {
-            continue;
-        }
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        let what = if m.is_dir() {
-            let mut kids: Vec<_> = std::fs::read_dir(&p)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            kids.sort();
-            stack.extend(kids);
-            "dir".to_string()
-        } else if m.file_type().is_symlink() {
-            format!("link {}", std::fs::read_link(&p).unwrap().display())
-        } else {
-            format!("file {:?}", std::fs::read(&p).unwrap())
-        };
-        out.insert(
-            p,
-            format!(
-                "{what} mode {:o} size {} mtime {}.{} ino {}",
-                m.mode(),
-                m.size(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.ino()
-            ),
-        );
-    }
-    out
 }
 
 /// A sandbox: `ws/` is the base, `ws/nm` the root; `outside/` holds sentinels, and links
@@ -96,11 +61,8 @@ impl Sandbox {
         Tree::new(&self.ws, std::slice::from_ref(&self.root))
     }
 
-    /// Everything outside the root. The root's parent may gain the root itself.
     fn outside_the_root(&self) -> BTreeMap<PathBuf, String> {
-        let mut s = snapshot(&self.dir, &|p| p.starts_with(&self.root));
-        s.remove(&self.ws);
-        s
+        snapshot::outside_the_root(&self.dir, &self.root)
     }
 }
 
@@ -303,19 +265,10 @@ fn a_rollback_leaves_the_tree_as_it_was() {
     assert_ne!(snapshot(&sb.dir, &|_| false), before);
     done.rollback();
     // Directory mtimes move with every rename; everything else is exactly as before.
-    let strip = |s: BTreeMap<PathBuf, String>| -> BTreeMap<PathBuf, String> {
-        s.into_iter()
-            .map(|(p, v)| {
-                let v = if v.starts_with("dir") {
-                    v.split(" mtime").next().unwrap().to_string()
-                } else {
-                    v
-                };
-                (p, v)
-            })
-            .collect()
-    };
-    assert_eq!(strip(snapshot(&sb.dir, &|_| false)), strip(before));
+    assert_eq!(
+        without_directory_times(snapshot(&sb.dir, &|_| false)),
+        without_directory_times(before)
+    );
 }
 
 #[test]
@@ -344,17 +297,22 @@ fn a_corrupt_archive_is_rolled_back_and_pre_existing_files_stay() {
     );
 }
 
+/// A zstd frame that declares a window of 2^`log` bytes, as `zstd --long=LOG` writes.
+fn zstd_with_window(data: &[u8], log: u32) -> Vec<u8> {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    enc.window_log(log).unwrap();
+    enc.long_distance_matching(true).unwrap();
+    std::io::Write::write_all(&mut enc, data).unwrap();
+    enc.finish().unwrap()
+}
+
 #[test]
 fn memory_is_bounded_by_kura_not_by_the_archive() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("nm");
     // A frame that declares a 2 GiB window.
     let tar = hostile::tar(&[Entry::file("nm/a", &vec![7u8; 4096])]);
-    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
-    enc.window_log(31).unwrap();
-    enc.long_distance_matching(true).unwrap();
-    std::io::Write::write_all(&mut enc, &tar).unwrap();
-    let big_window = enc.finish().unwrap();
+    let big_window = zstd_with_window(&tar, 31);
     let tree = Tree::new(t.path(), std::slice::from_ref(&root));
     let Err(e) = unpack(big_window.as_slice(), tree, &opts()) else {
         panic!("a 2 GiB window was accepted");
@@ -364,11 +322,7 @@ fn memory_is_bounded_by_kura_not_by_the_archive() {
     // Long (2^30) windows are accepted when the entry's version says so.
     let mut long = opts();
     long.window_log_max = 30;
-    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
-    enc.window_log(30).unwrap();
-    enc.long_distance_matching(true).unwrap();
-    std::io::Write::write_all(&mut enc, &tar).unwrap();
-    let w30 = enc.finish().unwrap();
+    let w30 = zstd_with_window(&tar, 30);
     let tree = Tree::new(t.path(), std::slice::from_ref(&root));
     assert!(unpack(w30.as_slice(), tree, &opts()).is_err());
     let tree = Tree::new(t.path(), std::slice::from_ref(&root));

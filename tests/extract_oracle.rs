@@ -6,6 +6,8 @@
 
 #[path = "support/hostile.rs"]
 mod hostile;
+#[path = "support/snapshot.rs"]
+mod snapshot;
 
 use hostile::{Entry, Kind};
 use kura::archive::{unpack_tar, Tree, UnpackOptions};
@@ -140,41 +142,6 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-fn snapshot_outside(dir: &Path, root: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        if p.starts_with(root) {
-            continue;
-        }
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        if m.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-        }
-        let content = if m.is_file() {
-            std::fs::read(&p).unwrap()
-        } else {
-            Vec::new()
-        };
-        let mtime = if p == root.parent().unwrap() {
-            0
-        } else {
-            m.mtime_nsec()
-        };
-        out.insert(
-            p,
-            format!(
-                "{:o} {} {} {} {content:?}",
-                m.mode(),
-                m.size(),
-                mtime,
-                m.ino()
-            ),
-        );
-    }
-    out
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
 
@@ -191,7 +158,7 @@ proptest! {
         std::os::unix::fs::symlink("../../outside", root.join("c")).unwrap();
         std::os::unix::fs::symlink(&outside, ws.join("beside")).unwrap();
         let entries = with_outside(&entries, outside.to_str().unwrap());
-        let before = snapshot_outside(&dir, &root);
+        let before = snapshot::outside_the_root(&dir, &root);
         let result = unpack_tar(
             hostile::tar(&entries).as_slice(),
             Tree::new(&ws, std::slice::from_ref(&root)),
@@ -200,7 +167,7 @@ proptest! {
         if let Ok(done) = result {
             done.commit();
         }
-        prop_assert_eq!(snapshot_outside(&dir, &root), before);
+        prop_assert_eq!(snapshot::outside_the_root(&dir, &root), before);
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use support::gha::{service, token};
-use support::{json, run, Out, Sandbox};
+use support::{assert_clean_hit, json, run, Out, Sandbox};
 
 fn main_token() -> String {
     token(&[("refs/heads/main", 3)])
@@ -108,14 +108,11 @@ fn save_then_restore_with_github_matching() {
     assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
 
     s.write("m/f", "local");
-    let out = kura(&s, &tok, &["restore", "--key", "rt-linux-1", "--path", "m"]);
-    let v = json(&out);
-    assert_eq!(
-        (v["outcome"].as_str(), v["cache_hit"].as_bool()),
-        (Some("hit"), Some(true)),
-        "{}",
-        out.stderr
-    );
+    assert_clean_hit(&kura(
+        &s,
+        &tok,
+        &["restore", "--key", "rt-linux-1", "--path", "m"],
+    ));
     assert_eq!(s.read("m/f"), "one");
     // A restore key: the newest entry with the prefix.
     let out = kura(
@@ -207,15 +204,7 @@ fn a_single_file_and_a_nested_file_interoperate_both_ways() {
         let saved = service().official(&s, &tok, &["save", &key, path]);
         assert!(saved["result"].as_i64().unwrap() > 0, "{saved}");
         std::fs::remove_file(s.ws.join(path)).unwrap();
-        let out = kura(&s, &tok, &["restore", "--key", &key, "--path", path]);
-        let v = json(&out);
-        assert_eq!(
-            (v["outcome"].as_str(), v["cache_hit"].as_bool()),
-            (Some("hit"), Some(true)),
-            "{}",
-            out.stderr
-        );
-        assert_eq!(v["refused"], serde_json::json!([]));
+        assert_clean_hit(&kura(&s, &tok, &["restore", "--key", &key, "--path", path]));
         assert_eq!(s.read(path), "only me");
 
         let key = format!("single-kura-{i}");

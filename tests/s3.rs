@@ -3,7 +3,7 @@
 mod support;
 
 use support::garage::{garage, BUCKET, KEY_ID, SECRET};
-use support::{json, run, tree, Sandbox};
+use support::{assert_clean_hit, json, run, tree, Sandbox};
 
 /// How to run kura against a fresh prefix of the Garage bucket.
 struct S3 {
@@ -65,34 +65,25 @@ fn a_single_file_a_nested_file_and_a_glob_round_trip() {
     s.write("pkgs/x/dist/x.js", "x");
     s.write("pkgs/y/dist/y.js", "y");
     s.write("pkgs/y/src/not-me.js", "src");
-    for (i, path) in ["single.txt", "a/b/nested.txt", "pkgs/*/dist"]
-        .iter()
-        .enumerate()
-    {
-        let key = format!("shape-{i}");
-        let out = run(kura
-            .cmd(&s)
-            .args(["--json", "save", "--key", &key, "--path", path]));
+    let paths = ["single.txt", "a/b/nested.txt", "pkgs/*/dist"];
+    // Every path saved (then restored) under its own key.
+    let each = |verb: &str| -> Vec<support::Out> {
+        let one = |(i, path): (usize, &&str)| {
+            let key = format!("shape-{i}");
+            run(kura
+                .cmd(&s)
+                .args(["--json", verb, "--key", &key, "--path", path]))
+        };
+        paths.iter().enumerate().map(one).collect()
+    };
+    for out in each("save") {
         assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
     }
     let before = tree(&s.ws);
     std::fs::remove_dir_all(&s.ws).unwrap();
     std::fs::create_dir(&s.ws).unwrap();
-    for (i, path) in ["single.txt", "a/b/nested.txt", "pkgs/*/dist"]
-        .iter()
-        .enumerate()
-    {
-        let key = format!("shape-{i}");
-        let out = run(kura
-            .cmd(&s)
-            .args(["--json", "restore", "--key", &key, "--path", path]));
-        let v = json(&out);
-        assert_eq!(
-            (v["outcome"].as_str(), v["cache_hit"].as_bool()),
-            (Some("hit"), Some(true)),
-            "{}",
-            out.stderr
-        );
+    for out in each("restore") {
+        assert_clean_hit(&out);
     }
     let expected: Vec<_> = before
         .into_iter()

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use support::{json, restore, run, save, Sandbox};
+use support::{assert_clean_hit, json, restore, run, save, Sandbox};
 
 /// Everything below `dir` (links not followed): type, content or target, mode.
 fn full_tree(dir: &Path) -> BTreeMap<PathBuf, String> {
@@ -32,14 +32,6 @@ fn full_tree(dir: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-fn clean_hit(out: &support::Out) {
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let j = json(out);
-    assert_eq!(j["outcome"], "hit", "{}", out.stderr);
-    assert_eq!(j["cache_hit"], true);
-    assert_eq!(j["refused"], serde_json::json!([]), "{}", out.stderr);
-}
-
 #[test]
 fn a_single_file_and_a_nested_file_round_trip() {
     for path in ["single.txt", "a/b/f.txt"] {
@@ -51,18 +43,18 @@ fn a_single_file_and_a_nested_file_round_trip() {
         std::fs::remove_dir_all(&s.ws).unwrap();
         std::fs::create_dir(&s.ws).unwrap();
         let out = restore(&s, &["--key", "one", "--path", path]);
-        clean_hit(&out);
+        assert_clean_hit(&out);
         assert_eq!(s.read(path), "only me", "{}", out.stderr);
         assert_eq!(json(&out)["files"], 1);
         // Over an existing copy (a file, then a link to an outside file) it is replaced.
         std::fs::write(s.ws.join(path), "stale").unwrap();
-        clean_hit(&restore(&s, &["--key", "one", "--path", path]));
+        assert_clean_hit(&restore(&s, &["--key", "one", "--path", path]));
         assert_eq!(s.read(path), "only me");
         let outside = s.dir.path().join("outside.txt");
         std::fs::write(&outside, "outside").unwrap();
         std::fs::remove_file(s.ws.join(path)).unwrap();
         std::os::unix::fs::symlink(&outside, s.ws.join(path)).unwrap();
-        clean_hit(&restore(&s, &["--key", "one", "--path", path]));
+        assert_clean_hit(&restore(&s, &["--key", "one", "--path", path]));
         assert_eq!(s.read(path), "only me");
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "outside");
     }
@@ -84,7 +76,7 @@ fn a_python_venv_comes_back_with_its_interpreter() {
     );
     assert_eq!(save(&s, "venv", &[".venv"]).code, 0);
     std::fs::remove_dir_all(s.ws.join(".venv")).unwrap();
-    clean_hit(&restore(&s, &["--key", "venv", "--path", ".venv"]));
+    assert_clean_hit(&restore(&s, &["--key", "venv", "--path", ".venv"]));
     assert_eq!(full_tree(&s.ws.join(".venv")), before);
     let py = std::process::Command::new(s.ws.join(".venv/bin/python3"))
         .args(["-c", "import sys; print(sys.prefix)"])
@@ -123,7 +115,7 @@ fn a_pnpm_symlink_farm_round_trips() {
     let before = full_tree(&nm);
     assert_eq!(save(&s, "pnpm", &["node_modules"]).code, 0);
     std::fs::remove_dir_all(&nm).unwrap();
-    clean_hit(&restore(&s, &["--key", "pnpm", "--path", "node_modules"]));
+    assert_clean_hit(&restore(&s, &["--key", "pnpm", "--path", "node_modules"]));
     assert_eq!(full_tree(&nm), before);
     assert_eq!(s.read("node_modules/lodash/index.js"), "lodash");
 }
@@ -136,7 +128,7 @@ fn a_root_that_is_a_symlink_and_a_root_reached_through_one() {
     std::os::unix::fs::symlink("real", s.ws.join("nm")).unwrap();
     assert_eq!(save(&s, "link-root", &["nm"]).code, 0);
     std::fs::remove_file(s.ws.join("nm")).unwrap();
-    clean_hit(&restore(&s, &["--key", "link-root", "--path", "nm"]));
+    assert_clean_hit(&restore(&s, &["--key", "link-root", "--path", "nm"]));
     assert_eq!(
         std::fs::read_link(s.ws.join("nm")).unwrap(),
         Path::new("real")
@@ -148,7 +140,7 @@ fn a_root_that_is_a_symlink_and_a_root_reached_through_one() {
     std::os::unix::fs::symlink("disk", s.ws.join("mnt")).unwrap();
     assert_eq!(save(&s, "through", &["mnt/cache"]).code, 0);
     std::fs::remove_dir_all(s.ws.join("disk/cache")).unwrap();
-    clean_hit(&restore(&s, &["--key", "through", "--path", "mnt/cache"]));
+    assert_clean_hit(&restore(&s, &["--key", "through", "--path", "mnt/cache"]));
     assert_eq!(s.read("disk/cache/x.txt"), "x");
     assert!(std::fs::symlink_metadata(s.ws.join("mnt"))
         .unwrap()
@@ -168,7 +160,7 @@ fn names_that_are_not_utf8_round_trip() {
     let out = save(&s, "odd", &["odd"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     std::fs::remove_dir_all(&dir).unwrap();
-    clean_hit(&restore(&s, &["--key", "odd", "--path", "odd"]));
+    assert_clean_hit(&restore(&s, &["--key", "odd", "--path", "odd"]));
     assert_eq!(full_tree(&dir), before);
 }
 
@@ -235,7 +227,7 @@ fn paths_from_the_entry_are_accepted_only_under_home_and_the_workspace() {
     // Named with --path, it is restored.
     let p = elsewhere.to_str().unwrap();
     let out = restore(&s, &["--key", "meta-paths", "--path", p, "--path", "inws"]);
-    clean_hit(&out);
+    assert_clean_hit(&out);
     assert_eq!(
         std::fs::read_to_string(elsewhere.join("data")).unwrap(),
         "d"

@@ -4,37 +4,13 @@
 
 #![no_main]
 
+#[path = "../../tests/support/snapshot.rs"]
+mod snapshot;
+
 use kura::archive::{unpack_tar, Tree, UnpackOptions};
 use libfuzzer_sys::fuzz_target;
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-
-fn outside_the_root(dir: &Path, root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64, u64, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        if p.starts_with(root) {
-            continue;
-        }
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        if m.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-        }
-        let content = if m.is_file() {
-            std::fs::read(&p).unwrap()
-        } else {
-            Vec::new()
-        };
-        let mtime = if Some(p.as_path()) == root.parent() {
-            0
-        } else {
-            m.mtime_nsec()
-        };
-        out.insert(p, (m.mode(), m.size(), mtime, m.ino(), content));
-    }
-    out
-}
+use snapshot::outside_the_root;
+use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let t = tempfile::tempdir().unwrap();

@@ -117,6 +117,15 @@ pub fn run(c: &mut Command) -> Out {
     }
 }
 
+/// A restore that found its exact key and wrote every entry.
+pub fn assert_clean_hit(out: &Out) {
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = json(out);
+    assert_eq!(j["outcome"], "hit", "{}", out.stderr);
+    assert_eq!(j["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(j["refused"], serde_json::json!([]), "{}", out.stderr);
+}
+
 pub fn json(out: &Out) -> serde_json::Value {
     serde_json::from_str(out.stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
         panic!(
