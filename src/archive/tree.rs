@@ -62,8 +62,8 @@ pub struct Tree {
     modes: HashMap<u32, (u32, FileTime)>,
     /// Directories this extraction made: only its own entries are in them.
     fresh: HashSet<u32>,
-    /// The mode `mkdir` gives a new directory (0o777 less the umask).
-    new_dir_mode: u32,
+    /// The process umask, read once.
+    umask: u32,
 }
 
 impl Tree {
@@ -99,7 +99,7 @@ impl Tree {
             made: HashSet::new(),
             modes: HashMap::new(),
             fresh: HashSet::new(),
-            new_dir_mode: 0o777 & !umask(),
+            umask: umask(),
         }
     }
 
@@ -134,6 +134,11 @@ impl Tree {
             root,
             rel: rel.to_path_buf(),
         })
+    }
+
+    /// The umask new files and directories get (read once per extraction).
+    pub fn umask(&self) -> u32 {
+        self.umask
     }
 
     /// The path of a place, for messages.
@@ -262,7 +267,8 @@ impl Tree {
         let (root, rel) = self.dirs[id as usize].clone();
         let top = self.roots[root].top.clone();
         let shown = || top.join(&rel).display().to_string();
-        if mode & 0o7777 == self.new_dir_mode && self.fresh.contains(&id) {
+        // `mkdir` gave it 0o777 less the umask.
+        if mode & 0o7777 == 0o777 & !self.umask && self.fresh.contains(&id) {
             if let Some((prel, name)) = split(&rel) {
                 let pid = self.intern(root, prel);
                 let Ok(parent) = self.handle(pid, false, false) else {

@@ -7,7 +7,7 @@
 //! which never follows a symlink below a root and journals what it changes, so a failed or
 //! corrupt restore is rolled back and a good one committed.
 
-use super::journal::{times, umask, write_error, Fail, NewFile};
+use super::journal::{times, write_error, Fail, NewFile};
 use super::tree::Tree;
 use anyhow::{anyhow, bail, Context as _, Result};
 use filetime::FileTime;
@@ -289,7 +289,7 @@ fn parse<R: Read>(
         inner: src,
         left: left.clone(),
     });
-    let umask = umask();
+    let umask = tree.umask();
     let mut entries = archive.entries().context(Corrupt)?;
     loop {
         left.set(HEADER_BUDGET);

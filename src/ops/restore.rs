@@ -143,7 +143,7 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
         writers: env.workers as usize,
         window_log_max: window_log_max(&meta.version, &paths),
     };
-    let done = match archive::unpack(&mut hashing, tree, &opts) {
+    let mut done = match archive::unpack(&mut hashing, tree, &opts) {
         Ok(s) => s,
         Err(e) => {
             if e.downcast_ref::<archive::Corrupt>().is_some() && !hashing.source_failed {
@@ -166,7 +166,8 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
         forget_corrupt(env, &meta, &why);
         return Ok(miss(miss_code, "corrupt"));
     }
-    let (files, bytes, mut refused) = (done.files, done.bytes, done.refused.clone());
+    let (files, bytes) = (done.files, done.bytes);
+    let mut refused = std::mem::take(&mut done.refused);
     for problem in done.commit() {
         r.warn(problem);
     }
