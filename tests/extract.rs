@@ -26,6 +26,8 @@ fn opts() -> UnpackOptions {
 /// inside the root and beside it lead there.
 struct Sandbox {
     _t: tempfile::TempDir,
+    /// The temporary directory, canonical: everything below it outside the root is compared.
+    top: PathBuf,
     dir: PathBuf,
     ws: PathBuf,
     root: PathBuf,
@@ -34,7 +36,13 @@ struct Sandbox {
 
 fn sandbox() -> Sandbox {
     let t = tempfile::tempdir().unwrap();
-    let dir = t.path().canonicalize().unwrap();
+    // Sixteen levels down, so that even the corpus' `..` chains, followed by a broken
+    // extractor, stay inside the temporary directory (whose whole tree is compared).
+    let top = t.path().canonicalize().unwrap();
+    let mut dir = top.clone();
+    for _ in 0..16 {
+        dir.push("t");
+    }
     let (ws, outside) = (dir.join("ws"), dir.join("outside"));
     let root = ws.join("nm");
     std::fs::create_dir_all(root.join("keep")).unwrap();
@@ -49,6 +57,7 @@ fn sandbox() -> Sandbox {
     std::fs::write(ws.join("sibling.txt"), "sibling").unwrap();
     Sandbox {
         _t: t,
+        top,
         dir,
         ws,
         root,
@@ -62,7 +71,7 @@ impl Sandbox {
     }
 
     fn outside_the_root(&self) -> BTreeMap<PathBuf, String> {
-        snapshot::outside_the_root(&self.dir, &self.root)
+        snapshot::outside_the_root(&self.top, &self.root)
     }
 }
 

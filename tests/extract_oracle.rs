@@ -13,10 +13,16 @@ use hostile::{Entry, Kind};
 use kura::archive::{unpack_tar, Tree, UnpackOptions};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// Link targets that stand for a directory beside the root, and for `/`. They are mapped into
+/// the test's own temporary directory, and every extraction happens deep inside it (see
+/// [`tower`]): what the archives' links reach stays there even if the extractor under test
+/// followed them.
 const OUT: &str = "@OUT";
+const TOP: &str = "@TOP";
 
 fn opts() -> UnpackOptions {
     UnpackOptions {
@@ -39,7 +45,7 @@ fn target() -> impl Strategy<Value = String> {
         "..",
         "../..",
         "../../outside",
-        "/",
+        TOP,
         OUT,
         "a/../../..",
         "pre",
@@ -91,17 +97,31 @@ fn gnu_delays_a_reused_name(entries: &[Entry]) -> bool {
     })
 }
 
-fn with_outside(entries: &[Entry], outside: &str) -> Vec<Entry> {
+fn with_outside(entries: &[Entry], outside: &Path, top: &Path) -> Vec<Entry> {
+    let (out, top) = (outside.as_os_str().as_bytes(), top.as_os_str().as_bytes());
     entries
         .iter()
         .cloned()
         .map(|mut e| {
             if e.link == OUT.as_bytes() {
-                e.link = outside.as_bytes().to_vec();
+                e.link = out.to_vec();
+            } else if e.link == TOP.as_bytes() {
+                e.link = top.to_vec();
             }
             e
         })
         .collect()
+}
+
+/// A directory 64 levels below `t`: no `..` chain of a generated archive (14 entries, at most
+/// four `..` each) climbs out of `t` from there.
+fn tower(t: &Path) -> PathBuf {
+    let mut p = t.canonicalize().unwrap();
+    for _ in 0..64 {
+        p.push("t");
+    }
+    std::fs::create_dir_all(&p).unwrap();
+    p
 }
 
 /// Type, content, mode, mtime (files), target (links), and hard-link groups, by name.
@@ -148,7 +168,8 @@ proptest! {
     #[test]
     fn nothing_outside_the_root_changes(entries in prop::collection::vec(entry(), 1..14)) {
         let t = tempfile::tempdir().unwrap();
-        let dir = t.path().canonicalize().unwrap();
+        let top = t.path().canonicalize().unwrap();
+        let dir = tower(&top);
         let (ws, outside) = (dir.join("ws"), dir.join("outside"));
         let root = ws.join("nm");
         std::fs::create_dir_all(root.join("keep")).unwrap();
@@ -157,8 +178,8 @@ proptest! {
         std::os::unix::fs::symlink(&outside, root.join("pre")).unwrap();
         std::os::unix::fs::symlink("../../outside", root.join("c")).unwrap();
         std::os::unix::fs::symlink(&outside, ws.join("beside")).unwrap();
-        let entries = with_outside(&entries, outside.to_str().unwrap());
-        let before = snapshot::outside_the_root(&dir, &root);
+        let entries = with_outside(&entries, &outside, &top);
+        let before = snapshot::outside_the_root(&top, &root);
         let result = unpack_tar(
             hostile::tar(&entries).as_slice(),
             Tree::new(&ws, std::slice::from_ref(&root)),
@@ -167,7 +188,7 @@ proptest! {
         if let Ok(done) = result {
             done.commit();
         }
-        prop_assert_eq!(snapshot::outside_the_root(&dir, &root), before);
+        prop_assert_eq!(snapshot::outside_the_root(&top, &root), before);
     }
 
     #[test]
@@ -185,10 +206,11 @@ proptest! {
 /// delayed links break last-wins).
 fn compare_with_gnu_tar(entries: &[Entry]) -> Result<bool, String> {
     let t = tempfile::tempdir().unwrap();
-    let (k, g) = (t.path().join("kura"), t.path().join("gnu"));
+    let base = tower(t.path());
+    let (k, g) = (base.join("kura"), base.join("gnu"));
     std::fs::create_dir_all(&k).unwrap();
     std::fs::create_dir_all(&g).unwrap();
-    let entries = with_outside(entries, "/nonexistent-kura-outside");
+    let entries = with_outside(entries, &t.path().join("outside"), t.path());
     let tar = hostile::tar(&entries);
     let Ok(done) = unpack_tar(tar.as_slice(), Tree::new(&k, &[k.join("nm")]), &opts()) else {
         return Ok(false);
@@ -231,8 +253,8 @@ fn generated_archives_do_exercise_links_and_refusals() {
         links += entries.iter().filter(|e| e.kind == Kind::Symlink).count();
         compared += compare_with_gnu_tar(&entries).unwrap() as usize;
         let t = tempfile::tempdir().unwrap();
-        let k = t.path().join("k");
-        let tar = hostile::tar(&with_outside(&entries, "/nonexistent"));
+        let k = tower(t.path()).join("k");
+        let tar = hostile::tar(&with_outside(&entries, &t.path().join("o"), t.path()));
         if let Ok(done) = unpack_tar(tar.as_slice(), Tree::new(&k, &[k.join("nm")]), &opts()) {
             if done.refused.is_empty() {
                 clean += 1;

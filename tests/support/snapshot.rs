@@ -35,12 +35,21 @@ pub fn snapshot(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> BTreeMap<PathBuf, S
     out
 }
 
-/// Everything below `dir` outside `root`. The root's parent may gain the root itself (its
-/// size and mtime move with that); nothing else may change.
+/// Everything below `dir` outside `root`, and the mode, owner and inode of every directory
+/// above `dir` up to `/` (their times move with other processes' work). The root's parent may
+/// gain the root itself (its size and mtime move with that); nothing else may change.
 pub fn outside_the_root(dir: &Path, root: &Path) -> BTreeMap<PathBuf, String> {
     let mut s = snapshot(dir, &|p| p.starts_with(root));
     if let Some(v) = root.parent().and_then(|p| s.get_mut(p)) {
         v.truncate(v.find(" size").unwrap());
+    }
+    for above in dir.ancestors().skip(1) {
+        let m = std::fs::symlink_metadata(above).unwrap();
+        let (mode, uid, ino) = (m.mode(), m.uid(), m.ino());
+        s.insert(
+            above.to_path_buf(),
+            format!("above: mode {mode:o} uid {uid} ino {ino}"),
+        );
     }
     s
 }
