@@ -422,3 +422,45 @@ fn modes_and_mtimes_are_restored_and_read_only_directories_filled() {
     assert_ne!(gone.mtime(), 1_540_000_000);
     std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn names_reused_while_their_writes_are_queued_still_go_in_order() {
+    // Small files go to the writer threads; a hard link to one, or a second entry of its
+    // name, right behind it must wait for them: the last entry wins and links share the file's
+    // inode. Files of 512 KiB keep the writers' queue full, so the race is real.
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("nm");
+    let n = 64;
+    let body = |what: &str, i: usize| {
+        let mut b = format!("{what} {i}\n").into_bytes();
+        b.resize(512 << 10, b'.');
+        b
+    };
+    let mut entries = Vec::new();
+    for i in 0..n {
+        let f = format!("nm/d{}/f{i}", i % 7);
+        entries.push(Entry::file(&f, &body("first", i)));
+        entries.push(Entry::hard(&format!("nm/links/l{i}"), &f));
+        if i % 3 == 0 {
+            entries.push(Entry::file(&f, &body("second", i)));
+        }
+    }
+    let done = unpack_tar(
+        hostile::tar(&entries).as_slice(),
+        Tree::new(t.path(), std::slice::from_ref(&root)),
+        &opts(),
+    )
+    .unwrap();
+    assert!(done.refused.is_empty(), "{:?}", done.refused);
+    assert!(done.commit().is_empty());
+    for i in 0..n {
+        let f = root.join(format!("d{}/f{i}", i % 7));
+        let l = root.join(format!("links/l{i}"));
+        // The link was made before the second entry of the name replaced the file.
+        assert_eq!(std::fs::read(&l).unwrap(), body("first", i), "{i}");
+        let want = if i % 3 == 0 { "second" } else { "first" };
+        assert_eq!(std::fs::read(&f).unwrap(), body(want, i), "{i}");
+        let same = std::fs::metadata(&f).unwrap().ino() == std::fs::metadata(&l).unwrap().ino();
+        assert_eq!(same, i % 3 != 0, "{i}");
+    }
+}

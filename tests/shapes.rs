@@ -159,6 +159,19 @@ fn names_that_are_not_utf8_round_trip() {
     let before = full_tree(&dir);
     let out = save(&s, "odd", &["odd"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // GNU tar reads the same names from kura's archive (pax records, hdrcharset=BINARY).
+    let gnu = s.dir.path().join("gnu");
+    std::fs::create_dir(&gnu).unwrap();
+    let archive = support::walk_find(&s.store, "archive");
+    let extracted = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("zstd -dc \"$0\" | tar -xf - -C \"$1\"")
+        .arg(&archive)
+        .arg(&gnu)
+        .status()
+        .unwrap();
+    assert!(extracted.success());
+    assert_eq!(full_tree(&gnu.join("odd")), before);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_clean_hit(&restore(&s, &["--key", "odd", "--path", "odd"]));
     assert_eq!(full_tree(&dir), before);
