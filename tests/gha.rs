@@ -195,26 +195,50 @@ fn kura_saves_and_the_official_client_restores_byte_for_byte() {
 }
 
 #[test]
-fn a_single_file_and_a_nested_file_interoperate_both_ways() {
-    for (i, path) in ["single.txt", "a/b/nested.txt"].iter().enumerate() {
+fn a_single_file_a_nested_file_and_a_glob_interoperate_both_ways() {
+    // Each pattern with the files it names (the glob leaves `src` out).
+    let shapes: [(&str, &[&str]); 3] = [
+        ("single.txt", &["single.txt"]),
+        ("a/b/nested.txt", &["a/b/nested.txt"]),
+        ("pkgs/*/dist", &["pkgs/x/dist/x.js", "pkgs/y/dist/y.js"]),
+    ];
+    for (i, (pattern, files)) in shapes.iter().enumerate() {
         let s = Sandbox::new();
         let tok = main_token();
-        s.write(path, "only me");
-        let key = format!("single-official-{i}");
-        let saved = service().official(&s, &tok, &["save", &key, path]);
-        assert!(saved["result"].as_i64().unwrap() > 0, "{saved}");
-        std::fs::remove_file(s.ws.join(path)).unwrap();
-        assert_clean_hit(&kura(&s, &tok, &["restore", "--key", &key, "--path", path]));
-        assert_eq!(s.read(path), "only me");
+        s.write("pkgs/y/src/not-me.js", "src");
+        let fill = |what: &str| files.iter().for_each(|f| drop(s.write(f, what)));
+        let wipe = || {
+            files
+                .iter()
+                .for_each(|f| std::fs::remove_file(s.ws.join(f)).unwrap())
+        };
+        let check = |what: &str| {
+            files
+                .iter()
+                .for_each(|f| assert_eq!(s.read(f), what, "{f}"))
+        };
 
-        let key = format!("single-kura-{i}");
-        s.write(path, "from kura");
-        let out = kura(&s, &tok, &["save", "--key", &key, "--path", path]);
+        fill("only me");
+        let key = format!("shape-official-{i}");
+        let saved = service().official(&s, &tok, &["save", &key, pattern]);
+        assert!(saved["result"].as_i64().unwrap() > 0, "{saved}");
+        wipe();
+        assert_clean_hit(&kura(
+            &s,
+            &tok,
+            &["restore", "--key", &key, "--path", pattern],
+        ));
+        check("only me");
+
+        let key = format!("shape-kura-{i}");
+        fill("from kura");
+        let out = kura(&s, &tok, &["save", "--key", &key, "--path", pattern]);
         assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
-        std::fs::remove_file(s.ws.join(path)).unwrap();
-        let got = service().official(&s, &tok, &["restore", &key, "", path]);
+        wipe();
+        let got = service().official(&s, &tok, &["restore", &key, "", pattern]);
         assert_eq!(got["result"], key.as_str());
-        assert_eq!(s.read(path), "from kura");
+        check("from kura");
+        assert_eq!(s.read("pkgs/y/src/not-me.js"), "src");
     }
 }
 

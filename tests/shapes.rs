@@ -61,6 +61,20 @@ fn a_single_file_and_a_nested_file_round_trip() {
 }
 
 #[test]
+fn a_glob_round_trips_and_leaves_what_it_does_not_match() {
+    let s = Sandbox::new();
+    s.write("pkgs/x/dist/x.js", "x");
+    s.write("pkgs/y/dist/y.js", "y");
+    s.write("pkgs/y/src/not-me.js", "src");
+    assert_eq!(save(&s, "glob", &["pkgs/*/dist"]).code, 0);
+    let before = full_tree(&s.ws.join("pkgs"));
+    std::fs::remove_dir_all(s.ws.join("pkgs/x")).unwrap();
+    std::fs::remove_dir_all(s.ws.join("pkgs/y/dist")).unwrap();
+    assert_clean_hit(&restore(&s, &["--key", "glob", "--path", "pkgs/*/dist"]));
+    assert_eq!(full_tree(&s.ws.join("pkgs")), before);
+}
+
+#[test]
 fn a_python_venv_comes_back_with_its_interpreter() {
     let s = Sandbox::new();
     let made = std::process::Command::new("python3")
