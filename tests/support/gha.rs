@@ -3,8 +3,10 @@
 //! started once per test binary and killed when it exits. The official client
 //! (`@actions/cache`, pinned) is the interop peer.
 
-use super::{npm_package, Sandbox};
+use super::{npm_package, run, Out, Sandbox};
 use std::io::{BufRead, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -202,4 +204,91 @@ impl Service {
         let last = stdout.lines().last().unwrap_or_default();
         serde_json::from_str(last).unwrap_or_else(|_| panic!("@actions/cache said {stdout}"))
     }
+}
+
+// Helpers shared by the GitHub store tests and the interop tests.
+
+pub fn main_token() -> String {
+    token(&[("refs/heads/main", 3)])
+}
+
+/// kura against the service with `--json`, as a test runs it.
+pub fn kura(s: &Sandbox, tok: &str, args: &[&str]) -> Out {
+    let mut c = service().kura(s, tok);
+    c.arg("--json").args(args);
+    run(&mut assert_cmd::Command::from_std(c))
+}
+
+/// One file, directory or symlink: name, kind, mode, content or target.
+pub type Node = (String, String, u32, Vec<u8>);
+/// The workspace tree and the tree outside it.
+pub type Trees = (Vec<Node>, Vec<Node>);
+
+/// Files, directories and symlinks below `dir` with their modes and contents or targets.
+pub fn full_tree(dir: &Path) -> Vec<Node> {
+    let mut out = Vec::new();
+    fn walk(root: &Path, d: &Path, out: &mut Vec<Node>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let mode = md.permissions().mode() & 0o7777;
+            if md.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.push((
+                    rel,
+                    "link".into(),
+                    0,
+                    target.to_string_lossy().into_owned().into_bytes(),
+                ));
+            } else if md.is_dir() {
+                out.push((rel, "dir".into(), mode, Vec::new()));
+                walk(root, &p, out);
+            } else {
+                out.push((rel, "file".into(), mode, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A tree inside the workspace and one outside it (archived as `../outside`), with a
+/// symlink and an executable. Returns the outside path as both clients are given it
+/// (`@actions/glob` refuses `..` in patterns).
+pub fn populate(s: &Sandbox, seed: u64, big: usize) -> String {
+    s.write("deps/a.txt", "alpha");
+    s.write_bytes("deps/sub/noise.bin", &super::noise(70_000 + big, seed));
+    let exe = s.write("deps/run.sh", "#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("a.txt", s.ws.join("deps/link")).unwrap();
+    let outside = s.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("o.txt"), format!("outside {seed}")).unwrap();
+    outside.to_string_lossy().into_owned()
+}
+
+pub fn wipe(s: &Sandbox) -> Trees {
+    let outside = s.dir.path().join("outside");
+    let before = (full_tree(&s.ws.join("deps")), full_tree(&outside));
+    std::fs::remove_dir_all(s.ws.join("deps")).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
+    before
+}
+
+pub fn after(s: &Sandbox) -> Trees {
+    (
+        full_tree(&s.ws.join("deps")),
+        full_tree(&s.dir.path().join("outside")),
+    )
+}
+
+/// kura saving or restoring the populated trees: `deps` and the one outside the workspace.
+pub fn deps(s: &Sandbox, tok: &str, verb: &str, key: &str, outside: &str) -> Out {
+    kura(
+        s,
+        tok,
+        &[verb, "--key", key, "--path", "deps", "--path", outside],
+    )
 }
