@@ -75,6 +75,13 @@ impl Sandbox {
     }
 }
 
+/// Extract `entries` through `tree`, expecting every entry written and a clean commit.
+fn extract_all(entries: &[Entry], tree: Tree) {
+    let done = unpack_tar(hostile::tar(entries).as_slice(), tree, &opts()).unwrap();
+    assert!(done.refused.is_empty(), "{:?}", done.refused);
+    assert!(done.commit().is_empty());
+}
+
 #[test]
 fn hostile_corpus_writes_nothing_outside_the_roots() {
     let corpus = hostile::corpus(Path::new("/placeholder/outside"));
@@ -151,9 +158,7 @@ fn a_symlink_on_disk_in_the_way_of_a_directory_is_replaced_not_followed() {
         Entry::dir("nm/pre-rel"),
     ];
     let before = sb.outside_the_root();
-    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts()).unwrap();
-    assert!(done.refused.is_empty(), "{:?}", done.refused);
-    assert!(done.commit().is_empty());
+    extract_all(&entries, sb.tree());
     assert_eq!(sb.outside_the_root(), before);
     assert!(std::fs::symlink_metadata(sb.root.join("pre"))
         .unwrap()
@@ -231,9 +236,7 @@ fn the_last_entry_of_a_name_wins_as_in_gnu_tar() {
         Entry::file("nm/c", b"file over empty dir"),
         Entry::file("nm/existing.txt", b"replaced"),
     ];
-    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts()).unwrap();
-    assert!(done.refused.is_empty(), "{:?}", done.refused);
-    done.commit();
+    extract_all(&entries, sb.tree());
     assert_eq!(
         std::fs::read(sb.root.join("a")).unwrap(),
         b"file after link"
@@ -361,9 +364,7 @@ fn names_that_are_not_utf8_round_trip() {
         Entry::raw_file(b"nm/caf\xe9.txt", b"latin-1"),
         Entry::raw_symlink(b"nm/l\xff", b"caf\xe9.txt"),
     ];
-    let done = unpack_tar(hostile::tar(&entries).as_slice(), sb.tree(), &opts()).unwrap();
-    assert!(done.refused.is_empty(), "{:?}", done.refused);
-    done.commit();
+    extract_all(&entries, sb.tree());
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
     assert_eq!(std::fs::read(sb.root.join(name)).unwrap(), b"latin-1");
     let link = std::ffi::OsStr::from_bytes(b"l\xff");
@@ -399,14 +400,7 @@ fn modes_and_mtimes_are_restored_and_read_only_directories_filled() {
         dir("nm/gone", 0o700, 1_540_000_000),
         Entry::symlink("nm/gone", "plain"),
     ];
-    let done = unpack_tar(
-        hostile::tar(&entries).as_slice(),
-        Tree::new(t.path(), std::slice::from_ref(&root)),
-        &opts(),
-    )
-    .unwrap();
-    assert!(done.refused.is_empty(), "{:?}", done.refused);
-    assert!(done.commit().is_empty());
+    extract_all(&entries, Tree::new(t.path(), std::slice::from_ref(&root)));
     for (path, mode, mtime) in [
         ("ro", 0o555, 1_500_000_000),
         ("ro/x.sh", 0o750, 1_400_000_000),
@@ -445,14 +439,7 @@ fn names_reused_while_their_writes_are_queued_still_go_in_order() {
             entries.push(Entry::file(&f, &body("second", i)));
         }
     }
-    let done = unpack_tar(
-        hostile::tar(&entries).as_slice(),
-        Tree::new(t.path(), std::slice::from_ref(&root)),
-        &opts(),
-    )
-    .unwrap();
-    assert!(done.refused.is_empty(), "{:?}", done.refused);
-    assert!(done.commit().is_empty());
+    extract_all(&entries, Tree::new(t.path(), std::slice::from_ref(&root)));
     for i in 0..n {
         let f = root.join(format!("d{}/f{i}", i % 7));
         let l = root.join(format!("links/l{i}"));
