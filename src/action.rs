@@ -1,32 +1,23 @@
 //! The GitHub Action's steps (`action.yml`, `restore/`, `save/`): the runner's `INPUT_*` and
 //! `STATE_*` variables in, the arguments of a verb out. Outputs and state go back through
-//! the report (see `ci::github::talk_back`).
+//! the report (`report::github`).
 
-use crate::cli::{Global, PathArgs, RestoreArgs, SaveArgs};
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum Step {
-    /// `restore/` and the main step of the root action.
-    Restore,
-    /// `save/`: save under the `key` input.
-    Save,
-    /// The root action's post step: save under the key the restore evaluated, unless the
-    /// restore hit it exactly.
-    Post,
-}
+use crate::cli::{Global, PathArgs, RestoreArgs, SaveArgs, Step};
+use crate::outcome::user_error;
+use crate::vars::{truthy, Vars};
 
 /// An input as the runner passes it: `INPUT_` and the name upper-cased, spaces as `_`.
-pub fn input(name: &str) -> String {
+pub fn input(vars: &Vars, name: &str) -> String {
     let var = format!("INPUT_{}", name.to_uppercase().replace(' ', "_"));
-    std::env::var(var).unwrap_or_default().trim().to_string()
+    vars.get(&var).unwrap_or_default().trim().to_string()
 }
 
-fn flag(name: &str) -> bool {
-    input(name).eq_ignore_ascii_case("true")
+fn flag(vars: &Vars, name: &str) -> bool {
+    truthy(&input(vars, name))
 }
 
-fn lines(name: &str) -> Vec<String> {
-    input(name)
+fn lines(vars: &Vars, name: &str) -> Vec<String> {
+    input(vars, name)
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -35,29 +26,29 @@ fn lines(name: &str) -> Vec<String> {
 }
 
 /// kura's extra inputs fill the global flags the environment did not set.
-pub fn globals(g: &mut Global) {
+pub fn globals(g: &mut Global, vars: &Vars) {
     let set = |v: &mut Option<String>, name: &str| {
-        if v.is_none() && !input(name).is_empty() {
-            *v = Some(input(name));
+        if v.is_none() && !input(vars, name).is_empty() {
+            *v = Some(input(vars, name));
         }
     };
     set(&mut g.store, "store");
     set(&mut g.scope, "scope");
-    g.strict |= flag("strict");
+    g.strict |= flag(vars, "strict");
 }
 
-pub fn restore_args() -> RestoreArgs {
-    RestoreArgs {
-        key: Some(input("key")),
-        restore_keys: lines("restore-keys"),
+pub fn restore_args(vars: &Vars) -> anyhow::Result<RestoreArgs> {
+    Ok(RestoreArgs {
+        key: Some(input(vars, "key")),
+        restore_keys: lines(vars, "restore-keys"),
         keys: Vec::new(),
         paths: PathArgs {
-            paths: lines("path"),
+            paths: lines(vars, "path"),
         },
-        lookup_only: flag("lookup-only"),
-        fail_on_miss: flag("fail-on-cache-miss"),
+        lookup_only: flag(vars, "lookup-only"),
+        fail_on_miss: flag(vars, "fail-on-cache-miss"),
         dry_run: false,
-    }
+    })
 }
 
 /// What the post step does: skip, with the reason, or save.
@@ -66,25 +57,36 @@ pub enum Post {
     Save(SaveArgs),
 }
 
-pub fn save_args(step: Step) -> Post {
-    let level = input("compression-level").parse().unwrap_or(3);
+pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
+    let level = match input(vars, "compression-level").as_str() {
+        "" => 3,
+        l => l
+            .parse()
+            .ok()
+            .filter(|l| (1..=22).contains(l))
+            .ok_or_else(|| {
+                user_error(format!(
+                    "input compression-level {l:?} is not a zstd level from 1 to 22"
+                ))
+            })?,
+    };
     let mut args = SaveArgs {
-        key: input("key"),
+        key: input(vars, "key"),
         paths: PathArgs {
-            paths: lines("path"),
+            paths: lines(vars, "path"),
         },
         compression_level: level,
-        overwrite: flag("overwrite"),
+        overwrite: flag(vars, "overwrite"),
         dry_run: false,
         literal_key: false,
     };
     if step == Step::Post {
-        let state = |k: &str| std::env::var(format!("STATE_{k}")).unwrap_or_default();
+        let state = |k: &str| vars.string(&format!("STATE_{k}")).unwrap_or_default();
         let (primary, matched) = (state("CACHE_KEY"), state("CACHE_RESULT"));
         if !primary.is_empty() && primary.eq_ignore_ascii_case(&matched) && !args.overwrite {
-            return Post::Skip(format!(
+            return Ok(Post::Skip(format!(
                 "Cache hit occurred on the primary key {primary}, not saving cache."
-            ));
+            )));
         }
         // The key as the restore evaluated it: hashFiles over a tree the job has since
         // changed would give another one.
@@ -93,5 +95,5 @@ pub fn save_args(step: Step) -> Post {
             args.literal_key = true;
         }
     }
-    Post::Save(args)
+    Ok(Post::Save(args))
 }

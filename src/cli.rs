@@ -64,7 +64,7 @@ pub enum Command {
     /// overwrite, strict) and STATE_* variables.
     Action {
         #[arg(value_enum)]
-        step: crate::action::Step,
+        step: Step,
     },
     /// List entries whose key starts with PREFIX.
     Ls { prefix: Option<String> },
@@ -85,6 +85,18 @@ pub enum Command {
         #[arg(long, env = "KURA_MAX_AGE")]
         max_age: Option<String>,
     },
+}
+
+/// One step of the GitHub Action.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    /// `restore/` and the main step of the root action.
+    Restore,
+    /// `save/`: save under the `key` input.
+    Save,
+    /// The root action's post step: save under the key the restore evaluated, unless the
+    /// restore hit it exactly.
+    Post,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,8 @@ pub mod ci;
 pub mod cli;
 pub mod key;
 pub mod ops;
+pub mod outcome;
 pub mod report;
 pub mod select;
 pub mod store;
+pub mod vars;

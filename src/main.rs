@@ -1,65 +1,85 @@
 //! kura: cache and workspace verbs for every CI.
 
 use clap::Parser;
-use kura::cli::{Cli, Command};
+use kura::cli::{Cli, Command, Step};
+use kura::outcome::{Outcome, UserError};
 use kura::report::Report;
+use kura::vars::Vars;
 use kura::{action, ci, key, ops, select, store};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    let vars = Vars::from_process();
     if let Command::Action { .. } = cli.command {
-        action::globals(&mut cli.global);
+        action::globals(&mut cli.global, &vars);
     }
-    let env_vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let ci = ci::detect(&env_vars);
-    let report = Report {
-        json: cli.global.json,
-        github: ci.provider == ci::Provider::GitHub,
-    };
+    let ci = ci::detect(&vars);
+    let report = Report::new(cli.global.json, ci.provider == ci::Provider::GitHub, &vars);
     // Workspaces are not optional the way caches are: their failures fail the job.
-    let fatal = matches!(
-        cli.command,
-        Command::Persist(_) | Command::Attach(_) | Command::Key { .. }
-    );
-    let strict = cli.global.strict || fatal;
-    match run(cli, ci, &report) {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(e) => {
-            if let Some(u) = e.downcast_ref::<ops::UserError>() {
-                report.error(u);
-                return ExitCode::from(2);
-            }
-            // The job's own settings forbid it (GitHub's cache-mode, a read-only token).
-            if let Some(s) = e.downcast_ref::<store::Skipped>() {
-                report.info(s);
-                report.outcome(serde_json::json!({"outcome": "skipped", "reason": s.0}));
-                return ExitCode::SUCCESS;
-            }
-            let msg = format!("{e:#}");
-            if strict {
-                report.error(&msg);
-                report.outcome(serde_json::json!({"outcome": "error", "error": msg}));
-                ExitCode::from(1)
-            } else {
-                report.warn(format!("{msg}\n(the job goes on: a cache failure is not fatal; pass --strict to make it so)"));
-                report.outcome(serde_json::json!({"outcome": "error", "error": msg}));
-                ExitCode::SUCCESS
-            }
-        }
+    let strict = cli.global.strict
+        || matches!(
+            cli.command,
+            Command::Persist(_) | Command::Attach(_) | Command::Key { .. }
+        );
+    let outcome = run(cli, ci, vars, report.clone()).unwrap_or_else(|e| failed(e, strict));
+    match &outcome {
+        Outcome::Invalid { error } => report.error(error),
+        Outcome::Skipped { reason } => report.info(reason),
+        Outcome::Error {
+            error,
+            strict: true,
+        } => report.error(error),
+        Outcome::Error { error, .. } => report.warn(format!(
+            "{error}\n(the job goes on: a cache failure is not fatal; pass --strict to make it so)"
+        )),
+        _ => {}
+    }
+    report.finish(&outcome);
+    ExitCode::from(exit_code(&outcome))
+}
+
+/// The one place an outcome becomes an exit code: 2 for bad input, 1 for what the user asked
+/// to fail on (a miss with --fail-on-miss, a workspace conflict, any failure under --strict),
+/// else 0: a cache failure never fails the job unasked.
+fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Invalid { .. } => 2,
+        Outcome::Miss(m) if m.fail => 1,
+        Outcome::Conflict { .. } => 1,
+        Outcome::Error { strict: true, .. } => 1,
+        _ => 0,
     }
 }
 
-fn run(cli: Cli, ci: ci::CiInfo, report: &Report) -> anyhow::Result<i32> {
-    let g = cli.global;
-    let ctx = key::Context::from_process(ci);
-    if let Command::Key { templates } = &cli.command {
-        for k in ops::render_all(templates, &ctx)? {
-            println!("{k}");
-        }
-        return Ok(0);
+fn failed(e: anyhow::Error, strict: bool) -> Outcome {
+    if let Some(u) = e.downcast_ref::<UserError>() {
+        return Outcome::Invalid { error: u.0.clone() };
     }
-    let store = store::open(g.store.as_deref()).map_err(|e| ops::user_error(e.to_string()))?;
+    if let Some(s) = e.downcast_ref::<store::Skipped>() {
+        return Outcome::Skipped {
+            reason: s.0.clone(),
+        };
+    }
+    Outcome::Error {
+        error: format!("{e:#}"),
+        strict,
+    }
+}
+
+fn run(cli: Cli, ci: ci::CiInfo, vars: Vars, report: Report) -> anyhow::Result<Outcome> {
+    let g = cli.global;
+    let ctx = key::Context::new(ci, &vars);
+    if let Command::Key { templates } = &cli.command {
+        let keys = ops::render_all(templates, &ctx)?;
+        if !report.json {
+            for k in &keys {
+                println!("{k}");
+            }
+        }
+        return Ok(Outcome::Keys { keys });
+    }
+    let store = store::open(g.store.as_deref(), &vars)?;
     let base = g
         .base_dir
         .clone()
@@ -73,10 +93,7 @@ fn run(cli: Cli, ci: ci::CiInfo, report: &Report) -> anyhow::Result<i32> {
     let env = ops::Env {
         ctx,
         store,
-        report: Report {
-            json: report.json,
-            github: report.github,
-        },
+        report,
         base,
         write_scope,
         read_scopes,
@@ -92,12 +109,9 @@ fn run(cli: Cli, ci: ci::CiInfo, report: &Report) -> anyhow::Result<i32> {
         Command::Restore(a) => ops::restore(&env, a),
         Command::Save(a) => ops::save(&env, a),
         Command::Action { step } => match step {
-            action::Step::Restore => ops::restore(&env, &action::restore_args()),
-            action::Step::Save | action::Step::Post => match action::save_args(*step) {
-                action::Post::Skip(why) => {
-                    env.report.info(why);
-                    Ok(0)
-                }
+            Step::Restore => ops::restore(&env, &action::restore_args(&vars)?),
+            Step::Save | Step::Post => match action::save_args(*step, &vars)? {
+                action::Post::Skip(reason) => Ok(Outcome::Skipped { reason }),
                 action::Post::Save(a) => ops::save(&env, &a),
             },
         },

@@ -14,12 +14,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-pub fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-}
-
 /// `~` and `~/x` become the home directory; `~user` is left alone, as in actions/cache.
 pub fn expand_tilde(p: &str, home: Option<&Path>) -> PathBuf {
     match (p, home) {

@@ -2,10 +2,10 @@
 //! revision come from git when the current directory is a checkout.
 
 use super::{CiInfo, Provider};
-use std::collections::HashMap;
+use crate::vars::Vars;
 use std::process::Command;
 
-pub fn detect(_env: &HashMap<String, String>) -> CiInfo {
+pub fn detect(_env: &Vars) -> CiInfo {
     let mut i = CiInfo::empty(Provider::Local, "no CI detected");
     i.branch = git(&["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD");
     i.revision = git(&["rev-parse", "HEAD"]);

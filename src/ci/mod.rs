@@ -4,11 +4,11 @@
 //! decides anything about caching.
 
 mod circleci;
-pub mod github;
+mod github;
 mod gitlab;
 mod local;
 
-use std::collections::HashMap;
+use crate::vars::Vars;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +60,13 @@ impl CiInfo {
 }
 
 /// Detect the CI from the environment, then apply `KURA_*` overrides.
-pub fn detect(env: &HashMap<String, String>) -> CiInfo {
+pub fn detect(env: &Vars) -> CiInfo {
     let mut info = github::detect(env)
         .or_else(|| circleci::detect(env))
         .or_else(|| gitlab::detect(env))
         .unwrap_or_else(|| local::detect(env));
     let over = |v: &mut Option<String>, name: &str| {
-        if let Some(x) = get(env, name) {
+        if let Some(x) = env.string(name) {
             *v = Some(x);
         }
     };
@@ -75,26 +75,18 @@ pub fn detect(env: &HashMap<String, String>) -> CiInfo {
     over(&mut info.build_num, "KURA_BUILD_NUM");
     over(&mut info.workflow_id, "KURA_WORKFLOW");
     over(&mut info.job, "KURA_JOB");
-    if let Some(ws) = get(env, "KURA_BASE_DIR") {
+    if let Some(ws) = env.string("KURA_BASE_DIR") {
         info.workspace = Some(PathBuf::from(ws));
     }
     info
-}
-
-/// A variable that is set and not empty.
-fn get(env: &HashMap<String, String>, name: &str) -> Option<String> {
-    env.get(name).filter(|v| !v.is_empty()).cloned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn env(pairs: &[(&str, &str)]) -> Vars {
+        Vars::from_pairs(pairs.iter().copied())
     }
 
     #[test]

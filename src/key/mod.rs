@@ -30,14 +30,14 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn from_process(ci: CiInfo) -> Context {
+    pub fn new(ci: CiInfo, vars: &crate::vars::Vars) -> Context {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         Context {
             workspace: ci.workspace.clone().unwrap_or_else(|| cwd.clone()),
             ci,
-            env: std::env::vars().collect(),
+            env: vars.all().clone(),
             cwd,
-            home: crate::select::home_dir(),
+            home: vars.home(),
             now_epoch: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())

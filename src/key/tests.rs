@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn ctx(dir: &Path) -> Context {
-    let mut ci = crate::ci::detect(&HashMap::new());
+    let mut ci = crate::ci::detect(&crate::vars::Vars::default());
     ci.provider = Provider::Local;
     ci.branch = Some("main".into());
     ci.revision = Some("abc123".into());

@@ -1,12 +1,15 @@
 //! `kura ls`, `kura rm`, `kura prune`.
 
 use super::{user_error, Env};
+use crate::outcome::{Listed, Outcome};
 use crate::report::{human, parse_duration, parse_size};
 use crate::store::{now_ms, Meta};
 use anyhow::Result;
-use serde_json::json;
 
 fn when(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
     let ago = now_ms().saturating_sub(ms) / 1000;
     match ago {
         0..=59 => format!("{ago}s ago"),
@@ -16,44 +19,51 @@ fn when(ms: u64) -> String {
     }
 }
 
-pub fn ls(env: &Env, prefix: Option<&str>) -> Result<i32> {
+pub fn ls(env: &Env, prefix: Option<&str>) -> Result<Outcome> {
     let mut all = env.store.list(prefix.unwrap_or(""))?;
     all.sort_by_key(|m| std::cmp::Reverse(m.created_ms));
-    if env.report.json {
-        let rows: Vec<_> = all
-            .iter()
-            .map(|m| {
-                json!({"key": m.key, "scope": m.scope, "version": m.version,
-            "size": m.size, "files": m.files, "created_ms": m.created_ms, "used_ms": m.used_ms})
-            })
-            .collect();
-        env.report.outcome(json!({"entries": rows}));
-        return Ok(0);
+    if !env.report.json {
+        print_table(env, &all);
     }
+    let entries = all
+        .into_iter()
+        .map(|m| Listed {
+            key: m.key,
+            scope: m.scope,
+            version: m.version,
+            size: m.size,
+            files: m.files,
+            created_ms: m.created_ms,
+            used_ms: m.used_ms,
+        })
+        .collect();
+    Ok(Outcome::Listed { entries })
+}
+
+fn print_table(env: &Env, all: &[Meta]) {
     if all.is_empty() {
         env.report
             .info(format!("no entries in {}", env.store.location()));
-        return Ok(0);
+        return;
     }
     println!(
         "{:<50} {:>10} {:>8} {:>9} {:>9}  SCOPE",
         "KEY", "SIZE", "FILES", "CREATED", "USED"
     );
-    for m in &all {
+    for m in all {
         let scope = if m.scope.is_empty() { "-" } else { &m.scope };
         println!(
             "{:<50} {:>10} {:>8} {:>9} {:>9}  {scope}",
             m.key,
-            human(m.size),
+            m.size.map(human).unwrap_or_else(|| "-".into()),
             m.files,
             when(m.created_ms),
             when(m.used_ms)
         );
     }
-    Ok(0)
 }
 
-pub fn rm(env: &Env, key: &str, scope: Option<&str>) -> Result<i32> {
+pub fn rm(env: &Env, key: &str, scope: Option<&str>) -> Result<Outcome> {
     let doomed: Vec<Meta> = env
         .store
         .list(key)?
@@ -65,22 +75,24 @@ pub fn rm(env: &Env, key: &str, scope: Option<&str>) -> Result<i32> {
             "no entry with key {key} in {}",
             env.store.location()
         ));
-        return Ok(0);
     }
     for m in &doomed {
         env.store.delete(m)?;
     }
-    env.report.info(format!(
-        "Deleted {} entr{} with key {key}",
-        doomed.len(),
-        if doomed.len() == 1 { "y" } else { "ies" }
-    ));
-    env.report
-        .outcome(json!({"outcome": "deleted", "key": key, "count": doomed.len()}));
-    Ok(0)
+    if !doomed.is_empty() {
+        env.report.info(format!(
+            "Deleted {} entr{} with key {key}",
+            doomed.len(),
+            if doomed.len() == 1 { "y" } else { "ies" }
+        ));
+    }
+    Ok(Outcome::Deleted {
+        key: key.to_string(),
+        count: doomed.len(),
+    })
 }
 
-pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result<i32> {
+pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result<Outcome> {
     if max_size.is_none() && max_age.is_none() {
         return Err(user_error(
             "prune needs --max-size and/or --max-age (e.g. --max-size 10G --max-age 7d)",
@@ -96,7 +108,7 @@ pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result
     // Least recently used first.
     all.sort_by_key(|m| m.used_ms.max(m.created_ms));
     let now = now_ms();
-    let mut total: u64 = all.iter().map(|m| m.size).sum();
+    let mut total: u64 = all.iter().filter_map(|m| m.size).sum();
     let mut removed = Vec::new();
     for m in &all {
         let used = m.used_ms.max(m.created_ms);
@@ -104,7 +116,7 @@ pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result
         let too_big = limit.is_some_and(|l| total > l);
         if too_old || too_big {
             env.store.delete(m)?;
-            total -= m.size;
+            total -= m.size.unwrap_or(0);
             removed.push(m.key.clone());
         }
     }
@@ -115,7 +127,8 @@ pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result
         human(total),
         env.store.location()
     ));
-    env.report
-        .outcome(json!({"outcome": "pruned", "removed": removed, "remaining_bytes": total}));
-    Ok(0)
+    Ok(Outcome::Pruned {
+        removed,
+        remaining_bytes: total,
+    })
 }

@@ -28,21 +28,7 @@ pub struct Env {
     pub workers: u32,
 }
 
-/// Bad input: a template, a path pattern, a flag. Exit 2, whatever `--strict` says.
-#[derive(Debug)]
-pub struct UserError(pub String);
-
-impl std::fmt::Display for UserError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UserError {}
-
-pub fn user_error(msg: impl Into<String>) -> anyhow::Error {
-    UserError(msg.into()).into()
-}
+pub use crate::outcome::{user_error, UserError};
 
 /// The path lines as GitHub's version hash sees them: split on newlines, trimmed, empty lines
 /// dropped, `! x` written `!x`.

@@ -1,17 +1,54 @@
-//! `kura restore`: find the entry, stream it into the extractor, verify what was read.
+//! `kura restore`: plan (keys, paths, version) → find the entry → stream it into the
+//! extractor and verify what was read → the outcome.
 
 use super::{cache_version, path_lines, render_all, user_error, Env};
-use crate::archive::{self, HashingReader, Tree, UnpackOptions};
+use crate::archive::{self, Extraction, HashingReader, Tree, UnpackOptions};
 use crate::cli::RestoreArgs;
-use crate::report::{size, speed, Ticker};
+use crate::outcome::{MissReason, Missed, Outcome, Restored};
+use crate::report::{human, size, speed, Ticker};
 use crate::store::{Candidate, Meta};
 use anyhow::Result;
-use serde_json::json;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
+/// What one restore asks for.
+struct Plan {
+    /// Empty: CircleCI's restore without paths, to the paths the entry was saved from.
+    paths: Vec<String>,
+    candidates: Vec<Candidate>,
+    /// The version the paths give (empty without paths).
+    version: String,
+    fail_on_miss: bool,
+}
+
+impl Plan {
+    fn primary(&self) -> &str {
+        &self.candidates[0].key
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.candidates.iter().map(|c| c.key.clone()).collect()
+    }
+}
+
+pub fn restore(env: &Env, args: &RestoreArgs) -> Result<Outcome> {
+    let plan = plan(env, args)?;
+    let Some(meta) = find(env, &plan)? else {
+        env.report.info(format!(
+            "Cache not found for input keys: {}",
+            plan.keys().join(", ")
+        ));
+        return Ok(miss(env, &plan, MissReason::NotFound));
+    };
+    if args.dry_run || args.lookup_only {
+        return Ok(looked_up(env, &plan, meta, args.dry_run));
+    }
+    transfer(env, &plan, meta)
+}
+
+fn plan(env: &Env, args: &RestoreArgs) -> Result<Plan> {
     let paths = path_lines(&args.paths.paths);
     // CircleCI's restore_cache names no paths: the entry's own paths say where it goes.
     if paths.is_empty() && args.key.is_some() {
@@ -21,19 +58,17 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
     }
     // GitHub order (--key, --restore-key) tries each key exactly first; CircleCI order
     // (--keys) treats every key as a prefix.
-    let (templates, exact_first): (Vec<String>, bool) = match &args.key {
+    let (templates, exact_first): (Vec<&String>, bool) = match &args.key {
         Some(key) => (
-            std::iter::once(key)
-                .chain(&args.restore_keys)
-                .cloned()
-                .collect(),
+            std::iter::once(key).chain(&args.restore_keys).collect(),
             true,
         ),
-        None => (args.keys.clone(), false),
+        None => (args.keys.iter().collect(), false),
     };
     let templates: Vec<String> = templates
         .into_iter()
         .filter(|k| !k.trim().is_empty())
+        .cloned()
         .collect();
     if templates.is_empty() {
         return Err(user_error(
@@ -51,166 +86,209 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<i32> {
             env.store.location()
         )));
     }
-    let primary = candidates[0].key.clone();
-    let keys: Vec<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
-    let version = if paths.is_empty() {
-        String::new()
-    } else {
-        cache_version(&paths)
+    let version = match paths.is_empty() {
+        true => String::new(),
+        false => cache_version(&paths),
     };
-    let r = &env.report;
-    let miss = |code: i32, why: &str| {
-        r.outcome(
-            json!({"outcome": "miss", "cache_hit": false, "primary_key": primary,
-            "keys": keys, "version": version, "reason": why}),
-        );
-        code
-    };
-    let miss_code = if args.fail_on_miss { 1 } else { 0 };
+    Ok(Plan {
+        paths,
+        candidates,
+        version,
+        fail_on_miss: args.fail_on_miss,
+    })
+}
 
-    let found = if paths.is_empty() {
-        lookup_any_version(env, &candidates)
+fn find(env: &Env, plan: &Plan) -> Result<Option<Meta>> {
+    let found = if plan.paths.is_empty() {
+        lookup_any_version(env, &plan.candidates)
     } else {
-        env.store.lookup(&env.read_scopes, &version, &candidates)
+        env.store
+            .lookup(&env.read_scopes, &plan.version, &plan.candidates)
     };
-    let found = match found {
-        Ok(f) => f,
-        Err(e) => {
-            return Err(e.context(format!(
-                "cannot look up the cache in {}",
-                env.store.location()
-            )))
+    found.map_err(|e| {
+        e.context(format!(
+            "cannot look up the cache in {}",
+            env.store.location()
+        ))
+    })
+}
+
+/// CircleCI order without paths: scope by scope, the newest entry of any version whose key
+/// starts with the first candidate that matches anything.
+fn lookup_any_version(env: &Env, candidates: &[Candidate]) -> Result<Option<Meta>> {
+    for scope in &env.read_scopes {
+        for c in candidates {
+            let newest = env
+                .store
+                .list(&c.key)?
+                .into_iter()
+                .filter(|m| &m.scope == scope && m.key.starts_with(&c.key) && !m.paths.is_empty())
+                .max_by_key(|m| m.created_ms);
+            if newest.is_some() {
+                return Ok(newest);
+            }
         }
-    };
-    let Some(meta) = found else {
-        r.info(format!(
-            "Cache not found for input keys: {}",
-            keys.join(", ")
-        ));
-        if args.fail_on_miss {
-            r.error(format!(
-                "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {primary}"
-            ));
-        }
-        return Ok(miss(miss_code, "not found"));
-    };
-    let from_entry = paths.is_empty();
-    let (paths, version) = if paths.is_empty() {
-        (meta.paths.clone(), meta.version.clone())
-    } else {
-        (paths, version.clone())
-    };
-    let exact = meta.key == primary;
-    let hit_json = |m: &Meta, extra: serde_json::Value| {
-        let mut v = json!({"outcome": "hit", "cache_hit": exact, "primary_key": primary,
-            "matched_key": m.key, "version": version, "scope": m.scope, "size": m.size,
-            "files": m.files, "bytes": m.bytes});
-        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-            o.extend(e.clone());
-        }
-        v
-    };
-    if args.dry_run || args.lookup_only {
-        let verb = if args.dry_run {
-            "Would restore"
-        } else {
-            "Cache found"
-        };
-        r.info(format!("{verb} from key: {}", meta.key));
-        r.info(format!(
-            "  version {version}, scope {:?}, store {}\n  {} files, {} unpacked, archive {}",
-            meta.scope,
-            env.store.location(),
-            meta.files,
-            crate::report::human(meta.bytes),
-            size(meta.size)
-        ));
-        r.outcome(hit_json(
-            &meta,
-            json!({"dry_run": args.dry_run, "lookup_only": args.lookup_only}),
-        ));
-        return Ok(0);
     }
+    Ok(None)
+}
 
-    let (roots, denied) = restore_roots(env, &paths, from_entry)?;
-    let tree = Tree::new(&env.base, &roots);
+fn miss(env: &Env, plan: &Plan, reason: MissReason) -> Outcome {
+    if plan.fail_on_miss {
+        env.report.error(format!(
+            "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {}",
+            plan.primary()
+        ));
+    }
+    Outcome::Miss(Missed {
+        primary_key: plan.primary().to_string(),
+        keys: plan.keys(),
+        version: plan.version.clone(),
+        reason,
+        fail: plan.fail_on_miss,
+    })
+}
+
+/// The outcome of a restore that found `meta`, before anything was written.
+fn restored(plan: &Plan, meta: &Meta) -> Restored {
+    Restored {
+        primary_key: plan.primary().to_string(),
+        matched_key: meta.key.clone(),
+        cache_hit: meta.key == plan.primary(),
+        version: meta.version.clone(),
+        scope: meta.scope.clone(),
+        size: meta.size,
+        files: meta.files,
+        bytes: meta.bytes,
+        seconds: 0.0,
+        refused: Vec::new(),
+        lookup_only: false,
+        dry_run: false,
+    }
+}
+
+/// `--lookup-only` and `--dry-run`: say what was found, download nothing.
+fn looked_up(env: &Env, plan: &Plan, meta: Meta, dry_run: bool) -> Outcome {
+    let verb = if dry_run {
+        "Would restore"
+    } else {
+        "Cache found and can be restored"
+    };
+    env.report.info(format!("{verb} from key: {}", meta.key));
+    env.report.info(format!(
+        "  version {}, scope {:?}, store {}\n  {} files, {} unpacked, archive {}",
+        meta.version,
+        meta.scope,
+        env.store.location(),
+        meta.files,
+        human(meta.bytes),
+        meta.size
+            .map(size)
+            .unwrap_or_else(|| "of unknown size".into())
+    ));
+    let mut r = restored(plan, &meta);
+    r.lookup_only = !dry_run;
+    r.dry_run = dry_run;
+    Outcome::Hit(r)
+}
+
+/// Download, extract, verify, commit.
+fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
+    let from_entry = plan.paths.is_empty();
+    let paths = if from_entry { &meta.paths } else { &plan.paths };
+    let (roots, denied) = restore_roots(env, paths, from_entry)?;
     let started = Instant::now();
-    let reader = env.store.open(&meta)?;
+    let mut done = match extract(env, &meta, paths, Tree::new(&env.base, &roots))? {
+        Ok(done) => done,
+        Err(why) => {
+            forget_corrupt(env, &meta, &why);
+            return Ok(miss(env, plan, MissReason::Corrupt));
+        }
+    };
+    let mut out = restored(plan, &meta);
+    out.refused = std::mem::take(&mut done.extraction.refused);
+    out.refused.extend(denied);
+    let (files, bytes, read) = (done.extraction.files, done.extraction.bytes, done.read);
+    for problem in done.extraction.commit() {
+        env.report.warn(problem);
+    }
+    env.store.touch(&meta);
+    out.seconds = started.elapsed().as_secs_f64();
+    report_restored(env, &out, files, bytes, read, started);
+    if out.refused.is_empty() {
+        return Ok(Outcome::Hit(out));
+    }
+    // Not a clean hit: `cache-hit` is false, and a later save may replace the entry.
+    out.cache_hit = false;
+    Ok(Outcome::Partial(out))
+}
+
+struct Extracted {
+    extraction: Extraction,
+    /// Archive bytes read.
+    read: u64,
+}
+
+/// Stream the entry into the extractor and check what was read against what was saved.
+/// `Ok(Err(why))`: the entry is corrupt (nothing of it is left on disk).
+fn extract(
+    env: &Env,
+    meta: &Meta,
+    paths: &[String],
+    tree: Tree,
+) -> Result<std::result::Result<Extracted, String>> {
     let counter = Arc::new(AtomicU64::new(0));
-    let mut hashing = HashingReader::new(reader).with_progress(counter.clone());
-    let ticker = Ticker::start("Received", counter, Some(meta.size));
+    let mut hashing = HashingReader::new(env.store.open(meta)?).with_progress(counter.clone());
+    let ticker = Ticker::start(&env.report, "Received", counter, meta.size);
     let opts = UnpackOptions {
         writers: env.workers as usize,
-        window_log_max: window_log_max(&meta.version, &paths),
+        window_log_max: window_log_max(&meta.version, paths),
     };
-    let mut done = match archive::unpack(&mut hashing, tree, &opts) {
-        Ok(s) => s,
-        Err(e) => {
-            if e.downcast_ref::<archive::Corrupt>().is_some() && !hashing.source_failed {
-                forget_corrupt(env, &meta, &format!("{e:#}"));
-                return Ok(miss(miss_code, "corrupt"));
-            }
-            return Err(e.context(format!("cannot restore the cache from key {}", meta.key)));
+    let extraction = match archive::unpack(&mut hashing, tree, &opts) {
+        Ok(x) => x,
+        Err(e) if e.is::<archive::Corrupt>() && !hashing.source_failed => {
+            return Ok(Err(format!("{e:#}")))
         }
+        Err(e) => return Err(e.context(format!("cannot restore the cache from key {}", meta.key))),
     };
     drop(ticker);
     let (sha, n) = hashing.finish();
-    // Stores that record no checksum (GitHub's) rely on zstd's frame checksum and the length.
-    let sha_bad = !meta.sha256.is_empty() && sha != meta.sha256;
-    if sha_bad || (meta.size > 0 && n != meta.size) {
-        done.rollback();
-        let why = format!(
+    let sha_bad = meta.sha256.as_ref().is_some_and(|s| *s != sha);
+    if sha_bad || meta.size.is_some_and(|s| s != n) {
+        extraction.rollback();
+        return Ok(Err(format!(
             "read {n} bytes with sha256 {sha}, but {} bytes with sha256 {} were saved",
-            meta.size, meta.sha256
-        );
-        forget_corrupt(env, &meta, &why);
-        return Ok(miss(miss_code, "corrupt"));
+            meta.size.map_or("?".into(), |s| s.to_string()),
+            meta.sha256.as_deref().unwrap_or("(not recorded)")
+        )));
     }
-    let (files, bytes) = (done.files, done.bytes);
-    let mut refused = std::mem::take(&mut done.refused);
-    for problem in done.commit() {
-        r.warn(problem);
-    }
-    env.store.touch(&meta);
-    let took = started.elapsed();
-    refused.extend(denied);
-    let partial = !refused.is_empty();
-    if partial {
+    Ok(Ok(Extracted {
+        extraction,
+        read: n,
+    }))
+}
+
+fn report_restored(env: &Env, out: &Restored, files: u64, bytes: u64, read: u64, t: Instant) {
+    let r = &env.report;
+    if !out.refused.is_empty() {
+        let n = out.refused.len();
         r.warn(format!(
-            "the cache from key {} was restored only in part: {} entr{} not written:\n  {}",
-            meta.key,
-            refused.len(),
-            if refused.len() == 1 {
-                "y was"
-            } else {
-                "ies were"
-            },
-            refused.join("\n  ")
+            "the cache from key {} was restored only in part: {n} entr{} not written:\n  {}",
+            out.matched_key,
+            if n == 1 { "y was" } else { "ies were" },
+            out.refused.join("\n  ")
         ));
     }
-    if !exact {
-        r.info(format!("Cache hit for restore-key: {}", meta.key));
+    if !out.cache_hit {
+        r.info(format!("Cache hit for restore-key: {}", out.matched_key));
     }
-    r.info(format!("Cache restored from key: {}", meta.key));
+    r.info(format!("Cache restored from key: {}", out.matched_key));
+    // The official client's line: MB of 2^20 bytes, rounded.
     r.info(format!(
-        "Cache Size: ~{} MB ({} B), {} files, {} unpacked, in {}",
-        (n + 500_000) / 1_000_000,
-        n,
-        files,
-        crate::report::human(bytes),
-        speed(n, took)
+        "Cache Size: ~{} MB ({read} B), {files} files, {} unpacked, in {}",
+        (read + (1 << 19)) >> 20,
+        human(bytes),
+        speed(read, t.elapsed())
     ));
-    let mut out = hit_json(
-        &meta,
-        json!({"seconds": took.as_secs_f64(), "refused": refused}),
-    );
-    if partial {
-        // Not a clean hit: `cache-hit` is false, and a later save may replace the entry.
-        out["outcome"] = json!("partial");
-        out["cache_hit"] = json!(false);
-    }
-    r.outcome(out);
-    Ok(0)
 }
 
 /// Where a restore may write. Paths the user named are all allowed; paths taken from the
@@ -220,7 +298,7 @@ fn restore_roots(
     env: &Env,
     paths: &[String],
     from_entry: bool,
-) -> Result<(Vec<std::path::PathBuf>, Vec<String>)> {
+) -> Result<(Vec<PathBuf>, Vec<String>)> {
     let home = env.ctx.home.as_deref();
     let roots = crate::select::allowed_roots(paths, &env.base, home)
         .map_err(|e| user_error(format!("{e:#}")))?;
@@ -261,23 +339,4 @@ fn forget_corrupt(env: &Env, meta: &Meta, why: &str) {
         meta.key,
         if removed { ", and the entry was deleted from the store" } else { "" }
     ));
-}
-
-/// CircleCI order without paths: scope by scope, the newest entry of any version whose key
-/// starts with the first candidate that matches anything.
-fn lookup_any_version(env: &Env, candidates: &[Candidate]) -> Result<Option<Meta>> {
-    for scope in &env.read_scopes {
-        for c in candidates {
-            let newest = env
-                .store
-                .list(&c.key)?
-                .into_iter()
-                .filter(|m| &m.scope == scope && m.key.starts_with(&c.key) && !m.paths.is_empty())
-                .max_by_key(|m| m.created_ms);
-            if newest.is_some() {
-                return Ok(newest);
-            }
-        }
-    }
-    Ok(None)
 }

@@ -1,18 +1,19 @@
-//! `kura save`: select, pack straight into the store, commit atomically.
+//! `kura save`: plan (key, paths, version) → skip what exists → select, pack straight into
+//! the store, commit atomically → the outcome.
 
 use super::{cache_version, path_lines, user_error, Env};
 use crate::archive::{self, HashingWriter, PackOptions, Walk};
 use crate::cli::SaveArgs;
+use crate::outcome::{Outcome, Planned, Saved};
 use crate::report::{human, size, speed, Ticker};
 use crate::store::{now_ms, Committed, Meta};
 use anyhow::Result;
-use serde_json::json;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
+pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     let paths = path_lines(&args.paths.paths);
     if paths.is_empty() {
         return Err(user_error("no path given: pass --path"));
@@ -23,32 +24,19 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
         crate::key::render(&args.key, &env.ctx).map_err(|e| user_error(e.to_string()))?
     };
     let version = cache_version(&paths);
-    let r = &env.report;
     let scope = env.write_scope.as_str();
-
-    if !args.overwrite && !args.dry_run && env.store.exists(scope, &version, &key)? {
-        r.info(format!("Cache already exists for key {key}, not saving"));
-        r.outcome(json!({"outcome": "exists", "key": key, "version": version}));
-        return Ok(0);
-    }
-    let home = env.ctx.home.as_deref();
     if args.dry_run {
-        let sel = crate::select::select(&env.base, &paths, home)
-            .map_err(|e| user_error(format!("{e:#}")))?;
-        warn_missing(env, &sel.missing);
-        r.info(format!(
-            "Would save key: {key}\n  version {version}, scope {scope:?}, store {}\n  {} files, {}",
-            env.store.location(),
-            sel.file_count(),
-            human(sel.total_bytes())
-        ));
-        r.outcome(
-            json!({"outcome": "dry_run", "key": key, "version": version, "scope": scope,
-            "store": env.store.location(), "files": sel.file_count(), "bytes": sel.total_bytes()}),
-        );
-        return Ok(0);
+        return dry_run(env, &key, &version, &paths);
     }
-
+    if !args.overwrite && env.store.exists(scope, &version, &key)? {
+        env.report
+            .info(format!("Cache already exists for key {key}, not saving"));
+        return Ok(Outcome::Exists {
+            key,
+            version,
+            size: None,
+        });
+    }
     let started = Instant::now();
     let opts = PackOptions {
         level: args.compression_level,
@@ -64,44 +52,89 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<i32> {
         overwrite: args.overwrite,
         parents: Vec::new(),
     };
+    let home = env.ctx.home.as_deref();
     let Walked { stored, missing } = store_walk(env, &env.base, home, &opts, target)?;
     warn_missing(env, &missing);
-    let Some(outcome) = stored else {
-        // CircleCI stores an empty cache here, which then blocks the key for weeks.
-        r.warn(format!(
-            "no files matched the paths ({}); nothing was saved for key {key}",
-            paths.join(", ")
-        ));
-        r.outcome(json!({"outcome": "empty", "key": key, "version": version}));
-        return Ok(0);
-    };
-    let took = started.elapsed();
-    match outcome {
-        (Committed::Exists, meta) => {
+    Ok(saved(env, stored, key, version, &paths, started))
+}
+
+fn dry_run(env: &Env, key: &str, version: &str, paths: &[String]) -> Result<Outcome> {
+    let sel = crate::select::select(&env.base, paths, env.ctx.home.as_deref())
+        .map_err(|e| user_error(format!("{e:#}")))?;
+    warn_missing(env, &sel.missing);
+    env.report.info(format!(
+        "Would save key: {key}\n  version {version}, scope {:?}, store {}\n  {} files, {}",
+        env.write_scope,
+        env.store.location(),
+        sel.file_count(),
+        human(sel.total_bytes())
+    ));
+    Ok(Outcome::DryRun(Planned {
+        key: Some(key.to_string()),
+        layer: None,
+        workflow: None,
+        version: version.to_string(),
+        scope: env.write_scope.clone(),
+        store: env.store.location(),
+        files: sel.file_count(),
+        bytes: sel.total_bytes(),
+    }))
+}
+
+fn saved(
+    env: &Env,
+    stored: Option<(Committed, Meta)>,
+    key: String,
+    version: String,
+    paths: &[String],
+    started: Instant,
+) -> Outcome {
+    let r = &env.report;
+    match stored {
+        None => {
+            // CircleCI stores an empty cache here, which then blocks the key for weeks.
+            r.warn(format!(
+                "no files matched the paths ({}); nothing was saved for key {key}",
+                paths.join(", ")
+            ));
+            Outcome::Empty {
+                key: Some(key),
+                workflow: None,
+            }
+        }
+        Some((Committed::Exists, meta)) => {
             r.info(format!(
                 "Cache already exists for key {key}: another job saved it first; skipped"
             ));
-            r.outcome(
-                json!({"outcome": "exists", "key": key, "version": version, "size": meta.size}),
-            );
+            Outcome::Exists {
+                key,
+                version,
+                size: meta.size,
+            }
         }
-        (Committed::Saved, meta) => {
+        Some((Committed::Saved, meta)) => {
+            let took = started.elapsed();
+            let archive = meta.size.unwrap_or(0);
             r.info(format!("Cache saved with key: {key}"));
             r.info(format!(
                 "Cache Size: {}, {} files, {} packed in {}",
-                size(meta.size),
+                size(archive),
                 meta.files,
                 human(meta.bytes),
                 speed(meta.bytes, took)
             ));
-            r.outcome(
-                json!({"outcome": "saved", "key": key, "version": version, "scope": scope,
-                "size": meta.size, "files": meta.files, "bytes": meta.bytes, "sha256": meta.sha256,
-                "seconds": took.as_secs_f64()}),
-            );
+            Outcome::Saved(Saved {
+                key,
+                version,
+                scope: meta.scope,
+                size: archive,
+                files: meta.files,
+                bytes: meta.bytes,
+                sha256: meta.sha256.unwrap_or_default(),
+                seconds: took.as_secs_f64(),
+            })
         }
     }
-    Ok(0)
 }
 
 /// Where a packed selection goes, and what its metadata says.
@@ -138,42 +171,28 @@ pub(super) fn store_walk(
     opts: &PackOptions,
     t: Target,
 ) -> Result<Walked> {
-    let Target {
-        scope,
-        version,
-        key,
-        paths,
-        overwrite,
-        parents,
-    } = t;
     // Bad patterns are bad input (exit 2), found before anything is uploaded.
-    crate::select::allowed_roots(paths, base, home).map_err(|e| user_error(format!("{e:#}")))?;
-    if overwrite {
-        env.store.prepare_overwrite(scope, version, key)?;
+    crate::select::allowed_roots(t.paths, base, home).map_err(|e| user_error(format!("{e:#}")))?;
+    if t.overwrite {
+        env.store.prepare_overwrite(t.scope, t.version, t.key)?;
     }
-    let upload = match env.store.create(scope, version, key) {
-        Ok(u) => u,
+    let Some(upload) = env.store.create(t.scope, t.version, t.key)? else {
         // The store knows at once that another save holds the key: nothing is packed.
-        Err(e) if e.is::<crate::store::Exists>() => {
-            return Ok(Walked {
-                stored: Some((Committed::Exists, Meta::bare(key, version, scope))),
-                missing: Vec::new(),
-            })
-        }
-        Err(e) => return Err(e),
+        let meta = Meta::bare(t.key, t.version, t.scope);
+        return Ok(Walked {
+            stored: Some((Committed::Exists, meta)),
+            missing: Vec::new(),
+        });
     };
     let counter = Arc::new(AtomicU64::new(0));
-    let ticker = Ticker::start("Sent", counter.clone(), None);
+    let ticker = Ticker::start(&env.report, "Sent", counter.clone(), None);
     let missing = Mutex::new(Vec::new());
     let walk: Walk = Box::new(|each| {
-        *missing.lock().unwrap() = crate::select::walk(base, paths, home, each)?;
+        *missing.lock().unwrap() = crate::select::walk(base, t.paths, home, each)?;
         Ok(())
     });
-    let (upload, stats) = archive::pack(
-        walk,
-        HashingWriter::new(upload).with_progress(counter),
-        opts,
-    )?;
+    let sink = HashingWriter::new(upload).with_progress(counter);
+    let (upload, stats) = archive::pack(walk, sink, opts)?;
     drop(ticker);
     let missing = missing.into_inner().unwrap();
     if stats.entries == 0 {
@@ -184,22 +203,18 @@ pub(super) fn store_walk(
     }
     let (upload, sha256, size) = upload.finish();
     let meta = Meta {
-        key: key.to_string(),
-        version: version.to_string(),
-        scope: scope.to_string(),
-        size,
-        sha256,
+        size: Some(size),
+        sha256: Some(sha256),
         created_ms: now_ms(),
-        used_ms: 0,
         kura_version: env!("CARGO_PKG_VERSION").to_string(),
         files: stats.files,
         bytes: stats.bytes,
-        paths: paths.to_vec(),
+        paths: t.paths.to_vec(),
         manifest: stats.manifest,
-        parents,
-        object: String::new(),
+        parents: t.parents,
+        ..Meta::bare(t.key, t.version, t.scope)
     };
-    let committed = upload.commit(&meta, overwrite)?;
+    let committed = upload.commit(&meta, t.overwrite)?;
     Ok(Walked {
         stored: Some((committed, meta)),
         missing,

@@ -10,10 +10,10 @@ use super::save::{store_walk, warn_missing, Target, Walked};
 use super::{path_lines, user_error, Env};
 use crate::archive::{self, HashingReader, PackOptions, Tree, UnpackOptions};
 use crate::cli::{AttachArgs, PersistArgs, RunArgs};
+use crate::outcome::{Outcome, Planned};
 use crate::report::{human, speed};
 use crate::store::{encode, Committed, Meta};
 use anyhow::{bail, Context as _, Result};
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -59,47 +59,15 @@ fn absolute(env: &Env, p: &Path) -> PathBuf {
     crate::select::normalize(&env.ctx.cwd.join(p))
 }
 
-pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
+pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
     let (workflow, job) = ids(env, &args.run)?;
-    let root = absolute(env, &args.root);
-    if !root.is_dir() {
-        return Err(user_error(format!(
-            "--root {} is not a directory",
-            root.display()
-        )));
-    }
-    let paths = path_lines(&args.paths);
-    if let Some(p) = paths
-        .iter()
-        .find(|p| p.trim_start_matches('!').starts_with(['/', '~']))
-    {
-        return Err(user_error(format!(
-            "persist path {p:?} must be relative to --root {}",
-            root.display()
-        )));
-    }
-    let r = &env.report;
+    let (root, paths) = persist_plan(env, args)?;
     let scope = scope(&workflow);
-    let attempt = env.ctx.ci.attempt;
-    let prefix = format!("{job}~{attempt:03}~");
+    let prefix = format!("{job}~{:03}~", env.ctx.ci.attempt);
     let seq = env.store.list_prefix(&scope, LAYER_VERSION, &prefix)?.len() + 1;
     let key = format!("{prefix}{seq:03}");
     if args.dry_run {
-        let sel =
-            crate::select::select(&root, &paths, None).map_err(|e| user_error(format!("{e:#}")))?;
-        warn_missing(env, &sel.missing);
-        r.info(format!(
-            "Would persist layer {key} of workflow {workflow}: {} files, {} from {}\n  store {}",
-            sel.file_count(),
-            human(sel.total_bytes()),
-            root.display(),
-            env.store.location()
-        ));
-        r.outcome(
-            json!({"outcome": "dry_run", "layer": key, "workflow": workflow,
-            "files": sel.file_count(), "bytes": sel.total_bytes()}),
-        );
-        return Ok(0);
+        return persist_dry_run(env, &root, &paths, key, workflow);
     }
     let parents: Vec<String> = std::fs::read(attached_file(&workflow, &job))
         .ok()
@@ -123,26 +91,81 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<i32> {
     let Walked { stored, missing } = store_walk(env, &root, None, &opts, target)?;
     warn_missing(env, &missing);
     let Some((committed, meta)) = stored else {
-        r.warn(format!(
+        env.report.warn(format!(
             "nothing to persist: no path matched a file under {}",
             root.display()
         ));
-        return Ok(0);
+        return Ok(Outcome::Empty {
+            key: None,
+            workflow: Some(workflow),
+        });
     };
     if let Committed::Exists = committed {
         bail!("workspace layer {key} already exists; was this job run twice at once?");
     }
-    r.info(format!(
+    env.report.info(format!(
         "Persisted {} files ({}) as layer {key} of workflow {workflow} in {}",
         meta.files,
         human(meta.bytes),
         speed(meta.bytes, started.elapsed())
     ));
-    r.outcome(
-        json!({"outcome": "persisted", "layer": key, "workflow": workflow,
-        "files": meta.files, "bytes": meta.bytes, "size": meta.size}),
-    );
-    Ok(0)
+    Ok(Outcome::Persisted {
+        layer: key,
+        workflow,
+        files: meta.files,
+        bytes: meta.bytes,
+        size: meta.size.unwrap_or(0),
+    })
+}
+
+/// The root and the paths under it, checked.
+fn persist_plan(env: &Env, args: &PersistArgs) -> Result<(PathBuf, Vec<String>)> {
+    let root = absolute(env, &args.root);
+    if !root.is_dir() {
+        return Err(user_error(format!(
+            "--root {} is not a directory",
+            root.display()
+        )));
+    }
+    let paths = path_lines(&args.paths);
+    if let Some(p) = paths
+        .iter()
+        .find(|p| p.trim_start_matches('!').starts_with(['/', '~']))
+    {
+        return Err(user_error(format!(
+            "persist path {p:?} must be relative to --root {}",
+            root.display()
+        )));
+    }
+    Ok((root, paths))
+}
+
+fn persist_dry_run(
+    env: &Env,
+    root: &Path,
+    paths: &[String],
+    layer: String,
+    workflow: String,
+) -> Result<Outcome> {
+    let sel = crate::select::select(root, paths, None).map_err(|e| user_error(format!("{e:#}")))?;
+    warn_missing(env, &sel.missing);
+    env.report.info(format!(
+        "Would persist layer {layer} of workflow {workflow}: {} files, {} from {}\n  store {}",
+        sel.file_count(),
+        human(sel.total_bytes()),
+        root.display(),
+        env.store.location()
+    ));
+    Ok(Outcome::DryRun(Planned {
+        key: None,
+        layer: Some(layer),
+        workflow: Some(workflow.clone()),
+        version: LAYER_VERSION.to_string(),
+        scope: scope(&workflow),
+        store: env.store.location(),
+        files: sel.file_count(),
+        bytes: sel.total_bytes(),
+    }))
 }
 
 struct Layer {
@@ -213,7 +236,7 @@ fn conflicts(layers: &[Layer]) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
+pub fn attach(env: &Env, args: &AttachArgs) -> Result<Outcome> {
     let (workflow, job) = ids(env, &args.run)?;
     let at = absolute(env, &args.at);
     let r = &env.report;
@@ -223,8 +246,10 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
             "workflow {workflow} has no workspace layers in {}; nothing attached",
             env.store.location()
         ));
-        r.outcome(json!({"outcome": "empty", "workflow": workflow}));
-        return Ok(0);
+        return Ok(Outcome::Empty {
+            key: None,
+            workflow: Some(workflow),
+        });
     }
     let clash = conflicts(&layers);
     if !clash.is_empty() {
@@ -236,8 +261,9 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
             "Concurrent upstream jobs persisted the same file(s) into the workspace:\n{}\nPersist each path from one job only, or make one job depend on the other.",
             list.join("\n")
         ));
-        r.outcome(json!({"outcome": "conflict", "paths": clash.keys().collect::<Vec<_>>()}));
-        return Ok(1);
+        return Ok(Outcome::Conflict {
+            paths: clash.into_keys().collect(),
+        });
     }
     std::fs::create_dir_all(&at).with_context(|| {
         format!(
@@ -248,33 +274,11 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
     let started = Instant::now();
     let (mut files, mut bytes) = (0, 0);
     for l in &layers {
-        let tree = Tree::new(&at, std::slice::from_ref(&at));
-        let mut reader = HashingReader::new(env.store.open(&l.meta)?);
-        let opts = UnpackOptions {
-            writers: env.workers as usize,
-            window_log_max: 27,
-        };
-        let done = archive::unpack(&mut reader, tree, &opts)
-            .with_context(|| format!("cannot apply workspace layer {}", l.meta.key))?;
-        let (sha, n) = reader.finish();
-        if sha != l.meta.sha256 || n != l.meta.size {
-            done.rollback();
-            bail!("workspace layer {} is corrupt (sha256 mismatch); re-run the job {} that persisted it", l.meta.key, l.job);
-        }
-        if !done.refused.is_empty() {
-            r.warn(format!(
-                "layer {}: refused\n  {}",
-                l.meta.key,
-                done.refused.join("\n  ")
-            ));
-        }
-        files += done.files;
-        bytes += done.bytes;
-        for problem in done.commit() {
-            r.warn(problem);
-        }
+        let (f, b) = apply(env, l, &at)?;
+        files += f;
+        bytes += b;
     }
-    let keys: Vec<&str> = layers.iter().map(|l| l.meta.key.as_str()).collect();
+    let keys: Vec<String> = layers.iter().map(|l| l.meta.key.clone()).collect();
     let _ = std::fs::write(attached_file(&workflow, &job), serde_json::to_vec(&keys)?);
     r.info(format!(
         "Attached {} layer(s) of workflow {workflow} under {}: {files} files, {} in {}",
@@ -283,6 +287,44 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<i32> {
         human(bytes),
         speed(bytes, started.elapsed())
     ));
-    r.outcome(json!({"outcome": "attached", "workflow": workflow, "layers": keys, "files": files, "bytes": bytes}));
-    Ok(0)
+    Ok(Outcome::Attached {
+        workflow,
+        layers: keys,
+        files,
+        bytes,
+    })
+}
+
+/// Extract one layer under `at`, checked against its sha256 before anything is kept.
+fn apply(env: &Env, l: &Layer, at: &Path) -> Result<(u64, u64)> {
+    let tree = Tree::new(at, &[at.to_path_buf()]);
+    let mut reader = HashingReader::new(env.store.open(&l.meta)?);
+    let opts = UnpackOptions {
+        writers: env.workers as usize,
+        window_log_max: 27,
+    };
+    let done = archive::unpack(&mut reader, tree, &opts)
+        .with_context(|| format!("cannot apply workspace layer {}", l.meta.key))?;
+    let (sha, n) = reader.finish();
+    let sha_bad = l.meta.sha256.as_ref().is_some_and(|s| *s != sha);
+    if sha_bad || l.meta.size.is_some_and(|s| s != n) {
+        done.rollback();
+        bail!(
+            "workspace layer {} is corrupt (sha256 mismatch); re-run the job {} that persisted it",
+            l.meta.key,
+            l.job
+        );
+    }
+    if !done.refused.is_empty() {
+        env.report.warn(format!(
+            "layer {}: refused\n  {}",
+            l.meta.key,
+            done.refused.join("\n  ")
+        ));
+    }
+    let (files, bytes) = (done.files, done.bytes);
+    for problem in done.commit() {
+        env.report.warn(problem);
+    }
+    Ok((files, bytes))
 }

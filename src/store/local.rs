@@ -124,17 +124,17 @@ impl Store for LocalStore {
         Ok(Box::new(f))
     }
 
-    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
         let tmp = self.tmp_dir()?;
         fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let file = File::create(tmp.join(ARCHIVE))
             .with_context(|| format!("cannot write in {}", tmp.display()))?;
-        Ok(Box::new(LocalUpload {
+        Ok(Some(Box::new(LocalUpload {
             file: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
             dest: self.entry_dir(scope, version, key),
             trash: self.tmp_dir()?,
-        }))
+        })))
     }
 
     fn delete(&self, meta: &Meta) -> Result<()> {

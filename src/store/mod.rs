@@ -9,7 +9,9 @@ pub use gha::GhaStore;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
-use anyhow::{bail, Result};
+use crate::outcome::user_error;
+use crate::vars::Vars;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -22,16 +24,19 @@ pub struct Meta {
     pub key: String,
     pub version: String,
     pub scope: String,
-    /// Archive size in bytes, and its sha256 (hex), checked on every restore.
-    pub size: u64,
-    pub sha256: String,
+    /// Archive size in bytes, where the store knows it (GitHub's lookups do not say).
+    pub size: Option<u64>,
+    /// The archive's sha256 (hex), checked on every restore, where the store records one
+    /// (GitHub's does not: zstd's frame checksum and the length stand in).
+    #[serde(default, deserialize_with = "some_text")]
+    pub sha256: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// When a restore last used it (local store: the entry directory's mtime).
     #[serde(default)]
     pub used_ms: u64,
     pub kura_version: String,
-    /// Files and bytes before compression.
+    /// Files and bytes before compression (0 where the store does not record them).
     pub files: u64,
     pub bytes: u64,
     pub paths: Vec<String>,
@@ -41,9 +46,29 @@ pub struct Meta {
     /// Workspace layers only: the layers the persisting job had attached (its upstream).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<String>,
-    /// Where the store keeps the entry, when its layout needs saying (S3: the metadata object).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub object: String,
+    /// Where the store found the entry; never stored.
+    #[serde(skip)]
+    pub handle: Handle,
+}
+
+/// How a store finds an entry again, when its key, version and scope do not say.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Handle {
+    /// The layout follows from key, version and scope (the local store).
+    #[default]
+    Derived,
+    /// An S3 metadata object name.
+    Object(String),
+    /// A signed download URL (GitHub's lookups).
+    Url(String),
+    /// A GitHub cache id (GitHub's REST listings).
+    Id(u64),
+}
+
+/// Early entries wrote `"sha256": ""` for "none".
+fn some_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()))
 }
 
 impl Meta {
@@ -53,8 +78,8 @@ impl Meta {
             key: key.to_string(),
             version: version.to_string(),
             scope: scope.to_string(),
-            size: 0,
-            sha256: String::new(),
+            size: None,
+            sha256: None,
             created_ms: 0,
             used_ms: 0,
             kura_version: String::new(),
@@ -63,22 +88,10 @@ impl Meta {
             paths: Vec::new(),
             manifest: BTreeMap::new(),
             parents: Vec::new(),
-            object: String::new(),
+            handle: Handle::Derived,
         }
     }
 }
-
-/// `create` refused: an entry with this key, version and scope exists or is being saved.
-#[derive(Debug)]
-pub struct Exists;
-
-impl std::fmt::Display for Exists {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an entry with this key already exists")
-    }
-}
-
-impl std::error::Error for Exists {}
 
 /// The store will not do this for this job, by the job's own settings (GitHub's cache-mode,
 /// a read-only token): reported as information, never as a failure.
@@ -124,7 +137,9 @@ pub trait Store: Send + Sync {
 
     fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>>;
 
-    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>>;
+    /// A new upload, or None when an entry with this key, version and scope exists or is
+    /// being saved (stores that know this before any byte is sent).
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>>;
 
     fn delete(&self, meta: &Meta) -> Result<()>;
 
@@ -181,40 +196,39 @@ fn newest<'a>(it: impl Iterator<Item = &'a Meta>) -> Option<&'a Meta> {
     it.max_by_key(|m| m.created_ms)
 }
 
-/// Open the store a URL names; no URL means the local default directory.
-pub fn open(url: Option<&str>) -> Result<Box<dyn Store>> {
+/// Open the store a URL names; no URL means GitHub's cache inside an action given the runtime
+/// token, else the local default directory. A URL kura cannot read is bad input (exit 2); a
+/// store that cannot start is a failure like any other.
+pub fn open(url: Option<&str>, vars: &Vars) -> Result<Box<dyn Store>> {
     let url = url.map(str::trim).filter(|u| !u.is_empty());
     match url {
-        // Inside a GitHub action that was given the runtime token, GitHub's cache is the store.
-        None if gha::available() => Ok(Box::new(GhaStore::open("gha://")?)),
-        None => Ok(Box::new(LocalStore::new(default_dir()?))),
+        None if gha::available(vars) => Ok(Box::new(GhaStore::open("gha://", vars)?)),
+        None => Ok(Box::new(LocalStore::new(default_dir(vars)?))),
         Some(u) if u.starts_with("file://") => {
             let path = &u["file://".len()..];
             if !path.starts_with('/') {
-                bail!("store URL {u:?}: a file:// URL needs an absolute path, as in file:///var/cache/kura");
+                return Err(user_error(format!("store URL {u:?}: a file:// URL needs an absolute path, as in file:///var/cache/kura")));
             }
             Ok(Box::new(LocalStore::new(PathBuf::from(path))))
         }
         Some(u) if u.starts_with('/') => Ok(Box::new(LocalStore::new(PathBuf::from(u)))),
-        Some(u) if u.starts_with("s3://") => Ok(Box::new(S3Store::open(u)?)),
-        Some(u) if u.starts_with("gha://") => Ok(Box::new(GhaStore::open(u)?)),
-        Some(u) => {
-            bail!(
-                "store URL {u:?} is not understood; use file:///DIR, s3://BUCKET/PREFIX or gha://"
-            )
-        }
+        Some(u) if u.starts_with("s3://") => Ok(Box::new(S3Store::open(u, vars)?)),
+        Some(u) if u.starts_with("gha://") => Ok(Box::new(GhaStore::open(u, vars)?)),
+        Some(u) => Err(user_error(format!(
+            "store URL {u:?} is not understood; use file:///DIR, s3://BUCKET/PREFIX or gha://"
+        ))),
     }
 }
 
-pub fn default_dir() -> Result<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+pub fn default_dir(vars: &Vars) -> Result<PathBuf> {
+    if let Some(x) = vars.get("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(x).join("kura"));
     }
-    match crate::select::home_dir() {
+    match vars.home() {
         Some(h) => Ok(h.join(".cache").join("kura")),
-        None => bail!(
-            "no store given and neither XDG_CACHE_HOME nor HOME is set; pass --store file:///DIR"
-        ),
+        None => Err(user_error(
+            "no store given and neither XDG_CACHE_HOME nor HOME is set; pass --store file:///DIR",
+        )),
     }
 }
 

@@ -13,7 +13,9 @@ mod rest;
 mod twirp;
 mod v1;
 
-use super::{Candidate, Committed, Exists, Meta, Skipped, Store, Upload};
+use super::{Candidate, Committed, Handle, Meta, Skipped, Store, Upload};
+use crate::outcome::user_error;
+use crate::vars::Vars;
 use anyhow::{anyhow, bail, Result};
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -57,19 +59,17 @@ pub struct GhaStore {
 }
 
 /// Where GitHub's cache service is, when this job can use it.
-pub fn available() -> bool {
-    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+pub fn available(vars: &Vars) -> bool {
+    let set = |k: &str| vars.get(k).is_some();
     set("ACTIONS_RUNTIME_TOKEN") && (set("ACTIONS_RESULTS_URL") || set("ACTIONS_CACHE_URL"))
 }
 
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
-}
-
 /// GitHub Enterprise Server speaks only the legacy v1 service.
-fn is_ghes() -> bool {
-    let server = env("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
-    let host = origin(&server)
+fn is_ghes(vars: &Vars) -> bool {
+    let server = vars
+        .get("GITHUB_SERVER_URL")
+        .unwrap_or("https://github.com");
+    let host = origin(server)
         .and_then(|o| o.split("://").nth(1).map(str::to_string))
         .unwrap_or_default();
     let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
@@ -118,11 +118,14 @@ pub(super) fn uuid() -> String {
 impl GhaStore {
     /// `gha://`. The token is checked when it is first needed, so that a job without one
     /// gets a warning that says how to give it one, not a failed step.
-    pub fn open(url: &str) -> Result<GhaStore> {
+    pub fn open(url: &str, vars: &Vars) -> Result<GhaStore> {
         let rest_of = url.trim_start_matches("gha://");
         if !rest_of.trim_matches('/').is_empty() {
-            bail!("store URL {url:?}: the GitHub cache takes no location; write gha://");
+            return Err(user_error(format!(
+                "store URL {url:?}: the GitHub cache takes no location; write gha://"
+            )));
         }
+        let env = |k: &str| vars.string(k);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let secs = |k: &str, default: u64| {
             env(k)
@@ -143,7 +146,7 @@ impl GhaStore {
         let api = match env("ACTIONS_RUNTIME_TOKEN") {
             None => None,
             Some(token) => match (&results, env("ACTIONS_CACHE_URL")) {
-                (Some(u), _) if !is_ghes() => Some(Api::V2(Arc::new(Twirp {
+                (Some(u), _) if !is_ghes(vars) => Some(Api::V2(Arc::new(Twirp {
                     origin: origin(u)
                         .ok_or_else(|| anyhow!("ACTIONS_RESULTS_URL {u:?} is not a URL"))?,
                     token,
@@ -173,7 +176,7 @@ impl GhaStore {
         // octocrab starts its service worker on the current runtime.
         let rest = {
             let _in_runtime = rt.enter();
-            rest::Rest::from_env()?
+            rest::Rest::from_vars(vars)?
         };
         Ok(GhaStore {
             rt: Arc::new(rt),
@@ -241,10 +244,15 @@ impl GhaStore {
 /// Refusals of the service as kura's outcomes: "denied" is a skip with its reason.
 fn refused(e: anyhow::Error) -> anyhow::Error {
     match e.downcast::<Refusal>() {
-        Ok(Refusal::Exists) => Exists.into(),
         Ok(Refusal::Denied(m)) => Skipped(m).into(),
+        Ok(other) => other.into(),
         Err(e) => e,
     }
+}
+
+/// The service's 409: the key is taken.
+fn exists(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<Refusal>(), Some(Refusal::Exists))
 }
 
 impl Store for GhaStore {
@@ -284,10 +292,10 @@ impl Store for GhaStore {
         let Some((matched, url)) = self.find(&keys, version)? else {
             return Ok(None);
         };
-        let size = self.rt.block_on(blob::size(&self.blobs, &url)).unwrap_or(0);
+        let size = self.rt.block_on(blob::size(&self.blobs, &url));
         let mut meta = Meta::bare(&matched, version, "");
         meta.size = size;
-        meta.object = url;
+        meta.handle = Handle::Url(url);
         Ok(Some(meta))
     }
 
@@ -301,33 +309,39 @@ impl Store for GhaStore {
     }
 
     fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
-        let mut size = meta.size;
-        if size == 0 {
-            size = self
+        let Handle::Url(url) = &meta.handle else {
+            bail!(
+                "the GitHub cache entry {} was not found by a lookup: it cannot be downloaded",
+                meta.key
+            );
+        };
+        let size = match meta.size {
+            Some(s) => s,
+            None => self
                 .rt
-                .block_on(blob::size(&self.blobs, &meta.object))
-                .ok_or_else(|| anyhow!("the cache blob's size is unknown (HEAD failed)"))?;
-        }
+                .block_on(blob::size(&self.blobs, url))
+                .ok_or_else(|| anyhow!("the cache blob's size is unknown (HEAD failed)"))?,
+        };
         let segments = size.div_ceil(128 << 20).max(1) as u32;
         Ok(blob::reader(
             &self.rt,
             self.blobs.clone(),
-            meta.object.clone(),
+            url.clone(),
             size,
             PARALLEL,
             self.segment_deadline * segments,
         ))
     }
 
-    fn create(&self, _scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
+    fn create(&self, _scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
         self.may_write()?;
         let api = self.api()?.clone();
         let (dest, reservation) = match &api {
             Api::V2(twirp) => {
-                let created = self
-                    .rt
-                    .block_on(twirp.create(key, version))
-                    .map_err(refused)?;
+                let created = match self.rt.block_on(twirp.create(key, version)) {
+                    Err(e) if exists(&e) => return Ok(None),
+                    r => r.map_err(refused)?,
+                };
                 if !created.ok || created.signed_upload_url.is_empty() {
                     if created.message.contains("cache write denied:") {
                         return Err(Skipped(twirp::denied(&created.message)).into());
@@ -340,14 +354,14 @@ impl Store for GhaStore {
                 (blob::Dest::Azure(created.signed_upload_url), 0)
             }
             Api::V1(v1) => {
-                let id = self
-                    .rt
-                    .block_on(v1.reserve(key, version))
-                    .map_err(refused)?;
+                let id = match self.rt.block_on(v1.reserve(key, version)) {
+                    Err(e) if exists(&e) => return Ok(None),
+                    r => r.map_err(refused)?,
+                };
                 (blob::Dest::Service(v1.clone(), id), id)
             }
         };
-        Ok(Box::new(GhaUpload {
+        Ok(Some(Box::new(GhaUpload {
             blob: Some(blob::Uploader::new(
                 self.rt.clone(),
                 self.blobs.clone(),
@@ -358,19 +372,21 @@ impl Store for GhaStore {
             rt: self.rt.clone(),
             api,
             reservation,
-        }))
+        })))
     }
 
     fn delete(&self, meta: &Meta) -> Result<()> {
         let rest = self.rest("deleting a cache")?;
-        if let Some(id) = meta.object.strip_prefix("id:") {
+        if let Handle::Id(id) = meta.handle {
             return self.rt.block_on(rest.delete_id(id));
         }
         // Found by a lookup, which tells no id: the entries with this key and version.
         self.rt.block_on(async {
             for m in rest.list(&meta.key, None).await? {
-                if m.key == meta.key && m.version == meta.version {
-                    rest.delete_id(m.object.trim_start_matches("id:")).await?;
+                if let (true, Handle::Id(id)) =
+                    (m.key == meta.key && m.version == meta.version, m.handle)
+                {
+                    rest.delete_id(id).await?;
                 }
             }
             Ok(())
@@ -383,8 +399,8 @@ impl Store for GhaStore {
         let scope = (!scope.is_empty()).then_some(scope);
         self.rt.block_on(async {
             for m in rest.list(key, scope).await? {
-                if m.key == key && m.version == version {
-                    rest.delete_id(m.object.trim_start_matches("id:")).await?;
+                if let (true, Handle::Id(id)) = (m.key == key && m.version == version, m.handle) {
+                    rest.delete_id(id).await?;
                 }
             }
             Ok(())
@@ -417,25 +433,24 @@ impl Write for GhaUpload {
 impl Upload for GhaUpload {
     fn commit(mut self: Box<Self>, meta: &Meta, _overwrite: bool) -> Result<Committed> {
         let size = self.blob.take().expect("committed twice").finish()?;
-        match &self.api {
-            Api::V2(twirp) => {
-                let done = self
-                    .rt
-                    .block_on(twirp.finalize(&meta.key, &meta.version, size))
-                    .map_err(refused)?;
-                if !done.ok {
-                    bail!(
+        let done = match &self.api {
+            Api::V2(twirp) => self
+                .rt
+                .block_on(twirp.finalize(&meta.key, &meta.version, size))
+                .and_then(|done| match done.ok {
+                    true => Ok(()),
+                    false => Err(anyhow!(
                         "the GitHub cache service did not commit key {}: {}",
                         meta.key,
                         done.message
-                    );
-                }
-            }
-            Api::V1(v1) => self
-                .rt
-                .block_on(v1.commit(self.reservation, size))
-                .map_err(refused)?,
+                    )),
+                }),
+            Api::V1(v1) => self.rt.block_on(v1.commit(self.reservation, size)),
+        };
+        match done {
+            Ok(()) => Ok(Committed::Saved),
+            Err(e) if exists(&e) => Ok(Committed::Exists),
+            Err(e) => Err(refused(e)),
         }
-        Ok(Committed::Saved)
     }
 }

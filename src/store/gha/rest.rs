@@ -1,7 +1,7 @@
 //! Cache management through GitHub's REST API (octocrab): list, delete by key or id.
 //! Needs `GITHUB_TOKEN` (with `actions: write` to delete) and `GITHUB_REPOSITORY`.
 
-use crate::store::Meta;
+use crate::store::{Handle, Meta};
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 
@@ -41,8 +41,8 @@ impl Cache {
             key: self.key,
             version: self.version,
             scope: self.git_ref,
-            size: self.size_in_bytes,
-            sha256: String::new(),
+            size: Some(self.size_in_bytes),
+            sha256: None,
             created_ms: rfc3339_ms(&self.created_at),
             used_ms: rfc3339_ms(&self.last_accessed_at),
             kura_version: String::new(),
@@ -51,15 +51,15 @@ impl Cache {
             paths: Vec::new(),
             manifest: Default::default(),
             parents: Vec::new(),
-            object: format!("id:{}", self.id),
+            handle: Handle::Id(self.id),
         }
     }
 }
 
 impl Rest {
     /// None when the environment gives no token or repository.
-    pub fn from_env() -> Result<Option<Rest>> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    pub fn from_vars(vars: &crate::vars::Vars) -> Result<Option<Rest>> {
+        let env = |k: &str| vars.string(k);
         let (Some(token), Some(repo)) = (env("GITHUB_TOKEN"), env("GITHUB_REPOSITORY")) else {
             return Ok(None);
         };
@@ -107,7 +107,7 @@ impl Rest {
         Ok(out)
     }
 
-    pub async fn delete_id(&self, id: &str) -> Result<()> {
+    pub async fn delete_id(&self, id: u64) -> Result<()> {
         let uri = format!("{}{}/{id}", self.api, self.route());
         let resp = self
             .octo
@@ -137,27 +137,12 @@ fn explain(e: octocrab::Error, what: &str, permission: &str) -> anyhow::Error {
     anyhow!("cannot {what}: {e}")
 }
 
-/// `2026-11-23T11:30:02Z` (with optional fraction) as milliseconds since the epoch.
+/// An RFC 3339 time as GitHub writes it (`2026-11-23T11:30:02Z`, any offset, optional
+/// fraction) in milliseconds since the epoch; 0 when absent or unreadable.
 fn rfc3339_ms(s: &str) -> u64 {
-    let parse = || -> Option<u64> {
-        let (date, time) = s.split_once('T')?;
-        let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-        let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-        let time = time.trim_end_matches('Z');
-        let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-        let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
-        let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
-        let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
-        // Days from the civil date (Howard Hinnant's algorithm).
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146097 + doe - 719468;
-        Some((((days * 24 + h) * 60 + mi) * 60 + sec) as u64 * 1000 + ms as u64)
-    };
-    parse().unwrap_or(0)
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.timestamp_millis().max(0) as u64)
+        .unwrap_or(0)
 }
 
 pub fn need(rest: &Option<Rest>, what: &str) -> Result<()> {
@@ -177,5 +162,11 @@ mod tests {
             super::rfc3339_ms("2026-11-23T11:30:02.5Z"),
             1_795_433_402_500
         );
+        // The same instant with an offset.
+        assert_eq!(
+            super::rfc3339_ms("2026-11-23T12:30:02.5+01:00"),
+            1_795_433_402_500
+        );
+        assert_eq!(super::rfc3339_ms("yesterday"), 0);
     }
 }

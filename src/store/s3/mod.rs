@@ -25,10 +25,12 @@ mod upload;
 use settle::{marker_of, owner};
 use upload::{S3Handle, S3Upload};
 
-use super::{entry_name, name_prefix, now_ms, scope_dir, Meta, Store, Upload};
+use super::{entry_name, name_prefix, now_ms, scope_dir, Handle, Meta, Store, Upload};
+use crate::outcome::user_error;
+use crate::vars::Vars;
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
@@ -62,12 +64,13 @@ impl S3Store {
     /// `url` is `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&part_size=8M&concurrency=8]`;
     /// `KURA_S3_ENDPOINT`, `KURA_S3_PART_SIZE` and `KURA_S3_CONCURRENCY` set the same (MinIO,
     /// Garage, R2, Ceph need an endpoint; addressing is path-style).
-    pub fn open(url: &str) -> Result<S3Store> {
+    pub fn open(url: &str, vars: &Vars) -> Result<S3Store> {
+        let bad = |msg: String| user_error(format!("store URL {url:?}: {msg}"));
         let rest = &url["s3://".len()..];
         let (loc, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (bucket, prefix) = loc.split_once('/').unwrap_or((loc, ""));
         if bucket.is_empty() {
-            bail!("store URL {url:?} has no bucket; write it s3://BUCKET/PREFIX");
+            return Err(bad("no bucket; write it s3://BUCKET/PREFIX".into()));
         }
         let prefix = prefix.trim_matches('/');
         if !prefix.is_empty()
@@ -75,44 +78,60 @@ impl S3Store {
                 seg.is_empty() || seg == "." || seg == ".." || seg.chars().any(char::is_control)
             })
         {
-            bail!(
-                "store URL {url:?}: the prefix {prefix:?} has an empty, '.' or '..' segment (or a control character); write it like s3://{bucket}/team/cache"
-            );
+            return Err(bad(format!(
+                "the prefix {prefix:?} has an empty, '.' or '..' segment (or a control character); write it like s3://{bucket}/team/cache"
+            )));
         }
-        let env = |k: &str| std::env::var(k).ok().filter(|e| !e.is_empty());
-        let mut endpoint = env("KURA_S3_ENDPOINT");
+        let mut endpoint = vars.string("KURA_S3_ENDPOINT");
         let mut region = None;
-        let mut part = env("KURA_S3_PART_SIZE");
-        let mut parallel = env("KURA_S3_CONCURRENCY");
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("endpoint", v)) => endpoint = Some(v.to_string()),
-                Some(("region", v)) => region = Some(v.to_string()),
-                Some(("part_size", v)) => part = Some(v.to_string()),
-                Some(("concurrency", v)) => parallel = Some(v.to_string()),
-                _ => bail!(
-                    "store URL {url:?}: unknown option {pair:?} (known: endpoint, region, part_size, concurrency)"
-                ),
+        let mut part = vars.string("KURA_S3_PART_SIZE");
+        let mut parallel = vars.string("KURA_S3_CONCURRENCY");
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let v = Some(v.into_owned());
+            match &*k {
+                "endpoint" => endpoint = v,
+                "region" => region = v,
+                "part_size" => part = v,
+                "concurrency" => parallel = v,
+                _ => {
+                    return Err(bad(format!(
+                        "unknown option {k:?} (known: endpoint, region, part_size, concurrency)"
+                    )))
+                }
             }
         }
         let part = match part {
-            Some(p) => crate::report::parse_size(&p).map_err(|e| anyhow!(e))? as usize,
+            Some(p) => crate::report::parse_size(&p).map_err(user_error)? as usize,
             None => PART,
         };
         if !(5 << 20..=5 << 30).contains(&part) {
-            bail!("S3 part size {part} B is outside what S3 allows (5 MiB to 5 GiB)");
+            return Err(user_error(format!(
+                "S3 part size {part} B is outside what S3 allows (5 MiB to 5 GiB)"
+            )));
         }
         let parallel = match parallel {
             Some(c) => c
                 .parse::<usize>()
                 .ok()
                 .filter(|c| (1..=64).contains(c))
-                .ok_or_else(|| anyhow!("S3 concurrency {c:?} must be a number from 1 to 64"))?,
+                .ok_or_else(|| {
+                    user_error(format!(
+                        "S3 concurrency {c:?} must be a number from 1 to 64"
+                    ))
+                })?,
             None => PARALLEL,
         };
         // The rustls provider is chosen once per process; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        // As AmazonS3Builder::from_env does, but from the variables kura was given.
+        let mut b = AmazonS3Builder::new().with_bucket_name(bucket);
+        for (k, v) in vars.all() {
+            if k.starts_with("AWS_") {
+                if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+        }
         if let Some(e) = &endpoint {
             b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
         }
@@ -121,7 +140,7 @@ impl S3Store {
         }
         let s3 = b
             .build()
-            .with_context(|| format!("cannot configure the S3 store {url:?}"))?;
+            .map_err(|e| bad(format!("cannot configure the S3 client: {e}")))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -200,7 +219,7 @@ impl S3Store {
                     let mut m: Meta = serde_json::from_slice(&bytes)
                         .with_context(|| format!("unreadable metadata object {o}"))?;
                     m.used_ms = m.created_ms;
-                    m.object = o;
+                    m.handle = Handle::Object(o);
                     Ok::<_, anyhow::Error>(m)
                 })
                 .buffer_unordered(16)
@@ -273,8 +292,8 @@ impl Store for S3Store {
     }
 
     fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
-        let path = obj(archive_of(&meta.object));
-        let size = meta.size as usize;
+        let path = obj(archive_of(object_of(meta)?));
+        let size = meta.size.unwrap_or(0) as usize;
         let Tuning { part, parallel } = self.tuning;
         // Memory is what is in flight: `parallel` ranges of at most 4 MiB (the official
         // client's size; each may be collected through a second buffer), plus one handed on.
@@ -306,7 +325,7 @@ impl Store for S3Store {
         Ok(Box::new(super::PartReader::new(rx)))
     }
 
-    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Box<dyn Upload>> {
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
         let dir = format!("{}{}/", self.version_dir(scope, version), entry_name(key));
         let name = format!("{dir}{:013}-{:016x}", now_ms(), nonce());
         let store = S3Handle {
@@ -315,7 +334,7 @@ impl Store for S3Store {
             bucket: self.bucket.clone(),
             tuning: self.tuning,
         };
-        Ok(Box::new(S3Upload::new(store, dir, name)))
+        Ok(Some(Box::new(S3Upload::new(store, dir, name))))
     }
 
     /// Archives and markers without their metadata object are saves killed before they
@@ -348,14 +367,15 @@ impl Store for S3Store {
     }
 
     fn delete(&self, meta: &Meta) -> Result<()> {
+        let object = object_of(meta)?;
         self.rt.block_on(async {
             // The marker first: cut short, the entry stays whole (unmarked, still found). An
             // entry may have no marker (its writer was killed before writing it).
-            match self.s3.delete(&obj(marker_of(&meta.object))).await {
+            match self.s3.delete(&obj(marker_of(object))).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(explain(e, &self.bucket, "s3:DeleteObject")),
             }
-            for o in [meta.object.clone(), archive_of(&meta.object)] {
+            for o in [object.to_string(), archive_of(object)] {
                 self.s3
                     .delete(&obj(o.as_str()))
                     .await
@@ -371,6 +391,14 @@ impl Store for S3Store {
 /// parse (the prefix is checked in `open`); anything else is encoded rather than a panic.
 fn obj(name: impl AsRef<str>) -> ObjPath {
     ObjPath::parse(name.as_ref()).unwrap_or_else(|_| ObjPath::from(name.as_ref()))
+}
+
+/// The metadata object an entry was read from.
+fn object_of(meta: &Meta) -> Result<&str> {
+    match &meta.handle {
+        Handle::Object(o) => Ok(o),
+        _ => bail!("the entry {} was not read from this S3 store", meta.key),
+    }
 }
 
 fn archive_of(meta_object: &str) -> String {

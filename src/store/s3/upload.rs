@@ -101,9 +101,7 @@ impl Upload for S3Upload {
             }
         })?;
         let meta_obj = format!("{}.json", self.name);
-        let mut meta = meta.clone();
-        meta.object = meta_obj.clone();
-        let body = serde_json::to_vec(&meta)?;
+        let body = serde_json::to_vec(meta)?;
         h.rt.block_on(h.s3.put(&obj(meta_obj.as_str()), PutPayload::from(body)))
             .map_err(perm)?;
         // Settle who owns the key (see the module comment).

@@ -1,0 +1,173 @@
+//! What a verb did. Every verb returns one [`Outcome`]; `--json` prints it, the GitHub
+//! talk-back (`report::github`) turns it into step outputs and a summary row, and `main` maps
+//! it to the exit code. Field names are the `--json` interface: keep them stable.
+
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Restore: the entry was found (and, unless only looked up, written in full).
+    Hit(Restored),
+    /// Restore: written, but some entries were refused. Not a clean hit.
+    Partial(Restored),
+    Miss(Missed),
+    Saved(Saved),
+    /// Save: an entry with the key exists, from before or from a save that got there first.
+    Exists {
+        key: String,
+        version: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+    },
+    /// Save or persist: no path matched a file, so nothing was stored.
+    Empty {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        workflow: Option<String>,
+    },
+    /// `--dry-run` of save or persist: what would be stored.
+    DryRun(Planned),
+    Persisted {
+        layer: String,
+        workflow: String,
+        files: u64,
+        bytes: u64,
+        size: u64,
+    },
+    Attached {
+        workflow: String,
+        layers: Vec<String>,
+        files: u64,
+        bytes: u64,
+    },
+    /// Attach: unrelated jobs persisted these paths with different content. Exit 1.
+    Conflict {
+        paths: Vec<String>,
+    },
+    Listed {
+        entries: Vec<Listed>,
+    },
+    Deleted {
+        key: String,
+        count: usize,
+    },
+    Pruned {
+        removed: Vec<String>,
+        remaining_bytes: u64,
+    },
+    Keys {
+        keys: Vec<String>,
+    },
+    /// Bad input (a template, a pattern, a flag, a store URL). Exit 2.
+    Invalid {
+        error: String,
+    },
+    /// The job's own settings forbid it (GitHub's cache-mode, a read-only token).
+    Skipped {
+        reason: String,
+    },
+    /// The store or the files failed. Exit 1 when `strict` (`--strict`, and always for
+    /// workspaces), else a warning and exit 0.
+    Error {
+        error: String,
+        #[serde(skip)]
+        strict: bool,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct Restored {
+    pub primary_key: String,
+    pub matched_key: String,
+    /// True only when the primary key matched exactly and everything was written.
+    pub cache_hit: bool,
+    pub version: String,
+    pub scope: String,
+    pub size: Option<u64>,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Entries the extractor would not write, each with its reason.
+    pub refused: Vec<String>,
+    /// Found but not downloaded (`--lookup-only`, `--dry-run`).
+    pub lookup_only: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Missed {
+    pub primary_key: String,
+    pub keys: Vec<String>,
+    pub version: String,
+    pub reason: MissReason,
+    /// `--fail-on-miss`: exit 1.
+    #[serde(skip)]
+    pub fail: bool,
+}
+
+#[derive(Debug, Serialize, PartialEq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum MissReason {
+    NotFound,
+    /// Found, but its bytes did not check out; removed from the store.
+    Corrupt,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Saved {
+    pub key: String,
+    pub version: String,
+    pub scope: String,
+    pub size: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Planned {
+    /// The key (save) or the layer name (persist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    pub version: String,
+    pub scope: String,
+    pub store: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// One row of `ls`.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    pub key: String,
+    pub scope: String,
+    pub version: String,
+    pub size: Option<u64>,
+    pub files: u64,
+    pub created_ms: u64,
+    pub used_ms: u64,
+}
+
+/// Bad input: a template, a path pattern, a flag, a store URL. Exit 2, whatever `--strict`
+/// says.
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+pub fn user_error(msg: impl Into<String>) -> anyhow::Error {
+    UserError(msg.into()).into()
+}

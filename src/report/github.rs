@@ -1,0 +1,81 @@
+//! Telling the runner what happened, as `actions/cache` does: step outputs (`cache-hit` is
+//! `true` on an exact hit, `false` on a restore-key hit or a partial restore, and empty on a
+//! miss; `cache-primary-key`, `cache-matched-key`), state for a later save step (`CACHE_KEY`,
+//! `CACHE_RESULT`), and a row in the job summary. Files the runner did not provide are
+//! skipped; a file that cannot be written is reported, never fatal.
+
+use super::human;
+use crate::outcome::{Missed, Outcome, Restored};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Clone)]
+pub struct Files {
+    pub output: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub summary: Option<PathBuf>,
+}
+
+pub fn talk_back(outcome: &Outcome, files: &Files) -> std::io::Result<()> {
+    match outcome {
+        Outcome::Hit(r) | Outcome::Partial(r) => {
+            let hit = if r.cache_hit { "true" } else { "false" };
+            outputs(files, hit, &r.primary_key, &r.matched_key)?;
+        }
+        Outcome::Miss(Missed { primary_key, .. }) => outputs(files, "", primary_key, "")?,
+        _ => {}
+    }
+    let (verb, key, what, size, secs) = match outcome {
+        Outcome::Hit(r) if r.lookup_only || r.dry_run => restore_row(r, "found"),
+        Outcome::Hit(r) => restore_row(r, "restored"),
+        Outcome::Partial(r) => restore_row(r, "restored in part"),
+        Outcome::Miss(m) => ("restore", m.primary_key.as_str(), "not found", None, 0.0),
+        Outcome::Saved(s) => ("save", s.key.as_str(), "saved", Some(s.size), s.seconds),
+        Outcome::Exists { key, .. } => ("save", key.as_str(), "already saved", None, 0.0),
+        _ => return Ok(()),
+    };
+    let (size_s, time_s, speed_s) = match size {
+        Some(size) if size > 0 && secs > 0.0 => (
+            human(size),
+            format!("{secs:.1} s"),
+            format!("{}/s", human((size as f64 / secs.max(1e-3)) as u64)),
+        ),
+        _ => Default::default(),
+    };
+    append(
+        &files.summary,
+        &format!(
+            "| kura {verb} | key | result | size | time | speed |\n|---|---|---|---|---|---|\n| | `{}` | {what} | {size_s} | {time_s} | {speed_s} |\n\n",
+            key.replace('`', "'"),
+        ),
+    )
+}
+
+fn restore_row<'a>(
+    r: &'a Restored,
+    what: &'static str,
+) -> (&'static str, &'a str, &'static str, Option<u64>, f64) {
+    ("restore", &r.matched_key, what, r.size, r.seconds)
+}
+
+fn outputs(files: &Files, hit: &str, primary: &str, matched: &str) -> std::io::Result<()> {
+    append(
+        &files.output,
+        &format!("cache-hit={hit}\ncache-primary-key={primary}\ncache-matched-key={matched}\n"),
+    )?;
+    append(
+        &files.state,
+        &format!("CACHE_KEY={primary}\nCACHE_RESULT={matched}\n"),
+    )
+}
+
+fn append(path: &Option<PathBuf>, text: &str) -> std::io::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
