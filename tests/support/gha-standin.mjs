@@ -11,6 +11,8 @@
 //   POST /_admin/fault {match, rpc, status, times, retry_after, stall_after}
 //   (rpc: a Twirp method, or "download" for blob GETs; stall_after: bytes sent before hanging)
 //   GET /_admin/log?match=K   every request made for keys containing K
+//   POST /_admin/corrupt?key=K   overwrite the second half of key K's blobs with noise
+//   POST /_admin/age?key=K&days=N   make key K look created and used N days ago
 import http from 'node:http';
 import crypto from 'node:crypto';
 import {
@@ -243,6 +245,26 @@ const server = http.createServer((req, res) => {
     if (url.pathname === '/_admin/fault') {
       faults.push(JSON.parse(raw));
       return send(res, 200, {});
+    }
+    if (url.pathname === '/_admin/corrupt') {
+      // Replace the second half of the blobs of entries with this exact key by noise.
+      const k = url.searchParams.get('key') || '';
+      const hit = entries.filter((e) => e.done && e.key === k);
+      for (const e of hit) {
+        const blob = container.getBlockBlobClient(e.blob);
+        const data = await blob.downloadToBuffer();
+        crypto.randomFillSync(data, Math.floor(data.length / 2));
+        await blob.uploadData(data);
+      }
+      return send(res, 200, { corrupted: hit.length });
+    }
+    if (url.pathname === '/_admin/age') {
+      // Make entries with this exact key look created and last used `days` ago.
+      const k = url.searchParams.get('key') || '';
+      const days = Number(url.searchParams.get('days') || 0);
+      const hit = entries.filter((e) => e.done && e.key === k);
+      for (const e of hit) { e.created -= days * 86_400_000; e.accessed = e.created; }
+      return send(res, 200, { aged: hit.length });
     }
     if (url.pathname === '/_admin/log') {
       const k = url.searchParams.get('match') || '';

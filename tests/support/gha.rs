@@ -143,6 +143,26 @@ impl Service {
         self.http("POST", "/_admin/fault", &fault.to_string());
     }
 
+    /// Overwrite the blobs of entries with exactly this key behind kura's back.
+    pub fn corrupt(&self, key: &str) -> u64 {
+        let body = self.http("POST", &format!("/_admin/corrupt?key={}", query(key)), "");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["corrupted"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Make entries with exactly this key look created and last used `days` ago.
+    pub fn age(&self, key: &str, days: u64) -> u64 {
+        let body = self.http(
+            "POST",
+            &format!("/_admin/age?key={}&days={days}", query(key)),
+            "",
+        );
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["aged"]
+            .as_u64()
+            .unwrap()
+    }
+
     /// Every request the stand-in saw for keys containing `key`.
     pub fn log(&self, key: &str) -> Vec<serde_json::Value> {
         let body = self.http("GET", &format!("/_admin/log?match={key}"), "");
@@ -204,6 +224,15 @@ impl Service {
         let last = stdout.lines().last().unwrap_or_default();
         serde_json::from_str(last).unwrap_or_else(|_| panic!("@actions/cache said {stdout}"))
     }
+}
+
+fn query(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 // Helpers shared by the GitHub store tests and the interop tests.

@@ -1,0 +1,323 @@
+//! The store contract: one set of tests (`suite.rs`) that every store must pass, run here
+//! against the local directory store, Garage (S3) and the GitHub cache stand-in (Azurite
+//! behind a Twirp and REST service). A new store adds a [`Fixture`] and one `contract!` line.
+//!
+//! The tests drive the library's `Store` trait directly, and the verbs (`ops::save`,
+//! `ops::restore`, `ops::prune`) where the contract is about what a verb does with the store.
+
+mod suite;
+#[path = "../support/mod.rs"]
+mod support;
+
+use kura::store::{self, Handle, Meta, Store};
+use kura::vars::Vars;
+use std::path::PathBuf;
+use support::garage::{garage, BUCKET, KEY_ID, SECRET};
+
+/// How to reach one kind of store, and how to tamper with it behind kura's back.
+pub trait Fixture: Sync {
+    /// A store for namespace `ns` (a fresh, empty location where the store has locations)
+    /// whose saves go to scope `write` and whose restores may read `read`, in order. Stores
+    /// that take scopes from a token get a token with those scopes.
+    fn store(&self, ns: &str, write: &str, read: &[&str]) -> Box<dyn Store>;
+    /// Replace the second half of an entry's archive by noise.
+    fn corrupt(&self, ns: &str, meta: &Meta);
+    /// Make an entry look created and last used `days` ago.
+    fn backdate(&self, ns: &str, meta: &Meta, days: u64);
+    /// What the store holds in `ns` that belongs to no entry `store.list` shows: the
+    /// leftovers of losing, abandoned or killed saves. Empty where the service owns storage.
+    fn stray(&self, ns: &str, store: &dyn Store) -> Vec<String>;
+    /// GitHub keeps an unfinished reservation: the key stays taken after an abandoned save.
+    fn abandoned_save_holds_the_key(&self) -> bool {
+        false
+    }
+    /// The service matches keys itself, in GitHub order only (no CircleCI order).
+    fn github_order_only(&self) -> bool {
+        false
+    }
+}
+
+/// `data` with its second half replaced by noise.
+fn spoil(mut data: Vec<u8>, seed: u64) -> Vec<u8> {
+    let half = data.len() / 2;
+    let noise = support::noise(data.len() - half, seed);
+    data[half..].copy_from_slice(&noise);
+    data
+}
+
+fn scratch(ns: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("contract-{}", std::process::id()))
+        .join(ns)
+}
+
+/// The local directory store.
+pub struct Local;
+
+impl Local {
+    fn root(ns: &str) -> PathBuf {
+        scratch(ns).join("store")
+    }
+
+    /// The entry directory holding `meta`: the one whose meta.json names its key.
+    fn entry_dir(ns: &str, meta: &Meta) -> PathBuf {
+        fn walk(d: &std::path::Path, key: &str) -> Option<PathBuf> {
+            for e in std::fs::read_dir(d).ok()?.flatten() {
+                let p = e.path();
+                if p.join("meta.json").is_file() {
+                    let m: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(p.join("meta.json")).ok()?).ok()?;
+                    if m["key"] == key {
+                        return Some(p);
+                    }
+                } else if p.is_dir() {
+                    if let Some(found) = walk(&p, key) {
+                        return Some(found);
+                    }
+                }
+            }
+            None
+        }
+        walk(&Local::root(ns), &meta.key).expect("the entry is in the store directory")
+    }
+}
+
+impl Fixture for Local {
+    fn store(&self, ns: &str, _write: &str, _read: &[&str]) -> Box<dyn Store> {
+        let url = format!("file://{}", Local::root(ns).display());
+        store::open(Some(&url), &Vars::default()).unwrap()
+    }
+
+    fn corrupt(&self, ns: &str, meta: &Meta) {
+        let archive = Local::entry_dir(ns, meta).join("archive");
+        std::fs::write(&archive, spoil(std::fs::read(&archive).unwrap(), 77)).unwrap();
+    }
+
+    fn stray(&self, ns: &str, _store: &dyn Store) -> Vec<String> {
+        std::fs::read_dir(Local::root(ns).join(".tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().display().to_string())
+            .collect()
+    }
+
+    fn backdate(&self, ns: &str, meta: &Meta, days: u64) {
+        let dir = Local::entry_dir(ns, meta);
+        let path = dir.join("meta.json");
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let then = m["created_ms"].as_u64().unwrap() - days * 86_400_000;
+        m["created_ms"] = then.into();
+        std::fs::write(&path, m.to_string()).unwrap();
+        let t = filetime::FileTime::from_unix_time((then / 1000) as i64, 0);
+        filetime::set_file_mtime(&dir, t).unwrap();
+    }
+}
+
+/// Garage, one prefix of the test bucket per namespace.
+pub struct S3;
+
+impl S3 {
+    fn vars() -> Vars {
+        Vars::from_pairs([
+            ("KURA_S3_ENDPOINT", garage().endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_REGION", "garage"),
+        ])
+    }
+
+    fn client() -> object_store::aws::AmazonS3 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(&garage().endpoint)
+            .with_allow_http(true)
+            .with_region("garage")
+            .with_access_key_id(KEY_ID)
+            .with_secret_access_key(SECRET)
+            .build()
+            .unwrap()
+    }
+
+    fn object(meta: &Meta) -> String {
+        match &meta.handle {
+            Handle::Object(o) => o.clone(),
+            h => panic!("an S3 entry without its object name: {h:?}"),
+        }
+    }
+
+    fn put(name: &str, data: Vec<u8>) {
+        use object_store::ObjectStoreExt;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(S3::client().put(&object_store::path::Path::parse(name).unwrap(), data.into()))
+            .unwrap();
+    }
+
+    fn get(name: &str) -> Vec<u8> {
+        use object_store::ObjectStoreExt;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let path = object_store::path::Path::parse(name).unwrap();
+            S3::client()
+                .get(&path)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        })
+        .to_vec()
+    }
+}
+
+impl Fixture for S3 {
+    fn store(&self, ns: &str, _write: &str, _read: &[&str]) -> Box<dyn Store> {
+        let url = format!("s3://{BUCKET}/contract-{ns}");
+        store::open(Some(&url), &S3::vars()).unwrap()
+    }
+
+    fn corrupt(&self, _ns: &str, meta: &Meta) {
+        let o = S3::object(meta);
+        let archive = format!("{}.tzst", o.trim_end_matches(".json"));
+        S3::put(&archive, spoil(S3::get(&archive), 78));
+    }
+
+    fn stray(&self, ns: &str, store: &dyn Store) -> Vec<String> {
+        use object_store::list::{PaginatedListOptions, PaginatedListStore};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let names: Vec<String> = rt
+            .block_on(S3::client().list_paginated(
+                Some(&format!("contract-{ns}/")),
+                PaginatedListOptions::default(),
+            ))
+            .unwrap()
+            .result
+            .objects
+            .into_iter()
+            .map(|o| o.location.to_string())
+            .collect();
+        let kept: Vec<String> = store
+            .list("")
+            .unwrap()
+            .iter()
+            .flat_map(|m| {
+                let stem = S3::object(m).trim_end_matches(".json").to_string();
+                ["json", "tzst", "won"].map(|x| format!("{stem}.{x}"))
+            })
+            .collect();
+        names.into_iter().filter(|n| !kept.contains(n)).collect()
+    }
+
+    fn backdate(&self, _ns: &str, meta: &Meta, days: u64) {
+        let o = S3::object(meta);
+        let mut m: serde_json::Value = serde_json::from_slice(&S3::get(&o)).unwrap();
+        let then = m["created_ms"].as_u64().unwrap() - days * 86_400_000;
+        m["created_ms"] = then.into();
+        S3::put(&o, m.to_string().into_bytes());
+    }
+}
+
+/// The GitHub cache service stand-in, shared by every test: namespaces live in the keys.
+pub struct Gha;
+
+impl Fixture for Gha {
+    fn store(&self, _ns: &str, write: &str, read: &[&str]) -> Box<dyn Store> {
+        let svc = support::gha::service();
+        let mut scopes = vec![(write, 3u8)];
+        scopes.extend(read.iter().filter(|r| **r != write).map(|r| (*r, 1u8)));
+        let vars = Vars::from_pairs([
+            ("ACTIONS_RESULTS_URL", format!("{}/", svc.url)),
+            ("ACTIONS_RUNTIME_TOKEN", support::gha::token(&scopes)),
+            ("GITHUB_REPOSITORY", "octo/repo".into()),
+            ("GITHUB_API_URL", svc.url.clone()),
+            ("GITHUB_TOKEN", "gh-token".into()),
+            ("KURA_GHA_BACKOFF_MS", "100".into()),
+        ]);
+        store::open(Some("gha://"), &vars).unwrap()
+    }
+
+    fn corrupt(&self, _ns: &str, meta: &Meta) {
+        assert_eq!(support::gha::service().corrupt(&meta.key), 1);
+    }
+
+    fn backdate(&self, _ns: &str, meta: &Meta, days: u64) {
+        assert_eq!(support::gha::service().age(&meta.key, days), 1);
+    }
+
+    fn stray(&self, _ns: &str, _store: &dyn Store) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn abandoned_save_holds_the_key(&self) -> bool {
+        true
+    }
+
+    fn github_order_only(&self) -> bool {
+        true
+    }
+}
+
+/// Every test of the suite, for one fixture.
+macro_rules! contract {
+    ($name:ident, $fixture:expr) => {
+        mod $name {
+            use super::suite;
+
+            #[test]
+            fn exact_then_prefix_newest_wins() {
+                suite::exact_then_prefix_newest_wins(&$fixture)
+            }
+
+            #[test]
+            fn versions_never_mix() {
+                suite::versions_never_mix(&$fixture)
+            }
+
+            #[test]
+            fn own_scope_first_and_never_another_branch() {
+                suite::own_scope_first_and_never_another_branch(&$fixture)
+            }
+
+            #[test]
+            fn an_existing_key_is_kept_unless_overwritten() {
+                suite::an_existing_key_is_kept_unless_overwritten(&$fixture)
+            }
+
+            #[test]
+            fn concurrent_saves_of_one_key_leave_one_entry() {
+                suite::concurrent_saves_of_one_key_leave_one_entry(&$fixture)
+            }
+
+            #[test]
+            fn an_abandoned_save_is_invisible() {
+                suite::an_abandoned_save_is_invisible(&$fixture)
+            }
+
+            #[test]
+            fn a_corrupt_entry_is_a_miss_and_is_deleted() {
+                suite::a_corrupt_entry_is_a_miss_and_is_deleted(&$fixture)
+            }
+
+            #[test]
+            fn list_and_delete() {
+                suite::list_and_delete(&$fixture)
+            }
+
+            #[test]
+            fn prune_removes_exactly_the_old_entry() {
+                suite::prune_removes_exactly_the_old_entry(&$fixture)
+            }
+
+            #[test]
+            fn large_entries_round_trip() {
+                suite::large_entries_round_trip(&$fixture)
+            }
+        }
+    };
+}
+
+contract!(local, super::Local);
+contract!(s3, super::S3);
+contract!(gha, super::Gha);
