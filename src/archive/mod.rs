@@ -45,7 +45,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex(&self.hasher.finalize()), self.count)
+        (self.inner, hex::encode(self.hasher.finalize()), self.count)
     }
 }
 
@@ -93,7 +93,7 @@ impl<R: Read> HashingReader<R> {
     }
 
     pub fn finish(self) -> (String, u64) {
-        (hex(&self.hasher.finalize()), self.count)
+        (hex::encode(self.hasher.finalize()), self.count)
     }
 }
 
@@ -110,10 +110,6 @@ impl<R: Read> Read for HashingReader<R> {
         }
         Ok(n)
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

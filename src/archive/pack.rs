@@ -257,7 +257,7 @@ fn write_tar<W: Write + Send>(
             if opts.manifest {
                 stats
                     .manifest
-                    .insert(shown.clone(), super::hex(&Sha256::digest(&data)));
+                    .insert(shown.clone(), hex::encode(Sha256::digest(&data)));
             }
             tar.append(&h, data.as_slice())?;
         } else {
@@ -274,7 +274,7 @@ fn write_tar<W: Write + Send>(
             if let Some(hs) = src.hasher.take() {
                 stats
                     .manifest
-                    .insert(shown.clone(), super::hex(&hs.finalize()));
+                    .insert(shown.clone(), hex::encode(hs.finalize()));
             }
             check_unchanged(e, src.inner.get_ref(), read)?;
         }

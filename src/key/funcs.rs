@@ -130,7 +130,7 @@ fn hash_files(args: &[String], ctx: &Context) -> Result<String, String> {
             sha256_file(f).map_err(|e| format!("hashFiles cannot read {}: {e}", f.display()))?;
         h.update(&d);
     }
-    Ok(hex(&h.finalize()))
+    Ok(hex::encode(h.finalize()))
 }
 
 pub fn resolve(p: &str, base: &Path, home: Option<&Path>) -> PathBuf {
@@ -157,10 +157,6 @@ fn sha256_file(path: &Path) -> std::io::Result<Vec<u8>> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().to_vec())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn os_name() -> &'static str {

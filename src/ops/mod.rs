@@ -55,7 +55,7 @@ pub fn cache_version_for(paths: &[String], compression: &str) -> String {
     let mut parts: Vec<&str> = paths.iter().map(String::as_str).collect();
     parts.push(compression);
     parts.push("1.0");
-    crate::archive::hex(&Sha256::digest(parts.join("|").as_bytes()))
+    hex::encode(Sha256::digest(parts.join("|").as_bytes()))
 }
 
 /// Render templates, mapping template errors to bad input.

@@ -2,6 +2,7 @@
 //! the trait. Stores know nothing of tar: an entry is opaque bytes plus its [`Meta`].
 
 mod gha;
+mod http;
 mod local;
 mod s3;
 
@@ -232,36 +233,16 @@ pub fn default_dir(vars: &Vars) -> Result<PathBuf> {
     }
 }
 
-/// Percent-encode everything but `[A-Za-z0-9._-]`. Encoding is per character, so the
-/// encoding of a prefix is a prefix of the encoding: restore-key lookups stay prefix scans.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Everything but `[A-Za-z0-9._-]` is percent-encoded in stored names.
+const NAME: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'-');
 
-#[cfg(test)]
-fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let h = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+/// Percent-encode everything but `[A-Za-z0-9._-]`. Encoding is per byte, so the encoding of
+/// a prefix is a prefix of the encoding: restore-key lookups stay prefix scans.
+pub fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, NAME).to_string()
 }
 
 /// Longest directory name used for a key; longer encodings are cut and given a hash suffix.
@@ -312,39 +293,8 @@ pub(crate) fn entry_name(key: &str) -> String {
     while enc.as_bytes()[cut - 1] == b'%' || enc.as_bytes()[cut - 2] == b'%' {
         cut -= 1; // never split a %XX escape
     }
-    let digest = crate::archive::hex(&Sha256::digest(key.as_bytes()));
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
     format!("{}~{}", &enc[..cut], &digest[..32])
-}
-
-/// What a download task hands on, part after part in order, read as one stream. The task
-/// stops at the first error, which the reader returns.
-pub(crate) struct PartReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    chunk: bytes::Bytes,
-}
-
-impl PartReader {
-    pub fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>) -> PartReader {
-        PartReader {
-            rx,
-            chunk: bytes::Bytes::new(),
-        }
-    }
-}
-
-impl Read for PartReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(part) => self.chunk = part?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
-        bytes::Buf::advance(&mut self.chunk, n);
-        Ok(n)
-    }
 }
 
 pub fn now_ms() -> u64 {
@@ -366,6 +316,11 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-%".contains(c)));
         assert!(enc.starts_with(&encode("v1-deps/li")));
-        assert_eq!(decode(&enc).as_deref(), Some(key));
+        let back = percent_encoding::percent_decode_str(&enc)
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(back, key);
+        // The layout of existing stores: upper-case escapes, '.', '_' and '-' kept.
+        assert_eq!(encode("a/b c~é._-"), "a%2Fb%20c%7E%C3%A9._-");
     }
 }

@@ -2,11 +2,10 @@
 //! or Put Block + Put Block List) or as ranges PATCHed to the v1 service; downloads as
 //! parallel ranged GETs handed on in order.
 
-use super::retry_after;
 use super::v1::V1;
-use anyhow::{anyhow, bail, Result};
+use crate::store::http::{self, Reply, Retry, Verdict};
+use anyhow::{anyhow, Result};
 use base64::Engine as _;
-use futures_util::StreamExt;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,45 +13,36 @@ use tokio::task::JoinHandle;
 
 /// The REST version kura speaks to Azure; the SAS carries its own.
 const X_MS_VERSION: &str = "2025-01-05";
-const ATTEMPTS: u32 = 3;
 /// Range size of downloads: the official client's (Azure SDK) size.
 const RANGE: u64 = 4 << 20;
 
-/// One request with retries on 5xx, throttling and transport errors.
-async fn send(make: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
-    let mut wait = Duration::from_millis(500);
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        if attempt > 1 {
-            tokio::time::sleep(wait).await;
-            wait *= 2;
+const RETRY: Retry = Retry {
+    attempts: 3,
+    first: Duration::from_millis(500),
+    factor: 2.0,
+};
+
+/// One request to Azure with retries on 5xx, throttling and transport errors.
+async fn send(make: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result<Reply> {
+    let make = || make().header("x-ms-version", X_MS_VERSION);
+    http::send(RETRY, what, make, |r| {
+        if (200..300).contains(&r.status) {
+            return Verdict::Done(r);
         }
-        match make().header("x-ms-version", X_MS_VERSION).send().await {
-            Ok(r) if r.status().is_success() => return Ok(r),
-            Ok(r) => {
-                let status = r.status().as_u16();
-                if let Some(a) = retry_after(r.headers()) {
-                    wait = a.min(Duration::from_secs(60));
-                }
-                let body = r.text().await.unwrap_or_default();
-                let code = body
-                    .split_once("<Code>")
-                    .and_then(|(_, rest)| rest.split_once("</Code>"))
-                    .map(|(c, _)| c.to_string())
-                    .unwrap_or_default();
-                last = format!("{what}: HTTP {status} {code}");
-                if !(status >= 500 || status == 429 || status == 408) {
-                    if status == 403 {
-                        bail!("{last}: the signed URL was refused (expired, or not signed for this); try again in a new job");
-                    }
-                    bail!("{last}");
-                }
-            }
-            // A URL with a SAS signature must never reach a log: say what failed, not where.
-            Err(e) => last = format!("{what}: {}", e.without_url()),
+        let text = r.text();
+        let code = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(c, _)| c)
+            .unwrap_or_default();
+        let msg = format!("{what}: HTTP {} {code}", r.status);
+        match r.status {
+            _ if r.transient() => Verdict::Again(msg),
+            403 => Verdict::Fail(anyhow!("{msg}: the signed URL was refused (expired, or not signed for this); try again in a new job")),
+            _ => Verdict::Fail(anyhow!(msg)),
         }
-    }
-    bail!("{last} (gave up after {ATTEMPTS} attempts)")
+    })
+    .await
 }
 
 /// Where an upload goes.
@@ -210,30 +200,7 @@ impl Drop for Uploader {
 /// The blob's size, or None when the server does not say.
 pub async fn size(http: &reqwest::Client, url: &str) -> Option<u64> {
     let r = send(|| http.head(url), "HEAD").await.ok()?;
-    r.headers()
-        .get("content-length")?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
-async fn range(http: &reqwest::Client, url: &str, r: std::ops::Range<u64>) -> Result<bytes::Bytes> {
-    let header = format!("bytes={}-{}", r.start, r.end - 1);
-    let resp = send(|| http.get(url).header("range", &header), "download").await?;
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| anyhow!("download stalled or broke: {}", e.without_url()))?;
-    if body.len() as u64 != r.end - r.start {
-        bail!(
-            "download: asked for {} bytes at {}, got {}",
-            r.end - r.start,
-            r.start,
-            body.len()
-        );
-    }
-    Ok(body)
+    r.headers.get("content-length")?.to_str().ok()?.parse().ok()
 }
 
 /// Stream the blob of `size` bytes: `parallel` ranged GETs in flight, handed on in order,
@@ -246,35 +213,13 @@ pub fn reader(
     parallel: usize,
     deadline: Duration,
 ) -> Box<dyn Read + Send> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
-    rt.spawn(async move {
-        let ranges: Vec<_> = (0..size)
-            .step_by(RANGE as usize)
-            .map(|s| s..(s + RANGE).min(size))
-            .collect();
-        let work = async {
-            let mut parts = futures_util::stream::iter(ranges)
-                .map(|r| {
-                    let (http, url) = (http.clone(), url.clone());
-                    async move { range(&http, &url, r).await }
-                })
-                .buffered(parallel);
-            while let Some(part) = parts.next().await {
-                let item = part.map_err(std::io::Error::other);
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    return;
-                }
-            }
-        };
-        if tokio::time::timeout(deadline, work).await.is_err() {
-            let _ = tx
-                .send(Err(std::io::Error::other(format!(
-                    "download did not finish within {} s (SEGMENT_DOWNLOAD_TIMEOUT_MINS)",
-                    deadline.as_secs()
-                ))))
-                .await;
+    let deadline = Some((deadline, "SEGMENT_DOWNLOAD_TIMEOUT_MINS"));
+    http::ranged(rt, size, RANGE, parallel, deadline, move |r| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let header = format!("bytes={}-{}", r.start, r.end - 1);
+            let reply = send(|| http.get(&url).header("range", &header), "download").await?;
+            Ok(reply.body)
         }
-    });
-    Box::new(crate::store::PartReader::new(rx))
+    })
 }

@@ -83,28 +83,9 @@ fn origin(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
-pub(super) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = h
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()?;
-    (v >= 0.0).then(|| Duration::from_secs_f64(v))
-}
-
 /// A random uuid v4 in its usual form, for block ids.
 pub(super) fn uuid() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut words = [0u64; 2];
-    for (i, w) in words.iter_mut().enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(super::now_ms() ^ i as u64);
-        h.write_u32(std::process::id());
-        *w = h.finish();
-    }
-    let hex = format!("{:016x}{:016x}", words[0], words[1]);
+    let hex = format!("{:032x}", super::http::random());
     format!(
         "{}-{}-4{}-a{}-{}",
         &hex[0..8],
@@ -126,20 +107,13 @@ impl GhaStore {
             )));
         }
         let env = |k: &str| vars.string(k);
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let secs = |k: &str, default: u64| {
-            env(k)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(default)
-        };
-        let idle = Duration::from_secs(secs("KURA_HTTP_TIMEOUT", 30).max(1));
         // One client (one connection pool) for the service and the blobs.
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(idle)
-            .build()?;
-        let backoff = Duration::from_millis(secs("KURA_GHA_BACKOFF_MS", 1000));
+        let http = super::http::client(vars)?;
+        let backoff = Duration::from_millis(
+            env("KURA_GHA_BACKOFF_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000),
+        );
         let results = env("ACTIONS_RESULTS_URL");
         // v2 wherever it is offered, except on GitHub Enterprise Server, which (like act)
         // speaks only v1; v1 falls back to ACTIONS_RESULTS_URL as the official client does.
@@ -169,17 +143,14 @@ impl GhaStore {
             Some("write-only") => Mode::WriteOnly,
             _ => Mode::All,
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+        let rt = super::http::runtime()?;
         // octocrab starts its service worker on the current runtime.
         let rest = {
             let _in_runtime = rt.enter();
             rest::Rest::from_vars(vars)?
         };
         Ok(GhaStore {
-            rt: Arc::new(rt),
+            rt,
             blobs: http,
             api,
             rest,

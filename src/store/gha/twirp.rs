@@ -1,8 +1,8 @@
 //! The cache service v2: three Twirp RPCs in JSON, as the official client sends them
 //! (snake_case names, int64 as strings, empty fields left out), parsed leniently.
 
-use super::retry_after;
-use anyhow::{anyhow, bail, Result};
+use crate::store::http::{self, Retry, Verdict};
+use anyhow::{anyhow, Result};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -109,54 +109,41 @@ impl Twirp {
         body: Value,
     ) -> Result<T> {
         let url = format!("{}{SERVICE}{method}", self.origin);
-        let mut wait = self.backoff;
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
-            if attempt > 1 {
-                tokio::time::sleep(wait).await;
-                wait = wait.mul_f64(1.5);
-            }
-            let sent = self
-                .http
+        let policy = Retry {
+            attempts: ATTEMPTS,
+            first: self.backoff,
+            factor: 1.5,
+        };
+        let what = format!("{method} (GitHub cache service at {})", self.origin);
+        let make = || {
+            self.http
                 .post(&url)
                 .bearer_auth(&self.token)
                 .header("content-type", "application/json")
                 .body(body.to_string())
-                .send()
-                .await;
-            let resp = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    last = format!(
-                        "cannot reach the GitHub cache service at {} ({e})",
-                        self.origin
-                    );
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let after = retry_after(resp.headers());
-            let text = resp.text().await.unwrap_or_default();
+        };
+        http::send(policy, &what, make, |r| {
+            let text = r.text();
             let msg = serde_json::from_str::<Value>(&text)
                 .ok()
                 .and_then(|v| v["msg"].as_str().map(str::to_string))
                 .unwrap_or_else(|| text.chars().take(200).collect());
-            match status {
+            match r.status {
                 200..=299 => match serde_json::from_str::<T>(&text) {
-                    Ok(t) => return Ok(t),
-                    Err(_) => last = format!("{method}: unreadable answer {text:?}"),
+                    Ok(t) => Verdict::Done(t),
+                    Err(_) => Verdict::Again(format!("{method}: unreadable answer {text:?}")),
                 },
-                409 => return Err(Refusal::Exists.into()),
-                429 => {
-                    let secs = after.unwrap_or(wait).min(Duration::from_secs(60));
-                    last = format!("{method}: rate limited by the GitHub cache service ({msg})");
-                    wait = secs;
+                409 => Verdict::Fail(Refusal::Exists.into()),
+                429 => Verdict::Again(format!(
+                    "{method}: rate limited by the GitHub cache service ({msg})"
+                )),
+                500 | 502 | 503 | 504 => {
+                    Verdict::Again(format!("{method}: HTTP {} ({msg})", r.status))
                 }
-                500 | 502 | 503 | 504 => last = format!("{method}: HTTP {status} ({msg})"),
-                _ => return Err(refusal(method, status, &msg)),
+                status => Verdict::Fail(refusal(method, status, &msg)),
             }
-        }
-        bail!("{last} (gave up after {ATTEMPTS} attempts)")
+        })
+        .await
     }
 }
 

@@ -2,9 +2,9 @@
 //! `act` still speak: lookup by comma-joined keys, reserve, PATCH the archive in ranges to
 //! the service itself, commit with the size.
 
-use super::retry_after;
 use super::twirp::Refusal;
-use anyhow::{bail, Result};
+use crate::store::http::{self, Retry, Verdict};
+use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -40,50 +40,36 @@ impl V1 {
         what: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<(u16, String)> {
-        let mut wait = self.backoff;
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
-            if attempt > 1 {
-                tokio::time::sleep(wait).await;
-                wait = wait.mul_f64(1.5);
-            }
-            let sent = make()
-                .bearer_auth(&self.token)
-                .header("accept", ACCEPT)
-                .send()
-                .await;
-            let r = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    last = format!("{what}: cannot reach the GitHub cache service ({e})");
-                    continue;
-                }
-            };
-            let status = r.status().as_u16();
-            let after = retry_after(r.headers());
-            let body = r.text().await.unwrap_or_default();
+        let policy = Retry {
+            attempts: ATTEMPTS,
+            first: self.backoff,
+            factor: 1.5,
+        };
+        let make = || make().bearer_auth(&self.token).header("accept", ACCEPT);
+        let what_ = format!("{what} (GitHub cache service)");
+        http::send(policy, &what_, make, |r| {
+            let body = r.text();
             let msg = serde_json::from_str::<Value>(&body)
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_string))
                 .unwrap_or_else(|| body.chars().take(200).collect());
-            match status {
-                200..=299 => return Ok((status, body)),
-                409 => return Err(Refusal::Exists.into()),
-                429 => {
-                    wait = after.unwrap_or(wait).min(Duration::from_secs(60));
-                    last = format!("{what}: rate limited ({msg})");
-                }
-                500..=599 => last = format!("{what}: HTTP {status} ({msg})"),
-                401 | 403 if msg.contains("write") => {
-                    return Err(Refusal::Denied(format!(
+            match r.status {
+                200..=299 => Verdict::Done((r.status, body)),
+                409 => Verdict::Fail(Refusal::Exists.into()),
+                429 => Verdict::Again(format!("{what}: rate limited ({msg})")),
+                500..=599 => Verdict::Again(format!("{what}: HTTP {} ({msg})", r.status)),
+                401 | 403 if msg.contains("write") => Verdict::Fail(
+                    Refusal::Denied(format!(
                         "cache write denied: {msg} — this job's cache token may not write; the save is skipped"
                     ))
-                    .into())
-                }
-                _ => bail!("{what}: HTTP {status} from the GitHub cache service ({msg})"),
+                    .into(),
+                ),
+                status => Verdict::Fail(anyhow!(
+                    "{what}: HTTP {status} from the GitHub cache service ({msg})"
+                )),
             }
-        }
-        bail!("{last} (gave up after {ATTEMPTS} attempts)")
+        })
+        .await
     }
 
     /// The matched key and the archive's URL, or None on a miss (204).

@@ -121,8 +121,7 @@ impl S3Store {
                 })?,
             None => PARALLEL,
         };
-        // The rustls provider is chosen once per process; a second install is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        super::http::tls();
         // As AmazonS3Builder::from_env does, but from the variables kura was given.
         let mut b = AmazonS3Builder::new().with_bucket_name(bucket);
         for (k, v) in vars.all() {
@@ -141,12 +140,8 @@ impl S3Store {
         let s3 = b
             .build()
             .map_err(|e| bad(format!("cannot configure the S3 client: {e}")))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
         Ok(S3Store {
-            rt: Arc::new(rt),
+            rt: super::http::runtime()?,
             s3: Arc::new(s3),
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
@@ -293,41 +288,36 @@ impl Store for S3Store {
 
     fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
         let path = obj(archive_of(object_of(meta)?));
-        let size = meta.size.unwrap_or(0) as usize;
+        let size = meta.size.unwrap_or(0);
         let Tuning { part, parallel } = self.tuning;
         // Memory is what is in flight: `parallel` ranges of at most 4 MiB (the official
         // client's size; each may be collected through a second buffer), plus one handed on.
-        let part = part.min(4 << 20);
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
-        let s3 = self.s3.clone();
-        let bucket = self.bucket.clone();
-        // Parallel ranged GETs, handed on in order.
-        self.rt.spawn(async move {
-            let ranges: Vec<_> = (0..size)
-                .step_by(part)
-                .map(|s| s..(s + part).min(size))
-                .collect();
-            let mut parts = futures_util::stream::iter(ranges)
-                .map(|r| {
-                    let (s3, path) = (s3.clone(), path.clone());
-                    async move { s3.get_range(&path, r.start as u64..r.end as u64).await }
-                })
-                .buffered(parallel);
-            while let Some(part) = parts.next().await {
-                let item =
-                    part.map_err(|e| std::io::Error::other(explain(e, &bucket, "s3:GetObject")));
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    return;
+        let part = part.min(4 << 20) as u64;
+        let (s3, bucket) = (self.s3.clone(), self.bucket.clone());
+        Ok(super::http::ranged(
+            &self.rt,
+            size,
+            part,
+            parallel,
+            None,
+            move |r| {
+                let (s3, path, bucket) = (s3.clone(), path.clone(), bucket.clone());
+                async move {
+                    s3.get_range(&path, r)
+                        .await
+                        .map_err(|e| explain(e, &bucket, "s3:GetObject"))
                 }
-            }
-        });
-        Ok(Box::new(super::PartReader::new(rx)))
+            },
+        ))
     }
 
     fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
         let dir = format!("{}{}/", self.version_dir(scope, version), entry_name(key));
-        let name = format!("{dir}{:013}-{:016x}", now_ms(), nonce());
+        let name = format!(
+            "{dir}{:013}-{:016x}",
+            now_ms(),
+            super::http::random() as u64
+        );
         let store = S3Handle {
             rt: self.rt.clone(),
             s3: self.s3.clone(),
@@ -403,14 +393,6 @@ fn object_of(meta: &Meta) -> Result<&str> {
 
 fn archive_of(meta_object: &str) -> String {
     format!("{}.tzst", meta_object.trim_end_matches(".json"))
-}
-
-fn nonce() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(now_ms());
-    h.finish()
 }
 
 #[cfg(test)]

@@ -1,0 +1,235 @@
+//! What every store that speaks HTTP shares, written once: the runtime that bridges the
+//! synchronous `Store` trait to async clients, the HTTP client (rustls with ring), the retry
+//! policy, and the ranged parallel download handed on in order as one `Read`.
+
+use crate::vars::Vars;
+use anyhow::{bail, Result};
+use futures_util::StreamExt;
+use std::future::Future;
+use std::io::Read;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The runtime of a store: two workers are plenty for I/O-bound tasks on CI machines.
+pub fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
+    Ok(Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?,
+    ))
+}
+
+/// Select ring as rustls's provider (no C build); harmless when done twice.
+pub fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// One client, one connection pool per store. A connection that goes quiet for
+/// `KURA_HTTP_TIMEOUT` seconds (default 30) is dropped and the request retried.
+pub fn client(vars: &Vars) -> Result<reqwest::Client> {
+    tls();
+    let idle = vars
+        .get("KURA_HTTP_TIMEOUT")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(30)
+        .max(1);
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(idle))
+        .build()?)
+}
+
+/// How often and how patiently to try one request again.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    pub attempts: u32,
+    /// The wait before the second attempt; each later wait grows by `factor`.
+    pub first: Duration,
+    pub factor: f64,
+}
+
+/// An answer read whole: status, headers and body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    /// Statuses worth another try: server errors, throttling, request timeouts.
+    pub fn transient(&self) -> bool {
+        self.status >= 500 || self.status == 429 || self.status == 408
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the caller makes of an answer.
+pub enum Verdict<T> {
+    Done(T),
+    /// Try again; the message says what went wrong, should it be the last attempt.
+    Again(String),
+    Fail(anyhow::Error),
+}
+
+/// Send `make()` until `judge` is satisfied or the attempts run out. Transport failures and
+/// bodies cut short are tried again; a `Retry-After` header (at most 60 s) replaces the wait.
+/// URLs never reach the message: signed URLs carry secrets.
+pub async fn send<T>(
+    policy: Retry,
+    what: &str,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    judge: impl Fn(Reply) -> Verdict<T>,
+) -> Result<T> {
+    let mut wait = policy.first;
+    let mut last = String::new();
+    for attempt in 1..=policy.attempts {
+        if attempt > 1 {
+            tokio::time::sleep(wait).await;
+            wait = wait.mul_f64(policy.factor);
+        }
+        let resp = match make().send().await {
+            Ok(r) => r,
+            Err(e) => {
+                last = format!("{what}: {}", e.without_url());
+                continue;
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                last = format!("{what}: stalled or broke off ({})", e.without_url());
+                continue;
+            }
+        };
+        if let Some(after) = retry_after(&headers) {
+            wait = after.min(Duration::from_secs(60));
+        }
+        match judge(Reply {
+            status,
+            headers,
+            body,
+        }) {
+            Verdict::Done(t) => return Ok(t),
+            Verdict::Fail(e) => return Err(e),
+            Verdict::Again(why) => last = why,
+        }
+    }
+    bail!("{last} (gave up after {} attempts)", policy.attempts)
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()?;
+    (v >= 0.0 && v.is_finite()).then(|| Duration::from_secs_f64(v))
+}
+
+/// A download of `size` bytes as ranges of `part` bytes, `parallel` of them in flight,
+/// handed on in order as one stream; all of it within `deadline` when one is given (with the
+/// setting that changes it, for the message). The first failure ends the stream with that
+/// error. Memory is what is in flight.
+pub fn ranged<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    size: u64,
+    part: u64,
+    parallel: usize,
+    deadline: Option<(Duration, &'static str)>,
+    fetch: F,
+) -> Box<dyn Read + Send>
+where
+    F: Fn(Range<u64>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<bytes::Bytes>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+    rt.spawn(async move {
+        let ranges: Vec<Range<u64>> = (0..size)
+            .step_by(part.max(1) as usize)
+            .map(|s| s..(s + part).min(size))
+            .collect();
+        let work = async {
+            let mut parts = futures_util::stream::iter(ranges)
+                .map(|r| {
+                    let want = r.end - r.start;
+                    let at = r.start;
+                    let got = fetch(r);
+                    async move {
+                        let b = got.await?;
+                        if b.len() as u64 != want {
+                            bail!("download: asked for {want} bytes at {at}, got {}", b.len());
+                        }
+                        Ok(b)
+                    }
+                })
+                .buffered(parallel.max(1));
+            while let Some(part) = parts.next().await {
+                let item = part.map_err(std::io::Error::other);
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        };
+        let Some((deadline, setting)) = deadline else {
+            return work.await;
+        };
+        if tokio::time::timeout(deadline, work).await.is_err() {
+            let _ = tx
+                .send(Err(std::io::Error::other(format!(
+                    "download did not finish within {} s ({setting})",
+                    deadline.as_secs()
+                ))))
+                .await;
+        }
+    });
+    Box::new(PartReader {
+        rx,
+        chunk: bytes::Bytes::new(),
+    })
+}
+
+/// What a download task hands on, part after part in order, read as one stream.
+struct PartReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for PartReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(part) => self.chunk = part?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        bytes::Buf::advance(&mut self.chunk, n);
+        Ok(n)
+    }
+}
+
+/// 128 random bits, for names no other process picks (upload names, block ids).
+pub fn random() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut words = [0u64; 2];
+    for (i, w) in words.iter_mut().enumerate() {
+        // RandomState is seeded from the OS once per process and varies per instance.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(super::now_ms() ^ i as u64);
+        h.write_u32(std::process::id());
+        *w = h.finish();
+    }
+    (words[0] as u128) << 64 | words[1] as u128
+}
