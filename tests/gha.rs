@@ -418,3 +418,40 @@ fn the_official_client_on_ghes_and_kura_read_each_other() {
     assert_eq!(got["result"], "legacy-kura");
     assert_eq!(after(&s), before);
 }
+
+#[test]
+fn the_server_url_alone_decides_between_twirp_and_the_legacy_service() {
+    // Both services are offered (ACTIONS_RESULTS_URL and ACTIONS_CACHE_URL); the stand-in
+    // answers both, so only its request log tells which one kura spoke.
+    let s = Sandbox::new();
+    s.write("d/f", "x");
+    let url = format!("{}/secret-act-token/", service().url);
+    for (n, (server, legacy)) in [
+        ("https://ghe.example.com", true),
+        ("https://octo.ghe.com", false),
+        ("http://github.localhost:8080", false),
+        ("https://github.com", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("select-{n}-");
+        let mut c = service().kura(&s, &main_token());
+        c.env("ACTIONS_CACHE_URL", &url)
+            .env("GITHUB_SERVER_URL", server)
+            .args(["--json", "save", "--key", &format!("{key}k"), "--path", "d"]);
+        let out = run(&mut assert_cmd::Command::from_std(c));
+        assert_eq!(json(&out)["outcome"], "saved", "{server}: {}", out.stderr);
+        let kinds: Vec<String> = service()
+            .log(&key)
+            .iter()
+            .map(|l| l["kind"].as_str().unwrap().to_string())
+            .filter(|k| k != "blob" && k != "rest")
+            .collect();
+        let want = if legacy { "v1" } else { "twirp" };
+        assert!(
+            !kinds.is_empty() && kinds.iter().all(|k| k == want),
+            "{server}: expected only {want} calls, saw {kinds:?}"
+        );
+    }
+}

@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
+
 use std::time::Duration;
 use support::{json, run, tree, Sandbox};
 
@@ -160,41 +162,52 @@ fn workflow_and_job_come_from_the_ci_or_the_error_says_how() {
 }
 
 #[test]
-fn non_root_attach_into_a_root_owned_directory_says_what_to_do() {
-    if unsafe_geteuid() != 0 {
-        return; // the scenario needs root to set it up; as non-root the normal tests cover it
-    }
+fn attach_into_a_directory_kura_may_not_write_says_what_to_do() {
     let s = Sandbox::new();
     s.write("r/x", "x");
     persist(&s, "build", "r", &["x"]);
     let locked = s.dir.path().join("locked");
     std::fs::create_dir_all(&locked).unwrap();
-    // Everything the unprivileged user needs is readable; only the target is not writable.
-    for p in [s.dir.path(), s.store.as_path()] {
-        std::process::Command::new("chmod")
-            .args(["-R", "a+rX"])
-            .arg(p)
-            .status()
-            .unwrap();
-    }
-    let mut unprivileged = std::process::Command::new("setpriv");
-    unprivileged
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(assert_cmd::cargo::cargo_bin("kura"))
-        .args(["attach", "--workflow", "wf-1", "--job", "j", "--at"])
+    let me = unsafe_geteuid();
+    // As root, kura runs as nobody against a directory root owns; as anyone else, against a
+    // directory of one's own without write permission. Either way the target is not writable.
+    let (mut cmd, owner) = if me == 0 {
+        // Everything the unprivileged user needs is readable; only the target is not writable.
+        for p in [s.dir.path(), s.store.as_path()] {
+            let st = std::process::Command::new("chmod")
+                .args(["-R", "a+rX"])
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("kura"));
+        (c, 0)
+    } else {
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        (std::process::Command::new(assert_cmd::cargo::cargo_bin("kura")), me)
+    };
+    cmd.args(["attach", "--workflow", "wf-1", "--job", "j", "--at"])
         .arg(&locked)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("KURA_STORE", format!("file://{}", s.store.display()))
         .env("TMPDIR", "/tmp")
         .current_dir("/");
-    let out = run(&mut assert_cmd::Command::from_std(unprivileged));
+    let out = run(&mut assert_cmd::Command::from_std(cmd));
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("permission denied"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("belongs to uid 0") && out.stderr.contains("directory you own"),
+        out.stderr.contains(&format!("belongs to uid {owner}"))
+            && out.stderr.contains("directory you own"),
         "{}",
         out.stderr
     );
     assert!(!out.stderr.contains("exit status"), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
 }
 
 fn unsafe_geteuid() -> u32 {
@@ -246,36 +259,47 @@ fn ls_rm_and_prune() {
 }
 
 #[test]
-fn a_killed_save_leaves_no_visible_entry() {
+fn a_killed_save_leaves_no_visible_entry_and_prune_clears_it_a_day_later() {
     let s = Sandbox::new();
-    // Incompressible data at a slow level: the save is still running when it is killed.
     for i in 0..8 {
         s.write_bytes(&format!("big/{i}"), &support::noise(8 << 20, i + 1));
     }
-    let mut child = s
-        .kura_std()
-        .args([
-            "save",
-            "--key",
-            "killed",
-            "--path",
-            "big",
-            "--compression-level",
-            "19",
-        ])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let mut save = s.kura_std();
+    save.args(["save", "--key", "killed", "--path", "big"]);
+    // Killed once bytes reached the store's temporary area (past its 1 MiB write buffer).
+    let mut child = support::spawn_until_sent(save, 3 << 20);
     child.kill().unwrap();
     child.wait().unwrap();
+    let tmp = s.store.join(".tmp");
+    let leftovers = || std::fs::read_dir(&tmp).unwrap().count();
+    assert!(leftovers() > 0, "the killed save had begun writing");
     let ls = json(&run(s.kura().args(["--json", "ls"])));
     assert!(ls["entries"].as_array().unwrap().is_empty(), "{ls}");
     let out = run(s
         .kura()
         .args(["--json", "restore", "--key", "killed", "--path", "big"]));
     assert_eq!(json(&out)["outcome"], "miss");
-    // The leftovers are in the store's temporary area, which prune cleans once they are old.
-    assert!(std::fs::read_dir(s.store.join(".tmp")).unwrap().count() > 0);
+    // A save may still be running: prune leaves what is younger than a day...
+    assert_eq!(run(s.kura().args(["prune", "--max-age", "7d"])).code, 0);
+    assert!(leftovers() > 0);
+    // ...and removes it once it is older.
+    let two_days_ago = filetime::FileTime::from_unix_time(
+        (std::time::SystemTime::now() - Duration::from_secs(2 * 86400))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+        0,
+    );
+    for e in std::fs::read_dir(&tmp).unwrap().flatten() {
+        filetime::set_file_mtime(e.path(), two_days_ago).unwrap();
+    }
+    assert_eq!(run(s.kura().args(["prune", "--max-age", "7d"])).code, 0);
+    assert_eq!(leftovers(), 0);
+    // The key is free: a save now succeeds.
+    let out = run(s
+        .kura()
+        .args(["--json", "save", "--key", "killed", "--path", "big"]));
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
 }
 
 #[test]

@@ -102,6 +102,47 @@ pub fn concurrent_outcomes(cmds: Vec<std::process::Command>) -> Vec<String> {
         .collect()
 }
 
+/// Start a save and return once it has handed at least `bytes` to its store (read from its
+/// progress lines), so that a test can kill it mid-upload; fails if it ends before that.
+pub fn spawn_until_sent(mut cmd: std::process::Command, bytes: u64) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = cmd
+        .env("KURA_PROGRESS_SECONDS", "0.05")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!("the save ended before sending {bytes} bytes: {seen:?}");
+        };
+        if sent(&line).is_some_and(|n| n >= bytes) {
+            break;
+        }
+        seen.push(line);
+    }
+    // Keep draining, so the save never blocks on a full pipe before it is killed.
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+/// The byte count of a progress line `Sent 9.5 MiB, 3.1 MiB/s`.
+fn sent(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("Sent ")?;
+    let mut it = rest.split([' ', ',']);
+    let n: f64 = it.next()?.parse().ok()?;
+    let unit = match it.next()? {
+        "B" => 1u64,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    Some((n * unit as f64) as u64)
+}
+
 pub struct Out {
     pub code: i32,
     pub stdout: String,
