@@ -1,7 +1,10 @@
 //! `kura save` / `kura restore` / `kura key` driven as a user would, on real directory trees.
 
+#[path = "support/snapshot.rs"]
+mod snapshot;
 mod support;
 
+use snapshot::snapshot;
 use std::time::Duration;
 use support::{json, restore, run, save, tree, walk_find, Sandbox};
 
@@ -106,9 +109,16 @@ fn circleci_order_newest_prefix_wins_even_over_exact() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(s.read("d/f"), "new");
     assert_eq!(json(&out)["matched_key"], "v1-myapp-cache-new");
-    // The first candidate with any match is used, even if a later one is newer.
+    // The first candidate with any match is used, even if a later one matches a newer entry.
+    std::thread::sleep(Duration::from_millis(20));
+    s.write("d/f", "newest");
+    save(&s, "v1-other", &["d"]);
     let out = restore(&s, &["--keys", "zzz", "v1-myapp-cache\nv1-", "--path", "d"]);
     assert_eq!(json(&out)["matched_key"], "v1-myapp-cache-new");
+    assert_eq!(s.read("d/f"), "new");
+    // Alone, the later candidate would have found the newer entry.
+    let out = restore(&s, &["--keys", "v1-", "--path", "d"]);
+    assert_eq!(json(&out)["matched_key"], "v1-other");
 }
 
 #[test]
@@ -178,6 +188,7 @@ fn dry_run_reports_and_touches_nothing() {
     let s = Sandbox::new();
     s.write("d/a", "12345");
     s.write("d/b", "678");
+    let before = snapshot(s.dir.path(), &|_| false);
     let out = run(s.kura().args([
         "--json",
         "save",
@@ -200,12 +211,22 @@ fn dry_run_reports_and_touches_nothing() {
         out.stderr
     );
     assert!(out.stderr.contains("version "), "{}", out.stderr);
-    assert!(!s.store.join("_").exists(), "dry run wrote to the store");
+    assert_eq!(
+        snapshot(s.dir.path(), &|_| false),
+        before,
+        "the dry run changed something"
+    );
     save(&s, "k-main", &["d"]);
     std::fs::write(s.ws.join("d/a"), "changed").unwrap();
+    let before = snapshot(s.dir.path(), &|_| false);
     let out = run(s
         .kura()
         .args(["restore", "--dry-run", "--key", "k-", "--path", "d"]));
+    assert_eq!(
+        snapshot(s.dir.path(), &|_| false),
+        before,
+        "the dry run changed something"
+    );
     assert!(
         out.stderr.contains("Would restore from key: k-main"),
         "{}",

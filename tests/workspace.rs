@@ -1,9 +1,12 @@
 //! `kura persist` / `kura attach`, and the store management verbs.
 
+#[path = "support/snapshot.rs"]
+mod snapshot;
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
+use snapshot::snapshot;
 use std::time::Duration;
 use support::{json, run, tree, Sandbox};
 
@@ -66,6 +69,8 @@ fn unrelated_jobs_persisting_one_path_differently_fail_attach() {
     s.write("b/same.txt", "same");
     persist(&s, "job-a", "a", &["shared", "same.txt"]);
     persist(&s, "job-b", "b", &["shared", "same.txt"]);
+    s.write("out/mine.txt", "the job's own file");
+    let before = snapshot(s.dir.path(), &|_| false);
     let out = attach(&s, "fan-in", "out");
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
@@ -85,9 +90,10 @@ fn unrelated_jobs_persisting_one_path_differently_fail_attach() {
         "identical content is no conflict: {}",
         out.stderr
     );
-    assert!(
-        !s.exists("out/shared"),
-        "nothing is applied when layers conflict"
+    assert_eq!(
+        snapshot(s.dir.path(), &|_| false),
+        before,
+        "nothing anywhere changes when layers conflict"
     );
 }
 
@@ -187,7 +193,10 @@ fn attach_into_a_directory_kura_may_not_write_says_what_to_do() {
         (c, 0)
     } else {
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
-        (std::process::Command::new(assert_cmd::cargo::cargo_bin("kura")), me)
+        (
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("kura")),
+            me,
+        )
     };
     cmd.args(["attach", "--workflow", "wf-1", "--job", "j", "--at"])
         .arg(&locked)
