@@ -89,23 +89,80 @@ fn release_sums_reach_every_installer_and_the_orb_installs_that_binary() {
         "{template}"
     );
 
-    // The orb's install script, with those sums, fetches and accepts the binary.
-    let (mut server, url) = support::serve_dir(&dist);
-    let out = Command::new("bash")
-        .arg(tree.join("orb/src/scripts/install.sh"))
-        .env("HOME", &s.home)
-        .env("KURA_PARAM_VERSION", "0.1.0")
-        .env("KURA_PARAM_INSTALL_PATH", "~/bin")
-        .env("KURA_DOWNLOAD_URL", &url)
+    // A binary that differs from the release (one byte more) is refused by every installer,
+    // and nothing of it is left behind; the release binary itself is installed and runs.
+    let bad = s.dir.path().join("tampered");
+    let mut bytes = std::fs::read(dist.join(&asset)).unwrap();
+    bytes.push(0);
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join(&asset), bytes).unwrap();
+    for (dir, genuine) in [(&bad, false), (&dist, true)] {
+        let (mut server, url) = support::serve_dir(dir);
+        for installer in ["orb", "gitlab"] {
+            let home = s.dir.path().join(format!("home-{installer}-{genuine}"));
+            std::fs::create_dir_all(&home).unwrap();
+            let out = install(&tree, installer, &home, &url);
+            let text = String::from_utf8_lossy(&out.stderr).to_string()
+                + &String::from_utf8_lossy(&out.stdout);
+            let files = files_below(&home);
+            if genuine {
+                assert!(out.status.success(), "{installer}: {text}");
+                assert!(text.contains("kura 0.1.0"), "{installer} ran it: {text}");
+                assert!(home.join("bin/kura").exists(), "{installer}: {files:?}");
+            } else {
+                assert!(
+                    !out.status.success(),
+                    "{installer} installed a tampered binary: {text}"
+                );
+                assert!(text.contains("not installing it"), "{installer}: {text}");
+                assert!(
+                    files.iter().all(|f| !f.contains("kura")),
+                    "{installer} left {files:?}"
+                );
+            }
+        }
+        server.kill().unwrap();
+        let _ = server.wait();
+    }
+}
+
+/// Run one installer of `tree` (the orb's install script, or the GitLab template's
+/// `.kura-install` script) against a download URL, in a home of its own.
+fn install(tree: &Path, installer: &str, home: &Path, url: &str) -> std::process::Output {
+    let mut cmd = Command::new("bash");
+    cmd.env_clear();
+    if installer == "orb" {
+        cmd.arg(tree.join("orb/src/scripts/install.sh"))
+            .env("KURA_PARAM_VERSION", "0.1.0")
+            .env("KURA_PARAM_INSTALL_PATH", "~/bin");
+    } else {
+        let out = Command::new("node")
+            .arg(root().join("tests/support/yaml-get.cjs"))
+            .arg(npm_package("yaml@2.6.1"))
+            .arg(tree.join("templates/gitlab/kura.gitlab-ci.yml"))
+            .arg(".kura-install/script/0")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let script = String::from_utf8(out.stdout).unwrap() + "\nkura --version\n";
+        cmd.args(["-e", "-c", &script]).env("KURA_VERSION", "0.1.0");
+    }
+    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home)
+        .env("KURA_DOWNLOAD_URL", url)
         .output()
-        .unwrap();
-    server.kill().unwrap();
-    let _ = server.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("kura "));
-    assert!(s.home.join("bin/kura").exists());
+        .unwrap()
+}
+
+/// Files and links below `dir` (directories left empty do not count).
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_below(&e.path()));
+        } else {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
 }
