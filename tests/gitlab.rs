@@ -114,7 +114,11 @@ fn policies_fallback_keys_and_protected_refs() {
     // when: on_success skips the save of a failed job; always does not.
     let failed = [("KURA_KEY", "gems-4"), ("CI_JOB_STATUS", "failed")];
     phase(&s, "after", &failed);
-    assert_eq!(keys(&s), ["gems-1"], "a failed job saved under when: on_success");
+    assert_eq!(
+        keys(&s),
+        ["gems-1"],
+        "a failed job saved under when: on_success"
+    );
     let always = [
         ("KURA_KEY", "gems-4"),
         ("CI_JOB_STATUS", "failed"),

@@ -67,16 +67,26 @@ fn variables_functions_and_delimiters() {
     assert_eq!(render("<< pipeline.git.branch >>", &c).unwrap(), "main");
     let arch = render("{{ arch }}", &c).unwrap();
     assert!(arch.starts_with("arch1-linux-"), "{arch}");
-    assert_eq!(
-        render("{{ .Arch }}", &c).unwrap(),
-        render("{{ os }}", &c).unwrap()
-            + "-"
-            + if cfg!(target_arch = "x86_64") {
-                "x64"
-            } else {
-                "arm64"
-            }
-    );
+    // The host as uname names it, mapped by hand to actions/cache's names.
+    let uname = |flag: &str| {
+        let out = std::process::Command::new("uname")
+            .arg(flag)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let os = match uname("-s").as_str() {
+        "Linux" => "linux",
+        "Darwin" => "macos",
+        other => panic!("untested host {other}"),
+    };
+    let arch = match uname("-m").as_str() {
+        "x86_64" => "x64",
+        "aarch64" | "arm64" => "arm64",
+        other => panic!("untested machine {other}"),
+    };
+    assert_eq!(render("{{ .Arch }}", &c).unwrap(), format!("{os}-{arch}"));
+    assert_eq!(render("{{ .OS }}", &c).unwrap(), os);
 }
 
 #[test]

@@ -72,10 +72,23 @@ pub fn garage() -> &'static Garage {
     G.get_or_init(start)
 }
 
+/// Garage cannot be told to pick its own ports: free ones are chosen, and when another
+/// process takes one before Garage binds it, Garage exits and is started again on new ones.
 fn start() -> Garage {
     let bin = binary();
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("garage-{}", std::process::id()));
+    let mut why = String::new();
+    for attempt in 1..=5 {
+        match try_start(&bin, attempt) {
+            Ok(g) => return g,
+            Err(e) => why = e,
+        }
+    }
+    panic!("garage did not start in 5 attempts: {why}");
+}
+
+fn try_start(bin: &std::path::Path, attempt: u32) -> Result<Garage, String> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("garage-{}-{attempt}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (rpc, s3, admin) = (free_port(), free_port(), free_port());
@@ -101,7 +114,8 @@ api_bind_addr = "127.0.0.1:{admin}"
         ),
     )
     .unwrap();
-    let (b, c, log) = (bin.clone(), config.clone(), dir.join("server.log"));
+    let (b, c, log) = (bin.to_path_buf(), config.clone(), dir.join("server.log"));
+    let (exited_tx, exited) = std::sync::mpsc::channel();
     // The server belongs to a thread that lives as long as the test binary; when the binary
     // exits, the kernel kills the server (PR_SET_PDEATHSIG follows the spawning thread).
     std::thread::spawn(move || {
@@ -120,15 +134,20 @@ api_bind_addr = "127.0.0.1:{admin}"
             });
         }
         // Waiting keeps this thread (and so the server) alive until the binary exits.
-        let _ = cmd.spawn().expect("garage starts").wait();
+        let status = cmd.spawn().expect("garage starts").wait();
+        let _ = exited_tx.send(status);
     });
     let g = Garage {
         endpoint: format!("http://127.0.0.1:{s3}"),
         config,
-        bin,
+        bin: bin.to_path_buf(),
     };
+    let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
     let mut id = None;
-    for _ in 0..100 {
+    for _ in 0..300 {
+        if let Ok(status) = exited.try_recv() {
+            return Err(format!("garage exited ({status:?}):\n{}", log()));
+        }
         let out = Command::new(&g.bin)
             .arg("-c")
             .arg(&g.config)
@@ -145,7 +164,10 @@ api_bind_addr = "127.0.0.1:{admin}"
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let id = id.expect("garage answered `status` within 10 s");
+    let id = id.ok_or_else(|| format!("garage did not answer `status` within 30 s:\n{}", log()))?;
+    // The S3 port is bound once the node answers; a port taken meanwhile shows here.
+    std::net::TcpStream::connect(("127.0.0.1", s3))
+        .map_err(|e| format!("garage's S3 port {s3} does not answer: {e}\n{}", log()))?;
     g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
     g.cli(&["layout", "apply", "--version", "1"]);
     g.cli(&["key", "import", "--yes", KEY_ID, SECRET, "-n", "kura-test"]);
@@ -160,5 +182,5 @@ api_bind_addr = "127.0.0.1:{admin}"
         "--key",
         "kura-test",
     ]);
-    g
+    Ok(g)
 }

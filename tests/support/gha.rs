@@ -22,8 +22,9 @@ pub struct Service {
 }
 
 /// Start `cmd` on a thread that lives as long as the test binary; the kernel kills the
-/// process when the binary exits. Returns the first line it prints on stdout.
-fn keep(mut cmd: Command, log: PathBuf) -> String {
+/// process when the binary exits. Returns the first line it prints on stdout that contains
+/// `marker` (servers started on port 0 print the port they got there).
+fn keep(mut cmd: Command, log: PathBuf, marker: &'static str) -> String {
     use std::os::unix::process::CommandExt;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -37,25 +38,28 @@ fn keep(mut cmd: Command, log: PathBuf) -> String {
         }
         let mut child = cmd.spawn().expect("node starts");
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let _ = out.read_line(&mut line);
-        let _ = tx.send(line);
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = tx.send(Err(seen));
+                break;
+            }
+            if line.contains(marker) {
+                let _ = tx.send(Ok(line));
+                break;
+            }
+            seen.push_str(&line);
+        }
         // Drain the rest so the server never blocks on a full pipe.
         let _ = std::io::copy(&mut out, &mut std::io::sink());
         let _ = child.wait();
     });
-    rx.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the server printed its first line within 60 s")
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..300 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(line)) => line,
+        Ok(Err(seen)) => panic!("the server exited before printing {marker:?}: {seen}"),
+        Err(_) => panic!("the server did not print {marker:?} within 60 s"),
     }
-    panic!("nothing listens on 127.0.0.1:{port} after 30 s");
 }
 
 pub fn service() -> &'static Service {
@@ -73,24 +77,20 @@ pub fn service() -> &'static Service {
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gha-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut az = Command::new("node");
         az.arg(azurite.join("node_modules/azurite/dist/src/blob/main.js"))
             .arg("--location")
             .arg(dir.join("azurite"))
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--blobHost", "127.0.0.1", "--blobPort", "0"])
             .args(["--skipApiVersionCheck", "--disableTelemetry", "--silent"]);
-        keep(az, dir.join("azurite.log"));
-        wait_for_port(port);
+        // "Azurite Blob service successfully listens on http://127.0.0.1:PORT"
+        let line = keep(az, dir.join("azurite.log"), "listens on http://");
+        let azurite_url = line.trim().rsplit(' ').next().unwrap().to_string();
         let mut standin = Command::new("node");
         standin
             .arg(client_dir.join("gha-standin.mjs"))
-            .env("AZURITE", format!("http://127.0.0.1:{port}"));
-        let line = keep(standin, dir.join("standin.log"));
+            .env("AZURITE", &azurite_url);
+        let line = keep(standin, dir.join("standin.log"), "ready ");
         let own = line.trim().strip_prefix("ready ").unwrap_or_else(|| {
             panic!(
                 "the stand-in did not start: {line:?} (see {})",
