@@ -1,6 +1,12 @@
 //! Every flag, with its documentation and the environment variable it also reads.
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
+
+/// Boolean flags read from the environment take 1/0, true/false, yes/no and on/off.
+fn boolish() -> BoolishValueParser {
+    BoolishValueParser::new()
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,10 +32,10 @@ pub struct Global {
     #[arg(long, global = true, env = "KURA_STORE")]
     pub store: Option<String>,
     /// Print one JSON object with the outcome on stdout.
-    #[arg(long, global = true, env = "KURA_JSON")]
+    #[arg(long, global = true, env = "KURA_JSON", value_parser = boolish())]
     pub json: bool,
     /// Make store failures fail the command (exit 1) instead of warning.
-    #[arg(long, global = true, env = "KURA_STRICT")]
+    #[arg(long, global = true, env = "KURA_STRICT", value_parser = boolish())]
     pub strict: bool,
     /// The scope entries are written to and read from (default: none for the local store).
     #[arg(long, global = true, env = "KURA_SCOPE")]
@@ -132,13 +138,13 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub paths: PathArgs,
     /// Look the entry up without downloading it.
-    #[arg(long, env = "KURA_LOOKUP_ONLY")]
+    #[arg(long, env = "KURA_LOOKUP_ONLY", value_parser = boolish())]
     pub lookup_only: bool,
     /// Exit 1 when no entry matches.
-    #[arg(long, env = "KURA_FAIL_ON_MISS")]
+    #[arg(long, env = "KURA_FAIL_ON_MISS", value_parser = boolish())]
     pub fail_on_miss: bool,
     /// Show what would be restored, touching nothing.
-    #[arg(long, env = "KURA_DRY_RUN")]
+    #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
 }
 
@@ -153,10 +159,10 @@ pub struct SaveArgs {
     #[arg(long, default_value_t = 3, env = "KURA_COMPRESSION_LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
     pub compression_level: i32,
     /// Replace an existing entry with the same key instead of skipping the save.
-    #[arg(long, env = "KURA_OVERWRITE")]
+    #[arg(long, env = "KURA_OVERWRITE", value_parser = boolish())]
     pub overwrite: bool,
     /// Show what would be saved, touching nothing.
-    #[arg(long, env = "KURA_DRY_RUN")]
+    #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
     /// The key is already evaluated (the action's post step): not a template.
     #[arg(skip)]
@@ -179,7 +185,7 @@ pub struct PersistArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Show what would be persisted, touching nothing.
-    #[arg(long, env = "KURA_DRY_RUN")]
+    #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
 }
 

@@ -195,7 +195,13 @@ fn refusals_are_warnings_that_name_the_fix() {
     assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
     assert!(out.stderr.contains("cache read denied"), "{}", out.stderr);
     // cache-mode: read skips saves, write-only skips restores, before any request.
-    for (mode, verb) in [("read", "save"), ("write-only", "restore")] {
+    let modes = [
+        ("read", "save"),
+        ("write-only", "restore"),
+        ("none", "save"),
+        ("none", "restore"),
+    ];
+    for (mode, verb) in modes {
         let mut c = service().kura(&s, &main_token());
         c.env("ACTIONS_CACHE_MODE", mode).args([
             "--json",

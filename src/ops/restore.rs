@@ -86,6 +86,9 @@ fn plan(env: &Env, args: &RestoreArgs) -> Result<Plan> {
             env.store.location()
         )));
     }
+    // Bad patterns are bad input even when nothing would be restored.
+    crate::select::allowed_roots(&paths, &env.base, env.ctx.home.as_deref())
+        .map_err(|e| user_error(format!("{e:#}")))?;
     let version = match paths.is_empty() {
         true => String::new(),
         false => cache_version(&paths),

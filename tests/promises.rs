@@ -1,0 +1,275 @@
+//! Promises the README makes that the other test files do not hold, each asserted on what
+//! is on disk or in the store, from the command line as a user runs it.
+
+#[path = "support/snapshot.rs"]
+mod snapshot;
+mod support;
+
+use snapshot::snapshot;
+use support::{json, restore, run, save, tree, Sandbox};
+
+fn entries(s: &Sandbox) -> Vec<serde_json::Value> {
+    let out = run(s.kura().args(["--json", "ls"]));
+    json(&out)["entries"].as_array().unwrap().clone()
+}
+
+#[test]
+fn lookup_only_finds_the_entry_and_writes_nothing() {
+    let s = Sandbox::new();
+    s.write("d/f", "cached");
+    assert_eq!(json(&save(&s, "k", &["d"]))["outcome"], "saved");
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let before = snapshot(s.dir.path(), &|_| false);
+    let ways: [(&[&str], Option<&str>); 3] = [
+        (&["--lookup-only"], None),
+        (&[], Some("1")),
+        (&[], Some("yes")),
+    ];
+    for (flag, env) in ways {
+        let mut c = s.kura();
+        if let Some(v) = env {
+            c.env("KURA_LOOKUP_ONLY", v);
+        }
+        c.args(["--json", "restore", "--key", "k", "--path", "d"])
+            .args(flag);
+        let out = run(&mut c);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let j = json(&out);
+        assert_eq!(
+            (&j["outcome"], &j["lookup_only"], &j["cache_hit"]),
+            (&"hit".into(), &true.into(), &true.into()),
+            "{j}"
+        );
+        assert!(
+            out.stderr
+                .contains("Cache found and can be restored from key: k"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(
+            snapshot(s.dir.path(), &|_| false),
+            before,
+            "{flag:?} {env:?}"
+        );
+    }
+}
+
+#[test]
+fn fail_on_miss_and_scope_come_from_the_environment() {
+    let s = Sandbox::new();
+    let miss = |v: &str| {
+        let out = run(s
+            .kura()
+            .env("KURA_FAIL_ON_MISS", v)
+            .args(["restore", "--key", "absent", "--path", "d"]));
+        out.code
+    };
+    assert_eq!(miss("true"), 1);
+    assert_eq!(miss("1"), 1);
+    assert_eq!(miss("false"), 0);
+    assert_eq!(miss("0"), 0);
+    s.write("d/f", "team a");
+    let out = run(s
+        .kura()
+        .env("KURA_SCOPE", "team-a")
+        .args(["--json", "save", "--key", "scoped", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    assert_eq!(entries(&s)[0]["scope"], "team-a");
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(s
+        .kura()
+        .env("KURA_SCOPE", "team-b")
+        .args(["--json", "restore", "--key", "scoped", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+    assert!(!s.exists("d"));
+    let out = run(s
+        .kura()
+        .env("KURA_SCOPE", "team-a")
+        .args(["--json", "restore", "--key", "scoped", "--path", "d"]));
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(s.read("d/f"), "team a");
+}
+
+#[test]
+fn bad_keys_and_globs_are_exit_2_and_store_nothing() {
+    let s = Sandbox::new();
+    s.write("d/f", "x");
+    let long = "k".repeat(513);
+    for (key, says) in [
+        ("a\u{1}b", "control"),
+        ("tab\there", "control"),
+        (long.as_str(), "512"),
+    ] {
+        let out = run(s.kura().args(["save", "--key", key, "--path", "d"]));
+        assert_eq!(out.code, 2, "{key:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{key:?}: {}", out.stderr);
+        let out = run(s.kura().args(["restore", "--key", key, "--path", "d"]));
+        assert_eq!(out.code, 2, "{key:?}: {}", out.stderr);
+    }
+    for verb in ["save", "restore"] {
+        let out = run(s.kura().args([verb, "--key", "k", "--path", "d/[a"]));
+        assert_eq!(out.code, 2, "{verb}: {}", out.stderr);
+        assert!(out.stderr.contains("d/[a"), "{verb}: {}", out.stderr);
+    }
+    assert!(entries(&s).is_empty());
+    // Even --strict does not turn bad input into a store failure.
+    let out = run(s
+        .kura()
+        .args(["--strict", "save", "--key", "a\u{1}b", "--path", "d"]));
+    assert_eq!(out.code, 2);
+}
+
+#[test]
+fn a_file_changing_during_save_is_named_and_nothing_is_stored() {
+    let s = Sandbox::new();
+    s.write("d/small", "x");
+    let growing = s.write_bytes("d/growing.log", &support::noise(64 << 20, 3));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&growing)
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"another line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let out = save(&s, "busy", &["d"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(out.code, 0, "a cache failure is a warning: {}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert!(
+        out.stderr.contains("growing.log") && out.stderr.contains("changed while"),
+        "{}",
+        out.stderr
+    );
+    assert!(entries(&s).is_empty());
+    assert_eq!(
+        std::fs::read_dir(s.store.join(".tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "the failed save left its temporary files"
+    );
+}
+
+#[test]
+fn workspace_verbs_fail_the_job_when_the_store_fails_and_caches_do_not() {
+    let s = Sandbox::new();
+    s.write("r/x", "x");
+    // A store "directory" that is a file: every write and listing fails.
+    let not_a_dir = s.dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let store = format!("file://{}/store", not_a_dir.display());
+    let kura = || {
+        let mut c = s.kura();
+        c.env("KURA_STORE", &store)
+            .env("KURA_WORKFLOW", "wf")
+            .env("KURA_JOB", "j");
+        c
+    };
+    let out = run(kura().args(["persist", "--root", "r", "--path", "x"]));
+    assert_eq!(out.code, 1, "persist: {}", out.stderr);
+    assert!(out.stderr.starts_with("error:"), "{}", out.stderr);
+    let out = run(kura().args(["attach", "--at", "out"]));
+    assert_eq!(out.code, 1, "attach: {}", out.stderr);
+    assert!(!s.exists("out"));
+    let out = run(kura().args(["save", "--key", "k", "--path", "r"]));
+    assert_eq!(out.code, 0, "save: {}", out.stderr);
+    assert!(out.stderr.contains("--strict"), "{}", out.stderr);
+    let out = run(kura().args(["--strict", "save", "--key", "k", "--path", "r"]));
+    assert_eq!(out.code, 1, "save --strict: {}", out.stderr);
+}
+
+#[test]
+fn on_github_warnings_are_annotations_and_the_summary_has_its_columns() {
+    let s = Sandbox::new();
+    s.write("d/f", &"payload ".repeat(10_000));
+    let summary = s.dir.path().join("summary.md");
+    let github = || {
+        let mut c = s.kura();
+        c.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .env("GITHUB_WORKSPACE", &s.ws);
+        c
+    };
+    let out = run(github().args(["save", "--key", "gh-k", "--path", "d", "--path", "gone"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l == "::warning::path \"gone\" matched nothing"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(github().args(["restore", "--key", "gh-k", "--path", "d", "--path", "gone"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let header = "| kura restore | key | result | size | time | speed |";
+    assert!(text.contains(header), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.contains("`gh-k`") && l.contains("restored"))
+        .unwrap_or_else(|| panic!("no restore row: {text}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // | | `gh-k` | restored | 1.2 KiB | 0.0 s | 3.4 MiB/s |
+    assert_eq!(cells.len(), 8, "{row}");
+    assert!(cells[4].ends_with("B"), "size: {row}");
+    assert!(cells[5].ends_with(" s"), "time: {row}");
+    assert!(cells[6].ends_with("B/s"), "speed: {row}");
+    assert!(text.contains("| kura save |"), "{text}");
+}
+
+#[test]
+fn the_highest_compression_levels_keep_the_window_restores_accept() {
+    let s = Sandbox::new();
+    // Text-like data, large enough for zstd's biggest windows to matter.
+    let words: Vec<u8> = support::noise(1 << 20, 8)
+        .iter()
+        .map(|b| b"abcdefgh \n"[(*b % 10) as usize])
+        .collect();
+    for i in 0..12 {
+        s.write_bytes(&format!("d/{i}.txt"), &words);
+    }
+    let before = tree(&s.ws.join("d"));
+    for level in ["20", "22"] {
+        let key = format!("level-{level}");
+        let out = run(s.kura().args([
+            "--json",
+            "save",
+            "--key",
+            &key,
+            "--path",
+            "d",
+            "--compression-level",
+            level,
+        ]));
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+        let archive = support::walk_find(&s.store, &key).join("archive");
+        // zstd's own reading of the frame header.
+        let info = std::process::Command::new("zstd")
+            .arg("-lv")
+            .arg(&archive)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&info.stdout);
+        let window: u64 = text
+            .lines()
+            .find(|l| l.contains("Window Size"))
+            .and_then(|l| l.split('(').nth(1))
+            .and_then(|b| b.trim_end_matches(" B)").parse().ok())
+            .unwrap_or_else(|| panic!("zstd -lv said {text}"));
+        assert!(window <= 1 << 27, "level {level}: window {window}");
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out = restore(&s, &["--key", &key, "--path", "d"]);
+        support::assert_clean_hit(&out);
+        assert_eq!(tree(&s.ws.join("d")), before);
+    }
+}
