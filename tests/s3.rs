@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::garage::{garage, BUCKET, KEY_ID, SECRET};
+use support::garage::{garage, ABORT_BUCKET, BUCKET, KEY_ID, SECRET};
 use support::{assert_clean_hit, json, run, tree, Sandbox};
 
 /// How to run kura against a fresh prefix of the Garage bucket.
@@ -287,4 +287,79 @@ fn prune_removes_archives_whose_save_never_committed() {
         1,
         "{left:?}"
     );
+}
+
+/// Multipart uploads started in `bucket` and neither completed nor aborted, as Garage
+/// counts them.
+fn unfinished_uploads(bucket: &str) -> u64 {
+    let info = garage().cli(&["bucket", "info", bucket]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("Unfinished uploads:"))
+        .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_failed_save_aborts_its_multipart_upload() {
+    let s = Sandbox::new();
+    // A bucket of its own, so that no other test's uploads are counted.
+    let kura = S3 {
+        url: format!("s3://{ABORT_BUCKET}/failed"),
+        endpoint: garage().endpoint.clone(),
+    };
+    // Several parts go out before the growing file, last in the archive, is read.
+    s.write_bytes("a/big", &support::noise(24 << 20, 31));
+    let growing = s.write_bytes("z/growing.log", &support::noise(1 << 20, 32));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&growing)
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let out = run(kura.cmd(&s).args([
+        "--json", "save", "--key", "failed", "--path", "a", "--path", "z",
+    ]));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert!(out.stderr.contains("growing.log"), "{}", out.stderr);
+    assert_eq!(
+        unfinished_uploads(ABORT_BUCKET),
+        0,
+        "the upload was left open"
+    );
+    // The count is real: a save killed mid-upload (it cannot abort) shows in it.
+    let mut save = kura.std(&s);
+    save.args(["save", "--key", "killed", "--path", "a"]);
+    let mut child = support::spawn_until_sent(save, 9 << 20);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(unfinished_uploads(ABORT_BUCKET), 1);
+}
+
+#[test]
+fn circleci_restores_without_paths_go_back_where_they_were_saved() {
+    let (s, kura) = s3_sandbox("no-path");
+    s.write("deps/a/x", "one");
+    s.write("deps/b", "two");
+    let out = run(kura
+        .cmd(&s)
+        .args(["--json", "save", "--key", "v1-deps-abc", "--path", "deps"]));
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    let before = tree(&s.ws.join("deps"));
+    std::fs::remove_dir_all(s.ws.join("deps")).unwrap();
+    let out = run(kura
+        .cmd(&s)
+        .args(["--json", "restore", "--keys", "v1-deps-"]));
+    assert_eq!(json(&out)["matched_key"], "v1-deps-abc", "{}", out.stderr);
+    assert_eq!(tree(&s.ws.join("deps")), before);
 }

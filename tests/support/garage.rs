@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 pub const GARAGE_VERSION: &str = "2.5.0";
 pub const BUCKET: &str = "kura-test";
+/// A bucket for the one test that counts unfinished multipart uploads.
+pub const ABORT_BUCKET: &str = "kura-abort";
 pub const KEY_ID: &str = "GK31c2f218a2e44f485b94239e";
 pub const SECRET: &str = "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835";
 
@@ -171,16 +173,18 @@ api_bind_addr = "127.0.0.1:{admin}"
     g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
     g.cli(&["layout", "apply", "--version", "1"]);
     g.cli(&["key", "import", "--yes", KEY_ID, SECRET, "-n", "kura-test"]);
-    g.cli(&["bucket", "create", BUCKET]);
-    g.cli(&[
-        "bucket",
-        "allow",
-        "--read",
-        "--write",
-        "--owner",
-        BUCKET,
-        "--key",
-        "kura-test",
-    ]);
+    for bucket in [BUCKET, ABORT_BUCKET] {
+        g.cli(&["bucket", "create", bucket]);
+        g.cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            bucket,
+            "--key",
+            "kura-test",
+        ]);
+    }
     Ok(g)
 }
