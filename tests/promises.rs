@@ -273,3 +273,62 @@ fn the_highest_compression_levels_keep_the_window_restores_accept() {
         assert_eq!(tree(&s.ws.join("d")), before);
     }
 }
+
+#[test]
+fn a_restore_into_a_directory_it_may_not_write_says_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new();
+    let locked = s.dir.path().join("locked");
+    std::fs::create_dir_all(locked.join("d")).unwrap();
+    std::fs::write(locked.join("d/f"), "cached").unwrap();
+    let path = locked.join("d").display().to_string();
+    assert_eq!(json(&save(&s, "k", &[&path]))["outcome"], "saved");
+    std::fs::remove_dir_all(locked.join("d")).unwrap();
+    let me = std::process::Command::new("id").arg("-u").output().unwrap();
+    let me: u32 = String::from_utf8(me.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // As root, kura runs as nobody against a directory root owns; as anyone else, against a
+    // directory of one's own without write permission.
+    let (mut cmd, owner) = if me == 0 {
+        for p in [s.dir.path(), s.store.as_path()] {
+            let st = std::process::Command::new("chmod")
+                .args(["-R", "a+rX"])
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("kura"));
+        (c, 0)
+    } else {
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        (
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("kura")),
+            me,
+        )
+    };
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KURA_STORE", format!("file://{}", s.store.display()))
+        .env("TMPDIR", "/tmp")
+        .current_dir(&s.ws)
+        .args(["--json", "restore", "--key", "k", "--path", &path]);
+    let out = run(&mut assert_cmd::Command::from_std(cmd));
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A cache failure: a warning that names the cause and the fix, and the job goes on.
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert!(
+        out.stderr.contains("permission denied")
+            && out.stderr.contains(&format!("belongs to uid {owner}"))
+            && out.stderr.contains("directory you own"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
+}

@@ -395,10 +395,14 @@ impl Tree {
                 let (fd, made) = self
                     .open_dir(pid, &parent, name, follow, create, last_is_entry)
                     .map_err(|f| match f {
-                        Fail::Io(e) => Fail::Io(e.context(format!(
-                            "cannot open directory {}",
-                            self.roots[root].top.join(&rel).display()
-                        ))),
+                        Fail::Io(e) => {
+                            let path = self.roots[root].top.join(&rel);
+                            if denied(&e) {
+                                let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+                                return Fail::Io(write_error(&path, io));
+                            }
+                            Fail::Io(e.context(format!("cannot open directory {}", path.display())))
+                        }
                         refuse => refuse,
                     })?;
                 if made {
@@ -554,6 +558,16 @@ impl Drop for Tree {
     fn drop(&mut self) {
         self.undo();
     }
+}
+
+/// A refusal by permissions anywhere in the error's chain.
+fn denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || c.downcast_ref::<rustix::io::Errno>()
+                .is_some_and(|n| *n == rustix::io::Errno::ACCESS || *n == rustix::io::Errno::PERM)
+    })
 }
 
 /// A path's parent and last component; `None` for the empty path.
