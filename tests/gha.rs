@@ -461,3 +461,26 @@ fn the_server_url_alone_decides_between_twirp_and_the_legacy_service() {
         );
     }
 }
+
+#[test]
+fn a_short_blob_is_a_miss_that_removes_the_files_begun() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    for i in 0..40 {
+        s.write_bytes(&format!("cut/{i}"), &support::noise(64 << 10, i));
+    }
+    let out = kura(&s, &tok, &["save", "--key", "short-blob", "--path", "cut"]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    assert_eq!(service().truncate("short-blob"), 1);
+    std::fs::remove_dir_all(s.ws.join("cut")).unwrap();
+    let out = kura(
+        &s,
+        &tok,
+        &["restore", "--key", "short-blob", "--path", "cut"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+    assert!(out.stderr.contains("::warning::"), "{}", out.stderr);
+    assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
+    assert!(!s.exists("cut"), "files of the cut entry were left");
+}

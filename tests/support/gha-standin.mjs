@@ -11,7 +11,8 @@
 //   POST /_admin/fault {match, rpc, status, times, retry_after, stall_after}
 //   (rpc: a Twirp method, or "download" for blob GETs; stall_after: bytes sent before hanging)
 //   GET /_admin/log?match=K   every request made for keys containing K
-//   POST /_admin/corrupt?key=K   overwrite the second half of key K's blobs with noise
+//   POST /_admin/corrupt?key=K[&short=1]   overwrite the second half of key K's blobs with noise
+//     (short: cut it off)
 //   POST /_admin/age?key=K&days=N   make key K look created and used N days ago
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -250,11 +251,17 @@ const server = http.createServer((req, res) => {
       // Replace the second half of the blobs of entries with this exact key by noise.
       const k = url.searchParams.get('key') || '';
       const hit = entries.filter((e) => e.done && e.key === k);
+      const short = url.searchParams.get('short') === '1';
       for (const e of hit) {
         const blob = container.getBlockBlobClient(e.blob);
         const data = await blob.downloadToBuffer();
-        crypto.randomFillSync(data, Math.floor(data.length / 2));
-        await blob.uploadData(data);
+        const half = Math.floor(data.length / 2);
+        if (short) {
+          await blob.uploadData(data.subarray(0, half)); // cut short: the first half only
+        } else {
+          crypto.randomFillSync(data, half);
+          await blob.uploadData(data);
+        }
       }
       return send(res, 200, { corrupted: hit.length });
     }

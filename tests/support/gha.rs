@@ -143,9 +143,19 @@ impl Service {
         self.http("POST", "/_admin/fault", &fault.to_string());
     }
 
-    /// Overwrite the blobs of entries with exactly this key behind kura's back.
+    /// Overwrite the second half of the blobs of entries with exactly this key with noise.
     pub fn corrupt(&self, key: &str) -> u64 {
-        let body = self.http("POST", &format!("/_admin/corrupt?key={}", query(key)), "");
+        self.spoil(key, false)
+    }
+
+    /// Cut the blobs of entries with exactly this key to their first half.
+    pub fn truncate(&self, key: &str) -> u64 {
+        self.spoil(key, true)
+    }
+
+    fn spoil(&self, key: &str, short: bool) -> u64 {
+        let path = format!("/_admin/corrupt?key={}&short={}", query(key), short as u8);
+        let body = self.http("POST", &path, "");
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["corrupted"]
             .as_u64()
             .unwrap()
