@@ -171,6 +171,34 @@ fn write_tar<W: Write + Send>(
     state: &Mutex<ReadAhead>,
     cv: &Condvar,
 ) -> Result<(W, PackStats)> {
+    let mut tar = tar::Builder::new(encoder(sink, opts)?);
+    let mut stats = PackStats::default();
+    for (i, e) in entries {
+        let e = &*e;
+        stats.entries += 1;
+        let shown = crate::select::shown(&e.name);
+        let (h, pax) = header(e, &shown, opts.manifest, &mut stats.manifest);
+        if !pax.is_empty() {
+            tar.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        }
+        if e.kind != Kind::File {
+            tar.append(&h, std::io::empty())?;
+            continue;
+        }
+        stats.files += 1;
+        stats.bytes += e.size;
+        if let Some(digest) = append_file(&mut tar, &h, e, i, opts, state, cv)? {
+            stats.manifest.insert(shown, digest);
+        }
+    }
+    let sink = tar.into_inner()?.finish()?;
+    Ok((sink, stats))
+}
+
+fn encoder<W: Write>(
+    sink: W,
+    opts: &PackOptions,
+) -> Result<zstd::stream::write::Encoder<'static, W>> {
     let mut enc = zstd::stream::write::Encoder::new(sink, opts.level)?;
     if opts.workers > 1 {
         enc.multithread(opts.workers)?;
@@ -180,108 +208,99 @@ fn write_tar<W: Write + Send>(
         enc.window_log(27)?;
     }
     enc.include_checksum(true)?;
-    let mut tar = tar::Builder::new(enc);
-    let mut stats = PackStats::default();
+    Ok(enc)
+}
 
-    for (i, e) in entries {
-        let e = &*e;
-        stats.entries += 1;
-        let mut pax: Vec<(&'static str, Vec<u8>)> = Vec::new();
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(e.mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(e.mtime.0.max(0) as u64);
-        if e.mtime.1 != 0 {
-            pax.push((
-                "mtime",
-                format!("{}.{:09}", e.mtime.0, e.mtime.1).into_bytes(),
-            ));
-        }
-        let name = if e.kind == Kind::Dir && e.name != b"." {
-            [&e.name[..], b"/"].concat()
-        } else if e.kind == Kind::Dir {
-            b"./".to_vec()
-        } else {
-            e.name.clone()
-        };
-        let shown = crate::select::shown(&e.name);
-        set_name(&mut h, &name, &mut pax, "path", 100);
-        h.set_size(0);
-        match &e.kind {
-            Kind::Dir => h.set_entry_type(tar::EntryType::Directory),
-            Kind::Symlink(target) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                set_link(&mut h, target.as_os_str().as_bytes(), &mut pax);
-                if opts.manifest {
-                    stats.manifest.insert(
-                        shown.clone(),
-                        format!(
-                            "symlink:{}",
-                            crate::select::shown(target.as_os_str().as_bytes())
-                        ),
-                    );
-                }
-            }
-            Kind::HardLink(first) => {
-                h.set_entry_type(tar::EntryType::Link);
-                set_link(&mut h, first, &mut pax);
-                if let Some(d) = stats.manifest.get(&crate::select::shown(first)).cloned() {
-                    stats.manifest.insert(shown.clone(), d);
-                }
-            }
-            Kind::File => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(e.size);
-                if e.size >= 0o77777777777 {
-                    pax.push(("size", e.size.to_string().into_bytes()));
-                }
+type Pax = Vec<(&'static str, Vec<u8>)>;
+
+/// The entry's header and the pax records it needs (long names, nanosecond mtimes, large
+/// sizes). Links and symlinks go into the layer manifest here; file digests once read.
+fn header(
+    e: &Entry,
+    shown: &str,
+    manifest: bool,
+    digests: &mut BTreeMap<String, String>,
+) -> (tar::Header, Pax) {
+    let mut pax: Pax = Vec::new();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(e.mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(e.mtime.0.max(0) as u64);
+    if e.mtime.1 != 0 {
+        pax.push((
+            "mtime",
+            format!("{}.{:09}", e.mtime.0, e.mtime.1).into_bytes(),
+        ));
+    }
+    let name = match (&e.kind, e.name == b".") {
+        (Kind::Dir, false) => [&e.name[..], b"/"].concat(),
+        (Kind::Dir, true) => b"./".to_vec(),
+        _ => e.name.clone(),
+    };
+    set_name(&mut h, &name, &mut pax, "path", 100);
+    h.set_size(0);
+    match &e.kind {
+        Kind::Dir => h.set_entry_type(tar::EntryType::Directory),
+        Kind::Symlink(target) => {
+            h.set_entry_type(tar::EntryType::Symlink);
+            set_link(&mut h, target.as_os_str().as_bytes(), &mut pax);
+            if manifest {
+                let to = crate::select::shown(target.as_os_str().as_bytes());
+                digests.insert(shown.to_string(), format!("symlink:{to}"));
             }
         }
-        if pax.iter().any(|(_, v)| std::str::from_utf8(v).is_err()) {
-            // pax records are UTF-8 unless the header says otherwise (as GNU tar writes them).
-            pax.insert(0, ("hdrcharset", b"BINARY".to_vec()));
-        }
-        if !pax.is_empty() {
-            tar.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
-        }
-        h.set_cksum();
-        if e.kind != Kind::File {
-            tar.append(&h, std::io::empty())?;
-            continue;
-        }
-        stats.files += 1;
-        stats.bytes += e.size;
-        if e.size <= SMALL {
-            let data = wait_for(i, state, cv)?;
-            if opts.manifest {
-                stats
-                    .manifest
-                    .insert(shown.clone(), hex::encode(Sha256::digest(&data)));
+        Kind::HardLink(first) => {
+            h.set_entry_type(tar::EntryType::Link);
+            set_link(&mut h, first, &mut pax);
+            if let Some(d) = digests.get(&crate::select::shown(first)).cloned() {
+                digests.insert(shown.to_string(), d);
             }
-            tar.append(&h, data.as_slice())?;
-        } else {
-            let f =
-                File::open(&e.path).with_context(|| format!("cannot open {}", e.path.display()))?;
-            let mut src = DigestReader {
-                inner: f.take(e.size),
-                hasher: opts.manifest.then(Sha256::new),
-                read: 0,
-            };
-            tar.append(&h, &mut src)
-                .with_context(|| format!("cannot read {}", e.path.display()))?;
-            let read = src.read;
-            if let Some(hs) = src.hasher.take() {
-                stats
-                    .manifest
-                    .insert(shown.clone(), hex::encode(hs.finalize()));
+        }
+        Kind::File => {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(e.size);
+            if e.size >= 0o77777777777 {
+                pax.push(("size", e.size.to_string().into_bytes()));
             }
-            check_unchanged(e, src.inner.get_ref(), read)?;
         }
     }
-    let enc = tar.into_inner()?;
-    let sink = enc.finish()?;
-    Ok((sink, stats))
+    if pax.iter().any(|(_, v)| std::str::from_utf8(v).is_err()) {
+        // pax records are UTF-8 unless the header says otherwise (as GNU tar writes them).
+        pax.insert(0, ("hdrcharset", b"BINARY".to_vec()));
+    }
+    h.set_cksum();
+    (h, pax)
+}
+
+/// Append a regular file: small ones from the read-ahead, large ones streamed and checked for
+/// changes while read. Returns its sha256 when the manifest wants one.
+fn append_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    h: &tar::Header,
+    e: &Entry,
+    i: usize,
+    opts: &PackOptions,
+    state: &Mutex<ReadAhead>,
+    cv: &Condvar,
+) -> Result<Option<String>> {
+    if e.size <= SMALL {
+        let data = wait_for(i, state, cv)?;
+        let digest = opts.manifest.then(|| hex::encode(Sha256::digest(&data)));
+        tar.append(h, data.as_slice())?;
+        return Ok(digest);
+    }
+    let f = File::open(&e.path).with_context(|| format!("cannot open {}", e.path.display()))?;
+    let mut src = DigestReader {
+        inner: f.take(e.size),
+        hasher: opts.manifest.then(Sha256::new),
+        read: 0,
+    };
+    tar.append(h, &mut src)
+        .with_context(|| format!("cannot read {}", e.path.display()))?;
+    let digest = src.hasher.take().map(|hs| hex::encode(hs.finalize()));
+    check_unchanged(e, src.inner.get_ref(), src.read)?;
+    Ok(digest)
 }
 
 fn wait_for(i: usize, state: &Mutex<ReadAhead>, cv: &Condvar) -> Result<Vec<u8>> {

@@ -8,6 +8,7 @@
 //! corrupt restore is rolled back and a good one committed.
 
 use super::journal::{times, write_error, Fail, NewFile};
+use super::tree::Place;
 use super::tree::Tree;
 use anyhow::{anyhow, bail, Context as _, Result};
 use filetime::FileTime;
@@ -349,36 +350,13 @@ fn extract<R: Read>(
         let mtime = mtime_of(entry);
         tree.dir(&place, mode, mtime)
     } else if kind.is_file() || kind == tar::EntryType::Continuous {
-        let mtime = mtime_of(entry);
-        let size = entry.size();
-        out.files += 1;
-        out.bytes += size;
-        if in_order || size > SMALL {
-            let (file, shown) = if in_order {
-                (tree.file(&place, mode)?, tree.shown(&place))
-            } else {
-                let new = tree.plan_file(&place)?;
-                (new.create(mode)?, new.shown)
-            };
-            write_in_place(entry, file, &shown, mode, umask, mtime)
-        } else {
-            let new = tree.plan_file(&place)?;
-            let mut data = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut data).map_err(corrupt)?;
-            let job = FileJob {
-                new,
-                entry: String::from_utf8_lossy(&name).into_owned(),
-                data,
-                mode,
-                umask,
-                mtime,
-            };
-            shared.sent_one();
-            tx.send(job).map_err(|_| {
-                shared.done_one();
-                Fail::Io(anyhow!("the file writers stopped"))
-            })
-        }
+        let plan = FilePlan {
+            place: &place,
+            mode,
+            umask,
+            in_order,
+        };
+        file(entry, tree, plan, tx, shared, out)
     } else if kind.is_symlink() {
         let target = entry.link_name_bytes().unwrap_or_default().into_owned();
         tree.symlink(&place, &target)
@@ -394,6 +372,56 @@ fn extract<R: Read>(
             "entries of type {kind:?} (devices, fifos) are refused"
         )))
     }
+}
+
+/// Where a regular file goes and how.
+struct FilePlan<'a> {
+    place: &'a Place,
+    mode: u32,
+    umask: u32,
+    /// The entry reuses a name or must otherwise be written before the next one.
+    in_order: bool,
+}
+
+/// A regular file: small ones go to the writer pool, large ones (and those that must be
+/// written in order) are written here.
+fn file<R: Read>(
+    entry: &mut tar::Entry<R>,
+    tree: &mut Tree,
+    p: FilePlan,
+    tx: &SyncSender<FileJob>,
+    shared: &Shared,
+    out: &mut Counts,
+) -> Result<(), Fail> {
+    let mtime = mtime_of(entry);
+    let size = entry.size();
+    out.files += 1;
+    out.bytes += size;
+    if p.in_order || size > SMALL {
+        let (file, shown) = if p.in_order {
+            (tree.file(p.place, p.mode)?, tree.shown(p.place))
+        } else {
+            let new = tree.plan_file(p.place)?;
+            (new.create(p.mode)?, new.shown)
+        };
+        return write_in_place(entry, file, &shown, p.mode, p.umask, mtime);
+    }
+    let new = tree.plan_file(p.place)?;
+    let mut data = Vec::with_capacity(size as usize);
+    entry.read_to_end(&mut data).map_err(corrupt)?;
+    let job = FileJob {
+        new,
+        entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+        data,
+        mode: p.mode,
+        umask: p.umask,
+        mtime,
+    };
+    shared.sent_one();
+    tx.send(job).map_err(|_| {
+        shared.done_one();
+        Fail::Io(anyhow!("the file writers stopped"))
+    })
 }
 
 fn write_in_place<R: Read>(

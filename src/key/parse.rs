@@ -100,86 +100,106 @@ fn split_words(src: &str) -> Result<Vec<Arg>, String> {
     let mut words = Vec::new();
     let mut chars = src.chars().peekable();
     while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        if c == '|' {
-            return Err("pipelines ('|') are not supported; call one function per action".into());
-        }
-        if c == '"' {
-            chars.next();
-            let mut s = String::new();
-            loop {
-                match chars.next() {
-                    None => return Err("unterminated string; close it with '\"'".into()),
-                    Some('"') => break,
-                    Some('\\') => match chars.next() {
-                        Some('n') => s.push('\n'),
-                        Some('t') => s.push('\t'),
-                        Some('\\') => s.push('\\'),
-                        Some('"') => s.push('"'),
-                        Some(other) => {
-                            return Err(format!("unknown escape '\\{other}' in a string"))
-                        }
-                        None => return Err("unterminated string; close it with '\"'".into()),
-                    },
-                    Some(ch) => s.push(ch),
+        match c {
+            _ if c.is_whitespace() => {
+                chars.next();
+            }
+            '|' => {
+                return Err(
+                    "pipelines ('|') are not supported; call one function per action".into(),
+                )
+            }
+            '"' | '`' => {
+                chars.next();
+                let s = if c == '"' {
+                    quoted(&mut chars)?
+                } else {
+                    raw(&mut chars)?
+                };
+                if words.is_empty() {
+                    return Err(format!(
+                        "an action cannot start with a string; did you mean checksum \"{s}\"?"
+                    ));
                 }
+                words.push(Arg::Str(s));
             }
-            if words.is_empty() {
-                return Err(format!(
-                    "an action cannot start with a string; did you mean checksum \"{s}\"?"
-                ));
+            _ => {
+                let w = bare(&mut chars);
+                words.push(word(w, words.is_empty())?);
             }
-            words.push(Arg::Str(s));
-            continue;
-        }
-        if c == '`' {
-            chars.next();
-            let mut s = String::new();
-            loop {
-                match chars.next() {
-                    None => return Err("unterminated raw string; close it with '`'".into()),
-                    Some('`') => break,
-                    Some(ch) => s.push(ch),
-                }
-            }
-            if words.is_empty() {
-                return Err("an action cannot start with a string".into());
-            }
-            words.push(Arg::Str(s));
-            continue;
-        }
-        let mut w = String::new();
-        while let Some(&ch) = chars.peek() {
-            if ch.is_whitespace() || ch == '"' || ch == '`' || ch == '|' {
-                break;
-            }
-            w.push(ch);
-            chars.next();
-        }
-        if let Some(path) = w.strip_prefix('.') {
-            let segs: Vec<String> = path.split('.').map(str::to_string).collect();
-            if segs.iter().any(|s| s.is_empty()) {
-                return Err(format!("malformed variable '{w}'"));
-            }
-            words.push(Arg::Field(segs));
-        } else if words.is_empty() {
-            if !w
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
-            {
-                return Err(format!(
-                    "unexpected '{w}'; expected a variable or a function name"
-                ));
-            }
-            words.push(Arg::Str(w));
-        } else {
-            return Err(format!(
-                "argument '{w}' must be quoted (\"{w}\") or be a variable (.Name)"
-            ));
         }
     }
     Ok(words)
+}
+
+type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
+
+/// The rest of a `"..."` string, with Go's common escapes.
+fn quoted(chars: &mut Chars) -> Result<String, String> {
+    let mut s = String::new();
+    loop {
+        match chars.next() {
+            None => return Err("unterminated string; close it with '\"'".into()),
+            Some('"') => return Ok(s),
+            Some('\\') => match chars.next() {
+                Some('n') => s.push('\n'),
+                Some('t') => s.push('\t'),
+                Some('\\') => s.push('\\'),
+                Some('"') => s.push('"'),
+                Some(other) => return Err(format!("unknown escape '\\{other}' in a string")),
+                None => return Err("unterminated string; close it with '\"'".into()),
+            },
+            Some(ch) => s.push(ch),
+        }
+    }
+}
+
+/// The rest of a `` `...` `` raw string.
+fn raw(chars: &mut Chars) -> Result<String, String> {
+    let mut s = String::new();
+    loop {
+        match chars.next() {
+            None => return Err("unterminated raw string; close it with '`'".into()),
+            Some('`') => return Ok(s),
+            Some(ch) => s.push(ch),
+        }
+    }
+}
+
+/// A bare word: up to whitespace, a quote or a pipe.
+fn bare(chars: &mut Chars) -> String {
+    let mut w = String::new();
+    while let Some(&ch) = chars.peek() {
+        if ch.is_whitespace() || ch == '"' || ch == '`' || ch == '|' {
+            break;
+        }
+        w.push(ch);
+        chars.next();
+    }
+    w
+}
+
+/// A bare word as a variable (`.Branch`), or as the function name when it comes first.
+fn word(w: String, first: bool) -> Result<Arg, String> {
+    if let Some(path) = w.strip_prefix('.') {
+        let segs: Vec<String> = path.split('.').map(str::to_string).collect();
+        if segs.iter().any(|s| s.is_empty()) {
+            return Err(format!("malformed variable '{w}'"));
+        }
+        return Ok(Arg::Field(segs));
+    }
+    if !first {
+        return Err(format!(
+            "argument '{w}' must be quoted (\"{w}\") or be a variable (.Name)"
+        ));
+    }
+    if !w
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+    {
+        return Err(format!(
+            "unexpected '{w}'; expected a variable or a function name"
+        ));
+    }
+    Ok(Arg::Str(w))
 }

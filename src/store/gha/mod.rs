@@ -96,6 +96,37 @@ pub(super) fn uuid() -> String {
     )
 }
 
+/// The service this job may talk to, from the runner's variables: v2 wherever it is offered,
+/// except on GitHub Enterprise Server, which (like act) speaks only v1; v1 falls back to
+/// ACTIONS_RESULTS_URL as the official client does. None without a runtime token.
+fn service(vars: &Vars, http: &reqwest::Client) -> Result<Option<Api>> {
+    let Some(token) = vars.string("ACTIONS_RUNTIME_TOKEN") else {
+        return Ok(None);
+    };
+    let backoff = Duration::from_millis(
+        vars.get("KURA_GHA_BACKOFF_MS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
+    );
+    let results = vars.string("ACTIONS_RESULTS_URL");
+    Ok(match (&results, vars.string("ACTIONS_CACHE_URL")) {
+        (Some(u), _) if !is_ghes(vars) => Some(Api::V2(Arc::new(Twirp {
+            origin: origin(u).ok_or_else(|| anyhow!("ACTIONS_RESULTS_URL {u:?} is not a URL"))?,
+            token,
+            http: http.clone(),
+            backoff,
+        }))),
+        (r, legacy) => legacy.or(r.clone()).map(|base| {
+            Api::V1(Arc::new(V1 {
+                base: format!("{}/_apis/artifactcache/", base.trim_end_matches('/')),
+                token,
+                http: http.clone(),
+                backoff,
+            }))
+        }),
+    })
+}
+
 impl GhaStore {
     /// `gha://`. The token is checked when it is first needed, so that a job without one
     /// gets a warning that says how to give it one, not a failed step.
@@ -109,34 +140,7 @@ impl GhaStore {
         let env = |k: &str| vars.string(k);
         // One client (one connection pool) for the service and the blobs.
         let http = super::http::client(vars)?;
-        let backoff = Duration::from_millis(
-            env("KURA_GHA_BACKOFF_MS")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1000),
-        );
-        let results = env("ACTIONS_RESULTS_URL");
-        // v2 wherever it is offered, except on GitHub Enterprise Server, which (like act)
-        // speaks only v1; v1 falls back to ACTIONS_RESULTS_URL as the official client does.
-        let api = match env("ACTIONS_RUNTIME_TOKEN") {
-            None => None,
-            Some(token) => match (&results, env("ACTIONS_CACHE_URL")) {
-                (Some(u), _) if !is_ghes(vars) => Some(Api::V2(Arc::new(Twirp {
-                    origin: origin(u)
-                        .ok_or_else(|| anyhow!("ACTIONS_RESULTS_URL {u:?} is not a URL"))?,
-                    token,
-                    http: http.clone(),
-                    backoff,
-                }))),
-                (r, legacy) => legacy.or(r.clone()).map(|base| {
-                    Api::V1(Arc::new(V1 {
-                        base: format!("{}/_apis/artifactcache/", base.trim_end_matches('/')),
-                        token,
-                        http: http.clone(),
-                        backoff,
-                    }))
-                }),
-            },
-        };
+        let api = service(vars, &http)?;
         let mode = match env("ACTIONS_CACHE_MODE").as_deref() {
             Some("none") => Mode::None,
             Some("read") => Mode::Read,

@@ -19,18 +19,20 @@
 //! synchronous; this module owns a tokio runtime and bridges. `upload.rs` is one save's
 //! upload, `settle.rs` the rule that picks the owner of a key among concurrent saves.
 
+mod config;
 mod settle;
 mod upload;
+
+use config::Config;
 
 use settle::{marker_of, owner};
 use upload::{S3Handle, S3Upload};
 
 use super::{entry_name, name_prefix, now_ms, scope_dir, Handle, Meta, Store, Upload};
-use crate::outcome::user_error;
 use crate::vars::Vars;
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::AmazonS3;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
@@ -65,87 +67,14 @@ impl S3Store {
     /// `KURA_S3_ENDPOINT`, `KURA_S3_PART_SIZE` and `KURA_S3_CONCURRENCY` set the same (MinIO,
     /// Garage, R2, Ceph need an endpoint; addressing is path-style).
     pub fn open(url: &str, vars: &Vars) -> Result<S3Store> {
-        let bad = |msg: String| user_error(format!("store URL {url:?}: {msg}"));
-        let rest = &url["s3://".len()..];
-        let (loc, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (bucket, prefix) = loc.split_once('/').unwrap_or((loc, ""));
-        if bucket.is_empty() {
-            return Err(bad("no bucket; write it s3://BUCKET/PREFIX".into()));
-        }
-        let prefix = prefix.trim_matches('/');
-        if !prefix.is_empty()
-            && prefix.split('/').any(|seg| {
-                seg.is_empty() || seg == "." || seg == ".." || seg.chars().any(char::is_control)
-            })
-        {
-            return Err(bad(format!(
-                "the prefix {prefix:?} has an empty, '.' or '..' segment (or a control character); write it like s3://{bucket}/team/cache"
-            )));
-        }
-        let mut endpoint = vars.string("KURA_S3_ENDPOINT");
-        let mut region = None;
-        let mut part = vars.string("KURA_S3_PART_SIZE");
-        let mut parallel = vars.string("KURA_S3_CONCURRENCY");
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            let v = Some(v.into_owned());
-            match &*k {
-                "endpoint" => endpoint = v,
-                "region" => region = v,
-                "part_size" => part = v,
-                "concurrency" => parallel = v,
-                _ => {
-                    return Err(bad(format!(
-                        "unknown option {k:?} (known: endpoint, region, part_size, concurrency)"
-                    )))
-                }
-            }
-        }
-        let part = match part {
-            Some(p) => crate::report::parse_size(&p).map_err(user_error)? as usize,
-            None => PART,
-        };
-        if !(5 << 20..=5 << 30).contains(&part) {
-            return Err(user_error(format!(
-                "S3 part size {part} B is outside what S3 allows (5 MiB to 5 GiB)"
-            )));
-        }
-        let parallel = match parallel {
-            Some(c) => c
-                .parse::<usize>()
-                .ok()
-                .filter(|c| (1..=64).contains(c))
-                .ok_or_else(|| {
-                    user_error(format!(
-                        "S3 concurrency {c:?} must be a number from 1 to 64"
-                    ))
-                })?,
-            None => PARALLEL,
-        };
-        super::http::tls();
-        // As AmazonS3Builder::from_env does, but from the variables kura was given.
-        let mut b = AmazonS3Builder::new().with_bucket_name(bucket);
-        for (k, v) in vars.all() {
-            if k.starts_with("AWS_") {
-                if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-                    b = b.with_config(key, v);
-                }
-            }
-        }
-        if let Some(e) = &endpoint {
-            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
-        }
-        if let Some(r) = region {
-            b = b.with_region(r);
-        }
-        let s3 = b
-            .build()
-            .map_err(|e| bad(format!("cannot configure the S3 client: {e}")))?;
+        let c = Config::parse(url, vars)?;
+        let s3 = c.client(vars)?;
         Ok(S3Store {
             rt: super::http::runtime()?,
             s3: Arc::new(s3),
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-            tuning: Tuning { part, parallel },
+            bucket: c.bucket,
+            prefix: c.prefix,
+            tuning: c.tuning,
         })
     }
 
