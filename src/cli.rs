@@ -84,10 +84,10 @@ pub enum Command {
     /// Delete entries unused for longer than --max-age, then the least recently used until
     /// the store is under --max-size.
     Prune {
-        /// Such as 10G, 500M.
+        /// Such as 10G, 500M or 1.5GiB: K, M, G and T are powers of 1024.
         #[arg(long, env = "KURA_MAX_SIZE")]
         max_size: Option<String>,
-        /// Such as 7d, 12h, 30m.
+        /// Such as 7d, 12h, 30m, 1.5d or "1d 12h".
         #[arg(long, env = "KURA_MAX_AGE")]
         max_age: Option<String>,
     },

@@ -160,6 +160,29 @@ fn the_root_action_restores_then_saves_in_post_unless_the_key_hit() {
         "{err}"
     );
 
+    // lookup-only: the outputs of a hit, and nothing written.
+    std::fs::remove_dir_all(s.ws.join("deps/pkg")).unwrap();
+    let mut lookup = inputs.to_vec();
+    lookup.push(("lookup-only", "true"));
+    r = Runner::new(&s);
+    let out = r.step(&shim("restore.js"), &lookup, &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        r.outputs(),
+        format!("cache-hit=true\ncache-primary-key={key}\ncache-matched-key={key}\n")
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("Cache found and can be restored from key: {key}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!s.exists("deps/pkg"), "lookup-only restored files");
+
     // restore/ with fail-on-cache-miss fails the step on a miss.
     let miss = [
         ("path", "deps/pkg"),

@@ -48,8 +48,9 @@ fn scope(workflow: &str) -> String {
 }
 
 /// Where a job remembers which layers it attached, so its own layer can name them.
-fn attached_file(workflow: &str, job: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
+fn attached_file(env: &Env, workflow: &str, job: &str) -> PathBuf {
+    let tmp = env.ctx.env.get("TMPDIR").filter(|t| !t.is_empty());
+    PathBuf::from(tmp.map_or("/tmp", String::as_str)).join(format!(
         "kura-attached-{}",
         encode(&format!("{workflow}~{job}"))
     ))
@@ -69,7 +70,7 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
     if args.dry_run {
         return persist_dry_run(env, &root, &paths, key, workflow);
     }
-    let parents: Vec<String> = std::fs::read(attached_file(&workflow, &job))
+    let parents: Vec<String> = std::fs::read(attached_file(env, &workflow, &job))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
@@ -279,7 +280,10 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<Outcome> {
         bytes += b;
     }
     let keys: Vec<String> = layers.iter().map(|l| l.meta.key.clone()).collect();
-    let _ = std::fs::write(attached_file(&workflow, &job), serde_json::to_vec(&keys)?);
+    let _ = std::fs::write(
+        attached_file(env, &workflow, &job),
+        serde_json::to_vec(&keys)?,
+    );
     r.info(format!(
         "Attached {} layer(s) of workflow {workflow} under {}: {files} files, {} in {}",
         layers.len(),
