@@ -182,6 +182,7 @@ fn the_root_action_restores_then_saves_in_post_unless_the_key_hit() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!s.exists("deps/pkg"), "lookup-only restored files");
+    s.write("deps/pkg/a", "a");
 
     // restore/ with fail-on-cache-miss fails the step on a miss.
     let miss = [
