@@ -18,7 +18,6 @@ const TARGETS = {
   'linux-arm64': 'aarch64-unknown-linux-musl',
   'darwin-x64': 'x86_64-apple-darwin',
   'darwin-arm64': 'aarch64-apple-darwin',
-  'win32-x64': 'x86_64-pc-windows-msvc',
 };
 
 function fail(msg) {
@@ -40,7 +39,7 @@ async function binary() {
   if (process.env.KURA_BIN) return process.env.KURA_BIN;
   const target = TARGETS[`${process.platform}-${process.arch}`];
   if (!target) fail(`kura has no release binary for ${process.platform}-${process.arch}; build it and set KURA_BIN`);
-  const asset = `kura-${target}${process.platform === 'win32' ? '.exe' : ''}`;
+  const asset = `kura-${target}`;
   const sums = fs.readFileSync(path.join(__dirname, 'sha256sums.txt'), 'utf8');
   const line = sums.split('\n').find((l) => l.trim().endsWith(`  ${asset}`));
   if (!line) fail(`no sha256 for ${asset} in the action's sha256sums.txt: pin the action to a release tag, or set KURA_BIN`);

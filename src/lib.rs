@@ -1,6 +1,13 @@
 //! kura: cache and workspace verbs for every CI. The binary (`main.rs`) parses flags and runs
 //! one verb; everything else lives here, so tests and fuzz targets drive the same code.
 
+// The extractor is built on Unix directory handles (openat, renameat2, O_NOFOLLOW); the
+// release targets are Linux and macOS.
+#[cfg(not(unix))]
+compile_error!(
+    "kura runs on Unix (Linux and macOS): its safe extractor needs Unix directory handles"
+);
+
 pub mod action;
 pub mod archive;
 pub mod ci;

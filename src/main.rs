@@ -22,6 +22,15 @@ fn main() -> ExitCode {
             cli.command,
             Command::Persist(_) | Command::Attach(_) | Command::Key { .. }
         );
+    // actions/cache's words for a failed cache step, which users grep their logs for.
+    let failed_to = match &cli.command {
+        Command::Save(_) => "Failed to save: ",
+        Command::Action {
+            step: Step::Save | Step::Post,
+        } => "Failed to save: ",
+        Command::Restore(_) | Command::Action { .. } => "Failed to restore: ",
+        _ => "",
+    };
     let outcome = run(cli, ci, vars, report.clone()).unwrap_or_else(|e| failed(e, strict));
     match &outcome {
         Outcome::Invalid { error } => report.error(error),
@@ -29,9 +38,9 @@ fn main() -> ExitCode {
         Outcome::Error {
             error,
             strict: true,
-        } => report.error(error),
+        } => report.error(format!("{failed_to}{error}")),
         Outcome::Error { error, .. } => report.warn(format!(
-            "{error}\n(the job goes on: a cache failure is not fatal; pass --strict to make it so)"
+            "{failed_to}{error}\n(the job goes on: a cache failure is not fatal; pass --strict to make it so)"
         )),
         _ => {}
     }

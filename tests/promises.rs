@@ -332,3 +332,41 @@ fn a_restore_into_a_directory_it_may_not_write_says_what_to_do() {
     );
     assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
 }
+
+#[test]
+fn failed_cache_steps_say_failed_to_save_or_restore_as_actions_cache_does() {
+    let s = Sandbox::new();
+    s.write("d/f", "x");
+    let not_a_dir = s.dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let run_on_github = |args: &[&str]| {
+        run(s
+            .kura()
+            .env("GITHUB_ACTIONS", "true")
+            .env(
+                "KURA_STORE",
+                format!("file://{}/store", not_a_dir.display()),
+            )
+            .args(args))
+    };
+    let out = run_on_github(&["save", "--key", "k", "--path", "d"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let line = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with("::warning::Failed to save: "),
+        "{}",
+        out.stderr
+    );
+    // One annotation: the note about --strict is part of it, its line break escaped.
+    assert!(line.contains("%0A(the job goes on"), "{line}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    // A failed restore (the store cannot be listed).
+    let out = run_on_github(&["restore", "--key", "k", "--path", "d"]);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("::warning::Failed to restore: ")),
+        "{}",
+        out.stderr
+    );
+}

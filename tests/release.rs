@@ -62,7 +62,7 @@ fn release_sums_reach_every_installer_and_the_orb_installs_that_binary() {
     std::fs::write(
         dist.join("sha256sums.txt"),
         format!(
-            "{digest}  {asset}\n{}  kura-x86_64-pc-windows-msvc.exe\n",
+            "{digest}  {asset}\n{}  kura-aarch64-apple-darwin\n",
             "a".repeat(64)
         ),
     )
@@ -165,4 +165,23 @@ fn files_below(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn only_unix_targets_are_released_or_downloaded() {
+    // kura does not build for Windows: no workflow builds it and no installer fetches it.
+    for f in [
+        ".github/workflows/release.yml",
+        "action/kura.js",
+        "orb/src/scripts/install.sh",
+        "templates/gitlab/kura.gitlab-ci.yml",
+    ] {
+        let text = std::fs::read_to_string(root().join(f))
+            .unwrap()
+            .to_lowercase();
+        assert!(
+            !text.contains("windows") && !text.contains("win32"),
+            "{f} still names Windows"
+        );
+    }
 }

@@ -49,15 +49,11 @@ impl Report {
         eprintln!("{msg}");
     }
 
+    /// On GitHub a `::warning::` annotation (the whole message, escaped as the runner
+    /// requires), elsewhere `warning: ...`.
     pub fn warn(&self, msg: impl Display) {
         if self.github {
-            // Annotations are one line; the rest of a message stays in the log.
-            let msg = msg.to_string();
-            let (first, rest) = msg.split_once('\n').unwrap_or((&msg, ""));
-            eprintln!("::warning::{first}");
-            if !rest.is_empty() {
-                eprintln!("{rest}");
-            }
+            eprintln!("::warning::{}", annotation(&msg.to_string()));
         } else {
             eprintln!("warning: {msg}");
         }
@@ -65,7 +61,7 @@ impl Report {
 
     pub fn error(&self, msg: impl Display) {
         if self.github {
-            eprintln!("::error::{msg}");
+            eprintln!("::error::{}", annotation(&msg.to_string()));
         } else {
             eprintln!("error: {msg}");
         }
@@ -85,5 +81,25 @@ impl Report {
                 Err(e) => self.warn(format!("cannot print the outcome as JSON: {e}")),
             }
         }
+    }
+}
+
+/// A workflow command's data as the runner reads it: `%`, CR and LF escaped, so that a `%2F`
+/// in a URL stays `%2F` and a multi-line message stays one annotation.
+pub fn annotation(msg: &str) -> String {
+    msg.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn annotations_escape_what_the_runner_would_decode() {
+        // The runner's own escaping (actions/toolkit core/src/command.ts escapeData).
+        assert_eq!(
+            super::annotation("s3://b/a%2Fb\r\nsecond line"),
+            "s3://b/a%252Fb%0D%0Asecond line"
+        );
     }
 }
