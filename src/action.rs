@@ -12,8 +12,27 @@ pub fn input(vars: &Vars, name: &str) -> String {
     vars.get(&var).unwrap_or_default().trim().to_string()
 }
 
-fn flag(vars: &Vars, name: &str) -> bool {
-    truthy(&input(vars, name))
+/// A boolean input as the runner's `getBooleanInput` reads it (YAML 1.2 core schema);
+/// anything else is bad input that names the input.
+fn flag(vars: &Vars, name: &str) -> anyhow::Result<bool> {
+    match input(vars, name).as_str() {
+        "" | "false" | "False" | "FALSE" => Ok(false),
+        "true" | "True" | "TRUE" => Ok(true),
+        other => Err(user_error(format!(
+            "input {name} is {other:?}; it must be true or false"
+        ))),
+    }
+}
+
+/// An input the step cannot do without, with the runner's own message.
+fn required(vars: &Vars, name: &str) -> anyhow::Result<String> {
+    let v = input(vars, name);
+    if v.is_empty() {
+        return Err(user_error(format!(
+            "Input required and not supplied: {name}"
+        )));
+    }
+    Ok(v)
 }
 
 fn lines(vars: &Vars, name: &str) -> Vec<String> {
@@ -34,19 +53,22 @@ pub fn globals(g: &mut Global, vars: &Vars) {
     };
     set(&mut g.store, "store");
     set(&mut g.scope, "scope");
-    g.strict |= flag(vars, "strict");
+    // A malformed `strict` is reported by the step's own validation; here it only must not
+    // turn a failure into a success.
+    g.strict |= truthy(&input(vars, "strict"));
 }
 
 pub fn restore_args(vars: &Vars) -> anyhow::Result<RestoreArgs> {
+    flag(vars, "strict")?;
     Ok(RestoreArgs {
-        key: Some(input(vars, "key")),
+        key: Some(required(vars, "key")?),
         restore_keys: lines(vars, "restore-keys"),
         keys: Vec::new(),
         paths: PathArgs {
-            paths: lines(vars, "path"),
+            paths: vec![required(vars, "path")?],
         },
-        lookup_only: flag(vars, "lookup-only"),
-        fail_on_miss: flag(vars, "fail-on-cache-miss"),
+        lookup_only: flag(vars, "lookup-only")?,
+        fail_on_miss: flag(vars, "fail-on-cache-miss")?,
         dry_run: false,
     })
 }
@@ -58,6 +80,7 @@ pub enum Post {
 }
 
 pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
+    flag(vars, "strict")?;
     let level = match input(vars, "compression-level").as_str() {
         "" => 3,
         l => l
@@ -70,13 +93,19 @@ pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
                 ))
             })?,
     };
+    let key = required(vars, "key")?;
+    if key.contains(',') {
+        return Err(user_error(format!(
+            "Key Validation Error: {key} cannot contain commas."
+        )));
+    }
     let mut args = SaveArgs {
-        key: input(vars, "key"),
+        key,
         paths: PathArgs {
-            paths: lines(vars, "path"),
+            paths: vec![required(vars, "path")?],
         },
         compression_level: level,
-        overwrite: flag(vars, "overwrite"),
+        overwrite: flag(vars, "overwrite")?,
         dry_run: false,
         literal_key: false,
     };

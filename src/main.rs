@@ -31,7 +31,17 @@ fn main() -> ExitCode {
         Command::Restore(_) | Command::Action { .. } => "Failed to restore: ",
         _ => "",
     };
-    let outcome = run(cli, ci, vars, report.clone()).unwrap_or_else(|e| failed(e, strict));
+    // The action's save steps treat bad inputs as actions/cache does: a warning, the job goes on.
+    let save_step = matches!(
+        cli.command,
+        Command::Action {
+            step: Step::Save | Step::Post
+        }
+    );
+    let outcome = match run(cli, ci, vars, report.clone()).unwrap_or_else(|e| failed(e, strict)) {
+        Outcome::Invalid { error } if save_step => Outcome::Error { error, strict },
+        outcome => outcome,
+    };
     match &outcome {
         Outcome::Invalid { error } => report.error(error),
         Outcome::Skipped { reason } => report.info(reason),

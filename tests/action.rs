@@ -296,3 +296,63 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 fn kura_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn bad_inputs_warn_in_save_steps_and_fail_restore_steps_naming_the_input() {
+    let s = Sandbox::new();
+    s.write("deps/a", "a");
+    let shim = |f: &str| root().join("action").join(f);
+    let bin = kura_bin();
+    let env = [("KURA_BIN", bin.as_str())];
+    let save_with = |inputs: &[(&str, &str)]| {
+        let out = Runner::new(&s).step(&shim("save.js"), inputs, &env);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "a save step's bad input fails the job: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = save_with(&[("path", "deps"), ("key", "a,b")]);
+    assert!(
+        err.lines().any(|l| l.starts_with(
+            "::warning::Failed to save: Key Validation Error: a,b cannot contain commas."
+        )),
+        "{err}"
+    );
+    let err = save_with(&[("path", ""), ("key", "k")]);
+    assert!(
+        err.contains("::warning::Failed to save: Input required and not supplied: path"),
+        "{err}"
+    );
+    let err = save_with(&[("path", "deps"), ("key", "k"), ("compression-level", "99")]);
+    assert!(err.contains("input compression-level \"99\""), "{err}");
+    let ls = support::run(s.kura().args(["--json", "ls"]));
+    assert!(
+        support::json(&ls)["entries"].as_array().unwrap().is_empty(),
+        "a save with bad inputs stored something"
+    );
+    // A restore step fails on bad input, as actions/cache's does.
+    let out = Runner::new(&s).step(
+        &shim("restore.js"),
+        &[("path", "deps"), ("key", "k"), ("lookup-only", "maybe")],
+        &env,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("input lookup-only is \"maybe\"; it must be true or false"),
+        "{err}"
+    );
+    // save-always is declared (so the runner does not warn of an unknown input) and deprecated.
+    let yml = std::fs::read_to_string(root().join("action.yml")).unwrap();
+    let decl = yml.split("  save-always:").nth(1).unwrap();
+    assert!(
+        decl.split("\n  strict:")
+            .next()
+            .unwrap()
+            .contains("deprecationMessage:"),
+        "{yml}"
+    );
+}
