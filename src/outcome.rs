@@ -153,6 +153,8 @@ pub struct Listed {
     pub files: u64,
     pub created_ms: u64,
     pub used_ms: u64,
+    /// The paths it was saved from (empty where the store does not record them).
+    pub paths: Vec<String>,
 }
 
 /// Bad input: a template, a path pattern, a flag, a store URL. Exit 2, whatever `--strict`

@@ -484,3 +484,21 @@ fn a_short_blob_is_a_miss_that_removes_the_files_begun() {
     assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
     assert!(!s.exists("cut"), "files of the cut entry were left");
 }
+
+#[test]
+fn a_miss_on_github_says_when_the_key_exists_under_another_version() {
+    let s = Sandbox::new();
+    let tok = main_token();
+    s.write("v/f", "x");
+    let out = kura(&s, &tok, &["save", "--key", "explain-1", "--path", "v"]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    let out = kura(&s, &tok, &["restore", "--key", "explain-1", "--path", "w"]);
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "an entry for key explain-1 exists, saved under another version (other paths, or another compression) (this job asks for [w])"
+        ),
+        "{}",
+        out.stderr
+    );
+}

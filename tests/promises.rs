@@ -370,3 +370,49 @@ fn failed_cache_steps_say_failed_to_save_or_restore_as_actions_cache_does() {
         out.stderr
     );
 }
+
+#[test]
+fn a_miss_says_when_the_key_exists_for_other_paths_and_ls_shows_them() {
+    let s = Sandbox::new();
+    s.write("d/f", "x");
+    assert_eq!(json(&save(&s, "deps-1", &["d"]))["outcome"], "saved");
+    let out = restore(&s, &["--key", "deps-1", "--path", "e", "--path", "d/f"]);
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "an entry for key deps-1 exists, saved for paths [d] (this job asks for [e, d/f])"
+        ),
+        "{}",
+        out.stderr
+    );
+    // A plain miss says nothing more.
+    let out = restore(&s, &["--key", "other", "--path", "d"]);
+    assert!(!out.stderr.contains("exists"), "{}", out.stderr);
+    // ls shows each entry's version and paths, and says when a prefix matches nothing.
+    let version = kura_version_of(&["d"]);
+    let out = run(s.kura().args(["ls"]));
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("deps-1 "))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        row.contains(&version[..12]) && row.ends_with("  d"),
+        "{row}"
+    );
+    let out = run(s.kura().args(["ls", "nope-"]));
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr.contains("no entry's key starts with \"nope-\""),
+        "{}",
+        out.stderr
+    );
+}
+
+/// GitHub's version of these paths, computed here as the official client does.
+fn kura_version_of(paths: &[&str]) -> String {
+    use sha2::Digest;
+    let mut parts: Vec<&str> = paths.to_vec();
+    parts.extend(["zstd-without-long", "1.0"]);
+    hex::encode(sha2::Sha256::digest(parts.join("|")))
+}

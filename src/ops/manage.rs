@@ -23,7 +23,7 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<Outcome> {
     let mut all = env.store.list(prefix.unwrap_or(""))?;
     all.sort_by_key(|m| std::cmp::Reverse(m.created_ms));
     if !env.report.json {
-        print_table(env, &all);
+        print_table(env, &all, prefix);
     }
     let entries = all
         .into_iter()
@@ -35,30 +35,44 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<Outcome> {
             files: m.files,
             created_ms: m.created_ms,
             used_ms: m.used_ms,
+            paths: m.paths,
         })
         .collect();
     Ok(Outcome::Listed { entries })
 }
 
-fn print_table(env: &Env, all: &[Meta]) {
+fn print_table(env: &Env, all: &[Meta], prefix: Option<&str>) {
     if all.is_empty() {
-        env.report
-            .info(format!("no entries in {}", env.store.location()));
+        match prefix.filter(|p| !p.is_empty()) {
+            Some(p) => env.report.info(format!(
+                "no entry's key starts with {p:?} in {}",
+                env.store.location()
+            )),
+            None => env
+                .report
+                .info(format!("no entries in {}", env.store.location())),
+        }
         return;
     }
     println!(
-        "{:<50} {:>10} {:>8} {:>9} {:>9}  SCOPE",
-        "KEY", "SIZE", "FILES", "CREATED", "USED"
+        "{:<50} {:>10} {:>8} {:>9} {:>9}  {:<12}  {:<20}  PATHS",
+        "KEY", "SIZE", "FILES", "CREATED", "USED", "VERSION", "SCOPE"
     );
     for m in all {
         let scope = if m.scope.is_empty() { "-" } else { &m.scope };
+        let paths = if m.paths.is_empty() {
+            "-".to_string()
+        } else {
+            m.paths.join(" ")
+        };
         println!(
-            "{:<50} {:>10} {:>8} {:>9} {:>9}  {scope}",
+            "{:<50} {:>10} {:>8} {:>9} {:>9}  {:<12}  {scope:<20}  {paths}",
             m.key,
             m.size.map(human).unwrap_or_else(|| "-".into()),
             m.files,
             when(m.created_ms),
-            when(m.used_ms)
+            when(m.used_ms),
+            m.version.get(..12).unwrap_or(&m.version),
         );
     }
 }

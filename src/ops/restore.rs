@@ -40,6 +40,7 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<Outcome> {
             "Cache not found for input keys: {}",
             plan.keys().join(", ")
         ));
+        explain_miss(env, &plan);
         return Ok(miss(env, &plan, MissReason::NotFound));
     };
     if args.dry_run || args.lookup_only {
@@ -133,6 +134,36 @@ fn lookup_any_version(env: &Env, candidates: &[Candidate]) -> Result<Option<Meta
         }
     }
     Ok(None)
+}
+
+/// The most common surprise of a miss: an entry with the very key exists, saved for other
+/// paths (or by another compression), so its version differs. Say so, with both path lists.
+fn explain_miss(env: &Env, plan: &Plan) {
+    if plan.paths.is_empty() {
+        return;
+    }
+    // Best effort: a store that cannot list (GitHub's without a token) explains nothing.
+    let Ok(all) = env.store.list(plan.primary()) else {
+        return;
+    };
+    let keys = plan.keys();
+    let Some(other) = all
+        .iter()
+        .filter(|m| keys.contains(&m.key) && m.version != plan.version)
+        .max_by_key(|m| m.created_ms)
+    else {
+        return;
+    };
+    let saved_for = if other.paths.is_empty() {
+        "under another version (other paths, or another compression)".to_string()
+    } else {
+        format!("for paths [{}]", other.paths.join(", "))
+    };
+    env.report.info(format!(
+        "  an entry for key {} exists, saved {saved_for} (this job asks for [{}]); the paths must be the same for an entry to restore",
+        other.key,
+        plan.paths.join(", ")
+    ));
 }
 
 fn miss(env: &Env, plan: &Plan, reason: MissReason) -> Outcome {
