@@ -98,6 +98,15 @@ fn run(cli: Cli, ci: ci::CiInfo, vars: Vars, report: Report) -> anyhow::Result<O
         }
         return Ok(Outcome::Keys { keys });
     }
+    // CircleCI's jobs run on separate machines: a workspace in the default job-local
+    // directory would persist fine and attach nothing in the next job.
+    let workspace = matches!(cli.command, Command::Persist(_) | Command::Attach(_));
+    let store_given = g.store.as_deref().is_some_and(|s| !s.trim().is_empty());
+    if workspace && !store_given && ctx.ci.provider == ci::Provider::CircleCi {
+        return Err(kura::outcome::user_error(
+            "a CircleCI workspace needs a store every job of the workflow reaches: set KURA_STORE (or the orb's store parameter) to a bucket, such as s3://BUCKET/kura; the default store is a directory on this job's machine",
+        ));
+    }
     let store = store::open(g.store.as_deref(), &vars)?;
     let base = g
         .base_dir

@@ -91,6 +91,9 @@ pub struct Restored {
     pub seconds: f64,
     /// Entries the extractor would not write, each with its reason.
     pub refused: Vec<String>,
+    /// The CI build that saved the entry, where the store records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
     /// Found but not downloaded (`--lookup-only`, `--dry-run`).
     pub lookup_only: bool,
     pub dry_run: bool,

@@ -99,6 +99,7 @@ fn script(s: &Sandbox, name: &str, job: &str, params: &[(&str, &str)]) -> suppor
         .env("CIRCLE_WORKING_DIRECTORY", &s.ws)
         .env("CIRCLE_WORKFLOW_ID", "wf-1")
         .env("CIRCLE_JOB", job)
+        .env("CIRCLE_BUILD_NUM", "103")
         .current_dir(&s.ws)
         .envs(params.iter().copied());
     support::run(&mut assert_cmd::Command::from_std(cmd))
@@ -123,10 +124,11 @@ fn cache_steps_behave_like_the_native_ones() {
         "{}",
         out.stderr
     );
-    // First writer wins.
+    // First writer wins, in the native step's words.
     let out = script(&s, "save_cache.sh", "build", &save);
     assert!(
-        out.stderr.contains("Cache already exists"),
+        out.stderr.lines().any(|l| l
+            .starts_with("Skipping cache generation, cache already exists for key: v1-npm-main-")),
         "{}",
         out.stderr
     );
@@ -144,7 +146,9 @@ fn cache_steps_behave_like_the_native_ones() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("Cache restored from key: v1-npm-main-"),
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("Found a cache from build 103 at v1-npm-main-")),
         "{}",
         out.stderr
     );
@@ -162,7 +166,9 @@ fn cache_steps_behave_like_the_native_ones() {
     );
     assert_eq!(out.code, 0);
     assert!(
-        out.stderr.contains("Cache not found for input keys: v2-"),
+        out.stderr
+            .lines()
+            .any(|l| l == "No cache is found for key: v2-"),
         "{}",
         out.stderr
     );
@@ -190,6 +196,55 @@ fn workspace_steps_pass_files_between_jobs() {
         std::fs::read_to_string(at.join("dist/app.js")).unwrap(),
         "built"
     );
+}
+
+#[test]
+fn workspaces_without_a_shared_store_fail_with_the_fix() {
+    let s = Sandbox::new();
+    s.write("out/dist/app.js", "built");
+    // The job's own store setting removed: only the default, job-local directory is left.
+    let run_without_store = |name: &str, params: &[(&str, &str)]| {
+        let mut env: Vec<(&str, &str)> = params.to_vec();
+        env.push(("KURA_STORE", ""));
+        script(&s, name, "build", &env)
+    };
+    let persist = [("KURA_PARAM_ROOT", "out"), ("KURA_PARAM_PATHS", "dist\n")];
+    let out = run_without_store("persist_to_workspace.sh", &persist);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("set KURA_STORE") && out.stderr.contains("bucket"),
+        "{}",
+        out.stderr
+    );
+    let out = run_without_store("attach_workspace.sh", &[("KURA_PARAM_AT", "in")]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("set KURA_STORE"), "{}", out.stderr);
+    assert!(!s.store.exists(), "a job-local layer was stored");
+    // Missing parameters are named by the orb, not by bash.
+    for (name, says) in [
+        (
+            "persist_to_workspace.sh",
+            "kura/persist_to_workspace: the root parameter is empty",
+        ),
+        (
+            "attach_workspace.sh",
+            "kura/attach_workspace: the at parameter is empty",
+        ),
+        (
+            "save_cache.sh",
+            "kura/save_cache: the key parameter is empty",
+        ),
+        ("install.sh", "kura/install: the version parameter is empty"),
+    ] {
+        let out = script(&s, name, "build", &[]);
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        assert!(out.stderr.starts_with(says), "{name}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("parameter null or not set"),
+            "{}",
+            out.stderr
+        );
+    }
 }
 
 #[test]

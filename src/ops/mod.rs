@@ -30,6 +30,13 @@ pub struct Env {
 
 pub use crate::outcome::{user_error, UserError};
 
+impl Env {
+    /// On CircleCI kura prints its native step's lines, which users know from their logs.
+    fn circleci(&self) -> bool {
+        self.ctx.ci.provider == crate::ci::Provider::CircleCi
+    }
+}
+
 /// The path lines as GitHub's version hash sees them: split on newlines, trimmed, empty lines
 /// dropped, `! x` written `!x`.
 pub fn path_lines(raw: &[String]) -> Vec<String> {

@@ -36,10 +36,16 @@ impl Plan {
 pub fn restore(env: &Env, args: &RestoreArgs) -> Result<Outcome> {
     let plan = plan(env, args)?;
     let Some(meta) = find(env, &plan)? else {
-        env.report.info(format!(
-            "Cache not found for input keys: {}",
-            plan.keys().join(", ")
-        ));
+        if env.circleci() {
+            for k in plan.keys() {
+                env.report.info(format!("No cache is found for key: {k}"));
+            }
+        } else {
+            env.report.info(format!(
+                "Cache not found for input keys: {}",
+                plan.keys().join(", ")
+            ));
+        }
         explain_miss(env, &plan);
         return Ok(miss(env, &plan, MissReason::NotFound));
     };
@@ -195,6 +201,7 @@ fn restored(plan: &Plan, meta: &Meta) -> Restored {
         bytes: meta.bytes,
         seconds: 0.0,
         refused: Vec::new(),
+        build: meta.build.clone(),
         lookup_only: false,
         dry_run: false,
     }
@@ -312,7 +319,15 @@ fn report_restored(env: &Env, out: &Restored, files: u64, bytes: u64, read: u64,
             out.refused.join("\n  ")
         ));
     }
-    if !out.cache_hit {
+    if env.circleci() {
+        match &out.build {
+            Some(n) => r.info(format!(
+                "Found a cache from build {n} at {}",
+                out.matched_key
+            )),
+            None => r.info(format!("Found a cache at {}", out.matched_key)),
+        }
+    } else if !out.cache_hit {
         r.info(format!("Cache hit for restore-key: {}", out.matched_key));
     }
     r.info(format!("Cache restored from key: {}", out.matched_key));

@@ -29,8 +29,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
         return dry_run(env, &key, &version, &paths);
     }
     if !args.overwrite && env.store.exists(scope, &version, &key)? {
-        env.report
-            .info(format!("Cache already exists for key {key}, not saving"));
+        env.report.info(exists_line(env, &key));
         return Ok(Outcome::Exists {
             key,
             version,
@@ -104,7 +103,8 @@ fn saved(
         }
         Some((Committed::Exists, meta)) => {
             r.info(format!(
-                "Cache already exists for key {key}: another job saved it first; skipped"
+                "{}: another job saved it first",
+                exists_line(env, &key)
             ));
             Outcome::Exists {
                 key,
@@ -134,6 +134,15 @@ fn saved(
                 seconds: took.as_secs_f64(),
             })
         }
+    }
+}
+
+/// The line for a save that finds its key taken, in the CI's own words.
+fn exists_line(env: &Env, key: &str) -> String {
+    if env.circleci() {
+        format!("Skipping cache generation, cache already exists for key: {key}")
+    } else {
+        format!("Cache already exists for key {key}, not saving")
     }
 }
 
@@ -210,6 +219,7 @@ pub(super) fn store_walk(
         files: stats.files,
         bytes: stats.bytes,
         paths: t.paths.to_vec(),
+        build: env.ctx.ci.build_num.clone(),
         manifest: stats.manifest,
         parents: t.parents,
         ..Meta::bare(t.key, t.version, t.scope)

@@ -41,6 +41,9 @@ pub struct Meta {
     pub files: u64,
     pub bytes: u64,
     pub paths: Vec<String>,
+    /// The CI build that saved it (CircleCI's "Found a cache from build N").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
     /// Workspace layers only: archive name → content digest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub manifest: BTreeMap<String, String>,
@@ -87,6 +90,7 @@ impl Meta {
             files: 0,
             bytes: 0,
             paths: Vec::new(),
+            build: None,
             manifest: BTreeMap::new(),
             parents: Vec::new(),
             handle: Handle::Derived,

@@ -2,4 +2,8 @@
 # kura/attach_workspace: every layer of the workflow, in order, under one directory.
 set -euo pipefail
 if [ -n "${KURA_PARAM_STORE:-}" ]; then export KURA_STORE="$KURA_PARAM_STORE"; fi
-exec kura attach --at "${KURA_PARAM_AT:?kura/attach_workspace: give at}"
+if [ -z "${KURA_PARAM_AT:-}" ]; then
+  echo "kura/attach_workspace: the at parameter is empty; set it to the directory to attach the workspace under" >&2
+  exit 2
+fi
+exec kura attach --at "$KURA_PARAM_AT"

@@ -3,7 +3,11 @@
 # (written by the release workflow), kept in ~/.kura-bin for the cache, linked into
 # install_path and put on PATH.
 set -euo pipefail
-version="${KURA_PARAM_VERSION:?kura/install: give version}"
+version="${KURA_PARAM_VERSION:-}"
+if [ -z "$version" ]; then
+  echo "kura/install: the version parameter is empty; set it to a kura release such as 0.1.0" >&2
+  exit 2
+fi
 install_path="${KURA_PARAM_INSTALL_PATH:-$HOME/bin}"
 install_path="${install_path/#\~/$HOME}"
 case "$(uname -s)-$(uname -m)" in

@@ -6,4 +6,8 @@ args=()
 while IFS= read -r p; do
   if [ -n "${p// /}" ]; then args+=(--path "$p"); fi
 done <<< "${KURA_PARAM_PATHS:-}"
-exec kura persist --root "${KURA_PARAM_ROOT:?kura/persist_to_workspace: give root}" "${args[@]}"
+if [ -z "${KURA_PARAM_ROOT:-}" ]; then
+  echo "kura/persist_to_workspace: the root parameter is empty; set it to the directory the paths are relative to" >&2
+  exit 2
+fi
+exec kura persist --root "$KURA_PARAM_ROOT" "${args[@]}"

@@ -6,4 +6,8 @@ args=()
 while IFS= read -r p; do
   if [ -n "${p// /}" ]; then args+=(--path "$p"); fi
 done <<< "${KURA_PARAM_PATHS:-}"
-exec kura save --key "${KURA_PARAM_KEY:?kura/save_cache: give key}" "${args[@]}"
+if [ -z "${KURA_PARAM_KEY:-}" ]; then
+  echo "kura/save_cache: the key parameter is empty; set it to a key template such as v1-deps-{{ checksum \"package-lock.json\" }}" >&2
+  exit 2
+fi
+exec kura save --key "$KURA_PARAM_KEY" "${args[@]}"

@@ -49,6 +49,7 @@ impl Cache {
             files: 0,
             bytes: 0,
             paths: Vec::new(),
+            build: None,
             manifest: Default::default(),
             parents: Vec::new(),
             handle: Handle::Id(self.id),
