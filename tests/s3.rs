@@ -104,7 +104,7 @@ fn wrong_credentials_and_missing_bucket_say_so_and_do_not_fail_the_job() {
         .args(["save", "--key", "k", "--path", "d"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("warning: S3 rejected the credentials")
+        out.stderr.contains("warning: Failed to save: S3 rejected the credentials")
             && out.stderr.contains("AWS_SECRET_ACCESS_KEY"),
         "{}",
         out.stderr
@@ -362,4 +362,68 @@ fn circleci_restores_without_paths_go_back_where_they_were_saved() {
         .args(["--json", "restore", "--keys", "v1-deps-"]));
     assert_eq!(json(&out)["matched_key"], "v1-deps-abc", "{}", out.stderr);
     assert_eq!(tree(&s.ws.join("deps")), before);
+}
+
+#[test]
+fn a_hanging_endpoint_is_given_up_within_the_time_limit() {
+    // A server that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    let (s, _) = s3_sandbox("hang");
+    s.write("d/f", "x");
+    let started = std::time::Instant::now();
+    let out = run(s
+        .kura()
+        .env("KURA_STORE", "s3://hanging/p")
+        .env("KURA_S3_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "garage")
+        .env("KURA_HTTP_TIMEOUT", "6")
+        .args(["--json", "restore", "--key", "k", "--path", "d"]));
+    let took = started.elapsed();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(9),
+        "gave up after {took:?}: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("did not answer in time"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn no_credentials_say_where_kura_looked() {
+    let (s, kura) = s3_sandbox("no-creds");
+    s.write("d/f", "x");
+    // Only the endpoint: no keys, no role. The metadata endpoint is unreachable here.
+    let out = run(s
+        .kura()
+        .env("KURA_STORE", &kura.url)
+        .env("KURA_S3_ENDPOINT", &kura.endpoint)
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:1")
+        .env("KURA_HTTP_TIMEOUT", "3")
+        .args(["restore", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no S3 credentials found"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("AWS_ACCESS_KEY_ID") && out.stderr.contains("169.254.169.254"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("s3:ListBucket"), "{}", out.stderr);
 }

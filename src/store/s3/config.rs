@@ -7,6 +7,8 @@ use crate::outcome::user_error;
 use crate::vars::Vars;
 use anyhow::Result;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{ClientOptions, RetryConfig};
+use std::time::Duration;
 
 pub(super) struct Config {
     pub bucket: String,
@@ -69,6 +71,23 @@ impl Config {
     pub fn client(&self, vars: &Vars) -> Result<AmazonS3> {
         crate::store::http::tls();
         let mut b = AmazonS3Builder::new().with_bucket_name(&self.bucket);
+        // An endpoint that hangs is given up within KURA_HTTP_TIMEOUT (default 30 s) in all:
+        // each attempt may stay quiet a third of it, retries stop once two thirds are spent.
+        let limit = vars
+            .get("KURA_HTTP_TIMEOUT")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .unwrap_or(30.0);
+        let quiet = Duration::from_secs_f64(limit / 3.0);
+        let client = ClientOptions::new()
+            .with_connect_timeout(quiet.min(Duration::from_secs(5)))
+            .with_read_timeout(quiet);
+        let retry = RetryConfig {
+            retry_timeout: Duration::from_secs_f64(limit) - quiet,
+            ..RetryConfig::default()
+        };
+        // First: the client options would reset what the settings below put in them.
+        b = b.with_client_options(client).with_retry(retry);
         for (k, v) in vars.all() {
             if k.starts_with("AWS_") {
                 if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {

@@ -20,8 +20,11 @@
 //! upload, `settle.rs` the rule that picks the owner of a key among concurrent saves.
 
 mod config;
+mod explain;
 mod settle;
 mod upload;
+
+use explain::explain;
 
 use config::Config;
 
@@ -30,7 +33,7 @@ use upload::{S3Handle, S3Upload};
 
 use super::{entry_name, name_prefix, now_ms, scope_dir, Handle, Meta, Store, Upload};
 use crate::vars::Vars;
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
@@ -159,41 +162,6 @@ impl S3Store {
             .into_iter()
             .filter(|m| m.key.starts_with(key_prefix))
             .collect())
-    }
-}
-
-/// One line that names the cause and what to do; for a refusal, the permission to grant.
-fn explain(e: object_store::Error, bucket: &str, permission: &str) -> anyhow::Error {
-    let text = e.to_string();
-    // S3 error bodies carry <Code> and <Message>; they say more than the transport chain.
-    let tag = |t: &str| {
-        let open = format!("<{t}>");
-        let start = text.find(&open)? + open.len();
-        let end = text[start..].find(&format!("</{t}>"))? + start;
-        Some(text[start..end].to_string())
-    };
-    let server = match (tag("Code"), tag("Message")) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c,
-        _ => text.clone(),
-    };
-    let bad_credentials = [
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "Invalid signature",
-        "No such key",
-        "ExpiredToken",
-    ];
-    if text.contains("NoSuchBucket") {
-        anyhow!("S3 bucket {bucket:?} does not exist (or is in another region); create it or fix the store URL")
-    } else if text.contains("error sending request") || text.contains("dns error") {
-        anyhow!("cannot reach the S3 endpoint for bucket {bucket:?}; check KURA_S3_ENDPOINT (or ?endpoint= in the store URL) and the network ({text})")
-    } else if bad_credentials.iter().any(|b| text.contains(b)) {
-        anyhow!("S3 rejected the credentials ({server}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN")
-    } else if text.contains("403") || text.contains("AccessDenied") || text.contains("Forbidden") {
-        anyhow!("S3 refused the request on bucket {bucket:?} ({server}); the credentials need {permission}")
-    } else {
-        anyhow!("S3 request on bucket {bucket:?} failed: {server}")
     }
 }
 
