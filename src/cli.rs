@@ -26,6 +26,7 @@ pub struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Where entries live: file:///DIR, s3://BUCKET/PREFIX or gha:// (default: GitHub's cache
     /// inside an action given the runtime token, else $XDG_CACHE_HOME/kura or ~/.cache/kura).
@@ -69,17 +70,25 @@ pub enum Command {
     /// restore-keys, fail-on-cache-miss, lookup-only, store, scope, compression-level,
     /// overwrite, strict) and STATE_* variables.
     Action {
+        /// Which step: restore (restore/ and the main step), save (save/) or post.
         #[arg(value_enum)]
         step: Step,
     },
-    /// List entries whose key starts with PREFIX.
-    Ls { prefix: Option<String> },
+    /// List entries whose key starts with PREFIX, with size, age, version, scope and paths.
+    Ls {
+        /// Only the entries whose key starts with this (default: all).
+        prefix: Option<String>,
+    },
     /// Delete every entry with this exact key.
     Rm {
+        /// The exact key of the entries to delete.
         key: String,
         /// Only the entries of this scope (GitHub: a ref such as refs/heads/main).
         #[arg(long = "ref")]
         git_ref: Option<String>,
+        /// Show what would be deleted, deleting nothing.
+        #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
+        dry_run: bool,
     },
     /// Delete entries unused for longer than --max-age, then the least recently used until
     /// the store is under --max-size.
@@ -90,6 +99,9 @@ pub enum Command {
         /// Such as 7d, 12h, 30m, 1.5d or "1d 12h".
         #[arg(long, env = "KURA_MAX_AGE")]
         max_age: Option<String>,
+        /// Show what would be deleted, deleting nothing.
+        #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
+        dry_run: bool,
     },
 }
 
@@ -206,4 +218,34 @@ pub struct RunArgs {
     /// This job's name (default: from the CI, e.g. CIRCLE_JOB, GITHUB_JOB).
     #[arg(long, env = "KURA_JOB")]
     pub job: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_argument_has_a_line_of_help() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            if cmd.get_about().is_none() {
+                missing.push(format!("command {}", cmd.get_name()));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{} {id}", cmd.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help for: {missing:?}");
+        let global = cli
+            .get_arguments()
+            .filter(|a| a.get_help_heading() == Some("Global options"))
+            .count();
+        assert!(global >= 6, "global options under their own heading");
+    }
 }

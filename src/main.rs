@@ -90,7 +90,7 @@ fn run(cli: Cli, ci: ci::CiInfo, vars: Vars, report: Report) -> anyhow::Result<O
     let g = cli.global;
     let ctx = key::Context::new(ci, &vars);
     if let Command::Key { templates } = &cli.command {
-        let keys = ops::render_all(templates, &ctx)?;
+        let keys = ops::render_all(templates, &ctx, &report)?;
         if !report.json {
             for k in &keys {
                 println!("{k}");
@@ -146,9 +146,22 @@ fn run(cli: Cli, ci: ci::CiInfo, vars: Vars, report: Report) -> anyhow::Result<O
         Command::Persist(a) => ops::persist(&env, a),
         Command::Attach(a) => ops::attach(&env, a),
         Command::Ls { prefix } => ops::ls(&env, prefix.as_deref()),
-        Command::Rm { key, git_ref } => ops::rm(&env, key, git_ref.as_deref()),
-        Command::Prune { max_size, max_age } => {
-            ops::prune(&env, max_size.as_deref(), max_age.as_deref())
-        }
+        Command::Rm {
+            key,
+            git_ref,
+            dry_run,
+        } => ops::rm(&env, key, git_ref.as_deref(), *dry_run),
+        Command::Prune {
+            max_size,
+            max_age,
+            dry_run,
+        } => ops::prune(
+            &env,
+            ops::Limits {
+                max_size: max_size.as_deref(),
+                max_age: max_age.as_deref(),
+                dry_run: *dry_run,
+            },
+        ),
     }
 }

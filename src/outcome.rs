@@ -52,10 +52,12 @@ pub enum Outcome {
     Deleted {
         key: String,
         count: usize,
+        dry_run: bool,
     },
     Pruned {
         removed: Vec<String>,
         remaining_bytes: u64,
+        dry_run: bool,
     },
     Keys {
         keys: Vec<String>,

@@ -416,3 +416,89 @@ fn kura_version_of(paths: &[&str]) -> String {
     parts.extend(["zstd-without-long", "1.0"]);
     hex::encode(sha2::Sha256::digest(parts.join("|")))
 }
+
+#[test]
+fn rm_and_prune_dry_runs_delete_nothing() {
+    let s = Sandbox::new();
+    s.write("d/f", "x");
+    assert_eq!(json(&save(&s, "gone-soon", &["d"]))["outcome"], "saved");
+    let before = snapshot(s.dir.path(), &|_| false);
+    let out = run(s.kura().args(["--json", "rm", "--dry-run", "gone-soon"]));
+    let j = json(&out);
+    assert_eq!(
+        (&j["count"], &j["dry_run"]),
+        (&1.into(), &true.into()),
+        "{j}"
+    );
+    assert!(out
+        .stderr
+        .contains("Would delete 1 entry with key gone-soon"));
+    let out = run(s
+        .kura()
+        .args(["--json", "prune", "--dry-run", "--max-age", "0s"]));
+    assert_eq!(json(&out)["removed"], serde_json::json!(["gone-soon"]));
+    assert_eq!(
+        snapshot(s.dir.path(), &|_| false),
+        before,
+        "a dry run changed something"
+    );
+    let out = run(s.kura().args(["--json", "rm", "gone-soon"]));
+    assert_eq!(json(&out)["count"], 1);
+    assert!(entries(&s).is_empty());
+}
+
+#[test]
+fn a_hash_files_that_matches_nothing_warns() {
+    let s = Sandbox::new();
+    s.write("Cargo.lock", "x");
+    let out = run(s.kura().args([
+        "--json",
+        "key",
+        r#"v1-{{ hashFiles "nothing/**/*.lock" }}-{{ hashFiles "Cargo.lock" }}"#,
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let key = json(&out)["keys"][0].as_str().unwrap().to_string();
+    assert!(key.starts_with("v1--"), "{key}");
+    assert_eq!(out.stderr.matches("warning:").count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("hashFiles(\"nothing/**/*.lock\") matched no file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn warnings_are_coloured_on_a_terminal_only() {
+    let s = Sandbox::new();
+    let kura = assert_cmd::cargo::cargo_bin("kura");
+    // `script` gives kura a terminal; the save warns that its path matched nothing.
+    let under_tty = |extra: &str| {
+        let cmd = format!(
+            "{extra} {} --store file://{} save --key k --path missing",
+            kura.display(),
+            s.store.display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("CI")
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm")
+            .current_dir(&s.ws)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tty = under_tty("");
+    assert!(tty.contains("\x1b[1;33mwarning\x1b[0m: "), "{tty:?}");
+    let plain = under_tty("NO_COLOR=1");
+    assert!(
+        plain.contains("warning: ") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+    let ci = under_tty("CI=true");
+    assert!(!ci.contains('\x1b'), "{ci:?}");
+    // Not a terminal: plain.
+    let out = run(s.kura().args(["save", "--key", "k", "--path", "missing"]));
+    assert!(out.stderr.starts_with("warning: "), "{:?}", out.stderr);
+}

@@ -104,7 +104,8 @@ fn wrong_credentials_and_missing_bucket_say_so_and_do_not_fail_the_job() {
         .args(["save", "--key", "k", "--path", "d"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("warning: Failed to save: S3 rejected the credentials")
+        out.stderr
+            .contains("warning: Failed to save: S3 rejected the credentials")
             && out.stderr.contains("AWS_SECRET_ACCESS_KEY"),
         "{}",
         out.stderr

@@ -122,6 +122,11 @@ fn hash_files(args: &[String], ctx: &Context) -> Result<String, String> {
     let files = crate::select::glob_files(&ctx.workspace, args, ctx.home.as_deref())
         .map_err(|e| format!("hashFiles: {e}"))?;
     if files.is_empty() {
+        ctx.notes.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+            "hashFiles({}) matched no file under {}: it gives the empty string, so the key does not change with those files",
+            args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "),
+            ctx.workspace.display()
+        ));
         return Ok(String::new());
     }
     let mut h = Sha256::new();

@@ -27,6 +27,9 @@ pub struct Context {
     pub workspace: PathBuf,
     pub home: Option<PathBuf>,
     pub now_epoch: u64,
+    /// What rendering noticed but is not an error (a `hashFiles` that matched nothing),
+    /// for the caller to report.
+    pub notes: std::sync::Mutex<Vec<String>>,
 }
 
 impl Context {
@@ -42,7 +45,13 @@ impl Context {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            notes: Default::default(),
         }
+    }
+
+    /// The notes gathered since the last call.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -19,6 +19,7 @@ fn ctx(dir: &Path) -> Context {
         workspace: dir.to_path_buf(),
         home: Some(dir.join("home")),
         now_epoch: 1_700_000_000,
+        notes: Default::default(),
     }
 }
 

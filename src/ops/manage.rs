@@ -77,47 +77,63 @@ fn print_table(env: &Env, all: &[Meta], prefix: Option<&str>) {
     }
 }
 
-pub fn rm(env: &Env, key: &str, scope: Option<&str>) -> Result<Outcome> {
+pub fn rm(env: &Env, key: &str, scope: Option<&str>, dry_run: bool) -> Result<Outcome> {
     let doomed: Vec<Meta> = env
         .store
         .list(key)?
         .into_iter()
         .filter(|m| m.key == key && scope.is_none_or(|s| m.scope == s))
         .collect();
+    let n = doomed.len();
+    let entries = if n == 1 { "entry" } else { "entries" };
     if doomed.is_empty() {
         env.report.warn(format!(
             "no entry with key {key} in {}",
             env.store.location()
         ));
-    }
-    for m in &doomed {
-        env.store.delete(m)?;
-    }
-    if !doomed.is_empty() {
-        env.report.info(format!(
-            "Deleted {} entr{} with key {key}",
-            doomed.len(),
-            if doomed.len() == 1 { "y" } else { "ies" }
-        ));
+    } else if dry_run {
+        env.report
+            .info(format!("Would delete {n} {entries} with key {key}"));
+    } else {
+        for m in &doomed {
+            env.store.delete(m)?;
+        }
+        env.report
+            .info(format!("Deleted {n} {entries} with key {key}"));
     }
     Ok(Outcome::Deleted {
         key: key.to_string(),
-        count: doomed.len(),
+        count: n,
+        dry_run,
     })
 }
 
-pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result<Outcome> {
-    if max_size.is_none() && max_age.is_none() {
+/// What `prune` keeps the store within.
+pub struct Limits<'a> {
+    pub max_size: Option<&'a str>,
+    pub max_age: Option<&'a str>,
+    pub dry_run: bool,
+}
+
+pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
+    if limits.max_size.is_none() && limits.max_age.is_none() {
         return Err(user_error(
             "prune needs --max-size and/or --max-age (e.g. --max-size 10G --max-age 7d)",
         ));
     }
-    let limit = max_size.map(parse_size).transpose().map_err(user_error)?;
-    let age = max_age
+    let size_limit = limits
+        .max_size
+        .map(parse_size)
+        .transpose()
+        .map_err(user_error)?;
+    let age = limits
+        .max_age
         .map(parse_duration)
         .transpose()
         .map_err(user_error)?;
-    env.store.clean_incomplete();
+    if !limits.dry_run {
+        env.store.clean_incomplete();
+    }
     let mut all = env.store.list("")?;
     // Least recently used first.
     all.sort_by_key(|m| m.used_ms.max(m.created_ms));
@@ -127,15 +143,22 @@ pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result
     for m in &all {
         let used = m.used_ms.max(m.created_ms);
         let too_old = age.is_some_and(|a| now.saturating_sub(used) > a.as_millis() as u64);
-        let too_big = limit.is_some_and(|l| total > l);
+        let too_big = size_limit.is_some_and(|l| total > l);
         if too_old || too_big {
-            env.store.delete(m)?;
+            if !limits.dry_run {
+                env.store.delete(m)?;
+            }
             total -= m.size.unwrap_or(0);
             removed.push(m.key.clone());
         }
     }
+    let verb = if limits.dry_run {
+        "Would prune"
+    } else {
+        "Pruned"
+    };
     env.report.info(format!(
-        "Pruned {} entr{}; {} remain in {}",
+        "{verb} {} entr{}; {} remain in {}",
         removed.len(),
         if removed.len() == 1 { "y" } else { "ies" },
         human(total),
@@ -144,5 +167,6 @@ pub fn prune(env: &Env, max_size: Option<&str>, max_age: Option<&str>) -> Result
     Ok(Outcome::Pruned {
         removed,
         remaining_bytes: total,
+        dry_run: limits.dry_run,
     })
 }

@@ -5,7 +5,7 @@ mod restore;
 mod save;
 mod workspace;
 
-pub use manage::{ls, prune, rm};
+pub use manage::{ls, prune, rm, Limits};
 pub use restore::restore;
 pub use save::save;
 pub use workspace::{attach, persist};
@@ -65,12 +65,21 @@ pub fn cache_version_for(paths: &[String], compression: &str) -> String {
     hex::encode(Sha256::digest(parts.join("|").as_bytes()))
 }
 
-/// Render templates, mapping template errors to bad input.
-pub fn render_all(templates: &[String], ctx: &Context) -> anyhow::Result<Vec<String>> {
-    templates
+/// Render templates, mapping template errors to bad input and warning of what rendering
+/// noticed (a `hashFiles` that matched nothing).
+pub fn render_all(
+    templates: &[String],
+    ctx: &Context,
+    report: &Report,
+) -> anyhow::Result<Vec<String>> {
+    let keys = templates
         .iter()
         .map(|t| crate::key::render(t, ctx).map_err(|e| user_error(e.to_string())))
-        .collect()
+        .collect();
+    for note in ctx.take_notes() {
+        report.warn(note);
+    }
+    keys
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ fn plan(env: &Env, args: &RestoreArgs) -> Result<Plan> {
             "no key given: pass --key (GitHub order) or --keys (CircleCI order)",
         ));
     }
-    let candidates: Vec<Candidate> = render_all(&templates, &env.ctx)?
+    let candidates: Vec<Candidate> = render_all(&templates, &env.ctx, &env.report)?
         .into_iter()
         .map(|key| Candidate { key, exact_first })
         .collect();

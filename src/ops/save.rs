@@ -21,7 +21,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     let key = if args.literal_key {
         args.key.clone()
     } else {
-        crate::key::render(&args.key, &env.ctx).map_err(|e| user_error(e.to_string()))?
+        super::render_all(std::slice::from_ref(&args.key), &env.ctx, &env.report)?.remove(0)
     };
     let version = cache_version(&paths);
     let scope = env.write_scope.as_str();

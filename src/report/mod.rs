@@ -24,6 +24,8 @@ pub struct Report {
     pub progress: Option<Duration>,
     /// The runner's files for step outputs, state and the job summary.
     files: github::Files,
+    /// `warning:` and `error:` in colour: only on a terminal, never in CI or with NO_COLOR.
+    colour: bool,
 }
 
 impl Report {
@@ -33,9 +35,15 @@ impl Report {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(10.0);
         let path = |k: &str| vars.get(k).map(PathBuf::from);
+        use std::io::IsTerminal;
+        let colour = std::io::stderr().is_terminal()
+            && vars.get("NO_COLOR").is_none()
+            && vars.get("CI").is_none()
+            && vars.get("TERM") != Some("dumb");
         Report {
             json,
             github,
+            colour,
             progress: (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs)),
             files: github::Files {
                 output: path("GITHUB_OUTPUT"),
@@ -54,6 +62,8 @@ impl Report {
     pub fn warn(&self, msg: impl Display) {
         if self.github {
             eprintln!("::warning::{}", annotation(&msg.to_string()));
+        } else if self.colour {
+            eprintln!("\x1b[1;33mwarning\x1b[0m: {msg}");
         } else {
             eprintln!("warning: {msg}");
         }
@@ -62,6 +72,8 @@ impl Report {
     pub fn error(&self, msg: impl Display) {
         if self.github {
             eprintln!("::error::{}", annotation(&msg.to_string()));
+        } else if self.colour {
+            eprintln!("\x1b[1;31merror\x1b[0m: {msg}");
         } else {
             eprintln!("error: {msg}");
         }

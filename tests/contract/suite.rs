@@ -439,7 +439,18 @@ pub fn prune_removes_exactly_the_old_entry(f: &dyn Fixture) {
     }
     let old = job.env.store.list(&k("old")).unwrap().pop().unwrap();
     f.backdate(&ns, &old, 10);
-    kura::ops::prune(&job.env, None, Some("7d")).unwrap();
+    let limits = |dry_run| kura::ops::Limits {
+        max_size: None,
+        max_age: Some("7d"),
+        dry_run,
+    };
+    // A dry run names the old entry and deletes nothing.
+    match kura::ops::prune(&job.env, limits(true)).unwrap() {
+        Outcome::Pruned { removed, .. } => assert_eq!(removed, [k("old")]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(keys_of(&*job.env.store, &k("")).len(), 3);
+    kura::ops::prune(&job.env, limits(false)).unwrap();
     let left: Vec<String> = keys_of(&*job.env.store, &k(""))
         .into_iter()
         .map(|(key, _)| key)
