@@ -502,3 +502,21 @@ fn warnings_are_coloured_on_a_terminal_only() {
     let out = run(s.kura().args(["save", "--key", "k", "--path", "missing"]));
     assert!(out.stderr.starts_with("warning: "), "{:?}", out.stderr);
 }
+
+#[test]
+fn the_readme_first_command_saves_and_restores_a_real_directory() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/first-run.sh");
+    let out = std::process::Command::new(&script)
+        .env("KURA", assert_cmd::cargo::cargo_bin("kura"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Cache saved with key: demo-"), "{err}");
+    assert!(err.contains("Cache restored from key: demo-"), "{err}");
+    assert!(!err.contains("restore-key"), "an exact hit: {err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("restored src/ exactly as it was saved"),
+        "{err}"
+    );
+}
