@@ -97,6 +97,21 @@ fn policies_fallback_keys_and_protected_refs() {
     );
     assert_eq!(s.read("vendor/gem"), "v1");
 
+    // GitLab's project-wide CACHE_FALLBACK_KEY comes after the job's own fallback keys.
+    s.write("vendor/gem", "local");
+    let global = [
+        ("KURA_KEY", "gems-7"),
+        ("KURA_RESTORE_KEYS", "nope-"),
+        ("CACHE_FALLBACK_KEY", "gems-1"),
+    ];
+    let out = phase(&s, "before", &global);
+    assert!(
+        out.stderr.contains("Cache restored from key: gems-1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.read("vendor/gem"), "v1");
+
     // An unprotected ref does not see the protected half.
     let unprotected = [("KURA_KEY", "gems-1"), ("CI_COMMIT_REF_PROTECTED", "false")];
     let out = phase(&s, "before", &unprotected);
