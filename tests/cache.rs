@@ -386,10 +386,12 @@ fn long_transfers_print_progress_lines() {
         .kura()
         .env("KURA_PROGRESS_SECONDS", "0.001")
         .args(["save", "--key", "p", "--path", "d"]));
+    // Once the walk is done the total is known: percent of the 24 MiB, and what was sent.
     assert!(
-        out.stderr
-            .lines()
-            .any(|l| l.starts_with("Sent ") && l.ends_with("/s")),
+        out.stderr.lines().any(|l| l.starts_with("Packed ")
+            && l.contains(" of 24.0 MiB (")
+            && l.contains("%), sent ")
+            && l.ends_with("/s")),
         "{}",
         out.stderr
     );

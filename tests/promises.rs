@@ -520,3 +520,41 @@ fn the_readme_first_command_saves_and_restores_a_real_directory() {
         "{err}"
     );
 }
+
+#[test]
+fn a_terminal_shows_a_progress_bar_and_a_log_shows_lines() {
+    let s = Sandbox::new();
+    for i in 0..4 {
+        s.write_bytes(&format!("d/{i}"), &support::noise(32 << 20, 40 + i));
+    }
+    let kura = assert_cmd::cargo::cargo_bin("kura");
+    let cmd = format!(
+        "{} --store file://{} save --key bar --path d",
+        kura.display(),
+        s.store.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("CI")
+        .env("TERM", "xterm")
+        .env("KURA_PROGRESS_SECONDS", "1")
+        .current_dir(&s.ws)
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    let short: String = tty.chars().take(600).collect();
+    // indicatif redraws in place: a carriage return and an erase-line before each frame.
+    assert!(tty.contains("Packed ["), "{short:?}");
+    assert!(
+        tty.contains("/128.00 MiB ("),
+        "the bar knows the total: {short:?}"
+    );
+    assert!(tty.contains("\r\x1b[2K"), "{short:?}");
+    // No periodic log lines on a terminal.
+    assert!(
+        !tty.lines()
+            .any(|l| l.starts_with("Packed ") && l.contains(" of ")),
+        "{short:?}"
+    );
+    assert!(tty.contains("Cache saved with key: bar"), "{short:?}");
+}

@@ -95,11 +95,11 @@ fn progress_lines_fold_into_a_group_on_github() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let start = out
         .stderr
-        .find("::group::Sent progress")
+        .find("::group::Packed progress")
         .expect(&out.stderr);
     let end = out.stderr.find("::endgroup::").expect(&out.stderr);
     assert!(
-        start < end && out.stderr[start..end].contains("Sent "),
+        start < end && out.stderr[start..end].contains("Packed "),
         "{}",
         out.stderr
     );

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -22,12 +23,15 @@ const SMALL: u64 = 1 << 20;
 /// How many bytes of small files may wait in memory for the tar writer.
 const READ_AHEAD: u64 = 32 << 20;
 
+#[derive(Clone, Default)]
 pub struct PackOptions {
     pub level: i32,
     pub workers: u32,
     pub readers: usize,
     /// Record the sha256 of every file (workspace layers use it to find conflicting layers).
     pub manifest: bool,
+    /// Bytes of file data packed so far, for progress.
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 #[derive(Debug, Default)]
@@ -189,6 +193,9 @@ fn write_tar<W: Write + Send>(
         stats.bytes += e.size;
         if let Some(digest) = append_file(&mut tar, &h, e, i, opts, state, cv)? {
             stats.manifest.insert(shown, digest);
+        }
+        if let Some(p) = &opts.progress {
+            p.fetch_add(e.size, Ordering::Relaxed);
         }
     }
     let sink = tar.into_inner()?.finish()?;

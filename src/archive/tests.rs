@@ -10,6 +10,7 @@ fn opts() -> PackOptions {
         workers: 2,
         readers: 3,
         manifest: true,
+        progress: None,
     }
 }
 

@@ -5,12 +5,10 @@ use super::{cache_version, path_lines, render_all, user_error, Env};
 use crate::archive::{self, Extraction, HashingReader, Tree, UnpackOptions};
 use crate::cli::RestoreArgs;
 use crate::outcome::{MissReason, Missed, Outcome, Restored};
-use crate::report::{human, size, speed, Ticker};
+use crate::report::{human, size, speed, Progress, Ticker};
 use crate::store::{Candidate, Meta};
 use anyhow::Result;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// What one restore asks for.
@@ -277,9 +275,10 @@ fn extract(
     paths: &[String],
     tree: Tree,
 ) -> Result<std::result::Result<Extracted, String>> {
-    let counter = Arc::new(AtomicU64::new(0));
-    let mut hashing = HashingReader::new(env.store.open(meta)?).with_progress(counter.clone());
-    let ticker = Ticker::start(&env.report, "Received", counter, meta.size);
+    let progress = Progress::of(meta.size);
+    let reader = env.store.open(meta)?;
+    let mut hashing = HashingReader::new(reader).with_progress(progress.done.clone());
+    let ticker = Ticker::start(&env.report, "Received", progress);
     let opts = UnpackOptions {
         writers: env.workers as usize,
         window_log_max: window_log_max(&meta.version, paths),

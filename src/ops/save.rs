@@ -5,11 +5,11 @@ use super::{cache_version, path_lines, user_error, Env};
 use crate::archive::{self, HashingWriter, PackOptions, Walk};
 use crate::cli::SaveArgs;
 use crate::outcome::{Outcome, Planned, Saved};
-use crate::report::{human, size, speed, Ticker};
+use crate::report::{human, size, speed, Progress, Ticker};
 use crate::store::{now_ms, Committed, Meta};
 use anyhow::Result;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -42,6 +42,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
         workers: env.workers,
         readers: env.workers as usize * 2,
         manifest: false,
+        progress: None,
     };
     let target = Target {
         scope,
@@ -193,15 +194,31 @@ pub(super) fn store_walk(
             missing: Vec::new(),
         });
     };
-    let counter = Arc::new(AtomicU64::new(0));
-    let ticker = Ticker::start(&env.report, "Sent", counter.clone(), None);
+    // The walk runs ahead of the packer and adds up the total as it goes.
+    let sent = Arc::new(AtomicU64::new(0));
+    let progress = Progress {
+        sent: Some(sent.clone()),
+        ..Progress::default()
+    };
+    let ticker = Ticker::start(&env.report, "Packed", progress.clone());
     let missing = Mutex::new(Vec::new());
-    let walk: Walk = Box::new(|each| {
-        *missing.lock().unwrap() = crate::select::walk(base, t.paths, home, each)?;
+    let (total, known) = (progress.total.clone(), progress.total_known.clone());
+    let missing_ref = &missing;
+    let walk: Walk = Box::new(move |each| {
+        let mut counted = |e: crate::select::Entry| {
+            total.fetch_add(e.size, Ordering::Relaxed);
+            each(e)
+        };
+        *missing_ref.lock().unwrap() = crate::select::walk(base, t.paths, home, &mut counted)?;
+        known.store(true, Ordering::Relaxed);
         Ok(())
     });
-    let sink = HashingWriter::new(upload).with_progress(counter);
-    let (upload, stats) = archive::pack(walk, sink, opts)?;
+    let sink = HashingWriter::new(upload).with_progress(sent);
+    let opts = PackOptions {
+        progress: Some(progress.done.clone()),
+        ..opts.clone()
+    };
+    let (upload, stats) = archive::pack(walk, sink, &opts)?;
     drop(ticker);
     let missing = missing.into_inner().unwrap();
     if stats.entries == 0 {

@@ -79,6 +79,7 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
         workers: env.workers,
         readers: env.workers as usize * 2,
         manifest: true,
+        progress: None,
     };
     let started = Instant::now();
     let target = Target {

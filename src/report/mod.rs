@@ -7,7 +7,7 @@ mod github;
 mod progress;
 mod units;
 
-pub use progress::Ticker;
+pub use progress::{Progress, Ticker};
 pub use units::{human, parse_duration, parse_size, size, speed};
 
 use crate::outcome::Outcome;
@@ -26,6 +26,8 @@ pub struct Report {
     files: github::Files,
     /// `warning:` and `error:` in colour: only on a terminal, never in CI or with NO_COLOR.
     colour: bool,
+    /// Progress as an in-place bar: stderr is a terminal and this is not a CI log.
+    pub tty: bool,
 }
 
 impl Report {
@@ -36,14 +38,15 @@ impl Report {
             .unwrap_or(10.0);
         let path = |k: &str| vars.get(k).map(PathBuf::from);
         use std::io::IsTerminal;
-        let colour = std::io::stderr().is_terminal()
-            && vars.get("NO_COLOR").is_none()
+        let tty = std::io::stderr().is_terminal()
             && vars.get("CI").is_none()
             && vars.get("TERM") != Some("dumb");
+        let colour = tty && vars.get("NO_COLOR").is_none();
         Report {
             json,
             github,
             colour,
+            tty,
             progress: (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs)),
             files: github::Files {
                 output: path("GITHUB_OUTPUT"),

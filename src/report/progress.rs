@@ -1,65 +1,79 @@
-//! Periodic progress lines while a transfer runs.
+//! Transfer progress. In CI logs (no terminal) a line every `KURA_PROGRESS_SECONDS`:
+//! `Received 120.0 MiB of 1.1 GiB (10.9%), 85.0 MiB/s`; on a terminal an in-place bar.
 
 use super::{human, Report};
-use std::sync::atomic::{AtomicU64, Ordering};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Progress lines while a transfer runs (CI logs have no terminal for a bar):
-/// `Received 120.0 MB of 1.1 GB (10.9%), 85.0 MB/s`. Stops when dropped.
+/// What a transfer has done so far, shared with the threads doing it.
+#[derive(Clone, Default)]
+pub struct Progress {
+    pub done: Arc<AtomicU64>,
+    /// The whole, once `total_known` (a save learns it from its walk, a restore from the entry).
+    pub total: Arc<AtomicU64>,
+    pub total_known: Arc<AtomicBool>,
+    /// Saves: compressed bytes handed to the store so far.
+    pub sent: Option<Arc<AtomicU64>>,
+}
+
+impl Progress {
+    /// A transfer of a size known from the start.
+    pub fn of(total: Option<u64>) -> Progress {
+        let p = Progress::default();
+        if let Some(t) = total {
+            p.total.store(t, Ordering::Relaxed);
+            p.total_known.store(true, Ordering::Relaxed);
+        }
+        p
+    }
+
+    fn total(&self) -> Option<u64> {
+        let t = self.total.load(Ordering::Relaxed);
+        (self.total_known.load(Ordering::Relaxed) && t > 0).then_some(t)
+    }
+
+    fn line(&self, verb: &str, started: Instant) -> String {
+        let n = self.done.load(Ordering::Relaxed);
+        let rate = human((n as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64);
+        let mut line = match self.total() {
+            Some(t) => format!(
+                "{verb} {} of {} ({:.1}%)",
+                human(n),
+                human(t),
+                n as f64 * 100.0 / t as f64
+            ),
+            None => format!("{verb} {}", human(n)),
+        };
+        if let Some(sent) = &self.sent {
+            line.push_str(&format!(", sent {}", human(sent.load(Ordering::Relaxed))));
+        }
+        format!("{line}, {rate}/s")
+    }
+}
+
+/// Progress output while a transfer runs. Stops when dropped.
 pub struct Ticker {
     stop: Arc<(Mutex<bool>, Condvar)>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
-    /// A line every `report.progress` (none when that is off).
-    pub fn start(
-        report: &Report,
-        verb: &'static str,
-        counter: Arc<AtomicU64>,
-        total: Option<u64>,
-    ) -> Ticker {
+    /// Nothing when `report.progress` is off; a bar on a terminal, lines otherwise.
+    pub fn start(report: &Report, verb: &'static str, p: Progress) -> Ticker {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let Some(every) = report.progress else {
             return Ticker { stop, handle: None };
         };
         let flag = stop.clone();
-        // On GitHub the lines fold into one group of the step's log.
-        let github = report.github;
+        let (tty, github) = (report.tty, report.github);
         let handle = std::thread::spawn(move || {
-            let started = Instant::now();
-            let (lock, cv) = &*flag;
-            let mut stopped = lock.lock().unwrap();
-            let mut grouped = false;
-            loop {
-                // The flag is checked under the lock before every wait: a stop that came
-                // before this thread first ran is not missed.
-                if !*stopped {
-                    stopped = cv.wait_timeout(stopped, every).unwrap().0;
-                }
-                if *stopped {
-                    if grouped {
-                        eprintln!("::endgroup::");
-                    }
-                    return;
-                }
-                if github && !grouped {
-                    eprintln!("::group::{verb} progress");
-                    grouped = true;
-                }
-                let n = counter.load(Ordering::Relaxed);
-                let rate = human((n as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64);
-                match total {
-                    Some(t) if t > 0 => eprintln!(
-                        "{verb} {} of {} ({:.1}%), {rate}/s",
-                        human(n),
-                        human(t),
-                        n as f64 * 100.0 / t as f64
-                    ),
-                    _ => eprintln!("{verb} {}, {rate}/s", human(n)),
-                }
+            if tty {
+                bar(&flag, verb, &p);
+            } else {
+                lines(&flag, verb, &p, every, github);
             }
         });
         Ticker {
@@ -67,6 +81,62 @@ impl Ticker {
             handle: Some(handle),
         }
     }
+}
+
+/// Wait `every` or until stopped; true once stopped. The flag is checked under the lock
+/// before every wait: a stop that came before the thread first ran is not missed.
+fn wait(flag: &(Mutex<bool>, Condvar), every: Duration) -> bool {
+    let (lock, cv) = flag;
+    let mut stopped = lock.lock().unwrap();
+    if !*stopped {
+        stopped = cv.wait_timeout(stopped, every).unwrap().0;
+    }
+    *stopped
+}
+
+fn lines(flag: &(Mutex<bool>, Condvar), verb: &str, p: &Progress, every: Duration, github: bool) {
+    let started = Instant::now();
+    let mut grouped = false;
+    while !wait(flag, every) {
+        // On GitHub the lines fold into one group of the step's log.
+        if github && !grouped {
+            eprintln!("::group::{verb} progress");
+            grouped = true;
+        }
+        eprintln!("{}", p.line(verb, started));
+    }
+    if grouped {
+        eprintln!("::endgroup::");
+    }
+}
+
+fn bar(flag: &(Mutex<bool>, Condvar), verb: &str, p: &Progress) {
+    // Short transfers draw nothing: no flicker before a one-line result.
+    if wait(flag, Duration::from_millis(300)) {
+        return;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({percent}%){msg}, {elapsed}",
+    )
+    .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_prefix(verb.to_string());
+    loop {
+        if let Some(t) = p.total() {
+            bar.set_length(t);
+        }
+        bar.set_position(p.done.load(Ordering::Relaxed));
+        if let Some(sent) = &p.sent {
+            bar.set_message(format!(", sent {}", human(sent.load(Ordering::Relaxed))));
+        }
+        if wait(flag, Duration::from_millis(100)) {
+            break;
+        }
+    }
+    bar.finish_and_clear();
 }
 
 impl Drop for Ticker {
@@ -84,30 +154,38 @@ impl Drop for Ticker {
 mod tests {
     use super::*;
     use crate::vars::Vars;
-    use std::time::Duration;
 
     #[test]
     fn a_ticker_stopped_at_once_never_holds_the_caller() {
         // A stop that comes before the ticker's thread first waits used to be missed, holding
         // the caller for a whole period (10 s) on tiny restores.
-        let report = Report::new(
-            false,
-            false,
-            &Vars::from_pairs([("KURA_PROGRESS_SECONDS", "30")]),
-        );
+        let vars = Vars::from_pairs([("KURA_PROGRESS_SECONDS", "30")]);
+        let report = Report::new(false, false, &vars);
         let started = Instant::now();
         for _ in 0..20 {
-            drop(Ticker::start(
-                &report,
-                "Received",
-                Arc::new(AtomicU64::new(0)),
-                None,
-            ));
+            drop(Ticker::start(&report, "Received", Progress::of(None)));
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn lines_show_the_total_once_known() {
+        let p = Progress::default();
+        p.done.store(3 << 20, Ordering::Relaxed);
+        let t = Instant::now();
+        assert!(p.line("Packed", t).starts_with("Packed 3.0 MiB, "));
+        p.total.store(12 << 20, Ordering::Relaxed);
+        assert!(
+            p.line("Packed", t).starts_with("Packed 3.0 MiB, "),
+            "not yet known"
+        );
+        p.total_known.store(true, Ordering::Relaxed);
+        assert!(p
+            .line("Packed", t)
+            .starts_with("Packed 3.0 MiB of 12.0 MiB (25.0%), "));
     }
 }

@@ -128,9 +128,13 @@ pub fn spawn_until_sent(mut cmd: std::process::Command, bytes: u64) -> std::proc
     child
 }
 
-/// The byte count of a progress line `Sent 9.5 MiB, 3.1 MiB/s`.
+/// The bytes sent of a save's progress line:
+/// `Packed 12.0 MiB of 40.0 MiB (30.0%), sent 9.5 MiB, 3.1 MiB/s`.
 fn sent(line: &str) -> Option<u64> {
-    let rest = line.strip_prefix("Sent ")?;
+    if !line.starts_with("Packed ") {
+        return None;
+    }
+    let rest = &line[line.find(", sent ")? + ", sent ".len()..];
     let mut it = rest.split([' ', ',']);
     let n: f64 = it.next()?.parse().ok()?;
     let unit = match it.next()? {
