@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::garage::{garage, ABORT_BUCKET, BUCKET, KEY_ID, SECRET};
+use support::garage::{garage, ABORT_BUCKET, BUCKET, KEY_ID, RO_KEY_ID, RO_SECRET, SECRET};
 use support::{assert_clean_hit, json, run, tree, Sandbox};
 
 /// How to run kura against a fresh prefix of the Garage bucket.
@@ -427,4 +427,31 @@ fn no_credentials_say_where_kura_looked() {
         out.stderr
     );
     assert!(!out.stderr.contains("s3:ListBucket"), "{}", out.stderr);
+}
+
+#[test]
+fn a_refusal_names_the_permission_that_was_missing() {
+    let (s, kura) = s3_sandbox("read-only");
+    s.write("d/f", "x");
+    let out = run(kura
+        .cmd(&s)
+        .env("AWS_ACCESS_KEY_ID", RO_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", RO_SECRET)
+        .args(["--json", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("S3 refused the request on bucket \"kura-test\"")
+            && out.stderr.contains("s3:PutObject"),
+        "{}",
+        out.stderr
+    );
+    // Reading is allowed: a restore is a plain miss.
+    let out = run(kura
+        .cmd(&s)
+        .env("AWS_ACCESS_KEY_ID", RO_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", RO_SECRET)
+        .args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
 }

@@ -12,6 +12,9 @@ pub const BUCKET: &str = "kura-test";
 pub const ABORT_BUCKET: &str = "kura-abort";
 pub const KEY_ID: &str = "GK31c2f218a2e44f485b94239e";
 pub const SECRET: &str = "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835";
+/// A key that may only read the test bucket.
+pub const RO_KEY_ID: &str = "GK5d0e1f2a3b4c5d6e7f8a9b0c";
+pub const RO_SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 pub struct Garage {
     pub endpoint: String,
@@ -186,5 +189,22 @@ api_bind_addr = "127.0.0.1:{admin}"
             "kura-test",
         ]);
     }
+    g.cli(&[
+        "key",
+        "import",
+        "--yes",
+        RO_KEY_ID,
+        RO_SECRET,
+        "-n",
+        "kura-read-only",
+    ]);
+    g.cli(&[
+        "bucket",
+        "allow",
+        "--read",
+        BUCKET,
+        "--key",
+        "kura-read-only",
+    ]);
     Ok(g)
 }
