@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Fuzz the unpacker for a bounded time: fuzz/run.sh [SECONDS] (default 300).
-# The corpus starts from the hostile archives of tests/support/hostile.rs; a crash or an
-# escape leaves its input in fuzz/artifacts/unpack/ and exits non-zero.
+# Fuzz for a bounded time: fuzz/run.sh [SECONDS] [TARGET] (default 300 s, target unpack).
+#   unpack    archives into a sandbox; the corpus starts from the hostile archives of
+#             tests/support/hostile.rs. A crash or an escape leaves its input in
+#             fuzz/artifacts/unpack/ and exits non-zero.
+#   template  key templates: parse and render never panic, rendered keys keep the rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-300}"
+target="${2:-unpack}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
-corpus="$PWD/fuzz/corpus/unpack"
+corpus="$PWD/fuzz/corpus/$target"
 mkdir -p "$corpus"
-KURA_FUZZ_SEEDS="$corpus" cargo test --quiet --test extract hostile_corpus
+case "$target" in
+  unpack) KURA_FUZZ_SEEDS="$corpus" cargo test --quiet --test extract hostile_corpus ;;
+  template)
+    printf 'v1-{{ .Branch }}-{{ checksum "go.sum" }}' > "$corpus/seed-checksum"
+    printf '<< .Environment.NAME >>-{{ hashFiles "**/Cargo.lock" "x" }}' > "$corpus/seed-hashfiles"
+    printf '{{ epoch }}-{{ arch }}-{{ os }}-{{ env "NAME" }}-`raw`' > "$corpus/seed-funcs" ;;
+esac
 cd fuzz
-cargo +nightly fuzz run unpack "$corpus" -- -max_total_time="$secs" -rss_limit_mb=1024 -timeout=20
+cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=1024 -timeout=20
