@@ -1,11 +1,14 @@
 //! Where entries live. One file per store behind the [`Store`] trait; `ops/` talks only to
 //! the trait. Stores know nothing of tar: an entry is opaque bytes plus its [`Meta`].
 
+mod dav;
 mod gha;
 mod http;
 mod local;
 mod s3;
+mod settle;
 
+pub use dav::DavStore;
 pub use gha::GhaStore;
 pub use local::LocalStore;
 pub use s3::S3Store;
@@ -219,8 +222,11 @@ pub fn open(url: Option<&str>, vars: &Vars) -> Result<Box<dyn Store>> {
         Some(u) if u.starts_with('/') => Ok(Box::new(LocalStore::new(PathBuf::from(u)))),
         Some(u) if u.starts_with("s3://") => Ok(Box::new(S3Store::open(u, vars)?)),
         Some(u) if u.starts_with("gha://") => Ok(Box::new(GhaStore::open(u, vars)?)),
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+            Ok(Box::new(DavStore::open(u, vars)?))
+        }
         Some(u) => Err(user_error(format!(
-            "store URL {u:?} is not understood; use file:///DIR, s3://BUCKET/PREFIX or gha://"
+            "store URL {u:?} is not understood; use file:///DIR, s3://BUCKET/PREFIX, http(s)://HOST/PATH or gha://"
         ))),
     }
 }

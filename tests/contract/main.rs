@@ -1,6 +1,7 @@
 //! The store contract: one set of tests (`suite.rs`) that every store must pass, run here
-//! against the local directory store, Garage (S3) and the GitHub cache stand-in (Azurite
-//! behind a Twirp and REST service). A new store adds a [`Fixture`] and one `contract!` line.
+//! against the local directory store, Garage (S3), the GitHub cache stand-in (Azurite behind
+//! a Twirp and REST service) and nginx with WebDAV (the HTTP store). A new store adds a
+//! [`Fixture`] and one `contract!` line.
 //!
 //! The tests drive the library's `Store` trait directly, and the verbs (`ops::save`,
 //! `ops::restore`, `ops::prune`) where the contract is about what a verb does with the store.
@@ -259,6 +260,72 @@ impl Fixture for Gha {
     }
 }
 
+/// nginx with WebDAV writes and JSON directory listings, one directory per namespace.
+pub struct Dav;
+
+impl Dav {
+    fn dir(ns: &str) -> PathBuf {
+        support::nginx::nginx().root.join(format!("contract-{ns}"))
+    }
+
+    fn object(meta: &Meta) -> String {
+        match &meta.handle {
+            Handle::Object(o) => o.clone(),
+            h => panic!("an HTTP store entry without its object name: {h:?}"),
+        }
+    }
+}
+
+impl Fixture for Dav {
+    fn store(&self, ns: &str, _write: &str, _read: &[&str]) -> Box<dyn Store> {
+        let url = format!("{}contract-{ns}/", support::nginx::nginx().url);
+        store::open(Some(&url), &Vars::default()).unwrap()
+    }
+
+    fn corrupt(&self, ns: &str, meta: &Meta) {
+        let o = Dav::object(meta);
+        let archive = Dav::dir(ns).join(format!("{}.tzst", o.trim_end_matches(".json")));
+        std::fs::write(&archive, spoil(std::fs::read(&archive).unwrap(), 79)).unwrap();
+    }
+
+    fn backdate(&self, ns: &str, meta: &Meta, days: u64) {
+        let path = Dav::dir(ns).join(Dav::object(meta));
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let then = m["created_ms"].as_u64().unwrap() - days * 86_400_000;
+        m["created_ms"] = then.into();
+        std::fs::write(&path, m.to_string()).unwrap();
+    }
+
+    fn stray(&self, ns: &str, store: &dyn Store) -> Vec<String> {
+        fn files(d: &std::path::Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    files(&e.path(), out);
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        let root = Dav::dir(ns);
+        let mut all = Vec::new();
+        files(&root, &mut all);
+        let kept: Vec<PathBuf> = store
+            .list("")
+            .unwrap()
+            .iter()
+            .flat_map(|m| {
+                let stem = Dav::object(m).trim_end_matches(".json").to_string();
+                ["json", "tzst", "won"].map(|x| root.join(format!("{stem}.{x}")))
+            })
+            .collect();
+        all.into_iter()
+            .filter(|f| !kept.contains(f))
+            .map(|f| f.display().to_string())
+            .collect()
+    }
+}
+
 /// Every test of the suite, for one fixture.
 macro_rules! contract {
     ($name:ident, $fixture:expr) => {
@@ -321,3 +388,4 @@ macro_rules! contract {
 contract!(local, super::Local);
 contract!(s3, super::S3);
 contract!(gha, super::Gha);
+contract!(dav, super::Dav);

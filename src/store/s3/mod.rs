@@ -21,14 +21,13 @@
 
 mod config;
 mod explain;
-mod settle;
 mod upload;
 
 use explain::explain;
 
 use config::Config;
 
-use settle::{marker_of, owner};
+use crate::store::settle::{marker_of, owner};
 use upload::{S3Handle, S3Upload};
 
 use super::{entry_name, name_prefix, now_ms, scope_dir, Handle, Meta, Store, Upload};

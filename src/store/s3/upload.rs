@@ -1,8 +1,8 @@
 //! One save's upload: the archive streams into one PUT (small) or a multipart upload with
 //! parts in parallel; `commit` writes the metadata object, then settles who owns the key.
 
-use super::settle::{marker_of, owner, verdict, Verdict};
 use super::{archive_of, explain, obj, Tuning, SETTLE};
+use crate::store::settle::{marker_of, owner, verdict, Verdict};
 use crate::store::{Committed, Meta, Upload};
 use anyhow::Result;
 use futures_util::TryStreamExt;

@@ -1,13 +1,15 @@
-//! Which of several concurrent saves of one key owns it (see the module comment of `s3`):
-//! decided from the names listed in the key's directory, by writers and readers alike.
+//! Which of several concurrent saves of one key owns it, in stores without create-if-absent
+//! (S3-compatible servers that ignore `If-None-Match`, WebDAV servers), decided from the names
+//! listed in the key's directory, by writers and readers alike. The rule is described in the
+//! module comment of `s3`.
 
-pub(super) fn marker_of(meta_object: &str) -> String {
+pub(crate) fn marker_of(meta_object: &str) -> String {
     format!("{}.won", meta_object.trim_end_matches(".json"))
 }
 
 /// The entry of one key directory, given the names listed in it: the earliest metadata object
 /// with a `.won` marker, else the earliest metadata object.
-pub(super) fn owner(names: &[String]) -> Option<String> {
+pub(crate) fn owner(names: &[String]) -> Option<String> {
     let metas = names.iter().filter(|n| n.ends_with(".json"));
     let marked = metas
         .clone()
@@ -18,14 +20,14 @@ pub(super) fn owner(names: &[String]) -> Option<String> {
 
 /// What a writer knows after listing its key directory (see the module comment).
 #[derive(Debug, PartialEq)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     Won,
     Lost,
     /// Other writers, none marked yet: wait for a lone winner's marker, then decide by order.
     Unsure,
 }
 
-pub(super) fn verdict(names: &[String], mine: &str) -> Verdict {
+pub(crate) fn verdict(names: &[String], mine: &str) -> Verdict {
     let others = names
         .iter()
         .filter(|n| n.ends_with(".json") && n.as_str() != mine)

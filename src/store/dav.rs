@@ -1,0 +1,459 @@
+//! Plain HTTP servers that take WebDAV writes (nginx's dav module, Apache mod_dav, generic
+//! repositories): `http://HOST[:PORT]/PATH/` or `https://...`, Basic auth from the URL or
+//! `KURA_HTTP_USERNAME` / `KURA_HTTP_PASSWORD`.
+//!
+//! The layout is the S3 store's: `<base>/<scope>/<version>/<encoded key>/<created>-<nonce>`
+//! with `.tzst` (the archive, one streamed PUT), `.json` (the metadata, written last: the
+//! commit) and `.won` (the owner's marker). Servers have no create-if-absent, so concurrent
+//! saves of one key are settled as on S3 (`store::settle`). Prefix lookups list directories
+//! as JSON (nginx: `autoindex on; autoindex_format json;`).
+
+use super::http::{self, Reply, Retry, Verdict};
+use super::settle::{marker_of, owner, verdict, Verdict as Settled};
+use super::{entry_name, name_prefix, now_ms, scope_dir, Committed, Handle, Meta, Store, Upload};
+use crate::outcome::user_error;
+use crate::vars::Vars;
+use anyhow::{anyhow, bail, Result};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+const RETRY: Retry = Retry {
+    attempts: 4,
+    first: Duration::from_millis(300),
+    factor: 2.0,
+};
+/// Ranged downloads: 4 MiB ranges, four in flight.
+const RANGE: u64 = 4 << 20;
+const PARALLEL: usize = 4;
+/// How long a writer that met other writers of its key waits for a winner's marker.
+const SETTLE: Duration = Duration::from_secs(1);
+
+pub struct DavStore {
+    rt: Arc<tokio::runtime::Runtime>,
+    http: reqwest::Client,
+    /// The base URL without credentials, ending in `/`.
+    base: url::Url,
+    auth: Option<(String, String)>,
+}
+
+/// One listed name: a file or a directory.
+#[derive(serde::Deserialize)]
+struct Listed {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl DavStore {
+    pub fn open(url: &str, vars: &Vars) -> Result<DavStore> {
+        let bad = |msg: String| user_error(format!("store URL {url:?}: {msg}"));
+        let mut base = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        if base.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host; write it http://HOST/PATH".into()));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(bad("a query or fragment is not part of a store URL".into()));
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .to_string()
+        };
+        let mut auth = (!base.username().is_empty()).then(|| {
+            (
+                decode(base.username()),
+                decode(base.password().unwrap_or("")),
+            )
+        });
+        if let Some(user) = vars.string("KURA_HTTP_USERNAME") {
+            auth = Some((user, vars.string("KURA_HTTP_PASSWORD").unwrap_or_default()));
+        }
+        // Credentials never travel in the URL kura keeps: it is shown in messages.
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        Ok(DavStore {
+            rt: http::runtime()?,
+            http: http::client(vars)?,
+            base,
+            auth,
+        })
+    }
+
+    /// The URL of a stored name. Names hold `%` escapes of their own (`store::encode`), which
+    /// the server must see as literal `%`.
+    fn url(&self, rel: &str) -> String {
+        format!("{}{}", self.base, rel.replace('%', "%25"))
+    }
+
+    fn request(&self, method: reqwest::Method, rel: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, self.url(rel));
+        match &self.auth {
+            Some((user, pass)) => r.basic_auth(user, Some(pass)),
+            None => r,
+        }
+    }
+
+    /// One request with retries; `ok` lists the statuses that are success for it.
+    fn send(
+        &self,
+        what: &str,
+        ok: &'static [u16],
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Reply> {
+        let location = self.base.to_string();
+        self.rt.block_on(http::send(RETRY, what, make, |r| {
+            if ok.contains(&r.status) {
+                Verdict::Done(r)
+            } else if r.transient() {
+                Verdict::Again(format!("{what}: HTTP {}", r.status))
+            } else {
+                Verdict::Fail(refusal(what, r.status, &location))
+            }
+        }))
+    }
+
+    /// The names in a directory (`rel` ends in `/`, or is empty for the base); none when it
+    /// does not exist.
+    fn list_dir(&self, rel: &str) -> Result<Vec<Listed>> {
+        let r = self.send("list", &[200, 404], || {
+            self.request(reqwest::Method::GET, rel)
+                .header("accept", "application/json")
+        })?;
+        if r.status == 404 {
+            return Ok(Vec::new());
+        }
+        serde_json::from_slice(&r.body).map_err(|_| {
+            anyhow!(
+                "{} does not list directories as JSON; the server must (nginx: autoindex on; autoindex_format json;)",
+                self.url(rel)
+            )
+        })
+    }
+
+    fn dirs(&self, rel: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_dir(rel)?
+            .into_iter()
+            .filter(|l| l.kind == "directory")
+            .map(|l| format!("{rel}{}/", l.name))
+            .collect())
+    }
+
+    /// The entries of one version directory whose key starts with `prefix`.
+    fn metas_in(&self, version_dir: &str, prefix: &str) -> Result<Vec<Meta>> {
+        let start = name_prefix(prefix);
+        let mut out = Vec::new();
+        for key_dir in self.dirs(version_dir)? {
+            let name = &key_dir[version_dir.len()..];
+            if !name.starts_with(&start) {
+                continue;
+            }
+            let names: Vec<String> = self
+                .list_dir(&key_dir)?
+                .into_iter()
+                .filter(|l| l.kind == "file")
+                .map(|l| format!("{key_dir}{}", l.name))
+                .collect();
+            let Some(object) = owner(&names) else {
+                continue;
+            };
+            let body = self
+                .send("read metadata", &[200], || {
+                    self.request(reqwest::Method::GET, &object)
+                })?
+                .body;
+            let mut m: Meta = serde_json::from_slice(&body)
+                .map_err(|e| anyhow!("unreadable metadata {}: {e}", self.url(&object)))?;
+            m.used_ms = m.created_ms;
+            m.handle = Handle::Object(object);
+            if m.key.starts_with(prefix) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_name(&self, rel: &str) -> Result<()> {
+        self.send("delete", &[200, 204, 404], || {
+            self.request(reqwest::Method::DELETE, rel)
+        })
+        .map(drop)
+    }
+}
+
+/// A refusal in one line that names the setting to change.
+fn refusal(what: &str, status: u16, location: &str) -> anyhow::Error {
+    match status {
+        401 => anyhow!("{what}: {location} wants credentials, or refused them (HTTP 401); put them in the URL (http://USER:PASSWORD@HOST/...) or set KURA_HTTP_USERNAME and KURA_HTTP_PASSWORD"),
+        403 => anyhow!("{what}: {location} refused the request (HTTP 403); the user needs read and write access there"),
+        405 => anyhow!("{what}: {location} does not allow this method (HTTP 405); enable WebDAV writes (nginx: dav_methods PUT DELETE;)"),
+        409 => anyhow!("{what}: {location} has no directory for the name (HTTP 409); let the server create them (nginx: create_full_put_path on;)"),
+        413 => anyhow!("{what}: the archive is larger than {location} accepts (HTTP 413); raise the limit (nginx: client_max_body_size 0;)"),
+        _ => anyhow!("{what}: HTTP {status} from {location}"),
+    }
+}
+
+fn archive_of(meta_object: &str) -> String {
+    format!("{}.tzst", meta_object.trim_end_matches(".json"))
+}
+
+fn object_of(meta: &Meta) -> Result<&str> {
+    match &meta.handle {
+        Handle::Object(o) => Ok(o),
+        _ => bail!("the entry {} was not read from this store", meta.key),
+    }
+}
+
+impl Store for DavStore {
+    fn location(&self) -> String {
+        self.base.to_string()
+    }
+
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+        self.metas_in(&format!("{}/{version}/", scope_dir(scope)), prefix)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
+        let mut out = Vec::new();
+        for scope in self.dirs("")? {
+            for version in self.dirs(&scope)? {
+                out.extend(self.metas_in(&version, prefix)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+        let archive = archive_of(object_of(meta)?);
+        let size = meta.size.unwrap_or(0);
+        let (http, url, auth) = (self.http.clone(), self.url(&archive), self.auth.clone());
+        Ok(http::ranged(
+            &self.rt,
+            size,
+            RANGE,
+            PARALLEL,
+            None,
+            move |r| {
+                let (http, url, auth) = (http.clone(), url.clone(), auth.clone());
+                async move {
+                    let range = format!("bytes={}-{}", r.start, r.end - 1);
+                    let make = || {
+                        let req = http.get(&url).header("range", &range);
+                        match &auth {
+                            Some((u, p)) => req.basic_auth(u, Some(p)),
+                            None => req,
+                        }
+                    };
+                    let reply = http::send(RETRY, "download", make, |r| match r.status {
+                        206 => Verdict::Done(r.body),
+                        s if r.transient() => Verdict::Again(format!("download: HTTP {s}")),
+                        s => Verdict::Fail(anyhow!("download: HTTP {s} (a range was asked for)")),
+                    })
+                    .await?;
+                    Ok(reply)
+                }
+            },
+        ))
+    }
+
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
+        let dir = format!("{}/{version}/{}/", scope_dir(scope), entry_name(key));
+        let name = format!("{dir}{:013}-{:016x}", now_ms(), http::random() as u64);
+        Ok(Some(Box::new(DavUpload::start(
+            self.clone_handle(),
+            dir,
+            name,
+        ))))
+    }
+
+    fn delete(&self, meta: &Meta) -> Result<()> {
+        let object = object_of(meta)?;
+        // The marker first: cut short, the entry stays whole (unmarked, still found).
+        self.delete_name(&marker_of(object))?;
+        self.delete_name(object)?;
+        self.delete_name(&archive_of(object))
+    }
+
+    /// Archives and markers without metadata, over a day old: saves killed before commit.
+    fn clean_incomplete(&self) {
+        let Ok(scopes) = self.dirs("") else { return };
+        let cutoff = now_ms().saturating_sub(86_400_000);
+        for scope in scopes {
+            for version in self.dirs(&scope).unwrap_or_default() {
+                for key_dir in self.dirs(&version).unwrap_or_default() {
+                    let names: Vec<String> = self
+                        .list_dir(&key_dir)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|l| l.name)
+                        .collect();
+                    for n in &names {
+                        let stem = n.trim_end_matches(".tzst").trim_end_matches(".won");
+                        let old = n
+                            .get(..13)
+                            .and_then(|t| t.parse::<u64>().ok())
+                            .is_some_and(|t| t < cutoff);
+                        if stem != n && old && !names.contains(&format!("{stem}.json")) {
+                            let _ = self.delete_name(&format!("{key_dir}{n}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl DavStore {
+    fn clone_handle(&self) -> Arc<DavStore> {
+        Arc::new(DavStore {
+            rt: self.rt.clone(),
+            http: self.http.clone(),
+            base: self.base.clone(),
+            auth: self.auth.clone(),
+        })
+    }
+}
+
+type Chunk = std::io::Result<bytes::Bytes>;
+
+/// One save: the archive streams into a single chunked PUT while it is packed.
+struct DavUpload {
+    store: Arc<DavStore>,
+    dir: String,
+    /// Names without extension: `<dir><created>-<nonce>`.
+    name: String,
+    buf: Vec<u8>,
+    tx: Option<tokio::sync::mpsc::Sender<Chunk>>,
+    put: Option<tokio::task::JoinHandle<Result<u16>>>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl DavUpload {
+    fn start(store: Arc<DavStore>, dir: String, name: String) -> DavUpload {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(4);
+        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
+        let req = store
+            .request(reqwest::Method::PUT, &format!("{name}.tzst"))
+            .body(body);
+        let put = store.rt.spawn(async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| anyhow!("upload: {}", e.without_url()))?;
+            Ok(resp.status().as_u16())
+        });
+        DavUpload {
+            store,
+            dir,
+            name,
+            buf: Vec::with_capacity(CHUNK),
+            tx: Some(tx),
+            put: Some(put),
+        }
+    }
+
+    fn send_buf(&mut self) -> std::io::Result<()> {
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        let tx = self.tx.as_ref().expect("write after commit");
+        tx.blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::other("the upload to the HTTP store broke off"))
+    }
+
+    /// The key directory's names, for settling who owns the key.
+    fn names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .list_dir(&self.dir)?
+            .into_iter()
+            .map(|l| format!("{}{}", self.dir, l.name))
+            .collect())
+    }
+}
+
+impl Write for DavUpload {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for DavUpload {
+    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed> {
+        if !self.buf.is_empty() {
+            self.send_buf()?;
+        }
+        self.tx.take();
+        let put = self.put.take().expect("committed twice");
+        let status = self.store.rt.block_on(put)??;
+        let location = self.store.base.to_string();
+        if !(200..300).contains(&status) {
+            return Err(refusal("upload", status, &location));
+        }
+        let meta_obj = format!("{}.json", self.name);
+        let body = serde_json::to_vec(meta)?;
+        let store = self.store.clone();
+        store.send("write metadata", &[200, 201, 204], || {
+            store
+                .request(reqwest::Method::PUT, &meta_obj)
+                .body(body.clone())
+        })?;
+        let names = self.names()?;
+        let won = if overwrite {
+            // The newest overwrite wins; older entries of the key go.
+            for n in names.iter().filter(|n| n.as_str() < meta_obj.as_str()) {
+                let _ = store.delete_name(n);
+            }
+            true
+        } else {
+            match verdict(&names, &meta_obj) {
+                Settled::Won => true,
+                Settled::Lost => false,
+                Settled::Unsure => {
+                    std::thread::sleep(SETTLE);
+                    owner(&self.names()?).as_deref() == Some(meta_obj.as_str())
+                }
+            }
+        };
+        if won {
+            store.send("mark", &[200, 201, 204], || {
+                store
+                    .request(reqwest::Method::PUT, &marker_of(&meta_obj))
+                    // Not empty: nginx refuses an empty PUT body.
+                    .body("won")
+            })?;
+            return Ok(Committed::Saved);
+        }
+        let _ = store.delete_name(&meta_obj);
+        let _ = store.delete_name(&archive_of(&meta_obj));
+        Ok(Committed::Exists)
+    }
+}
+
+impl Drop for DavUpload {
+    fn drop(&mut self) {
+        // Not committed: break the PUT off, so the server discards what it received, and
+        // remove anything it kept anyway.
+        if let Some(put) = self.put.take() {
+            if let Some(tx) = self.tx.take() {
+                let _ = tx.try_send(Err(std::io::Error::other("save abandoned")));
+            }
+            let _ = self.store.rt.block_on(put);
+            let _ = self.store.delete_name(&format!("{}.tzst", self.name));
+        }
+    }
+}
