@@ -25,13 +25,18 @@ pub fn nginx() -> &'static Nginx {
 
 fn binary() -> PathBuf {
     let found = || Command::new("nginx").arg("-v").output().is_ok();
-    if !found() {
-        let st = Command::new("apt-get")
+    let install = || {
+        Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends", "nginx"])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
-            .expect("apt-get runs");
-        assert!(st.success(), "apt-get install nginx failed");
+            .expect("apt-get runs")
+            .success()
+    };
+    // A fresh machine may have no package lists yet.
+    if !found() && !install() {
+        let _ = Command::new("apt-get").arg("update").status();
+        assert!(install(), "apt-get install nginx failed");
     }
     assert!(found(), "nginx is not on PATH");
     PathBuf::from("nginx")
