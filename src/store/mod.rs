@@ -5,12 +5,14 @@ mod dav;
 mod gha;
 mod http;
 mod local;
+mod oci;
 mod s3;
 mod settle;
 
 pub use dav::DavStore;
 pub use gha::GhaStore;
 pub use local::LocalStore;
+pub use oci::OciStore;
 pub use s3::S3Store;
 
 use crate::outcome::user_error;
@@ -64,8 +66,10 @@ pub enum Handle {
     /// The layout follows from key, version and scope (the local store).
     #[default]
     Derived,
-    /// An S3 metadata object name.
+    /// The metadata object's name (S3, HTTP).
     Object(String),
+    /// An OCI manifest (by digest) and the archive blob it names.
+    Manifest { digest: String, blob: String },
     /// A signed download URL (GitHub's lookups).
     Url(String),
     /// A GitHub cache id (GitHub's REST listings).
@@ -222,11 +226,14 @@ pub fn open(url: Option<&str>, vars: &Vars) -> Result<Box<dyn Store>> {
         Some(u) if u.starts_with('/') => Ok(Box::new(LocalStore::new(PathBuf::from(u)))),
         Some(u) if u.starts_with("s3://") => Ok(Box::new(S3Store::open(u, vars)?)),
         Some(u) if u.starts_with("gha://") => Ok(Box::new(GhaStore::open(u, vars)?)),
+        Some(u) if u.starts_with("oci://") || u.starts_with("oci+http://") => {
+            Ok(Box::new(OciStore::open(u, vars)?))
+        }
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
             Ok(Box::new(DavStore::open(u, vars)?))
         }
         Some(u) => Err(user_error(format!(
-            "store URL {u:?} is not understood; use file:///DIR, s3://BUCKET/PREFIX, http(s)://HOST/PATH or gha://"
+            "store URL {u:?} is not understood; use file:///DIR, s3://BUCKET/PREFIX, oci://HOST/REPOSITORY, http(s)://HOST/PATH or gha://"
         ))),
     }
 }

@@ -1,6 +1,7 @@
 //! The store contract: one set of tests (`suite.rs`) that every store must pass, run here
 //! against the local directory store, Garage (S3), the GitHub cache stand-in (Azurite behind
-//! a Twirp and REST service) and nginx with WebDAV (the HTTP store). A new store adds a
+//! a Twirp and REST service), nginx with WebDAV (the HTTP store) and Debian's docker-registry
+//! (the OCI store). A new store adds a
 //! [`Fixture`] and one `contract!` line.
 //!
 //! The tests drive the library's `Store` trait directly, and the verbs (`ops::save`,
@@ -326,6 +327,93 @@ impl Fixture for Dav {
     }
 }
 
+/// Debian's docker-registry (distribution 2.8.2), one repository per namespace.
+pub struct Oci;
+
+impl Oci {
+    fn repo(ns: &str) -> String {
+        format!("contract/{ns}")
+    }
+
+    /// One plain HTTP/1.0 exchange with the registry: status and body.
+    fn http(method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let addr = &support::registry::open().addr;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let status = String::from_utf8_lossy(&out[9..12]).parse().unwrap();
+        (status, out[split + 4..].to_vec())
+    }
+
+    fn digests(meta: &Meta) -> (String, String) {
+        match &meta.handle {
+            Handle::Manifest { digest, blob } => (digest.clone(), blob.clone()),
+            h => panic!("a registry entry without its manifest: {h:?}"),
+        }
+    }
+}
+
+impl Fixture for Oci {
+    fn store(&self, ns: &str, _write: &str, _read: &[&str]) -> Box<dyn Store> {
+        let url = format!("oci://{}/{}", support::registry::open().addr, Oci::repo(ns));
+        store::open(Some(&url), &Vars::default()).unwrap()
+    }
+
+    fn corrupt(&self, _ns: &str, meta: &Meta) {
+        let (_, blob) = Oci::digests(meta);
+        let hex = blob.trim_start_matches("sha256:");
+        let path = support::registry::open()
+            .data
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        std::fs::write(&path, spoil(std::fs::read(&path).unwrap(), 80)).unwrap();
+    }
+
+    fn backdate(&self, ns: &str, meta: &Meta, days: u64) {
+        // Put the manifest again under its tag, with an older creation time.
+        let (digest, _) = Oci::digests(meta);
+        let repo = Oci::repo(ns);
+        let accept = "Accept: application/vnd.oci.image.manifest.v1+json\r\n";
+        let (_, tags) = Oci::http("GET", &format!("/v2/{repo}/tags/list"), "", b"");
+        let tags: serde_json::Value = serde_json::from_slice(&tags).unwrap();
+        for tag in tags["tags"].as_array().unwrap() {
+            let path = format!("/v2/{repo}/manifests/{}", tag.as_str().unwrap());
+            let (_, body) = Oci::http("GET", &path, accept, b"");
+            use sha2::Digest;
+            if format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body))) != digest {
+                continue;
+            }
+            let mut m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let mut kura: serde_json::Value =
+                serde_json::from_str(m["annotations"]["dev.kura.meta"].as_str().unwrap()).unwrap();
+            let then = kura["created_ms"].as_u64().unwrap() - days * 86_400_000;
+            kura["created_ms"] = then.into();
+            m["annotations"]["dev.kura.meta"] = kura.to_string().into();
+            let ctype = "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n";
+            let (status, _) = Oci::http("PUT", &path, ctype, m.to_string().as_bytes());
+            assert_eq!(status, 201);
+            return;
+        }
+        panic!("no tag names {digest}");
+    }
+
+    /// The registry owns its storage: what losers leave is unreferenced and collected by it.
+    fn stray(&self, _ns: &str, _store: &dyn Store) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// Every test of the suite, for one fixture.
 macro_rules! contract {
     ($name:ident, $fixture:expr) => {
@@ -389,3 +477,4 @@ contract!(local, super::Local);
 contract!(s3, super::S3);
 contract!(gha, super::Gha);
 contract!(dav, super::Dav);
+contract!(oci, super::Oci);

@@ -238,6 +238,7 @@ pub fn walk_find(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
 pub mod garage;
 pub mod gha;
 pub mod nginx;
+pub mod registry;
 
 /// A pinned npm package installed once into the test scratch directory, for tests that run
 /// the real tools kura must agree with. Installing needs the npm registry; failing to is a

@@ -1,0 +1,246 @@
+//! Talking to an OCI registry: the `/v2/<repository>/` API with the ecosystem's auth. A
+//! request goes out without credentials; a 401 challenge says how to authenticate — `Basic`
+//! (resend with the credentials) or `Bearer` (get a token from the realm, with the credentials
+//! when there are any, and resend with it).
+
+use crate::store::http::{self, Reply, Retry, Verdict};
+use anyhow::{anyhow, bail, Result};
+use base64::Engine as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const RETRY: Retry = Retry {
+    attempts: 4,
+    first: Duration::from_millis(300),
+    factor: 2.0,
+};
+
+pub(super) struct Registry {
+    pub http: reqwest::Client,
+    /// `https://HOST[:PORT]`
+    pub origin: String,
+    pub host: String,
+    pub repo: String,
+    pub creds: Option<(String, String)>,
+    /// How the registry asked to be authenticated, once it has.
+    auth: Mutex<Auth>,
+}
+
+#[derive(Clone)]
+enum Auth {
+    None,
+    Basic,
+    Bearer(String),
+}
+
+impl Registry {
+    pub fn new(
+        http: reqwest::Client,
+        origin: String,
+        host: String,
+        repo: String,
+        creds: Option<(String, String)>,
+    ) -> Registry {
+        Registry {
+            http,
+            origin,
+            host,
+            repo,
+            creds,
+            auth: Mutex::new(Auth::None),
+        }
+    }
+
+    /// `/v2/<repository>/<path>`, or a `Location` the registry gave (relative or absolute).
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else if path.starts_with('/') {
+            format!("{}{path}", self.origin)
+        } else {
+            format!("{}/v2/{}/{path}", self.origin, self.repo)
+        }
+    }
+
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.auth.lock().unwrap().clone() {
+            Auth::Bearer(t) => req.bearer_auth(t),
+            Auth::Basic => match &self.creds {
+                Some((u, p)) => req.basic_auth(u, Some(p)),
+                None => req,
+            },
+            Auth::None => req,
+        }
+    }
+
+    /// One request, authenticated as the registry asks; `ok` lists the statuses that are
+    /// success for it (a 404 the caller expects belongs there).
+    pub async fn send(
+        &self,
+        what: &str,
+        ok: &[u16],
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Reply> {
+        for attempt in 0..2 {
+            let reply = http::send(
+                RETRY,
+                what,
+                || self.authorize(make(&self.http)),
+                |r| {
+                    if ok.contains(&r.status) || r.status == 401 {
+                        Verdict::Done(r)
+                    } else if r.transient() {
+                        Verdict::Again(format!("{what}: HTTP {}", r.status))
+                    } else {
+                        Verdict::Fail(self.refusal(what, &r))
+                    }
+                },
+            )
+            .await?;
+            if reply.status != 401 || (ok.contains(&401)) {
+                return Ok(reply);
+            }
+            if attempt == 1 {
+                break;
+            }
+            self.answer(&reply).await?;
+        }
+        bail!(
+            "{what}: {} refused the credentials (HTTP 401 after authenticating){}",
+            self.host,
+            if self.creds.is_none() {
+                "; set KURA_OCI_USERNAME and KURA_OCI_PASSWORD, or log in with docker login"
+            } else {
+                "; check KURA_OCI_USERNAME and KURA_OCI_PASSWORD (or the docker login) and their rights on the repository"
+            }
+        )
+    }
+
+    /// Meet a 401 challenge.
+    async fn answer(&self, reply: &Reply) -> Result<()> {
+        let challenge = reply
+            .headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((&challenge, ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            if self.creds.is_none() {
+                bail!("{} wants credentials: set KURA_OCI_USERNAME and KURA_OCI_PASSWORD, or log in with docker login", self.host);
+            }
+            *self.auth.lock().unwrap() = Auth::Basic;
+            return Ok(());
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            bail!(
+                "{} answered 401 with a challenge kura does not know: {challenge:?}",
+                self.host
+            );
+        }
+        let param = |name: &str| {
+            params.split(',').find_map(|p| {
+                let (k, v) = p.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_string())
+            })
+        };
+        let realm = param("realm")
+            .ok_or_else(|| anyhow!("{}: a Bearer challenge without a realm", self.host))?;
+        let scope = param("scope").unwrap_or_else(|| format!("repository:{}:pull,push", self.repo));
+        let mut token_url = url::Url::parse(&realm)
+            .map_err(|e| anyhow!("{}: the token realm {realm:?} is not a URL: {e}", self.host))?;
+        token_url.query_pairs_mut().append_pair("scope", &scope);
+        if let Some(service) = param("service") {
+            token_url.query_pairs_mut().append_pair("service", &service);
+        }
+        let mut req = self.http.get(token_url.as_str());
+        if let Some((u, p)) = &self.creds {
+            req = req.basic_auth(u, Some(p));
+        }
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the token service of {}: {}",
+                self.host,
+                e.without_url()
+            )
+        })?;
+        let status = resp.status().as_u16();
+        let body: serde_json::Value =
+            serde_json::from_slice(&resp.bytes().await.unwrap_or_default()).unwrap_or_default();
+        let token = body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .filter(|_| status == 200)
+            .ok_or_else(|| {
+                anyhow!(
+                    "the token service of {} refused (HTTP {status}); check the credentials",
+                    self.host
+                )
+            })?;
+        *self.auth.lock().unwrap() = Auth::Bearer(token.to_string());
+        Ok(())
+    }
+
+    /// A refusal in one line, with the registry's own message and, for GHCR, the fix.
+    fn refusal(&self, what: &str, r: &Reply) -> anyhow::Error {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let said = body["errors"][0]["message"]
+            .as_str()
+            .or_else(|| body["errors"][0]["code"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| r.text().chars().take(200).collect());
+        let status = r.status;
+        match status {
+            403 if self.host == "ghcr.io" => anyhow!(
+                "ghcr.io refused to {what} (HTTP 403 Forbidden: {said}). The token authenticated but may not write package ghcr.io/{repo}. With GITHUB_TOKEN: 1. give the job permissions: {{ contents: read, packages: write }}; 2. if the package already exists (pushed by hand or from another repository), open it on GitHub, Package settings, Manage Actions access, add this repository with the Write role. Pull requests from forks get a read-only token: saving cannot work there (restore still can)",
+                repo = self.repo
+            ),
+            403 => anyhow!("{} refused to {what} (HTTP 403: {said}); the credentials need push rights on {}", self.host, self.repo),
+            405 => anyhow!("{} does not allow {what} (HTTP 405: {said}){}", self.host,
+                if self.host == "ghcr.io" { "; on GHCR, delete package versions through GitHub's REST API (Packages) with a token that has delete:packages" } else { "; enable it in the registry (distribution: storage.delete.enabled: true)" }),
+            _ => anyhow!("{what}: HTTP {status} from {} ({said})", self.host),
+        }
+    }
+}
+
+/// Credentials for `host` (with its port, as docker keys them): `KURA_OCI_USERNAME` /
+/// `KURA_OCI_PASSWORD`, else what `docker login`
+/// wrote to `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), else on GitHub Actions
+/// `GITHUB_ACTOR` / `GITHUB_TOKEN` for ghcr.io.
+pub(super) fn credentials(host: &str, vars: &crate::vars::Vars) -> Option<(String, String)> {
+    if let Some(user) = vars.string("KURA_OCI_USERNAME") {
+        return Some((user, vars.string("KURA_OCI_PASSWORD").unwrap_or_default()));
+    }
+    let config = vars
+        .get("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| vars.home().map(|h| h.join(".docker")))
+        .map(|d| d.join("config.json"));
+    if let Some(found) = config.and_then(|c| docker_auth(&c, host)) {
+        return Some(found);
+    }
+    if host == "ghcr.io" || host == "ghcr.io:443" {
+        if let (Some(actor), Some(token)) =
+            (vars.string("GITHUB_ACTOR"), vars.string("GITHUB_TOKEN"))
+        {
+            return Some((actor, token));
+        }
+    }
+    None
+}
+
+fn docker_auth(config: &std::path::Path, host: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(config).ok()?).ok()?;
+    let auths = v["auths"].as_object()?;
+    let entry = auths.iter().find_map(|(k, e)| {
+        let k = k
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        (k.split('/').next() == Some(host)).then_some(e)
+    })?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(entry["auth"].as_str()?)
+        .ok()?;
+    let (u, p) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}

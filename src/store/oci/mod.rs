@@ -1,0 +1,268 @@
+//! OCI registries (GHCR, Docker Hub, ECR, Harbor, distribution): `oci://HOST[:PORT]/REPOSITORY`,
+//! HTTPS except for registries on 127.0.0.0/8 and localhost (as docker treats them) and with
+//! `oci+http://`.
+//!
+//! An entry is an OCI artifact: one manifest (`artifactType` `application/vnd.kura.entry.v1`,
+//! the empty config) whose one layer is the archive, with kura's metadata in its annotations.
+//! Its tag encodes scope, version and key so that a key prefix is a tag prefix (`tag.rs`);
+//! restore keys list the tags, read the candidates' manifests and take the newest. A save
+//! packs into a temporary file, skips the upload when the registry already has the blob, and
+//! puts the manifest last (the commit). Registries have no create-if-absent: the tag is checked
+//! right before the manifest goes up and read back a moment later, and only the writer whose
+//! manifest the tag names reports "saved".
+
+mod client;
+mod tag;
+mod upload;
+
+use super::{Handle, Meta, Store, Upload};
+use crate::outcome::user_error;
+use crate::vars::Vars;
+use anyhow::{bail, Result};
+use client::Registry;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const ARTIFACT: &str = "application/vnd.kura.entry.v1";
+const LAYER: &str = "application/vnd.kura.archive.v1.tar+zstd";
+/// The annotation that holds kura's metadata (JSON).
+const META: &str = "dev.kura.meta";
+
+pub struct OciStore {
+    rt: Arc<tokio::runtime::Runtime>,
+    reg: Arc<Registry>,
+    /// Where saves pack before they upload.
+    tmp: PathBuf,
+}
+
+impl OciStore {
+    pub fn open(url: &str, vars: &Vars) -> Result<OciStore> {
+        let bad = |msg: &str| user_error(format!("store URL {url:?}: {msg}"));
+        let (plain, rest) = match url.split_once("://") {
+            Some(("oci+http", rest)) => (true, rest),
+            Some(("oci", rest)) => (false, rest),
+            _ => return Err(bad("write it oci://HOST/REPOSITORY")),
+        };
+        let (host, repo) = rest.trim_end_matches('/').split_once('/').ok_or_else(|| {
+            bad("no repository; write it oci://HOST/REPOSITORY, such as oci://ghcr.io/OWNER/cache")
+        })?;
+        if !valid_repo(repo) {
+            return Err(bad("a repository name is lowercase letters and digits, in components separated by '/', joined within by '.', '_', '__' or '-'"));
+        }
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let local = name == "localhost" || name.starts_with("127.");
+        let scheme = if plain || local { "http" } else { "https" };
+        let creds = client::credentials(host, vars);
+        let reg = Registry::new(
+            super::http::client(vars)?,
+            format!("{scheme}://{host}"),
+            name.to_string(),
+            repo.to_string(),
+            creds,
+        );
+        Ok(OciStore {
+            rt: super::http::runtime()?,
+            reg: Arc::new(reg),
+            tmp: PathBuf::from(vars.get("TMPDIR").unwrap_or("/tmp")),
+        })
+    }
+
+    /// Every tag of the repository (following `Link`; the order is the registry's).
+    fn tags(&self) -> Result<Vec<String>> {
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut next = Some("tags/list?n=1000".to_string());
+            while let Some(page) = next.take() {
+                let r = self
+                    .reg
+                    .send("list tags", &[200, 404], |h| h.get(self.reg.url(&page)))
+                    .await?;
+                if r.status == 404 {
+                    break; // nothing saved yet
+                }
+                let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+                out.extend(
+                    v["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str().map(str::to_string)),
+                );
+                next = r
+                    .headers
+                    .get("link")
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| l.split_once('<'))
+                    .and_then(|(_, rest)| rest.split_once('>'))
+                    .map(|(u, _)| u.to_string());
+            }
+            Ok(out)
+        })
+    }
+
+    /// The entry a tag names, or None when the tag is gone or names no kura entry.
+    fn read(&self, tag: &str) -> Result<Option<Meta>> {
+        self.rt.block_on(async {
+            let r = self
+                .reg
+                .send("read a manifest", &[200, 404], |h| {
+                    h.get(self.reg.url(&format!("manifests/{tag}")))
+                        .header("accept", MANIFEST)
+                })
+                .await?;
+            if r.status == 404 {
+                return Ok(None);
+            }
+            Ok(entry_of(&r.body))
+        })
+    }
+
+    fn metas(&self, tag_prefix: &str, key_prefix: &str) -> Result<Vec<Meta>> {
+        let mut out = Vec::new();
+        for t in self
+            .tags()?
+            .into_iter()
+            .filter(|t| t.starts_with(tag_prefix))
+        {
+            if let Some(m) = self.read(&t)? {
+                // A cut tag matches only on its first characters: the key decides.
+                if m.key.starts_with(key_prefix) {
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// kura's metadata from a manifest's bytes, with the manifest's digest and the layer's.
+fn entry_of(manifest: &[u8]) -> Option<Meta> {
+    let v: serde_json::Value = serde_json::from_slice(manifest).ok()?;
+    if v["artifactType"] != ARTIFACT {
+        return None;
+    }
+    let mut m: Meta = serde_json::from_str(v["annotations"][META].as_str()?).ok()?;
+    m.used_ms = m.created_ms;
+    m.handle = Handle::Manifest {
+        digest: format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(manifest))
+        ),
+        blob: v["layers"][0]["digest"].as_str()?.to_string(),
+    };
+    Some(m)
+}
+
+/// The distribution spec's repository name grammar.
+fn valid_repo(repo: &str) -> bool {
+    !repo.is_empty()
+        && repo.split('/').all(|c| {
+            let ok_chars = c.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+            let edges = c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+            ok_chars && edges && !c.contains("..") && !c.contains("___")
+        })
+}
+
+impl Store for OciStore {
+    fn location(&self) -> String {
+        format!(
+            "oci://{}/{}",
+            self.reg.origin.split("://").nth(1).unwrap_or(""),
+            self.reg.repo
+        )
+    }
+
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+        let metas = self.metas(&tag::prefix(scope, version, prefix), prefix)?;
+        Ok(metas
+            .into_iter()
+            .filter(|m| m.scope == scope && m.version == version)
+            .collect())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
+        self.metas("", prefix)
+    }
+
+    fn exists(&self, scope: &str, version: &str, key: &str) -> Result<bool> {
+        Ok(self
+            .read(&tag::of(scope, version, key))?
+            .is_some_and(|m| m.key == key && m.scope == scope && m.version == version))
+    }
+
+    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+        let Handle::Manifest { blob, .. } = &meta.handle else {
+            bail!("the entry {} was not read from this registry", meta.key);
+        };
+        let size = meta.size.unwrap_or(0);
+        let (reg, blob) = (self.reg.clone(), blob.clone());
+        Ok(super::http::ranged(
+            &self.rt,
+            size,
+            4 << 20,
+            4,
+            None,
+            move |r| {
+                let (reg, blob) = (reg.clone(), blob.clone());
+                async move {
+                    let range = format!("bytes={}-{}", r.start, r.end - 1);
+                    let reply = reg
+                        .send("download", &[206], |h| {
+                            h.get(reg.url(&format!("blobs/{blob}")))
+                                .header("range", &range)
+                        })
+                        .await?;
+                    Ok(reply.body)
+                }
+            },
+        ))
+    }
+
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
+        let up = upload::OciUpload::new(
+            self.rt.clone(),
+            self.reg.clone(),
+            &self.tmp,
+            tag::of(scope, version, key),
+        )?;
+        Ok(Some(Box::new(up)))
+    }
+
+    fn delete(&self, meta: &Meta) -> Result<()> {
+        let Handle::Manifest { digest, .. } = &meta.handle else {
+            bail!("the entry {} was not read from this registry", meta.key);
+        };
+        // By digest: distribution 2.8 cannot delete by tag; this also removes the tag.
+        self.rt.block_on(async {
+            self.reg
+                .send("delete an entry", &[202, 404], |h| {
+                    h.delete(self.reg.url(&format!("manifests/{digest}")))
+                })
+                .await
+                .map(drop)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repository_names_follow_the_distribution_grammar() {
+        for ok in ["kura", "owner/repo/kura-cache", "a.b_c__d-e"] {
+            assert!(super::valid_repo(ok), "{ok}");
+        }
+        for bad in ["", "Kura", "a//b", "-a", "a-", "a..b", "a___b", "a/"] {
+            assert!(!super::valid_repo(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn manifests_of_other_artifacts_are_not_entries() {
+        assert!(super::entry_of(br#"{"artifactType":"application/vnd.other"}"#).is_none());
+    }
+}
