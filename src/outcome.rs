@@ -164,7 +164,7 @@ pub struct Listed {
 
 /// Bad input: a template, a path pattern, a flag, a store URL. Exit 2, whatever `--strict`
 /// says.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct UserError(pub String);
 
 impl std::fmt::Display for UserError {

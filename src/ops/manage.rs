@@ -121,16 +121,8 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
             "prune needs --max-size and/or --max-age (e.g. --max-size 10G --max-age 7d)",
         ));
     }
-    let size_limit = limits
-        .max_size
-        .map(parse_size)
-        .transpose()
-        .map_err(user_error)?;
-    let age = limits
-        .max_age
-        .map(parse_duration)
-        .transpose()
-        .map_err(user_error)?;
+    let size_limit = limits.max_size.map(parse_size).transpose()?;
+    let age = limits.max_age.map(parse_duration).transpose()?;
     if !limits.dry_run {
         env.store.clean_incomplete();
     }

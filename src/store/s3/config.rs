@@ -112,7 +112,7 @@ impl Config {
 
 fn tuning(part: Option<String>, parallel: Option<String>) -> Result<Tuning> {
     let part = match part {
-        Some(p) => crate::report::parse_size(&p).map_err(user_error)? as usize,
+        Some(p) => crate::report::parse_size(&p)? as usize,
         None => PART,
     };
     if !(5 << 20..=5 << 30).contains(&part) {
