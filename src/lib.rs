@@ -15,6 +15,8 @@ pub mod cli;
 pub mod key;
 pub mod ops;
 pub mod outcome;
+#[cfg(unix)]
+pub mod platform;
 pub mod report;
 pub mod select;
 pub mod store;

@@ -6,12 +6,11 @@
 //! Archive names are relative to the base directory, with `../` for paths outside it: the
 //! layout the official GitHub client writes.
 
+use crate::platform;
 use anyhow::{bail, Context as _, Result};
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
 use std::fs::Metadata;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 /// `~` and `~/x` become the home directory; `~user` is left alone, as in actions/cache.
@@ -47,7 +46,7 @@ pub fn archive_name(base: &Path, path: &Path) -> Vec<u8> {
     let p: Vec<_> = path.components().collect();
     let common = b.iter().zip(&p).take_while(|(x, y)| x == y).count();
     let mut parts: Vec<&[u8]> = vec![b".."; b.len() - common];
-    parts.extend(p[common..].iter().map(|c| c.as_os_str().as_bytes()));
+    parts.extend(p[common..].iter().map(|c| platform::bytes(c.as_os_str())));
     if parts.is_empty() {
         b".".to_vec()
     } else {
@@ -315,8 +314,8 @@ pub fn walk(
                     .with_context(|| format!("cannot list directory {}", p.display()))?;
                 for (kid, kid_meta) in kids.into_iter().rev() {
                     let kid_name = match kid.file_name() {
-                        Some(n) if name == b"." => n.as_bytes().to_vec(),
-                        Some(n) => [&name[..], b"/", n.as_bytes()].concat(),
+                        Some(n) if name == b"." => platform::bytes(n).to_vec(),
+                        Some(n) => [&name[..], b"/", platform::bytes(n)].concat(),
                         None => continue,
                     };
                     stack.push((kid, kid_meta, kid_name));
@@ -328,11 +327,11 @@ pub fn walk(
                         .with_context(|| format!("cannot read link {}", p.display()))?,
                 )
             } else if meta.is_file() {
-                if meta.nlink() > 1 {
-                    match links.get(&(meta.dev(), meta.ino())) {
+                if platform::links(&meta) > 1 {
+                    match links.get(&platform::file_id(&meta)) {
                         Some(first) => Kind::HardLink(first.clone()),
                         None => {
-                            links.insert((meta.dev(), meta.ino()), name.clone());
+                            links.insert(platform::file_id(&meta), name.clone());
                             Kind::File
                         }
                     }
@@ -372,8 +371,8 @@ fn entry(path: PathBuf, name: Vec<u8>, kind: Kind, meta: &Metadata) -> Entry {
         name,
         kind,
         size,
-        mode: meta.mode() & 0o7777,
-        mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+        mode: platform::mode(meta),
+        mtime: platform::mtime(meta),
     }
 }
 
@@ -393,7 +392,7 @@ mod tests {
             b"../../../.npm"
         );
         assert_eq!(archive_name(base, base), b".");
-        let odd = std::ffi::OsStr::from_bytes(b"/home/runner/work/r/r/caf\xe9");
+        let odd = crate::platform::os_str(b"/home/runner/work/r/r/caf\xe9");
         assert_eq!(archive_name(base, Path::new(odd)), b"caf\xe9");
         assert_eq!(shown(b"caf\xe9"), "caf\\xe9");
     }

@@ -162,20 +162,19 @@ pub fn times(mtime: FileTime) -> Timestamps {
 
 /// A write error that says what to do, most of all for permissions (tar's "exit status 2").
 pub fn write_error(path: &Path, e: std::io::Error) -> anyhow::Error {
-    use std::os::unix::fs::MetadataExt;
     if e.kind() != std::io::ErrorKind::PermissionDenied {
         return anyhow!("cannot write {}: {e}", path.display());
     }
     let mut owner_dir = path.parent();
     while let Some(d) = owner_dir {
         if let Ok(m) = std::fs::metadata(d) {
-            let me = unsafe { libc::geteuid() };
+            let me = crate::platform::euid();
             return anyhow!(
                 "cannot write {}: permission denied. {} belongs to uid {} and kura runs as uid {me}; \
                  restore into a directory you own (under $HOME or /tmp), or run the job as that user",
                 path.display(),
                 d.display(),
-                m.uid()
+                crate::platform::owner(&m)
             );
         }
         owner_dir = d.parent();

@@ -1,8 +1,11 @@
 //! Archives: pack (selection → pax tar → zstd) and unpack (zstd or gzip → tar → files).
 //! Knows nothing of stores: it writes to any `Write` and reads from any `Read`.
 
+// The extractor's directory handles: Unix only (see `platform.rs`).
+#[cfg(unix)]
 mod journal;
 mod pack;
+#[cfg(unix)]
 mod tree;
 mod unpack;
 

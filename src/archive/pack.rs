@@ -6,14 +6,13 @@
 //! worker threads compress. Memory is bounded by the read-ahead budget and the walk's queue,
 //! not by the size of the cache.
 
+use crate::platform;
 use crate::select::{Entry, Kind};
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
@@ -159,7 +158,7 @@ fn read_small(e: &Entry) -> Result<Vec<u8>> {
 /// stored torn, so the save is refused instead.
 fn check_unchanged(e: &Entry, f: &File, read: u64) -> Result<()> {
     let m = f.metadata()?;
-    if read != e.size || m.len() != e.size || (m.mtime(), m.mtime_nsec() as u32) != e.mtime {
+    if read != e.size || m.len() != e.size || platform::mtime(&m) != e.mtime {
         bail!(
             "{} changed while it was being saved; nothing was stored. Save after the step that writes it has finished",
             e.path.display()
@@ -251,9 +250,9 @@ fn header(
         Kind::Dir => h.set_entry_type(tar::EntryType::Directory),
         Kind::Symlink(target) => {
             h.set_entry_type(tar::EntryType::Symlink);
-            set_link(&mut h, target.as_os_str().as_bytes(), &mut pax);
+            set_link(&mut h, platform::bytes(target.as_os_str()), &mut pax);
             if manifest {
-                let to = crate::select::shown(target.as_os_str().as_bytes());
+                let to = crate::select::shown(platform::bytes(target.as_os_str()));
                 digests.insert(shown.to_string(), format!("symlink:{to}"));
             }
         }
