@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::registry::{basic, open, PASSWORD, USER};
+use support::registry::{basic, open, token, PASSWORD, USER};
 use support::{json, run, tree, Sandbox};
 
 fn kura(s: &Sandbox, url: &str) -> assert_cmd::Command {
@@ -99,4 +99,39 @@ fn an_unchanged_archive_is_not_uploaded_again() {
     assert_eq!(uploads(), first, "the unchanged archive was sent again");
     let out = run(kura(&s, &url).args(["--json", "ls"]));
     assert_eq!(json(&out)["entries"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn token_auth_gets_a_token_for_what_each_request_needs() {
+    let s = Sandbox::new();
+    s.write("d/a", "one");
+    s.write("d/b/c", "two");
+    let url = format!("oci://{}/kura/token-{}", token().addr, std::process::id());
+    // Anonymous: the token service grants pull only; the push is refused and says so.
+    let out = run(kura(&s, &url).args(["--json", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert!(out.stderr.contains("KURA_OCI_USERNAME"), "{}", out.stderr);
+    // With credentials: a token with push, the save and a restore.
+    let with = |c: &mut assert_cmd::Command| {
+        c.env("KURA_OCI_USERNAME", USER)
+            .env("KURA_OCI_PASSWORD", PASSWORD);
+    };
+    let mut c = kura(&s, &url);
+    with(&mut c);
+    let out = run(c.args(["--json", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    let before = tree(&s.ws.join("d"));
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    // Restores need only pull: anonymous tokens do.
+    let out = run(kura(&s, &url).args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(tree(&s.ws.join("d")), before);
+    // Wrong credentials: the token service's 401, named.
+    let out = run(kura(&s, &url)
+        .env("KURA_OCI_USERNAME", USER)
+        .env("KURA_OCI_PASSWORD", "wrong")
+        .args(["restore", "--key", "k", "--path", "d"]));
+    assert!(out.stderr.contains("token service"), "{}", out.stderr);
+    assert!(!out.stderr.contains("wrong"), "{}", out.stderr);
 }

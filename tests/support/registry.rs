@@ -91,6 +91,75 @@ fn start(name: &str, auth: bool) -> Registry {
         ),
     )
     .unwrap();
+    serve(&dir)
+}
+
+/// A registry behind token auth (the flow GHCR, Docker Hub and ECR use): a 401 challenge names
+/// a token service, here a small one in this process. It signs ES256 tokens with a key made by
+/// openssl; `kura` / `s3cret` get what they ask for, anyone else pull only, wrong credentials
+/// a 401.
+pub fn token() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(start_token)
+}
+
+fn start_token() -> Registry {
+    install();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("registry-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kura-test",
+    ]);
+    openssl(&[
+        "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out", "key.der",
+    ]);
+    openssl(&[
+        "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
+    ]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let realm = format!("http://{}/token", listener.local_addr().unwrap());
+    let key = std::fs::read(dir.join("key.der")).unwrap();
+    let cert = std::fs::read(dir.join("cert.der")).unwrap();
+    std::thread::spawn(move || serve_tokens(listener, key, cert));
+    std::fs::write(
+        dir.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: kura-test\nauth:\n  token:\n    realm: {realm}\n    service: kura-test-registry\n    issuer: kura-test-issuer\n    rootcertbundle: {}\n",
+            dir.join("data").display(),
+            dir.join("cert.pem").display()
+        ),
+    )
+    .unwrap();
+    serve(&dir)
+}
+
+/// Start docker-registry on `dir/config.yml`; returns once it says where it listens.
+fn serve(dir: &std::path::Path) -> Registry {
     let (tx, rx) = std::sync::mpsc::channel();
     let conf = dir.join("config.yml");
     let log_path = dir.join("registry.log");
@@ -135,5 +204,85 @@ fn start(name: &str, auth: bool) -> Registry {
     Registry {
         addr,
         data: dir.join("data"),
+    }
+}
+
+fn serve_tokens(listener: std::net::TcpListener, key: Vec<u8>, cert: Vec<u8>) {
+    use base64::Engine as _;
+    use std::io::{Read, Write};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let rng = ring::rand::SystemRandom::new();
+    let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &key,
+        &rng,
+    )
+    .expect("an ECDSA P-256 key");
+    let granted = format!("Basic {}", b64.encode(format!("{USER}:{PASSWORD}")));
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let mut buf = vec![0u8; 16 << 10];
+        let n = conn.read(&mut buf).unwrap_or(0);
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let target = req.split_whitespace().nth(1).unwrap_or("").to_string();
+        let auth = req
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Authorization: ")
+                    .or_else(|| l.strip_prefix("authorization: "))
+            })
+            .map(str::trim);
+        let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let scope = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let reply = |status: &str, body: String| {
+            format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+        };
+        let out = match auth {
+            Some(a) if a != granted => reply(
+                "401 Unauthorized",
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.into(),
+            ),
+            _ => {
+                // "repository:NAME:pull,push": everything to the known user, pull to anyone.
+                let mut parts = scope.splitn(3, ':');
+                let (_, name, actions) = (
+                    parts.next(),
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or(""),
+                );
+                let actions: Vec<&str> = actions
+                    .split(',')
+                    .filter(|a| !a.is_empty() && (auth.is_some() || *a == "pull"))
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header =
+                    serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [b64.encode(&cert)]});
+                let claims = serde_json::json!({
+                    "iss": "kura-test-issuer", "sub": if auth.is_some() { USER } else { "" },
+                    "aud": "kura-test-registry", "exp": now + 300, "nbf": now - 10, "iat": now,
+                    "jti": format!("{now}-{}", std::process::id()),
+                    "access": [{"type": "repository", "name": name, "actions": actions}],
+                });
+                let signing = format!(
+                    "{}.{}",
+                    url.encode(header.to_string()),
+                    url.encode(claims.to_string())
+                );
+                let sig = signer.sign(&rng, signing.as_bytes()).expect("signs");
+                let token = format!("{signing}.{}", url.encode(sig.as_ref()));
+                reply(
+                    "200 OK",
+                    serde_json::json!({"token": token, "expires_in": 300}).to_string(),
+                )
+            }
+        };
+        let _ = conn.write_all(out.as_bytes());
     }
 }

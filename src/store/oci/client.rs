@@ -138,11 +138,12 @@ impl Registry {
                 self.host
             );
         }
+        let params = challenge_params(params);
         let param = |name: &str| {
-            params.split(',').find_map(|p| {
-                let (k, v) = p.trim().split_once('=')?;
-                (k == name).then(|| v.trim_matches('"').to_string())
-            })
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
         };
         let realm = param("realm")
             .ok_or_else(|| anyhow!("{}: a Bearer challenge without a realm", self.host))?;
@@ -200,6 +201,46 @@ impl Registry {
                 if self.host == "ghcr.io" { "; on GHCR, delete package versions through GitHub's REST API (Packages) with a token that has delete:packages" } else { "; enable it in the registry (distribution: storage.delete.enabled: true)" }),
             _ => anyhow!("{what}: HTTP {status} from {} ({said})", self.host),
         }
+    }
+}
+
+/// The `key="value"` pairs of a challenge. Values are quoted and may hold commas
+/// (`scope="repository:a/b:pull,push"`), so a plain split on commas would cut them.
+fn challenge_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, tail) = match after.strip_prefix('"') {
+            Some(q) => match q.find('"') {
+                Some(end) => (&q[..end], &q[end + 1..]),
+                None => (q, ""),
+            },
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        out.push((key, value.to_string()));
+        rest = tail.trim_start().trim_start_matches(',');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn challenge_values_keep_their_commas() {
+        let p = super::challenge_params(
+            r#"realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/r:pull,push",error="insufficient_scope""#,
+        );
+        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("scope"), Some("repository:o/r:pull,push"));
+        assert_eq!(get("realm"), Some("https://ghcr.io/token"));
+        assert_eq!(get("error"), Some("insufficient_scope"));
+        assert_eq!(super::challenge_params(r#"realm=x, service=y"#).len(), 2);
     }
 }
 
