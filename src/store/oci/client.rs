@@ -229,21 +229,6 @@ fn challenge_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn challenge_values_keep_their_commas() {
-        let p = super::challenge_params(
-            r#"realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/r:pull,push",error="insufficient_scope""#,
-        );
-        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("scope"), Some("repository:o/r:pull,push"));
-        assert_eq!(get("realm"), Some("https://ghcr.io/token"));
-        assert_eq!(get("error"), Some("insufficient_scope"));
-        assert_eq!(super::challenge_params(r#"realm=x, service=y"#).len(), 2);
-    }
-}
-
 /// Credentials for `host` (with its port, as docker keys them): `KURA_OCI_USERNAME` /
 /// `KURA_OCI_PASSWORD`, else what `docker login`
 /// wrote to `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), else on GitHub Actions
@@ -284,4 +269,19 @@ fn docker_auth(config: &std::path::Path, host: &str) -> Option<(String, String)>
         .ok()?;
     let (u, p) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
     Some((u.to_string(), p.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn challenge_values_keep_their_commas() {
+        let p = super::challenge_params(
+            r#"realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/r:pull,push",error="insufficient_scope""#,
+        );
+        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("scope"), Some("repository:o/r:pull,push"));
+        assert_eq!(get("realm"), Some("https://ghcr.io/token"));
+        assert_eq!(get("error"), Some("insufficient_scope"));
+        assert_eq!(super::challenge_params(r#"realm=x, service=y"#).len(), 2);
+    }
 }
