@@ -135,3 +135,238 @@ fn token_auth_gets_a_token_for_what_each_request_needs() {
     assert!(out.stderr.contains("token service"), "{}", out.stderr);
     assert!(!out.stderr.contains("wrong"), "{}", out.stderr);
 }
+
+/// A stand-in registry for what distribution 2.8 cannot show: tags in pages joined by `Link`,
+/// and blob downloads redirected (307) to another host, which must never see the credentials.
+mod stub {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    pub struct Http {
+        pub method: String,
+        pub path: String,
+        pub auth: bool,
+        pub range: Option<(usize, usize)>,
+    }
+
+    /// Serve on `ip` with `answer` (status line, headers, body) for every request.
+    pub fn serve(
+        ip: &str,
+        answer: impl Fn(&Http) -> (String, Vec<(String, String)>, Vec<u8>) + Send + 'static,
+    ) -> String {
+        let l = TcpListener::bind((ip, 0)).unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let mut first = text.split_whitespace();
+                let (method, path) = (
+                    first.next().unwrap_or("").to_string(),
+                    first.next().unwrap_or("").to_string(),
+                );
+                let header = |name: &str| {
+                    text.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                    })
+                };
+                let range = header("range").and_then(|r| {
+                    let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                });
+                let req = Http {
+                    method,
+                    path,
+                    auth: header("authorization").is_some(),
+                    range,
+                };
+                let (status, headers, body) = answer(&req);
+                let mut out = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                let _ = c.write_all(out.as_bytes());
+                if req.method != "HEAD" {
+                    let _ = c.write_all(&body);
+                }
+            }
+        });
+        addr
+    }
+
+    pub fn counter() -> Arc<AtomicUsize> {
+        Arc::new(AtomicUsize::new(0))
+    }
+
+    pub fn bump(c: &AtomicUsize) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The tag kura gives a key (its encoding, written again here from the README's description).
+fn tag_of(scope: &str, version: &str, key: &str) -> String {
+    use sha2::Digest;
+    let h = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()))[..8].to_string();
+    let enc: String = key
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("_{b:02x}"),
+        })
+        .collect();
+    format!("{}{}-{enc}", h(scope), h(version))
+}
+
+#[test]
+fn tags_across_pages_and_credentials_never_follow_a_redirect() {
+    use sha2::Digest;
+    use std::sync::atomic::Ordering;
+    // Real entries, made by kura on a local store.
+    let s = Sandbox::new();
+    s.write("d/f", "paged");
+    for key in ["v1-deps-a", "v1-deps-b"] {
+        let out = support::save(&s, key, &["d"]);
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let entry = |key: &str| support::walk_find(&s.store, key);
+    let archive = std::fs::read(entry("v1-deps-b").join("archive")).unwrap();
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&archive)));
+    let manifest = |key: &str| {
+        let meta = std::fs::read_to_string(entry(key).join("meta.json")).unwrap();
+        serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.kura.entry.v1",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                       "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
+            "layers": [{"mediaType": "application/vnd.kura.archive.v1.tar+zstd", "digest": digest, "size": archive.len()}],
+            "annotations": {"dev.kura.meta": meta},
+        })
+        .to_string()
+    };
+    let version: String = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(entry("v1-deps-a").join("meta.json")).unwrap(),
+    )
+    .unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (tag_a, tag_b) = (
+        tag_of("", &version, "v1-deps-a"),
+        tag_of("", &version, "v1-deps-b"),
+    );
+    let (ma, mb) = (manifest("v1-deps-a"), manifest("v1-deps-b"));
+    // The blob host, on another address: counts requests, and those that carried credentials.
+    let (blob_hits, leaked) = (stub::counter(), stub::counter());
+    let (hits, leaks) = (blob_hits.clone(), leaked.clone());
+    let body = archive.clone();
+    let blob_host = stub::serve("127.0.0.2", move |r| {
+        stub::bump(&hits);
+        if r.auth {
+            stub::bump(&leaks);
+        }
+        let (a, b) = r.range.unwrap_or((0, body.len() - 1));
+        (
+            "206 Partial Content".into(),
+            vec![],
+            body[a..=b.min(body.len() - 1)].to_vec(),
+        )
+    });
+    let registry = stub::serve("127.0.0.1", move |r| {
+        let json = |b: &str| {
+            (
+                "200 OK".to_string(),
+                vec![("Content-Type".to_string(), "application/json".to_string())],
+                b.as_bytes().to_vec(),
+            )
+        };
+        if !r.auth {
+            return (
+                "401 Unauthorized".into(),
+                vec![("WWW-Authenticate".into(), "Basic realm=\"stub\"".into())],
+                vec![],
+            );
+        }
+        let p = r.path.as_str();
+        if p.starts_with("/v2/stub/repo/tags/list") && !p.contains("last=") {
+            let mut a = json(&format!(r#"{{"name":"stub/repo","tags":["{tag_a}"]}}"#));
+            a.1.push((
+                "Link".into(),
+                "</v2/stub/repo/tags/list?n=1000&last=x>; rel=\"next\"".into(),
+            ));
+            return a;
+        }
+        if p.starts_with("/v2/stub/repo/tags/list") {
+            return json(&format!(r#"{{"name":"stub/repo","tags":["{tag_b}"]}}"#));
+        }
+        if p == format!("/v2/stub/repo/manifests/{tag_a}") {
+            return json(&ma);
+        }
+        if p == format!("/v2/stub/repo/manifests/{tag_b}") {
+            return json(&mb);
+        }
+        if p.starts_with("/v2/stub/repo/blobs/") {
+            return (
+                "307 Temporary Redirect".into(),
+                vec![("Location".into(), format!("http://{blob_host}{p}"))],
+                vec![],
+            );
+        }
+        (
+            "404 Not Found".into(),
+            vec![],
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#.to_vec(),
+        )
+    });
+    let url = format!("oci://{registry}/stub/repo");
+    let stubbed = || {
+        let mut c = kura(&s, &url);
+        c.env("KURA_OCI_USERNAME", USER)
+            .env("KURA_OCI_PASSWORD", PASSWORD);
+        c
+    };
+    // Both pages are read.
+    let out = run(stubbed().args(["--json", "ls"]));
+    assert_eq!(
+        json(&out)["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        out.stderr
+    );
+    // The newest prefix match, downloaded from the other host without the credentials.
+    let before = tree(&s.ws.join("d"));
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(stubbed().args([
+        "--json",
+        "restore",
+        "--key",
+        "v1-deps-x",
+        "--restore-key",
+        "v1-deps-",
+        "--path",
+        "d",
+    ]));
+    assert_eq!(json(&out)["matched_key"], "v1-deps-b", "{}", out.stderr);
+    assert_eq!(tree(&s.ws.join("d")), before);
+    assert!(
+        blob_hits.load(Ordering::Relaxed) > 0,
+        "the redirect was not followed"
+    );
+    assert_eq!(
+        leaked.load(Ordering::Relaxed),
+        0,
+        "credentials went to the blob host"
+    );
+}

@@ -3,7 +3,7 @@
 
 mod dav;
 mod gha;
-mod http;
+pub(crate) mod http;
 mod local;
 mod oci;
 mod s3;

@@ -284,4 +284,33 @@ mod tests {
         assert_eq!(get("error"), Some("insufficient_scope"));
         assert_eq!(super::challenge_params(r#"realm=x, service=y"#).len(), 2);
     }
+
+    #[test]
+    fn a_403_from_ghcr_says_what_to_grant() {
+        crate::store::http::tls();
+        let reg = super::Registry::new(
+            reqwest::Client::new(),
+            "https://ghcr.io".into(),
+            "ghcr.io".into(),
+            "octo/repo/kura-cache".into(),
+            None,
+        );
+        let reply = crate::store::http::Reply {
+            status: 403,
+            headers: Default::default(),
+            body: br#"{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}"#
+                .to_vec()
+                .into(),
+        };
+        let text = reg.refusal("start an upload", &reply).to_string();
+        for says in [
+            "permission_denied: write_package",
+            "ghcr.io/octo/repo/kura-cache",
+            "packages: write",
+            "Manage Actions access",
+            "forks",
+        ] {
+            assert!(text.contains(says), "{says}: {text}");
+        }
+    }
 }
