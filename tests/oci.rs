@@ -284,6 +284,9 @@ fn tags_across_pages_and_credentials_never_follow_a_redirect() {
             body[a..=b.min(body.len() - 1)].to_vec(),
         )
     });
+    // The first read of entry b's manifest is throttled: 429, come back in a second.
+    let throttled = stub::counter();
+    let t = throttled.clone();
     let registry = stub::serve("127.0.0.1", move |r| {
         let json = |b: &str| {
             (
@@ -315,7 +318,23 @@ fn tags_across_pages_and_credentials_never_follow_a_redirect() {
             return json(&ma);
         }
         if p == format!("/v2/stub/repo/manifests/{tag_b}") {
+            if t.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                stub::bump(&t);
+                return (
+                    "429 Too Many Requests".into(),
+                    vec![("Retry-After".into(), "1".into())],
+                    br#"{"errors":[{"code":"TOOMANYREQUESTS"}]}"#.to_vec(),
+                );
+            }
             return json(&mb);
+        }
+        if r.method == "DELETE" {
+            return (
+                "405 Method Not Allowed".into(),
+                vec![],
+                br#"{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}"#
+                    .to_vec(),
+            );
         }
         if p.starts_with("/v2/stub/repo/blobs/") {
             return (
@@ -337,8 +356,11 @@ fn tags_across_pages_and_credentials_never_follow_a_redirect() {
             .env("KURA_OCI_PASSWORD", PASSWORD);
         c
     };
-    // Both pages are read.
+    // Both pages are read, the throttled manifest after waiting as asked.
+    let started = std::time::Instant::now();
     let out = run(stubbed().args(["--json", "ls"]));
+    assert_eq!(throttled.load(Ordering::Relaxed), 1);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
     assert_eq!(
         json(&out)["entries"].as_array().map(Vec::len),
         Some(2),
@@ -368,5 +390,12 @@ fn tags_across_pages_and_credentials_never_follow_a_redirect() {
         leaked.load(Ordering::Relaxed),
         0,
         "credentials went to the blob host"
+    );
+    // A registry that refuses deletes says how to enable them.
+    let out = run(stubbed().args(["rm", "v1-deps-b"]));
+    assert!(
+        out.stderr.contains("HTTP 405") && out.stderr.contains("storage.delete.enabled"),
+        "{}",
+        out.stderr
     );
 }
