@@ -46,8 +46,9 @@ fn lines(vars: &Vars, name: &str) -> Vec<String> {
 
 /// kura's extra inputs fill the global flags the environment did not set.
 pub fn globals(g: &mut Global, vars: &Vars) {
+    // An empty variable (a workflow's `KURA_STORE: ''`) sets nothing.
     let set = |v: &mut Option<String>, name: &str| {
-        if v.is_none() && !input(vars, name).is_empty() {
+        if v.as_deref().is_none_or(|s| s.trim().is_empty()) && !input(vars, name).is_empty() {
             *v = Some(input(vars, name));
         }
     };

@@ -356,3 +356,33 @@ fn bad_inputs_warn_in_save_steps_and_fail_restore_steps_naming_the_input() {
         "{yml}"
     );
 }
+
+#[test]
+fn the_store_input_takes_the_new_store_urls() {
+    // The action's `store` input, an OCI registry and a WebDAV server as stores.
+    let s = Sandbox::new();
+    s.write("deps/a", "a");
+    let shim = |f: &str| root().join("action").join(f);
+    let bin = kura_bin();
+    let tag = std::process::id();
+    for store in [
+        format!("oci://{}/action/t{tag}", support::registry::open().addr),
+        format!("{}action-{tag}/", support::nginx::nginx().url),
+    ] {
+        let env = [("KURA_BIN", bin.as_str()), ("KURA_STORE", "")];
+        let inputs = [
+            ("path", "deps"),
+            ("key", "store-input"),
+            ("store", store.as_str()),
+        ];
+        let out = Runner::new(&s).step(&shim("save.js"), &inputs, &env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Cache saved with key: store-input"),
+            "{store}: {err}"
+        );
+        let ls = support::run(s.kura().env("KURA_STORE", &store).args(["--json", "ls"]));
+        let entries = support::json(&ls)["entries"].as_array().unwrap().len();
+        assert_eq!(entries, 1, "{store}: {}", ls.stderr);
+    }
+}

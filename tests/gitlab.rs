@@ -142,3 +142,33 @@ fn policies_fallback_keys_and_protected_refs() {
     phase(&s, "after", &always);
     assert_eq!(keys(&s), ["gems-1", "gems-4"], "when: always did not save");
 }
+
+#[test]
+fn the_template_takes_the_new_store_urls() {
+    let s = Sandbox::new();
+    let tag = std::process::id();
+    for store in [
+        format!("{}gitlab-{tag}/", support::nginx::nginx().url),
+        format!("oci://{}/gitlab/t{tag}", support::registry::open().addr),
+    ] {
+        s.write("vendor/gem", "v1");
+        let vars = [("KURA_KEY", "gems-url"), ("KURA_STORE", store.as_str())];
+        // The first job: installs kura, misses, saves.
+        let out = phase(&s, "before", &vars);
+        assert!(out.stderr.contains("Cache not found"), "{store}: {}", out.stderr);
+        let out = phase(&s, "after", &vars);
+        assert!(
+            out.stderr.contains("Cache saved with key: gems-url"),
+            "{store}: {}",
+            out.stderr
+        );
+        s.write("vendor/gem", "local");
+        let out = phase(&s, "before", &vars);
+        assert!(
+            out.stderr.contains("Cache restored from key: gems-url"),
+            "{store}: {}",
+            out.stderr
+        );
+        assert_eq!(s.read("vendor/gem"), "v1", "{store}");
+    }
+}

@@ -267,3 +267,34 @@ fn install_refuses_a_release_it_has_no_checksum_for() {
     );
     assert!(!s.home.join("bin/kura").exists());
 }
+
+#[test]
+fn the_store_parameter_takes_the_new_store_urls() {
+    let s = Sandbox::new();
+    s.write("node_modules/a/index.js", "a");
+    let tag = std::process::id();
+    for store in [
+        format!("{}orb-{tag}/", support::nginx::nginx().url),
+        format!("oci://{}/orb/t{tag}", support::registry::open().addr),
+    ] {
+        let save = [
+            ("KURA_PARAM_KEY", "v1-store-param"),
+            ("KURA_PARAM_PATHS", "node_modules\n"),
+            ("KURA_PARAM_STORE", store.as_str()),
+        ];
+        let out = script(&s, "save_cache.sh", "build", &save);
+        assert!(
+            out.stderr.contains("Cache saved with key: v1-store-param"),
+            "{store}: {}",
+            out.stderr
+        );
+        std::fs::remove_dir_all(s.ws.join("node_modules")).unwrap();
+        let restore = [
+            ("KURA_PARAM_KEYS", "v1-store-"),
+            ("KURA_PARAM_STORE", store.as_str()),
+        ];
+        let out = script(&s, "restore_cache.sh", "build", &restore);
+        assert_eq!(out.code, 0, "{store}: {}", out.stderr);
+        assert_eq!(s.read("node_modules/a/index.js"), "a", "{store}");
+    }
+}
