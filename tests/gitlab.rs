@@ -155,7 +155,11 @@ fn the_template_takes_the_new_store_urls() {
         let vars = [("KURA_KEY", "gems-url"), ("KURA_STORE", store.as_str())];
         // The first job: installs kura, misses, saves.
         let out = phase(&s, "before", &vars);
-        assert!(out.stderr.contains("Cache not found"), "{store}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("Cache not found"),
+            "{store}: {}",
+            out.stderr
+        );
         let out = phase(&s, "after", &vars);
         assert!(
             out.stderr.contains("Cache saved with key: gems-url"),

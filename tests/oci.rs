@@ -399,3 +399,58 @@ fn tags_across_pages_and_credentials_never_follow_a_redirect() {
         out.stderr
     );
 }
+
+#[test]
+fn a_fork_pull_request_skips_its_save_and_other_refusals_say_what_to_grant() {
+    let s = Sandbox::new();
+    s.write("d/f", "x");
+    // A registry that lets anyone read and nobody write, as GHCR does for a fork's token.
+    let registry = stub::serve("127.0.0.1", |r| {
+        if r.method == "POST" {
+            return (
+                "403 Forbidden".into(),
+                vec![],
+                br#"{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}"#
+                    .to_vec(),
+            );
+        }
+        (
+            "404 Not Found".into(),
+            vec![],
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#.to_vec(),
+        )
+    });
+    let url = format!("oci://{registry}/owner/cache");
+    let event = s.dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"repository":{"full_name":"owner/repo"},"pull_request":{"head":{"repo":{"full_name":"someone/repo","fork":true}}}}"#,
+    )
+    .unwrap();
+    let out = run(kura(&s, &url)
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .args(["--json", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "skipped", "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pull request from a fork"),
+        "{}",
+        out.stderr
+    );
+    // The same refusal outside a fork is an error that names what to grant.
+    let out = run(kura(&s, &url).args(["--json", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert!(
+        out.stderr.contains("permission_denied: write_package")
+            && out.stderr.contains("push rights"),
+        "{}",
+        out.stderr
+    );
+    // Restores from such a registry still work (here: a plain miss).
+    let out = run(kura(&s, &url)
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
+}

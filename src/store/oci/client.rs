@@ -22,6 +22,8 @@ pub(super) struct Registry {
     pub host: String,
     pub repo: String,
     pub creds: Option<(String, String)>,
+    /// The job runs for a pull request from a fork: GitHub gives it a read-only token.
+    pub fork_pr: bool,
     /// How the registry asked to be authenticated, once it has.
     auth: Mutex<Auth>,
 }
@@ -47,6 +49,7 @@ impl Registry {
             host,
             repo,
             creds,
+            fork_pr: false,
             auth: Mutex::new(Auth::None),
         }
     }
@@ -192,6 +195,12 @@ impl Registry {
             .unwrap_or_else(|| r.text().chars().take(200).collect());
         let status = r.status;
         match status {
+            // Expected, not a failure: a fork's token may read but never write.
+            403 if self.fork_pr => crate::store::Skipped(format!(
+                "Cache save skipped: this job runs for a pull request from a fork, whose token is read-only ({} said: {said}); restores still work",
+                self.host
+            ))
+            .into(),
             403 if self.host == "ghcr.io" => anyhow!(
                 "ghcr.io refused to {what} (HTTP 403 Forbidden: {said}). The token authenticated but may not write package ghcr.io/{repo}. With GITHUB_TOKEN: 1. give the job permissions: {{ contents: read, packages: write }}; 2. if the package already exists (pushed by hand or from another repository), open it on GitHub, Package settings, Manage Actions access, add this repository with the Write role. Pull requests from forks get a read-only token: saving cannot work there (restore still can)",
                 repo = self.repo
@@ -227,6 +236,27 @@ fn challenge_params(s: &str) -> Vec<(String, String)> {
         rest = tail.trim_start().trim_start_matches(',');
     }
     out
+}
+
+/// Whether the job runs for a pull request from a fork (its token is read-only), from the
+/// event payload the runner writes.
+pub(super) fn fork_pr(vars: &crate::vars::Vars) -> bool {
+    let pr = matches!(
+        vars.get("GITHUB_EVENT_NAME"),
+        Some("pull_request" | "pull_request_review" | "pull_request_review_comment")
+    );
+    let event = vars
+        .get("GITHUB_EVENT_PATH")
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(e) = event.filter(|_| pr) else {
+        return false;
+    };
+    let head = &e["pull_request"]["head"]["repo"];
+    head["fork"].as_bool() == Some(true)
+        || head["full_name"]
+            .as_str()
+            .is_some_and(|h| Some(h) != e["repository"]["full_name"].as_str())
 }
 
 /// Credentials for `host` (with its port, as docker keys them): `KURA_OCI_USERNAME` /

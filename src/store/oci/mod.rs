@@ -55,13 +55,14 @@ impl OciStore {
         let local = name == "localhost" || name.starts_with("127.");
         let scheme = if plain || local { "http" } else { "https" };
         let creds = client::credentials(host, vars);
-        let reg = Registry::new(
+        let mut reg = Registry::new(
             super::http::client(vars)?,
             format!("{scheme}://{host}"),
             name.to_string(),
             repo.to_string(),
             creds,
         );
+        reg.fork_pr = client::fork_pr(vars);
         Ok(OciStore {
             rt: super::http::runtime()?,
             reg: Arc::new(reg),
