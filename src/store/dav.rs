@@ -32,6 +32,10 @@ const SETTLE: Duration = Duration::from_secs(1);
 pub struct DavStore {
     rt: Arc<tokio::runtime::Runtime>,
     http: reqwest::Client,
+    /// For the archive's streamed PUT (no read timeout; see `DavUpload::send_buf`).
+    uploads: reqwest::Client,
+    /// How long the server may stop taking an upload's bytes.
+    idle: Duration,
     /// The base URL without credentials, ending in `/`.
     base: url::Url,
     auth: Option<(String, String)>,
@@ -79,6 +83,8 @@ impl DavStore {
         Ok(DavStore {
             rt: http::runtime()?,
             http: http::client(vars)?,
+            uploads: http::upload_client()?,
+            idle: http::idle(vars),
             base,
             auth,
         })
@@ -313,6 +319,8 @@ impl DavStore {
         Arc::new(DavStore {
             rt: self.rt.clone(),
             http: self.http.clone(),
+            uploads: self.uploads.clone(),
+            idle: self.idle,
             base: self.base.clone(),
             auth: self.auth.clone(),
         })
@@ -340,9 +348,13 @@ impl DavUpload {
         let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async {
             rx.recv().await.map(|chunk| (chunk, rx))
         }));
-        let req = store
-            .request(reqwest::Method::PUT, &format!("{name}.tzst"))
+        let mut req = store
+            .uploads
+            .put(store.url(&format!("{name}.tzst")))
             .body(body);
+        if let Some((user, pass)) = &store.auth {
+            req = req.basic_auth(user, Some(pass));
+        }
         let put = store.rt.spawn(async move {
             let resp = req
                 .send()
@@ -363,8 +375,20 @@ impl DavUpload {
     fn send_buf(&mut self) -> std::io::Result<()> {
         let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         let tx = self.tx.as_ref().expect("write after commit");
-        tx.blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::other("the upload to the HTTP store broke off"))
+        // A server that stops taking bytes for KURA_HTTP_TIMEOUT is given up on.
+        let idle = self.store.idle;
+        self.store
+            .rt
+            .block_on(tx.send_timeout(Ok(chunk), idle))
+            .map_err(|e| match e {
+                tokio::sync::mpsc::error::SendTimeoutError::Timeout(_) => {
+                    std::io::Error::other(format!(
+                        "the HTTP store took no bytes of the upload for {} s (KURA_HTTP_TIMEOUT)",
+                        idle.as_secs()
+                    ))
+                }
+                _ => std::io::Error::other("the upload to the HTTP store broke off"),
+            })
     }
 
     /// The key directory's names, for settling who owns the key.

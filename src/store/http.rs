@@ -30,16 +30,31 @@ pub fn tls() {
 /// `KURA_HTTP_TIMEOUT` seconds (default 30) is dropped and the request retried.
 pub fn client(vars: &Vars) -> Result<reqwest::Client> {
     tls();
-    let idle = vars
-        .get("KURA_HTTP_TIMEOUT")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(30)
-        .max(1);
     Ok(reqwest::Client::builder()
         .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(idle))
+        .read_timeout(idle(vars))
         .build()?)
+}
+
+/// A client for long streamed uploads: no read timeout, since the server says nothing until
+/// the whole body is in; the uploader watches for a server that stops taking bytes instead.
+pub fn upload_client() -> Result<reqwest::Client> {
+    tls();
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .build()?)
+}
+
+/// `KURA_HTTP_TIMEOUT`: how long a connection may stay quiet (default 30 s).
+pub fn idle(vars: &Vars) -> Duration {
+    Duration::from_secs(
+        vars.get("KURA_HTTP_TIMEOUT")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(30)
+            .max(1),
+    )
 }
 
 /// How often and how patiently to try one request again.

@@ -295,3 +295,51 @@ pub fn serve_dir(dir: &Path) -> (std::process::Child, String) {
         .unwrap_or_else(|| panic!("python's http.server did not say its port: {line:?}"));
     (child, format!("http://127.0.0.1:{port}"))
 }
+
+/// Run a command and return its outcome with its peak resident memory in bytes (the child's
+/// own, from wait4, whatever else this process runs).
+// wait4 reaps the child (std's wait would lose its resource usage).
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(cmd: &mut std::process::Command) -> (Out, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = String::new();
+    let _ = out.read_to_string(&mut stdout);
+    let stderr = reader.join().unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid, "wait4 failed");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    // ru_maxrss is in KiB on Linux.
+    (
+        Out {
+            code,
+            stdout,
+            stderr,
+        },
+        usage.ru_maxrss as u64 * 1024,
+    )
+}
+
+/// A 1 GiB tree of incompressible files under `rel`.
+pub fn write_gib(s: &Sandbox, rel: &str) {
+    for i in 0..16 {
+        s.write_bytes(&format!("{rel}/{i}"), &noise(64 << 20, 1000 + i));
+    }
+}
