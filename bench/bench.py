@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """kura benchmark: save and restore against GNU tar + zstd and `cp -a`, side by side.
 
-Usage: python3 bench/bench.py [--scale F] [--runs N] [--datasets a,b,c] [--work DIR] [--kura BIN] [--s3] [--gha]
+Usage: python3 bench/bench.py [--scale F] [--runs N] [--datasets a,b,c] [--work DIR] [--kura BIN] [--s3] [--http] [--oci] [--gha]
 
 Datasets are generated (never committed) under --work:
   node_modules  many small JS-like files in deep trees
@@ -11,7 +11,8 @@ Datasets are generated (never committed) under --work:
 
 --s3 also starts a single-node Garage on 127.0.0.1 (the `garage` binary on PATH or in
 ~/.cargo/bin) and times kura save/restore against it, reporting MB/s and the ratio to the
-local store on the same dataset.
+local store on the same dataset. --http does the same against nginx with WebDAV (Debian's
+package), --oci against Debian's docker-registry.
 
 --gha also starts Azurite and the GitHub cache stand-in of tests/support (npm, pinned, installed
 under --work) and times kura against the official @actions/cache client, side by side on the
@@ -171,6 +172,55 @@ api_bind_addr = "127.0.0.1:{admin}"
 NPM = {"@actions/cache": "6.3.0", "azurite": "3.35.0"}
 
 
+def start_nginx(work):
+    """nginx with WebDAV writes and JSON listings on 127.0.0.1 (Debian's package)."""
+    if not shutil.which("nginx"):
+        sys.exit("--http needs nginx: apt-get install nginx")
+    d = os.path.join(work, "nginx")
+    shutil.rmtree(d, ignore_errors=True)
+    for sub in ("root", "tmp"):
+        os.makedirs(os.path.join(d, sub))
+    port = free_port()
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(f"""daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;
+events {{}}
+http {{ client_body_temp_path {d}/tmp; access_log off;
+  server {{ listen 127.0.0.1:{port}; root {d}/root; client_max_body_size 0;
+    location / {{ dav_methods PUT DELETE; create_full_put_path on; autoindex on; autoindex_format json; }} }} }}
+""")
+    proc = subprocess.Popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e", os.path.join(d, "error.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def start_registry(work):
+    """Debian's docker-registry (distribution 2.8.2) on 127.0.0.1, deletes enabled."""
+    if not shutil.which("docker-registry"):
+        sys.exit("--oci needs docker-registry: apt-get install docker-registry")
+    d = os.path.join(work, "registry")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "data"))
+    port = free_port()
+    with open(os.path.join(d, "config.yml"), "w") as f:
+        f.write(f"version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {d}/data}}\n"
+                f"  delete: {{enabled: true}}\nhttp: {{addr: 127.0.0.1:{port}, secret: bench}}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", os.path.join(d, "config.yml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, f"127.0.0.1:{port}"
+
+
+def wait_port(port):
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing listens on 127.0.0.1:{port}")
+
+
 def start_gha(work):
     """Azurite and the stand-in service; returns (processes, service URL, client script)."""
     npm = os.path.join(work, "npm")
@@ -280,10 +330,17 @@ def bench_dataset(name):
     env = dict(os.environ, KURA_STORE=f"file://{store}")
     res = {k: [] for k in ["tar_save", "kura_save", "tar_restore", "kura_restore", "cp", "s3_save", "s3_restore",
                            "gha_kura_save", "gha_kura_restore", "gha_official_save", "gha_official_restore"]}
-    s3env = None
+    remotes = {}
     if ARGS.s3:
-        s3env = dict(os.environ, KURA_STORE=f"s3://kura-bench/{name}", KURA_S3_ENDPOINT=ENDPOINT,
-                     AWS_ACCESS_KEY_ID=GARAGE_KEY[0], AWS_SECRET_ACCESS_KEY=GARAGE_KEY[1], AWS_REGION="garage")
+        remotes["s3"] = dict(os.environ, KURA_STORE=f"s3://kura-bench/{name}", KURA_S3_ENDPOINT=ENDPOINT,
+                             AWS_ACCESS_KEY_ID=GARAGE_KEY[0], AWS_SECRET_ACCESS_KEY=GARAGE_KEY[1],
+                             AWS_REGION="garage")
+    if ARGS.http:
+        remotes["http"] = dict(os.environ, KURA_STORE=f"{HTTP_URL}{name}/")
+    if ARGS.oci:
+        remotes["oci"] = dict(os.environ, KURA_STORE=f"oci://{OCI_ADDR}/bench/{name.replace('_', '-')}")
+    for r in remotes:
+        res[f"{r}_save"], res[f"{r}_restore"] = [], []
     rss = {k: 0.0 for k in res}
     sizes = {}
     for d in (out, store):
@@ -309,15 +366,15 @@ def bench_dataset(name):
         got, got_files = du(dest)
         if (got, got_files) != (size, files):
             sys.exit(f"[{name}] kura restored {got_files} files / {got} B, expected {files} / {size}")
-        if s3env:
-            t, m = timed(f"{kura} save --key bench-{run} {paths}", cwd=src_base, env=s3env)
-            res["s3_save"].append(t); rss["s3_save"] = max(rss["s3_save"], m)
-            dest = os.path.join(out, str(run), "s3-dest")
+        for r, renv in remotes.items():
+            t, m = timed(f"{kura} save --key bench-{run} {paths}", cwd=src_base, env=renv)
+            res[f"{r}_save"].append(t); rss[f"{r}_save"] = max(rss.get(f"{r}_save", 0), m)
+            dest = os.path.join(out, str(run), f"{r}-dest")
             os.makedirs(dest)
-            t, m = timed(f"{kura} --base-dir {dest} restore --key bench-{run} {paths}", cwd=src_base, env=s3env)
-            res["s3_restore"].append(t); rss["s3_restore"] = max(rss["s3_restore"], m)
+            t, m = timed(f"{kura} --base-dir {dest} restore --key bench-{run} {paths}", cwd=src_base, env=renv)
+            res[f"{r}_restore"].append(t); rss[f"{r}_restore"] = max(rss.get(f"{r}_restore", 0), m)
             if du(dest) != (size, files):
-                sys.exit(f"[{name}] kura restored from S3 {du(dest)}, expected {(files, size)}")
+                sys.exit(f"[{name}] kura restored from {r} {du(dest)}, expected {(files, size)}")
         if GHA:
             bench_gha(name, src_base, top, paths, size, files, res, rss, run)
         dest = os.path.join(out, str(run), "cp-dest")
@@ -341,13 +398,21 @@ def main():
     p.add_argument("--work", default=os.path.join(HERE, "work"))
     p.add_argument("--kura", default=os.path.join(HERE, "..", "target", "release", "kura"))
     p.add_argument("--s3", action="store_true", help="also time the S3 store against a local Garage")
+    p.add_argument("--http", action="store_true", help="also time the HTTP store against a local nginx")
+    p.add_argument("--oci", action="store_true", help="also time the OCI store against a local docker-registry")
     p.add_argument("--gha", action="store_true", help="also time kura vs @actions/cache on the GitHub stand-in")
     ARGS = p.parse_args()
     ARGS.work = os.path.abspath(ARGS.work)
     ARGS.kura = os.path.abspath(ARGS.kura)
     os.makedirs(ARGS.work, exist_ok=True)
-    global ENDPOINT, GHA
+    global ENDPOINT, GHA, HTTP_URL, OCI_ADDR
     procs = []
+    if ARGS.http:
+        proc, HTTP_URL = start_nginx(ARGS.work)
+        procs.append(proc)
+    if ARGS.oci:
+        proc, OCI_ADDR = start_registry(ARGS.work)
+        procs.append(proc)
     if ARGS.s3:
         garage, ENDPOINT = start_garage(ARGS.work)
         procs.append(garage)
@@ -372,18 +437,21 @@ def main():
               f"{m['kura_restore'] / m['tar_restore']:>7.2f}{m['cp']:>7.2f}{m['kura_restore'] / m['cp']:>7.2f} | "
               f"{r['size_ratio']:>9.3f} | {r['rss']['kura_save']:>7.0f}M{r['rss']['kura_restore']:>8.0f}M")
 
-    if ARGS.s3:
-        print(f"\nS3 store (Garage on 127.0.0.1) vs the local store, same data")
+    for r, title in [("s3", "S3 store (Garage on 127.0.0.1)"), ("http", "HTTP store (nginx WebDAV on 127.0.0.1)"),
+                     ("oci", "OCI store (docker-registry on 127.0.0.1)")]:
+        if not getattr(ARGS, r):
+            continue
+        print(f"\n{title} vs the local store, same data")
         hdr = (f"{'dataset':<13}{'MB':>8} | {'save s':>7}{'MB/s':>7}{'vs local':>9} | "
                f"{'restore s':>9}{'MB/s':>7}{'vs local':>9} | {'RSS save':>8}{'RSS rest':>9}")
         print(hdr)
         print("-" * len(hdr))
-        for r in rows:
-            m = r["med"]
-            print(f"{r['name']:<13}{r['mb']:>8.0f} | {m['s3_save']:>7.2f}{r['mb'] / m['s3_save']:>7.0f}"
-                  f"{m['s3_save'] / m['kura_save']:>9.2f} | {m['s3_restore']:>9.2f}{r['mb'] / m['s3_restore']:>7.0f}"
-                  f"{m['s3_restore'] / m['kura_restore']:>9.2f} | {r['rss']['s3_save']:>7.0f}M{r['rss']['s3_restore']:>8.0f}M")
-
+        for row in rows:
+            m = row["med"]
+            sv, rs = m[f"{r}_save"], m[f"{r}_restore"]
+            print(f"{row['name']:<13}{row['mb']:>8.0f} | {sv:>7.2f}{row['mb'] / sv:>7.0f}"
+                  f"{sv / m['kura_save']:>9.2f} | {rs:>9.2f}{row['mb'] / rs:>7.0f}"
+                  f"{rs / m['kura_restore']:>9.2f} | {row['rss'][f'{r}_save']:>7.0f}M{row['rss'][f'{r}_restore']:>8.0f}M")
     if ARGS.gha:
         print("\nGitHub cache (stand-in + Azurite on 127.0.0.1): kura vs @actions/cache 6.3.0, same data")
         hdr = (f"{'dataset':<13}{'MB':>8} | {'save s':>7}{'official':>9}{'ratio':>7} | "
@@ -401,6 +469,8 @@ def main():
 
 ENDPOINT = None
 GHA = None
+HTTP_URL = None
+OCI_ADDR = None
 
 if __name__ == "__main__":
     main()
