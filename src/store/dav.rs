@@ -126,19 +126,31 @@ impl DavStore {
     /// The names in a directory (`rel` ends in `/`, or is empty for the base); none when it
     /// does not exist.
     fn list_dir(&self, rel: &str) -> Result<Vec<Listed>> {
-        let r = self.send("list", &[200, 404], || {
+        let r = self.send("list", &[200, 403, 404, 405], || {
             self.request(reqwest::Method::GET, rel)
                 .header("accept", "application/json")
         })?;
         if r.status == 404 {
             return Ok(Vec::new());
         }
-        serde_json::from_slice(&r.body).map_err(|_| {
-            anyhow!(
-                "{} does not list directories as JSON; the server must (nginx: autoindex on; autoindex_format json;)",
+        if r.status == 200 {
+            if let Ok(listed) = serde_json::from_slice(&r.body) {
+                return Ok(listed);
+            }
+        }
+        // No JSON listing: WebDAV's own PROPFIND (nginx: the dav-ext module).
+        let propfind = reqwest::Method::from_bytes(b"PROPFIND").expect("a method name");
+        let r = self.send("list", &[207, 404, 405, 501], || {
+            self.request(propfind.clone(), rel).header("depth", "1")
+        })?;
+        match r.status {
+            207 => Ok(multistatus(&r.text())),
+            404 => Ok(Vec::new()),
+            _ => bail!(
+                "{} lists directories neither as JSON nor with PROPFIND; the server must do one (nginx: autoindex on; autoindex_format json; or dav_ext_methods PROPFIND;)",
                 self.url(rel)
-            )
-        })
+            ),
+        }
     }
 
     fn dirs(&self, rel: &str) -> Result<Vec<String>> {
@@ -190,6 +202,47 @@ impl DavStore {
         })
         .map(drop)
     }
+}
+
+/// The members of a PROPFIND `Depth: 1` answer: each `<response>`'s last `href` segment
+/// (percent-decoded: the stored name), a directory when its resource type is a collection. The
+/// directory itself (its `href` ends in `/` and is the first) is left out.
+fn multistatus(xml: &str) -> Vec<Listed> {
+    let lower = xml.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut first = true;
+    for (at, _) in lower.match_indices("response>") {
+        // Only opening tags: `<D:response>` or `<response>`, not `</D:response>`.
+        let open = lower[..at].rfind('<').unwrap_or(0);
+        if lower[open..at].starts_with("</") {
+            continue;
+        }
+        let start = at + "response>".len();
+        let end = lower[start..]
+            .find("response>")
+            .map_or(lower.len(), |e| start + e);
+        let block = &xml[start..end];
+        let Some(href) = block
+            .to_ascii_lowercase()
+            .find("href>")
+            .and_then(|h| block[h + 5..].split('<').next().map(str::trim))
+        else {
+            continue;
+        };
+        let dir = href.ends_with('/') || block.to_ascii_lowercase().contains("collection");
+        let last = href.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let name = percent_encoding::percent_decode_str(last)
+            .decode_utf8_lossy()
+            .to_string();
+        if std::mem::take(&mut first) && href.ends_with('/') {
+            continue; // the listed directory itself
+        }
+        out.push(Listed {
+            name,
+            kind: if dir { "directory" } else { "file" }.to_string(),
+        });
+    }
+    out
 }
 
 /// A refusal in one line that names the setting to change.
@@ -479,5 +532,30 @@ impl Drop for DavUpload {
             let _ = self.store.rt.block_on(put);
             let _ = self.store.delete_name(&format!("{}.tzst", self.name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn propfind_answers_list_the_members_by_their_stored_names() {
+        // nginx's dav-ext module answering for a directory named `a%2Fb` on disk.
+        let xml = r#"<?xml version="1.0" encoding="utf-8" ?>
+<D:multistatus xmlns:D="DAV:">
+<D:response><D:href>/a%252Fb/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+<D:response><D:href>/a%252Fb/sub/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+<D:response><D:href>/a%252Fb/1795-ab.json</D:href><D:propstat><D:prop><D:getcontentlength>3</D:getcontentlength><D:resourcetype></D:resourcetype></D:prop></D:propstat></D:response>
+</D:multistatus>"#;
+        let got: Vec<(String, String)> = super::multistatus(xml)
+            .into_iter()
+            .map(|l| (l.name, l.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sub".to_string(), "directory".to_string()),
+                ("1795-ab.json".to_string(), "file".to_string())
+            ]
+        );
     }
 }

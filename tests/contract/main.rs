@@ -261,12 +261,16 @@ impl Fixture for Gha {
     }
 }
 
-/// nginx with WebDAV writes and JSON directory listings, one directory per namespace.
-pub struct Dav;
+/// nginx with WebDAV writes, one directory per namespace below a location: `""` lists
+/// directories as JSON, `"propfind/"` only with PROPFIND.
+pub struct Dav(pub &'static str);
 
 impl Dav {
-    fn dir(ns: &str) -> PathBuf {
-        support::nginx::nginx().root.join(format!("contract-{ns}"))
+    fn dir(&self, ns: &str) -> PathBuf {
+        support::nginx::nginx()
+            .root
+            .join(self.0)
+            .join(format!("contract-{ns}"))
     }
 
     fn object(meta: &Meta) -> String {
@@ -279,18 +283,20 @@ impl Dav {
 
 impl Fixture for Dav {
     fn store(&self, ns: &str, _write: &str, _read: &[&str]) -> Box<dyn Store> {
-        let url = format!("{}contract-{ns}/", support::nginx::nginx().url);
+        let url = format!("{}{}contract-{ns}/", support::nginx::nginx().url, self.0);
         store::open(Some(&url), &Vars::default()).unwrap()
     }
 
     fn corrupt(&self, ns: &str, meta: &Meta) {
         let o = Dav::object(meta);
-        let archive = Dav::dir(ns).join(format!("{}.tzst", o.trim_end_matches(".json")));
+        let archive = self
+            .dir(ns)
+            .join(format!("{}.tzst", o.trim_end_matches(".json")));
         std::fs::write(&archive, spoil(std::fs::read(&archive).unwrap(), 79)).unwrap();
     }
 
     fn backdate(&self, ns: &str, meta: &Meta, days: u64) {
-        let path = Dav::dir(ns).join(Dav::object(meta));
+        let path = self.dir(ns).join(Dav::object(meta));
         let mut m: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let then = m["created_ms"].as_u64().unwrap() - days * 86_400_000;
@@ -308,7 +314,7 @@ impl Fixture for Dav {
                 }
             }
         }
-        let root = Dav::dir(ns);
+        let root = self.dir(ns);
         let mut all = Vec::new();
         files(&root, &mut all);
         let kept: Vec<PathBuf> = store
@@ -476,5 +482,6 @@ macro_rules! contract {
 contract!(local, super::Local);
 contract!(s3, super::S3);
 contract!(gha, super::Gha);
-contract!(dav, super::Dav);
+contract!(dav, super::Dav(""));
+contract!(dav_propfind, super::Dav("propfind/"));
 contract!(oci, super::Oci);

@@ -1,6 +1,7 @@
 //! A real WebDAV server for the tests: nginx (Debian's package, installed with apt-get when
 //! missing) on 127.0.0.1 with `dav_methods`, `create_full_put_path` and JSON autoindex, as the
 //! README tells users to configure it. Started once per test binary, killed when it exits.
+//! `/propfind/` lists directories only with WebDAV's PROPFIND (the dav-ext module), not as JSON;
 //! `/private/` wants Basic auth (user `kura`, password `s3cret p@ss`); `/small/` takes bodies
 //! of at most 1 KiB; `/readonly/` allows no writes.
 
@@ -9,6 +10,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub const USER: &str = "kura";
+/// nginx's WebDAV extension module (PROPFIND), Debian's `libnginx-mod-http-dav-ext`.
+const DAV_EXT: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
 pub const PASSWORD: &str = "s3cret p@ss";
 
 pub struct Nginx {
@@ -24,10 +27,18 @@ pub fn nginx() -> &'static Nginx {
 }
 
 fn binary() -> PathBuf {
-    let found = || Command::new("nginx").arg("-v").output().is_ok();
+    let found = || {
+        Command::new("nginx").arg("-v").output().is_ok() && std::path::Path::new(DAV_EXT).exists()
+    };
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "nginx"])
+            .args([
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "nginx",
+                "libnginx-mod-http-dav-ext",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .expect("apt-get runs")
@@ -83,7 +94,8 @@ fn try_start(bin: &std::path::Path, attempt: u32) -> Result<Nginx, String> {
     std::fs::write(
         dir.join("nginx.conf"),
         format!(
-            r#"daemon off;
+            r#"load_module {DAV_EXT};
+daemon off;
 master_process off;
 pid {d}/nginx.pid;
 error_log {d}/error.log;
@@ -107,6 +119,11 @@ http {{
       create_full_put_path on;
       autoindex on;
       autoindex_format json;
+    }}
+    location /propfind/ {{
+      dav_methods PUT DELETE;
+      dav_ext_methods PROPFIND OPTIONS;
+      create_full_put_path on;
     }}
     location /readonly/ {{
       autoindex on;
