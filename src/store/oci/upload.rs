@@ -181,12 +181,33 @@ impl Upload for OciUpload {
                 return Ok(Committed::Exists);
             }
             let body = bytes::Bytes::from(manifest.clone());
-            reg.send("save the manifest", &[201], |h| {
-                h.put(&tag_url)
-                    .header("content-type", MANIFEST)
-                    .body(body.clone())
-            })
-            .await?;
+            // distribution's filesystem driver can refuse one of several manifests put to one
+            // tag at once (400, "digest did not match"): then another save has the key, or
+            // the put goes through when tried again.
+            let mut tries = 0;
+            loop {
+                let put = reg
+                    .send("save the manifest", &[201], |h| {
+                        h.put(&tag_url)
+                            .header("content-type", MANIFEST)
+                            .body(body.clone())
+                    })
+                    .await;
+                let Err(e) = put else { break };
+                tries += 1;
+                let again = reg
+                    .send("check the tag", &[200, 404], |h| {
+                        h.head(&tag_url).header("accept", MANIFEST)
+                    })
+                    .await?;
+                if again.status == 200 && !overwrite {
+                    return Ok(Committed::Exists);
+                }
+                if tries == 3 {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             // Concurrent saves of the key have put their manifests by now: the tag names the
             // last, and only its writer reports "saved".
             tokio::time::sleep(SETTLE).await;
