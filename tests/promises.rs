@@ -529,7 +529,8 @@ fn a_terminal_shows_a_progress_bar_and_a_log_shows_lines() {
     }
     let kura = assert_cmd::cargo::cargo_bin("kura");
     let cmd = format!(
-        "{} --store file://{} save --key bar --path d",
+        // Level 12 on one worker: long enough for the bar, whatever the build.
+        "{} --store file://{} --workers 1 save --key bar --path d --compression-level 12",
         kura.display(),
         s.store.display()
     );

@@ -103,10 +103,12 @@ pub fn concurrent_outcomes(cmds: Vec<std::process::Command>) -> Vec<String> {
 }
 
 /// Start a save and return once it has handed at least `bytes` to its store (read from its
-/// progress lines), so that a test can kill it mid-upload; fails if it ends before that.
+/// progress lines), so that a test can kill it mid-upload; fails if it ends before that. The
+/// save runs on one worker at level 12, so that it is still running when the test kills it.
 pub fn spawn_until_sent(mut cmd: std::process::Command, bytes: u64) -> std::process::Child {
     use std::io::BufRead;
     let mut child = cmd
+        .args(["--workers", "1", "--compression-level", "12"])
         .env("KURA_PROGRESS_SECONDS", "0.05")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
