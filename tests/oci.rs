@@ -457,24 +457,9 @@ fn a_fork_pull_request_skips_its_save_and_other_refusals_say_what_to_grant() {
 
 #[test]
 fn a_gib_archive_both_ways_in_bounded_memory() {
-    let s = Sandbox::new();
-    support::write_gib(&s, "big");
-    let url = format!("oci://{}/kura/rss-{}", open().addr, std::process::id());
-    let (out, save_rss) = support::run_measured(
-        s.kura_std()
-            .env("KURA_STORE", &url)
-            .args(["--json", "save", "--key", "big", "--path", "big"]),
-    );
-    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
-    std::fs::remove_dir_all(s.ws.join("big")).unwrap();
-    let (out, restore_rss) = support::run_measured(
-        s.kura_std()
-            .env("KURA_STORE", &url)
-            .args(["--json", "restore", "--key", "big", "--path", "big"]),
-    );
-    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
-    assert_eq!(json(&out)["bytes"], 1u64 << 30);
-    for (what, rss) in [("save", save_rss), ("restore", restore_rss)] {
-        assert!(rss < 200 << 20, "{what} peaked at {} MiB", rss >> 20);
-    }
+    support::gib_both_ways_in_bounded_memory(&format!(
+        "oci://{}/kura/rss-{}",
+        open().addr,
+        std::process::id()
+    ));
 }

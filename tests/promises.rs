@@ -124,24 +124,9 @@ fn a_file_changing_during_save_is_named_and_nothing_is_stored() {
     let s = Sandbox::new();
     s.write("d/small", "x");
     let growing = s.write_bytes("d/growing.log", &support::noise(64 << 20, 3));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&growing)
-                .unwrap();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                f.write_all(b"another line\n").unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        })
-    };
+    let writer = support::keep_growing(growing, b"another line\n");
     let out = save(&s, "busy", &["d"]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
+    drop(writer);
     assert_eq!(out.code, 0, "a cache failure is a warning: {}", out.stderr);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
     assert!(

@@ -311,26 +311,11 @@ fn a_failed_save_aborts_its_multipart_upload() {
     // Several parts go out before the growing file, last in the archive, is read.
     s.write_bytes("a/big", &support::noise(24 << 20, 31));
     let growing = s.write_bytes("z/growing.log", &support::noise(1 << 20, 32));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&growing)
-                .unwrap();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                f.write_all(b"line\n").unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        })
-    };
+    let writer = support::keep_growing(growing, b"line\n");
     let out = run(kura.cmd(&s).args([
         "--json", "save", "--key", "failed", "--path", "a", "--path", "z",
     ]));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
+    drop(writer);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
     assert!(out.stderr.contains("growing.log"), "{}", out.stderr);
     assert_eq!(

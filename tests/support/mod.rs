@@ -345,3 +345,63 @@ pub fn write_gib(s: &Sandbox, rel: &str) {
         s.write_bytes(&format!("{rel}/{i}"), &noise(64 << 20, 1000 + i));
     }
 }
+
+/// Save a 1 GiB tree to `store` and restore it, each in its own kura process; asserts a whole
+/// round trip and that neither peaked at 200 MB of resident memory.
+pub fn gib_both_ways_in_bounded_memory(store: &str) {
+    let s = Sandbox::new();
+    write_gib(&s, "big");
+    let (out, save_rss) = run_measured(
+        s.kura_std()
+            .env("KURA_STORE", store)
+            .args(["--json", "save", "--key", "big", "--path", "big"]),
+    );
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    std::fs::remove_dir_all(s.ws.join("big")).unwrap();
+    let (out, restore_rss) = run_measured(
+        s.kura_std()
+            .env("KURA_STORE", store)
+            .args(["--json", "restore", "--key", "big", "--path", "big"]),
+    );
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(json(&out)["bytes"], 1u64 << 30);
+    for (what, rss) in [("save", save_rss), ("restore", restore_rss)] {
+        assert!(rss < 200 << 20, "{what} peaked at {} MiB", rss >> 20);
+    }
+}
+
+/// A thread that appends `line` to `path` every millisecond until the returned guard is
+/// dropped (a log a job is still writing while kura saves it).
+pub fn keep_growing(path: PathBuf, line: &'static [u8]) -> Growing {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            f.write_all(line).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+    Growing {
+        stop,
+        writer: Some(writer),
+    }
+}
+
+pub struct Growing {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Growing {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
