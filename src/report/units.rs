@@ -36,20 +36,11 @@ pub fn speed(bytes: u64, took: Duration) -> String {
 /// `10G`, `500M`, `1.5GiB`, `123` (bytes). K, M, G, T are powers of 1024, with or without a
 /// trailing `B` or `iB`.
 pub fn parse_size(s: &str) -> Result<u64, UserError> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .ok()
-        .filter(|n: &f64| n.is_finite())
-        .ok_or_else(|| {
-            UserError(format!(
-                "size {s:?} is not understood; write it like 10G or 500M"
-            ))
-        })?;
+    let (n, unit) = number_and_unit(s.trim()).ok_or_else(|| {
+        UserError(format!(
+            "size {s:?} is not understood; write it like 10G or 500M"
+        ))
+    })?;
     let upper = unit.trim().to_ascii_uppercase();
     let unit = upper
         .strip_suffix("IB")
@@ -70,13 +61,8 @@ pub fn parse_size(s: &str) -> Result<u64, UserError> {
     Ok((n * mult as f64) as u64)
 }
 
-/// `7d`, `12h`, `1.5d`, `1d 12h`, `30min`; a bare number is days.
-pub fn parse_duration(s: &str) -> Result<Duration, UserError> {
-    let t = s.trim();
-    if let Ok(d) = humantime::parse_duration(t) {
-        return Ok(d);
-    }
-    // Fractions and bare numbers, which humantime does not read.
+/// A leading number (digits and `.`, finite, not negative) and the text after it.
+fn number_and_unit(t: &str) -> Option<(f64, &str)> {
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
@@ -84,12 +70,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, UserError> {
     let n: f64 = num
         .parse()
         .ok()
-        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
-        .ok_or_else(|| {
-            UserError(format!(
-                "duration {s:?} is not understood; write it like 7d or 12h"
-            ))
-        })?;
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    Some((n, unit))
+}
+
+/// `7d`, `12h`, `1.5d`, `1d 12h`, `30min`; a bare number is days.
+pub fn parse_duration(s: &str) -> Result<Duration, UserError> {
+    let t = s.trim();
+    if let Ok(d) = humantime::parse_duration(t) {
+        return Ok(d);
+    }
+    // Fractions and bare numbers, which humantime does not read.
+    let (n, unit) = number_and_unit(t).ok_or_else(|| {
+        UserError(format!(
+            "duration {s:?} is not understood; write it like 7d or 12h"
+        ))
+    })?;
     let secs = match unit.trim() {
         "s" => 1.0,
         "m" | "min" => 60.0,
