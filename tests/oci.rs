@@ -148,6 +148,7 @@ mod stub {
         pub method: String,
         pub path: String,
         pub auth: bool,
+        pub authorization: Option<String>,
         pub range: Option<(usize, usize)>,
     }
 
@@ -186,6 +187,7 @@ mod stub {
                     method,
                     path,
                     auth: header("authorization").is_some(),
+                    authorization: header("authorization"),
                     range,
                 };
                 let (status, headers, body) = answer(&req);
@@ -229,12 +231,19 @@ fn tag_of(scope: &str, version: &str, key: &str) -> String {
     format!("{}{}-{enc}", h(scope), h(version))
 }
 
-#[test]
-fn tags_across_pages_and_credentials_never_follow_a_redirect() {
+/// Two real entries (`v1-deps-a`, then `v1-deps-b`) made by kura on a local store, as a
+/// registry would hold them: their tags and manifests, and b's archive.
+struct Entries {
+    tag_a: String,
+    tag_b: String,
+    ma: String,
+    mb: String,
+    archive: Vec<u8>,
+}
+
+fn entries(s: &Sandbox) -> Entries {
     use sha2::Digest;
-    use std::sync::atomic::Ordering;
     // Real entries, made by kura on a local store.
-    let s = Sandbox::new();
     s.write("d/f", "paged");
     for key in ["v1-deps-a", "v1-deps-b"] {
         let out = support::save(&s, key, &["d"]);
@@ -268,6 +277,27 @@ fn tags_across_pages_and_credentials_never_follow_a_redirect() {
         tag_of("", &version, "v1-deps-b"),
     );
     let (ma, mb) = (manifest("v1-deps-a"), manifest("v1-deps-b"));
+    Entries {
+        tag_a,
+        tag_b,
+        ma,
+        mb,
+        archive,
+    }
+}
+
+#[test]
+fn tags_across_pages_and_credentials_never_follow_a_redirect() {
+    use sha2::Digest;
+    use std::sync::atomic::Ordering;
+    let s = Sandbox::new();
+    let Entries {
+        tag_a,
+        tag_b,
+        ma,
+        mb,
+        archive,
+    } = entries(&s);
     // The blob host, on another address: counts requests, and those that carried credentials.
     let (blob_hits, leaked) = (stub::counter(), stub::counter());
     let (hits, leaks) = (blob_hits.clone(), leaked.clone());
@@ -462,4 +492,142 @@ fn a_gib_archive_both_ways_in_bounded_memory() {
         open().addr,
         std::process::id()
     ));
+}
+
+/// GHCR answers 405 to the registry API's delete; kura finds the package version that is the
+/// entry's manifest through GitHub's Packages API (a stand-in here, paged, the package a
+/// user's) and deletes it there, with the token as a bearer.
+#[test]
+fn deletes_that_the_registry_refuses_go_through_the_packages_api() {
+    use sha2::Digest;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let s = Sandbox::new();
+    let Entries { tag_b, mb, .. } = entries(&s);
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(mb.as_bytes()))
+    );
+    let gone = Arc::new(AtomicBool::new(false));
+    let g = gone.clone();
+    let registry = stub::serve("127.0.0.1", move |r| {
+        let p = r.path.as_str();
+        let tags = if g.load(Ordering::SeqCst) {
+            String::new()
+        } else {
+            format!("\"{tag_b}\"")
+        };
+        if p.starts_with("/v2/acme/cache/tags/list") {
+            return (
+                "200 OK".into(),
+                vec![],
+                format!(r#"{{"tags":[{tags}]}}"#).into_bytes(),
+            );
+        }
+        if p == format!("/v2/acme/cache/manifests/{tag_b}")
+            && !g.load(Ordering::SeqCst)
+            && r.method == "GET"
+        {
+            return ("200 OK".into(), vec![], mb.clone().into_bytes());
+        }
+        if r.method == "DELETE" {
+            return (
+                "405 Method Not Allowed".into(),
+                vec![],
+                br#"{"errors":[{"code":"UNSUPPORTED"}]}"#.to_vec(),
+            );
+        }
+        (
+            "404 Not Found".into(),
+            vec![],
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#.to_vec(),
+        )
+    });
+    // The Packages API: the organisation path knows no such package; the user's lists 100
+    // other versions on page 1 and the entry's on page 2.
+    let seen = Arc::new(Mutex::new(Vec::<(String, String, Option<String>)>::new()));
+    let (log, g) = (seen.clone(), gone.clone());
+    let versions = "/users/acme/packages/container/cache/versions";
+    let api = move |refuse: bool| {
+        let (log, g, digest) = (log.clone(), g.clone(), digest.clone());
+        move |r: &stub::Http| {
+            log.lock()
+                .unwrap()
+                .push((r.method.clone(), r.path.clone(), r.authorization.clone()));
+            let p = r.path.as_str();
+            let json = |b: String| ("200 OK".to_string(), vec![], b.into_bytes());
+            if r.method == "GET" && p.starts_with(&format!("{versions}?")) && p.ends_with("&page=1")
+            {
+                let others: Vec<_> = (1..=100)
+                    .map(|i| serde_json::json!({"id": i, "name": format!("sha256:{i:064x}")}))
+                    .collect();
+                return json(serde_json::Value::from(others).to_string());
+            }
+            if r.method == "GET" && p.starts_with(&format!("{versions}?")) && p.ends_with("&page=2")
+            {
+                return json(serde_json::json!([{"id": 4242, "name": digest}, {"id": 7, "name": "sha256:77"}]).to_string());
+            }
+            if r.method == "DELETE" && p == format!("{versions}/4242") {
+                if refuse {
+                    return (
+                        "403 Forbidden".into(),
+                        vec![],
+                        br#"{"message":"Must have admin rights to Repository."}"#.to_vec(),
+                    );
+                }
+                g.store(true, Ordering::SeqCst);
+                return ("204 No Content".into(), vec![], vec![]);
+            }
+            (
+                "404 Not Found".into(),
+                vec![],
+                br#"{"message":"Not Found"}"#.to_vec(),
+            )
+        }
+    };
+    let url = format!("oci://{registry}/acme/cache");
+    let rm = |api_addr: &str| {
+        run(kura(&s, &url)
+            .arg("--strict")
+            .env("KURA_OCI_USERNAME", USER)
+            .env("KURA_OCI_PASSWORD", PASSWORD)
+            .env("KURA_OCI_PACKAGES_API", format!("http://{api_addr}"))
+            .args(["rm", "v1-deps-b"]))
+    };
+    // An API that refuses: the message says what the token needs, and never shows it.
+    let out = rm(&stub::serve("127.0.0.1", api(true)));
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Must have admin rights") && out.stderr.contains("delete:packages"),
+        "{}{:?}",
+        out.stderr,
+        seen.lock().unwrap()
+    );
+    assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
+    assert!(!gone.load(Ordering::SeqCst));
+    // An API that allows it: the version that is the entry's manifest goes, and its tag.
+    seen.lock().unwrap().clear();
+    let out = rm(&stub::serve("127.0.0.1", api(false)));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        gone.load(Ordering::SeqCst),
+        "no version was deleted: {:?}",
+        seen.lock().unwrap()
+    );
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().any(
+        |(m, p, _)| m == "GET" && p.starts_with("/orgs/acme/packages/container/cache/versions")
+    ));
+    assert!(
+        seen.iter()
+            .all(|(_, _, a)| a.as_deref() == Some(&*format!("Bearer {PASSWORD}"))),
+        "{seen:?}"
+    );
+    let out = run(kura(&s, &url).args(["--json", "ls"]));
+    assert_eq!(
+        json(&out)["entries"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        out.stderr
+    );
 }

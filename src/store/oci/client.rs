@@ -95,7 +95,7 @@ impl Registry {
                     } else if r.transient() {
                         Verdict::Again(format!("{what}: HTTP {}", r.status))
                     } else {
-                        Verdict::Fail(self.refusal(what, &r))
+                        Verdict::Fail(self.refused(what, &r))
                     }
                 },
             )
@@ -186,7 +186,7 @@ impl Registry {
     }
 
     /// A refusal in one line, with the registry's own message and, for GHCR, the fix.
-    fn refusal(&self, what: &str, r: &Reply) -> anyhow::Error {
+    pub fn refused(&self, what: &str, r: &Reply) -> anyhow::Error {
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
         let said = body["errors"][0]["message"]
             .as_str()
@@ -207,7 +207,7 @@ impl Registry {
             ),
             403 => anyhow!("{} refused to {what} (HTTP 403: {said}); the credentials need push rights on {}", self.host, self.repo),
             405 => anyhow!("{} does not allow {what} (HTTP 405: {said}){}", self.host,
-                if self.host == "ghcr.io" { "; on GHCR, delete package versions through GitHub's REST API (Packages) with a token that has delete:packages" } else { "; enable it in the registry (distribution: storage.delete.enabled: true)" }),
+                if self.host == "ghcr.io" { "; GHCR deletes through GitHub's Packages API (set KURA_OCI_PACKAGES_API if this host is GitHub Enterprise Server's)" } else { "; enable it in the registry (distribution: storage.delete.enabled: true)" }),
             _ => anyhow!("{what}: HTTP {status} from {} ({said})", self.host),
         }
     }
@@ -332,7 +332,7 @@ mod tests {
                 .to_vec()
                 .into(),
         };
-        let text = reg.refusal("start an upload", &reply).to_string();
+        let text = reg.refused("start an upload", &reply).to_string();
         for says in [
             "permission_denied: write_package",
             "ghcr.io/octo/repo/kura-cache",

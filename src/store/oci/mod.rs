@@ -12,6 +12,7 @@
 //! manifest the tag names reports "saved".
 
 mod client;
+mod packages;
 mod tag;
 mod upload;
 
@@ -33,6 +34,8 @@ const META: &str = "dev.kura.meta";
 pub struct OciStore {
     rt: Arc<tokio::runtime::Runtime>,
     reg: Arc<Registry>,
+    /// Where deletes go when the registry refuses them (GHCR).
+    packages: Option<packages::Packages>,
     /// Where saves pack before they upload.
     tmp: PathBuf,
 }
@@ -55,6 +58,7 @@ impl OciStore {
         let local = name == "localhost" || name.starts_with("127.");
         let scheme = if plain || local { "http" } else { "https" };
         let creds = client::credentials(host, vars);
+        let packages = packages::for_registry(name, repo, &creds, vars);
         let mut reg = Registry::new(
             super::http::client(vars)?,
             format!("{scheme}://{host}"),
@@ -66,6 +70,7 @@ impl OciStore {
         Ok(OciStore {
             rt: super::http::runtime()?,
             reg: Arc::new(reg),
+            packages,
             tmp: PathBuf::from(vars.get("TMPDIR").unwrap_or("/tmp")),
         })
     }
@@ -240,12 +245,17 @@ impl Store for OciStore {
         };
         // By digest: distribution 2.8 cannot delete by tag; this also removes the tag.
         self.rt.block_on(async {
-            self.reg
-                .send("delete an entry", &[202, 404], |h| {
+            let r = self
+                .reg
+                .send("delete an entry", &[202, 404, 405], |h| {
                     h.delete(self.reg.url(&format!("manifests/{digest}")))
                 })
-                .await
-                .map(drop)
+                .await?;
+            match (r.status, &self.packages) {
+                (405, Some(api)) => api.delete(&self.reg.http, digest).await,
+                (405, None) => Err(self.reg.refused("delete an entry", &r)),
+                _ => Ok(()),
+            }
         })
     }
 }
