@@ -246,7 +246,7 @@ fn entries(s: &Sandbox) -> Entries {
     // Real entries, made by kura on a local store.
     s.write("d/f", "paged");
     for key in ["v1-deps-a", "v1-deps-b"] {
-        let out = support::save(&s, key, &["d"]);
+        let out = support::save(s, key, &["d"]);
         assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -288,7 +288,6 @@ fn entries(s: &Sandbox) -> Entries {
 
 #[test]
 fn tags_across_pages_and_credentials_never_follow_a_redirect() {
-    use sha2::Digest;
     use std::sync::atomic::Ordering;
     let s = Sandbox::new();
     let Entries {
@@ -630,4 +629,112 @@ fn deletes_that_the_registry_refuses_go_through_the_packages_api() {
         "{}",
         out.stderr
     );
+}
+
+/// The manifest kura puts is a valid OCI image manifest by the image-spec's own JSON schema,
+/// and its descriptors tell the truth: the layer is the blob the registry serves (digest and
+/// size), the config is the empty descriptor.
+#[test]
+fn the_manifest_is_a_valid_oci_image_manifest_that_tells_the_truth() {
+    use sha2::Digest;
+    let s = Sandbox::new();
+    s.write_bytes("d/blob", &support::noise(100_000, 3));
+    s.write("d/deep/f", "x");
+    let repo = format!("kura/schema-{}", std::process::id());
+    let out = run(kura(&s, &format!("oci://{}/{repo}", open().addr)).args([
+        "--json",
+        "save",
+        "--key",
+        "v1 Schema/ü",
+        "--path",
+        "d",
+    ]));
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    let reg = open();
+    let get = |path: &str| {
+        let (status, body) = reg.http(
+            "GET",
+            &format!("/v2/{repo}/{path}"),
+            "Accept: application/vnd.oci.image.manifest.v1+json\r\n",
+            b"",
+        );
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        body
+    };
+    let tags: serde_json::Value = serde_json::from_slice(&get("tags/list")).unwrap();
+    let tag = tags["tags"][0].as_str().unwrap().to_string();
+    let bytes = get(&format!("manifests/{tag}"));
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    // The schema, and a copy without its layer that the same check must refuse.
+    let good = s.dir.path().join("manifest.json");
+    std::fs::write(&good, &bytes).unwrap();
+    let mut broken = manifest.clone();
+    broken["layers"] = serde_json::json!([]);
+    let bad = s.dir.path().join("broken.json");
+    std::fs::write(&bad, broken.to_string()).unwrap();
+    let check = |file: &std::path::Path| {
+        std::process::Command::new("node")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/oci-schema.cjs"
+            ))
+            .arg(support::npm_package("ajv-draft-04@1.0.0 ajv@8.17.1"))
+            .arg(support::registry::image_spec_schemas())
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let ok = check(&good);
+    assert!(
+        ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains(": valid"),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = check(&bad);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    // What the schema cannot know.
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(manifest["artifactType"], "application/vnd.kura.entry.v1");
+    let empty = format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"{}")));
+    assert_eq!(manifest["config"]["digest"], empty.as_str());
+    assert_eq!(manifest["config"]["size"], 2);
+    let layer = &manifest["layers"][0];
+    let blob = get(&format!("blobs/{}", layer["digest"].as_str().unwrap()));
+    assert_eq!(
+        layer["digest"].as_str().unwrap(),
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)))
+    );
+    assert_eq!(layer["size"].as_u64(), Some(blob.len() as u64));
+    let meta: serde_json::Value =
+        serde_json::from_str(manifest["annotations"]["dev.kura.meta"].as_str().unwrap()).unwrap();
+    assert_eq!(meta["key"], "v1 Schema/ü");
+    assert!(chrono::DateTime::parse_from_rfc3339(
+        manifest["annotations"]["org.opencontainers.image.created"]
+            .as_str()
+            .unwrap()
+    )
+    .is_ok());
+    // The blob is the archive: zstd that holds the tree.
+    let unpacked = s.dir.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    std::fs::write(s.dir.path().join("blob.tzst"), &blob).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(s.dir.path().join("blob.tzst"))
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(tree(&unpacked.join("d")), tree(&s.ws.join("d")));
 }

@@ -343,21 +343,7 @@ impl Oci {
 
     /// One plain HTTP/1.0 exchange with the registry: status and body.
     fn http(method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        use std::io::{Read, Write};
-        let addr = &support::registry::open().addr;
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .unwrap();
-        s.write_all(body).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let status = String::from_utf8_lossy(&out[9..12]).parse().unwrap();
-        (status, out[split + 4..].to_vec())
+        support::registry::open().http(method, path, headers, body)
     }
 
     fn digests(meta: &Meta) -> (String, String) {

@@ -242,7 +242,7 @@ pub mod gha;
 pub mod nginx;
 pub mod registry;
 
-/// A pinned npm package installed once into the test scratch directory, for tests that run
+/// Pinned npm packages (`name@version`, several separated by spaces) installed once into the test scratch directory, for tests that run
 /// the real tools kura must agree with. Installing needs the npm registry; failing to is a
 /// test failure, never a skip.
 pub fn npm_package(spec: &str) -> PathBuf {
@@ -250,7 +250,7 @@ pub fn npm_package(spec: &str) -> PathBuf {
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("npm")
-        .join(spec.replace('/', "+"));
+        .join(spec.replace(['/', ' '], "+"));
     let done = dir.join(".installed");
     if !done.exists() {
         std::fs::create_dir_all(&dir).unwrap();
@@ -263,7 +263,7 @@ pub fn npm_package(spec: &str) -> PathBuf {
                 "--prefix",
             ])
             .arg(&dir)
-            .arg(spec)
+            .args(spec.split_whitespace())
             .status()
             .unwrap_or_else(|e| panic!("cannot run npm to install {spec}: {e}"));
         assert!(st.success(), "npm install {spec} failed");

@@ -4,7 +4,7 @@
 //! bcrypt).
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -17,6 +17,39 @@ pub struct Registry {
     /// Where the registry keeps its blobs (`docker/registry/v2/...`).
     pub data: PathBuf,
 }
+
+impl Registry {
+    /// One plain request to the registry, without credentials: its status and body.
+    #[allow(dead_code)]
+    pub fn http(&self, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\n{headers}Content-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let status = String::from_utf8_lossy(&out[9..12]).parse().unwrap();
+        (status, out[split + 4..].to_vec())
+    }
+}
+
+/// The OCI image-spec's JSON schemas (draft-04), from Debian's Go package of the spec
+/// (`golang-github-opencontainers-image-spec-dev`, 1.1.0~rc2 on bookworm), installed with the
+/// registry.
+#[allow(dead_code)]
+pub fn image_spec_schemas() -> PathBuf {
+    install();
+    PathBuf::from(SCHEMAS)
+}
+
+const SCHEMAS: &str = "/usr/share/gocode/src/github.com/opencontainers/image-spec/schema";
 
 pub fn open() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
@@ -36,7 +69,12 @@ fn install() {
             .is_ok()
     };
     let has_htpasswd = || Command::new("htpasswd").arg("-h").output().is_ok();
-    if found() && has_htpasswd() {
+    let has_schemas = || {
+        Path::new(SCHEMAS)
+            .join("image-manifest-schema.json")
+            .exists()
+    };
+    if found() && has_htpasswd() && has_schemas() {
         return;
     }
     let apt = || {
@@ -47,6 +85,7 @@ fn install() {
                 "--no-install-recommends",
                 "docker-registry",
                 "apache2-utils",
+                "golang-github-opencontainers-image-spec-dev",
             ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
@@ -57,10 +96,10 @@ fn install() {
         let _ = Command::new("apt-get").arg("update").status();
         assert!(
             apt(),
-            "apt-get install docker-registry apache2-utils failed"
+            "apt-get install docker-registry apache2-utils golang-github-opencontainers-image-spec-dev failed"
         );
     }
-    assert!(found() && has_htpasswd());
+    assert!(found() && has_htpasswd() && has_schemas());
 }
 
 fn start(name: &str, auth: bool) -> Registry {
