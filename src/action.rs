@@ -108,6 +108,7 @@ pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
         compression_level: level,
         overwrite: flag(vars, "overwrite")?,
         dry_run: false,
+        format: crate::store::Format::Archive,
         literal_key: false,
     };
     if step == Step::Post {

@@ -176,6 +176,11 @@ pub struct SaveArgs {
     /// Show what would be saved, touching nothing.
     #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
+    /// archive: one tar + zstd archive. chunked: content-defined chunks in shared packs, so
+    /// that a save uploads only what its base entry lacks (local, S3 and HTTP stores; others
+    /// save an archive).
+    #[arg(long, value_enum, default_value_t = crate::store::Format::Archive, env = "KURA_FORMAT")]
+    pub format: crate::store::Format,
     /// The key is already evaluated (the action's post step): not a template.
     #[arg(skip)]
     pub literal_key: bool,

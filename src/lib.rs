@@ -10,6 +10,7 @@ compile_error!(
 
 pub mod action;
 pub mod archive;
+pub mod chunked;
 pub mod ci;
 pub mod cli;
 pub mod key;

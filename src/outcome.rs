@@ -58,6 +58,11 @@ pub enum Outcome {
         removed: Vec<String>,
         remaining_bytes: u64,
         dry_run: bool,
+        /// Packs of chunked entries: bytes some remaining entry references, bytes none does.
+        live_pack_bytes: u64,
+        dead_pack_bytes: u64,
+        /// Dead packs deleted (those older than the grace period).
+        packs_deleted: usize,
     },
     Keys {
         keys: Vec<String>,
@@ -130,6 +135,17 @@ pub struct Saved {
     pub bytes: u64,
     pub sha256: String,
     pub seconds: f64,
+    /// Chunked entries: chunks in all, reused, and the bytes of new packs uploaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkCounts>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChunkCounts {
+    pub chunks: u64,
+    pub reused: u64,
+    pub uploaded: u64,
+    pub packs: u64,
 }
 
 #[derive(Debug, Serialize)]

@@ -11,7 +11,7 @@ mod unpack;
 
 #[cfg(test)]
 pub use pack::replay;
-pub use pack::{pack, PackOptions, Walk};
+pub use pack::{pack, PackOptions, PackStats, Walk};
 pub use tree::Tree;
 pub use unpack::{unpack, unpack_tar, Corrupt, Extraction, UnpackOptions};
 

@@ -31,6 +31,8 @@ pub struct PackOptions {
     pub manifest: bool,
     /// Bytes of file data packed so far, for progress.
     pub progress: Option<Arc<AtomicU64>>,
+    /// Write the tar stream uncompressed (chunked entries compress chunk by chunk).
+    pub raw: bool,
 }
 
 #[derive(Debug, Default)]
@@ -201,10 +203,41 @@ fn write_tar<W: Write + Send>(
     Ok((sink, stats))
 }
 
-fn encoder<W: Write>(
-    sink: W,
-    opts: &PackOptions,
-) -> Result<zstd::stream::write::Encoder<'static, W>> {
+/// The tar stream's way out: through zstd, or as it is.
+enum Out<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Raw(W),
+}
+
+impl<W: Write> Out<W> {
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Out::Zstd(z) => z.finish(),
+            Out::Raw(mut w) => w.flush().map(|()| w),
+        }
+    }
+}
+
+impl<W: Write> Write for Out<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Out::Zstd(z) => z.write(buf),
+            Out::Raw(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Zstd(z) => z.flush(),
+            Out::Raw(w) => w.flush(),
+        }
+    }
+}
+
+fn encoder<W: Write>(sink: W, opts: &PackOptions) -> Result<Out<W>> {
+    if opts.raw {
+        return Ok(Out::Raw(sink));
+    }
     let mut enc = zstd::stream::write::Encoder::new(sink, opts.level)?;
     if opts.workers > 1 {
         enc.multithread(opts.workers)?;
@@ -214,7 +247,7 @@ fn encoder<W: Write>(
         enc.window_log(27)?;
     }
     enc.include_checksum(true)?;
-    Ok(enc)
+    Ok(Out::Zstd(enc))
 }
 
 type Pax = Vec<(&'static str, Vec<u8>)>;

@@ -11,6 +11,7 @@ fn opts() -> PackOptions {
         readers: 3,
         manifest: true,
         progress: None,
+        raw: false,
     }
 }
 

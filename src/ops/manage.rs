@@ -129,8 +129,9 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
     let mut all = env.store.list("")?;
     // Least recently used first.
     all.sort_by_key(|m| m.used_ms.max(m.created_ms));
+    let mut packs = PackCounts::new(env, &all)?;
     let now = now_ms();
-    let mut total: u64 = all.iter().filter_map(|m| m.size).sum();
+    let mut total: u64 = all.iter().filter_map(|m| m.size).sum::<u64>() + packs.live_bytes;
     let mut removed = Vec::new();
     for m in &all {
         let used = m.used_ms.max(m.created_ms);
@@ -140,10 +141,11 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
             if !limits.dry_run {
                 env.store.delete(m)?;
             }
-            total -= m.size.unwrap_or(0);
+            total -= m.size.unwrap_or(0) + packs.release(m);
             removed.push(m.key.clone());
         }
     }
+    let packs_deleted = packs.sweep(env, limits.dry_run)?;
     let verb = if limits.dry_run {
         "Would prune"
     } else {
@@ -156,9 +158,108 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
         human(total),
         env.store.location()
     ));
+    if packs.any {
+        env.report.info(format!(
+            "Packs: {} live, {} dead; {} dead pack(s) {}",
+            human(packs.live_bytes),
+            human(packs.dead_bytes()),
+            packs_deleted,
+            if limits.dry_run {
+                "would be deleted"
+            } else {
+                "deleted"
+            }
+        ));
+    }
     Ok(Outcome::Pruned {
         removed,
         remaining_bytes: total,
         dry_run: limits.dry_run,
+        live_pack_bytes: packs.live_bytes,
+        dead_pack_bytes: packs.dead_bytes(),
+        packs_deleted,
     })
+}
+
+/// A pack no entry references is deleted only once it is this old: a save uploads its packs
+/// before its manifest, and no save runs this long.
+const PACK_GRACE_MS: u64 = 24 * 3600 * 1000;
+
+/// Mark and sweep for the packs of chunked entries: how many entries reference each pack.
+struct PackCounts {
+    any: bool,
+    refs: std::collections::HashMap<String, usize>,
+    listed: Vec<crate::chunked::PackInfo>,
+    live_bytes: u64,
+}
+
+impl PackCounts {
+    fn new(env: &Env, all: &[Meta]) -> Result<PackCounts> {
+        let listed = match env.store.packs() {
+            Some(p) => p.list()?,
+            None => Vec::new(),
+        };
+        let mut refs = std::collections::HashMap::new();
+        for m in all {
+            for p in &m.packs {
+                *refs.entry(p.clone()).or_insert(0) += 1;
+            }
+        }
+        let live_bytes = listed
+            .iter()
+            .filter(|p| refs.contains_key(&p.name))
+            .map(|p| p.size)
+            .sum();
+        Ok(PackCounts {
+            any: !listed.is_empty(),
+            refs,
+            listed,
+            live_bytes,
+        })
+    }
+
+    /// An entry is gone: the bytes of the packs that only it referenced.
+    fn release(&mut self, m: &Meta) -> u64 {
+        let mut freed = 0;
+        for p in &m.packs {
+            if let Some(n) = self.refs.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.refs.remove(p);
+                    let size = self
+                        .listed
+                        .iter()
+                        .find(|l| l.name == *p)
+                        .map_or(0, |l| l.size);
+                    self.live_bytes -= size;
+                    freed += size;
+                }
+            }
+        }
+        freed
+    }
+
+    fn dead_bytes(&self) -> u64 {
+        let all: u64 = self.listed.iter().map(|p| p.size).sum();
+        all - self.live_bytes
+    }
+
+    /// Delete the dead packs past the grace period.
+    fn sweep(&self, env: &Env, dry_run: bool) -> Result<usize> {
+        let now = now_ms();
+        let mut deleted = 0;
+        for p in &self.listed {
+            if self.refs.contains_key(&p.name) || now.saturating_sub(p.modified_ms) < PACK_GRACE_MS
+            {
+                continue;
+            }
+            if !dry_run {
+                if let Some(store) = env.store.packs() {
+                    store.delete(&p.name)?;
+                }
+            }
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
 }

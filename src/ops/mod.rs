@@ -1,5 +1,6 @@
 //! The verbs. The only place that combines keys, selections, archives and stores.
 
+mod chunked;
 mod manage;
 mod restore;
 mod save;

@@ -1,14 +1,16 @@
 //! `kura restore`: plan (keys, paths, version) → find the entry → stream it into the
 //! extractor and verify what was read → the outcome.
 
-use super::{cache_version, path_lines, render_all, user_error, Env};
+use super::{cache_version, chunked, path_lines, render_all, user_error, Env};
 use crate::archive::{self, Extraction, HashingReader, Tree, UnpackOptions};
 use crate::cli::RestoreArgs;
 use crate::outcome::{MissReason, Missed, Outcome, Restored};
 use crate::report::{human, size, speed, Progress, Ticker};
-use crate::store::{Candidate, Meta};
+use crate::store::{Candidate, Format, Meta};
 use anyhow::Result;
+use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// What one restore asks for.
@@ -251,6 +253,7 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
         env.report.warn(problem);
     }
     env.store.touch(&meta);
+    chunked::record_restored(env, &meta);
     out.seconds = started.elapsed().as_secs_f64();
     report_restored(env, &out, files, bytes, read, started);
     if out.refused.is_empty() {
@@ -275,6 +278,9 @@ fn extract(
     paths: &[String],
     tree: Tree,
 ) -> Result<std::result::Result<Extracted, String>> {
+    if meta.format == Format::Chunked {
+        return extract_chunked(env, meta, paths, tree);
+    }
     let progress = Progress::of(meta.size);
     let reader = env.store.open(meta)?;
     let mut hashing = HashingReader::new(reader).with_progress(progress.done.clone());
@@ -305,6 +311,47 @@ fn extract(
         extraction,
         read: n,
     }))
+}
+
+/// A chunked entry: its manifest (checked), then its chunks from the packs. A chunk that is
+/// gone or damaged makes the entry corrupt, as a damaged archive is.
+fn extract_chunked(
+    env: &Env,
+    meta: &Meta,
+    paths: &[String],
+    tree: Tree,
+) -> Result<std::result::Result<Extracted, String>> {
+    let mut stored = Vec::new();
+    env.store
+        .open(meta)?
+        .take(1 << 30)
+        .read_to_end(&mut stored)?;
+    if let Err(why) = chunked::check(meta, &stored) {
+        return Ok(Err(why));
+    }
+    let source = match chunked::source(env, &stored) {
+        Ok(s) => s,
+        Err(e) if env.store.packs().is_some() => return Ok(Err(format!("{e:#}"))),
+        Err(e) => return Err(e),
+    };
+    let failed = source.source_failed();
+    let progress = Progress::of(None);
+    let mut counting = HashingReader::new(source).with_progress(progress.done.clone());
+    let ticker = Ticker::start(&env.report, "Received", progress);
+    let opts = UnpackOptions {
+        writers: env.workers as usize,
+        window_log_max: window_log_max(&meta.version, paths),
+    };
+    let extraction = match archive::unpack_tar(&mut counting, tree, &opts) {
+        Ok(x) => x,
+        Err(e) if e.is::<archive::Corrupt>() && !failed.load(Ordering::SeqCst) => {
+            return Ok(Err(format!("{e:#}")))
+        }
+        Err(e) => return Err(e.context(format!("cannot restore the cache from key {}", meta.key))),
+    };
+    drop(ticker);
+    let (_, read) = counting.finish();
+    Ok(Ok(Extracted { extraction, read }))
 }
 
 fn report_restored(env: &Env, out: &Restored, files: u64, bytes: u64, read: u64, t: Instant) {

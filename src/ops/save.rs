@@ -6,7 +6,7 @@ use crate::archive::{self, HashingWriter, PackOptions, Walk};
 use crate::cli::SaveArgs;
 use crate::outcome::{Outcome, Planned, Saved};
 use crate::report::{human, size, speed, Progress, Ticker};
-use crate::store::{now_ms, Committed, Meta};
+use crate::store::{now_ms, Committed, Format, Meta};
 use anyhow::Result;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +43,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
         readers: env.workers as usize * 2,
         manifest: false,
         progress: None,
+        raw: false,
     };
     let target = Target {
         scope,
@@ -51,11 +52,32 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
         paths: &paths,
         overwrite: args.overwrite,
         parents: Vec::new(),
+        format: args.format,
     };
     let home = env.ctx.home.as_deref();
-    let Walked { stored, missing } = store_walk(env, &env.base, home, &opts, target)?;
+    let Walked {
+        stored,
+        missing,
+        chunks,
+    } = store_walk(env, &env.base, home, &opts, target)?;
     warn_missing(env, &missing);
-    Ok(saved(env, stored, key, version, &paths, started))
+    let mut out = saved(env, stored, key, version, &paths, started);
+    if let (Outcome::Saved(s), Some(c)) = (&mut out, chunks) {
+        env.report.info(format!(
+            "Chunks: {} reused of {}; uploaded {} in {} new pack(s)",
+            c.reused,
+            c.chunks,
+            size(c.uploaded),
+            c.packs
+        ));
+        s.chunks = Some(crate::outcome::ChunkCounts {
+            chunks: c.chunks,
+            reused: c.reused,
+            uploaded: c.uploaded,
+            packs: c.packs,
+        });
+    }
+    Ok(out)
 }
 
 fn dry_run(env: &Env, key: &str, version: &str, paths: &[String]) -> Result<Outcome> {
@@ -133,6 +155,7 @@ fn saved(
                 bytes: meta.bytes,
                 sha256: meta.sha256.unwrap_or_default(),
                 seconds: took.as_secs_f64(),
+                chunks: None,
             })
         }
     }
@@ -156,6 +179,8 @@ pub(super) struct Target<'a> {
     pub overwrite: bool,
     /// Workspace layers: the layers the job had attached.
     pub parents: Vec<String>,
+    /// Chunked where the store takes it, else an archive.
+    pub format: Format,
 }
 
 pub(super) fn warn_missing(env: &Env, missing: &[String]) {
@@ -169,6 +194,8 @@ pub(super) fn warn_missing(env: &Env, missing: &[String]) {
 pub(super) struct Walked {
     pub stored: Option<(Committed, Meta)>,
     pub missing: Vec<String>,
+    /// A chunked save: what it reused and uploaded.
+    pub chunks: Option<crate::chunked::SaveStats>,
 }
 
 /// Walk `t.paths` under `base`, pack what they match straight into a new entry and commit it.
@@ -192,6 +219,7 @@ pub(super) fn store_walk(
         return Ok(Walked {
             stored: Some((Committed::Exists, meta)),
             missing: Vec::new(),
+            chunks: None,
         });
     };
     // The walk runs ahead of the packer and adds up the total as it goes.
@@ -213,21 +241,24 @@ pub(super) fn store_walk(
         known.store(true, Ordering::Relaxed);
         Ok(())
     });
-    let sink = HashingWriter::new(upload).with_progress(sent);
     let opts = PackOptions {
         progress: Some(progress.done.clone()),
         ..opts.clone()
     };
-    let (upload, stats) = archive::pack(walk, sink, &opts)?;
+    let chunked = super::chunked::takes_chunks(env, t.format);
+    let sink = HashingWriter::new(upload).with_progress(sent);
+    let (sink, stats, chunks) = pack_into(env, walk, sink, &opts, &t, chunked)?;
     drop(ticker);
     let missing = missing.into_inner().unwrap();
     if stats.entries == 0 {
         return Ok(Walked {
             stored: None,
             missing,
+            chunks: None,
         });
     }
-    let (upload, sha256, size) = upload.finish();
+    let (upload, sha256, size) = sink.finish();
+    let (packs, chunks) = chunks.map_or((Vec::new(), None), |(p, c)| (p, Some(c)));
     let meta = Meta {
         size: Some(size),
         sha256: Some(sha256),
@@ -239,11 +270,41 @@ pub(super) fn store_walk(
         build: env.ctx.ci.build_num.clone(),
         manifest: stats.manifest,
         parents: t.parents,
+        format: if chunked {
+            Format::Chunked
+        } else {
+            Format::Archive
+        },
+        packs,
         ..Meta::bare(t.key, t.version, t.scope)
     };
     let committed = upload.commit(&meta, t.overwrite)?;
     Ok(Walked {
         stored: Some((committed, meta)),
         missing,
+        chunks,
     })
+}
+
+type Sink = HashingWriter<Box<dyn crate::store::Upload>>;
+/// A chunked save's packs (for the entry's metadata) and counts.
+type Chunked = Option<(Vec<String>, crate::chunked::SaveStats)>;
+
+/// Pack into the entry's object: the archive itself, or (chunked) the chunks into packs and
+/// then the manifest, with the packs it references.
+fn pack_into(
+    env: &Env,
+    walk: Walk,
+    mut sink: Sink,
+    opts: &PackOptions,
+    t: &Target,
+    chunked: bool,
+) -> Result<(Sink, archive::PackStats, Chunked)> {
+    if !chunked {
+        let (sink, stats) = archive::pack(walk, sink, opts)?;
+        return Ok((sink, stats, None));
+    }
+    let (stats, manifest, chunks) = super::chunked::pack(env, walk, opts, t.scope, t.version)?;
+    std::io::Write::write_all(&mut sink, &manifest.encode()?)?;
+    Ok((sink, stats, Some((manifest.packs, chunks))))
 }

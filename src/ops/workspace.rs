@@ -12,7 +12,7 @@ use crate::archive::{self, HashingReader, PackOptions, Tree, UnpackOptions};
 use crate::cli::{AttachArgs, PersistArgs, RunArgs};
 use crate::outcome::{Outcome, Planned};
 use crate::report::{human, speed};
-use crate::store::{encode, Committed, Meta};
+use crate::store::{encode, Committed, Format, Meta};
 use anyhow::{bail, Context as _, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -80,6 +80,7 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
         readers: env.workers as usize * 2,
         manifest: true,
         progress: None,
+        raw: false,
     };
     let started = Instant::now();
     let target = Target {
@@ -89,8 +90,11 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
         paths: &paths,
         overwrite: false,
         parents,
+        format: Format::Archive,
     };
-    let Walked { stored, missing } = store_walk(env, &root, None, &opts, target)?;
+    let Walked {
+        stored, missing, ..
+    } = store_walk(env, &root, None, &opts, target)?;
     warn_missing(env, &missing);
     let Some((committed, meta)) = stored else {
         env.report.warn(format!(

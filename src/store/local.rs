@@ -6,22 +6,28 @@
 //! saves of one key the only one. The entry directory's mtime records when it was last used.
 
 use super::{entry_name, name_prefix, now_ms, scope_dir, Committed, Meta, Store, Upload};
+use crate::chunked::{valid_pack_name, PackInfo, Packs};
 use anyhow::{bail, Context as _, Result};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 const ARCHIVE: &str = "archive";
 const META: &str = "meta.json";
 
 pub struct LocalStore {
     root: PathBuf,
+    packs: Arc<LocalPacks>,
 }
 
 impl LocalStore {
     pub fn new(root: PathBuf) -> LocalStore {
-        LocalStore { root }
+        let packs = Arc::new(LocalPacks {
+            dir: root.join(".packs"),
+        });
+        LocalStore { root, packs }
     }
 
     fn scope_dir(&self, scope: &str) -> PathBuf {
@@ -146,18 +152,24 @@ impl Store for LocalStore {
     }
 
     fn clean_incomplete(&self) {
-        // A save that is still running renews nothing, so only leftovers older than a day go.
+        // A save that is still running renews nothing, so only leftovers older than a day go:
+        // entries begun in `.tmp/`, packs begun in `.packs/` (their names start with a dot).
         let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(86400);
-        for e in fs::read_dir(self.root.join(".tmp"))
+        let begun = |e: &fs::DirEntry| e.file_name().to_string_lossy().starts_with('.');
+        let tmp = fs::read_dir(self.root.join(".tmp"))
             .into_iter()
             .flatten()
+            .flatten();
+        let packs = fs::read_dir(&self.packs.dir)
+            .into_iter()
             .flatten()
-        {
+            .flatten();
+        for e in tmp.chain(packs.filter(begun)) {
             if e.metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t < cutoff)
             {
-                let _ = fs::remove_dir_all(e.path());
+                let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
             }
         }
     }
@@ -165,6 +177,86 @@ impl Store for LocalStore {
     fn touch(&self, meta: &Meta) {
         let dir = self.entry_dir(&meta.scope, &meta.version, &meta.key);
         let _ = filetime::set_file_mtime(dir, filetime::FileTime::now());
+    }
+
+    fn packs(&self) -> Option<Arc<dyn Packs>> {
+        Some(self.packs.clone())
+    }
+}
+
+/// Packs of chunked entries: `<root>/.packs/<name>`, written aside and renamed into place.
+struct LocalPacks {
+    dir: PathBuf,
+}
+
+impl Packs for LocalPacks {
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.dir.join(name);
+        if path.exists() {
+            return Ok(());
+        }
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let tmp = self.dir.join(format!(
+            ".{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = fs::write(&tmp, data)
+            .and_then(|()| File::open(&tmp)?.sync_all())
+            .and_then(|()| fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    fn get(&self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.dir.join(name);
+        let mut f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        f.seek(SeekFrom::Start(range.start))?;
+        let mut out = Vec::new();
+        f.take(range.end - range.start).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn list(&self) -> Result<Vec<PackInfo>> {
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", self.dir.display())),
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(md) = e.metadata() else { continue };
+            if !valid_pack_name(&name) {
+                continue;
+            }
+            let modified_ms = md
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            out.push(PackInfo {
+                name,
+                size: md.len(),
+                modified_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let path = self.dir.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -55,9 +55,34 @@ pub struct Meta {
     /// Workspace layers only: the layers the persisting job had attached (its upstream).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<String>,
+    /// What the entry's object is: an archive, or the manifest of a chunked entry.
+    #[serde(default, skip_serializing_if = "Format::is_archive")]
+    pub format: Format,
+    /// Chunked entries: the packs they reference (for `prune`'s mark) and the bytes of
+    /// their chunks as stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<String>,
     /// Where the store found the entry; never stored.
     #[serde(skip)]
     pub handle: Handle,
+}
+
+/// The two kinds of entry (`save --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One tar + zstd archive: what every store and actions/cache read.
+    #[default]
+    Archive,
+    /// A manifest of content-defined chunks kept in shared packs: a save uploads only the
+    /// chunks its base entry does not have.
+    Chunked,
+}
+
+impl Format {
+    fn is_archive(&self) -> bool {
+        *self == Format::Archive
+    }
 }
 
 /// How a store finds an entry again, when its key, version and scope do not say.
@@ -100,6 +125,8 @@ impl Meta {
             build: None,
             manifest: BTreeMap::new(),
             parents: Vec::new(),
+            format: Format::Archive,
+            packs: Vec::new(),
             handle: Handle::Derived,
         }
     }
@@ -170,6 +197,11 @@ pub trait Store: Send + Sync {
 
     /// Record that a restore used the entry (for pruning least recently used entries).
     fn touch(&self, _meta: &Meta) {}
+
+    /// Where chunked entries keep their packs, on stores that take them.
+    fn packs(&self) -> Option<std::sync::Arc<dyn crate::chunked::Packs>> {
+        None
+    }
 
     /// Scope by scope, candidate by candidate: exact key first where asked, then the newest
     /// entry whose key has the candidate as a prefix. Stores whose service matches keys

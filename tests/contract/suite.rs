@@ -359,6 +359,7 @@ impl Job {
             compression_level: 3,
             overwrite: false,
             dry_run: false,
+            format: kura::store::Format::Archive,
             literal_key: true,
         };
         kura::ops::save(&self.env, &args).unwrap()

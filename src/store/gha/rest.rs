@@ -52,6 +52,8 @@ impl Cache {
             build: None,
             manifest: Default::default(),
             parents: Vec::new(),
+            format: Default::default(),
+            packs: Vec::new(),
             handle: Handle::Id(self.id),
         }
     }

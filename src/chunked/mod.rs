@@ -1,0 +1,51 @@
+//! Chunked entries: the archive's tar stream cut into content-defined chunks (FastCDC), each
+//! named by its BLAKE3 and compressed alone, appended to immutable packs (about 32 MiB, named
+//! by their own hash) under the store's `packs/`. The entry itself is a manifest listing the
+//! chunks in stream order with their pack, offset and lengths. A save references the chunks its
+//! base entry already has and uploads only new ones; packs go up first and the manifest last,
+//! so a killed save leaves no visible entry, only unreferenced packs for `prune`.
+
+mod manifest;
+mod restore;
+mod save;
+
+pub use manifest::{Chunk, Manifest};
+pub use restore::ChunkSource;
+pub use save::{save, ChunkSink, SaveStats};
+
+use anyhow::Result;
+use std::ops::Range;
+
+/// FastCDC's minimum, average and maximum chunk sizes.
+pub const MIN_CHUNK: u32 = 16 << 10;
+pub const AVG_CHUNK: u32 = 64 << 10;
+pub const MAX_CHUNK: u32 = 256 << 10;
+/// A pack is sealed and uploaded once it holds this many bytes.
+pub const PACK_TARGET: usize = 32 << 20;
+
+/// A chunk's name: the BLAKE3 of its uncompressed bytes.
+pub type ChunkId = [u8; 32];
+
+/// A pack as a store lists it.
+#[derive(Debug, Clone)]
+pub struct PackInfo {
+    pub name: String,
+    pub size: u64,
+    pub modified_ms: u64,
+}
+
+/// Where a store keeps packs: immutable objects under one prefix, read by byte ranges.
+pub trait Packs: Send + Sync {
+    /// Store a whole pack; its name is its hash, so a pack that exists already is left alone.
+    fn put(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// Bytes `range` of a pack. A pack that is gone is an error whose chain holds a
+    /// `std::io::Error` of kind `NotFound`.
+    fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>>;
+    fn list(&self) -> Result<Vec<PackInfo>>;
+    fn delete(&self, name: &str) -> Result<()>;
+}
+
+/// Whether a pack name is one kura writes (64 lowercase hex digits): never a path.
+pub fn valid_pack_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}

@@ -1,0 +1,196 @@
+//! Restoring a chunked entry: the manifest's chunks, neighbours in one pack joined into one
+//! ranged read, fetched by several readers a bounded window ahead, each chunk decompressed and
+//! checked against its BLAKE3, and handed on in stream order as one `Read` for the extractor.
+
+use super::{Manifest, Packs};
+use anyhow::{anyhow, ensure, Result};
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// A ranged read joins neighbouring chunks up to this many bytes, stored and unpacked.
+const RANGE_MAX: u64 = 8 << 20;
+/// How many ranges may be fetched ahead of the one being read.
+const WINDOW: usize = 8;
+
+/// Neighbouring chunks of one pack: `chunks` indexes the manifest.
+struct Range {
+    pack: u32,
+    start: u64,
+    end: u64,
+    /// Unpacked bytes.
+    len: u64,
+    chunks: std::ops::Range<usize>,
+}
+
+fn ranges(m: &Manifest) -> Vec<Range> {
+    let mut out: Vec<Range> = Vec::new();
+    for (i, c) in m.chunks.iter().enumerate() {
+        let end = c.offset + c.stored as u64;
+        match out.last_mut() {
+            Some(r)
+                if r.pack == c.pack
+                    && r.end == c.offset
+                    && end - r.start <= RANGE_MAX
+                    && r.len + c.len as u64 <= RANGE_MAX =>
+            {
+                r.end = end;
+                r.len += c.len as u64;
+                r.chunks.end = i + 1;
+            }
+            _ => out.push(Range {
+                pack: c.pack,
+                start: c.offset,
+                end,
+                len: c.len as u64,
+                chunks: i..i + 1,
+            }),
+        }
+    }
+    out
+}
+
+/// The tar stream of a chunked entry, as a `Read`.
+pub struct ChunkSource {
+    slots: Vec<Receiver<io::Result<Vec<u8>>>>,
+    next: usize,
+    cur: Vec<u8>,
+    pos: usize,
+    taken: Arc<(Mutex<usize>, Condvar)>,
+    failed: Arc<AtomicBool>,
+}
+
+impl ChunkSource {
+    /// Start `readers` threads fetching the entry's chunks from `packs`.
+    pub fn start(packs: Arc<dyn Packs>, manifest: Manifest, readers: usize) -> ChunkSource {
+        let manifest = Arc::new(manifest);
+        let ranges = Arc::new(ranges(&manifest));
+        let (senders, slots): (Vec<_>, Vec<_>) = ranges.iter().map(|_| sync_channel(1)).unzip();
+        let senders = Arc::new(senders);
+        let next = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let failed = Arc::new(AtomicBool::new(false));
+        for _ in 0..readers.max(1) {
+            let (packs, manifest, ranges, senders) = (
+                packs.clone(),
+                manifest.clone(),
+                ranges.clone(),
+                senders.clone(),
+            );
+            let (next, taken, failed) = (next.clone(), taken.clone(), failed.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(r) = ranges.get(i) else { return };
+                // Stay within the window: wait until the reader has taken enough ranges.
+                let (lock, cv) = &*taken;
+                let mut t = lock.lock().unwrap();
+                while i >= *t + WINDOW && *t != usize::MAX {
+                    t = cv.wait(t).unwrap();
+                }
+                let gave_up = *t == usize::MAX;
+                drop(t);
+                if gave_up {
+                    return;
+                }
+                let got = fetch(&*packs, &manifest, r).map_err(|e| {
+                    let gone = e.chain().any(|c| {
+                        c.downcast_ref::<io::Error>()
+                            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+                    }) || e.is::<Damaged>();
+                    if !gone {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    io::Error::other(format!("{e:#}"))
+                });
+                if senders[i].send(got).is_err() {
+                    return;
+                }
+            });
+        }
+        ChunkSource {
+            slots,
+            next: 0,
+            cur: Vec::new(),
+            pos: 0,
+            taken,
+            failed,
+        }
+    }
+
+    /// Whether reading failed for a reason other than the entry itself (the network, the
+    /// store): then it is not to be forgotten as corrupt.
+    pub fn source_failed(&self) -> Arc<AtomicBool> {
+        self.failed.clone()
+    }
+}
+
+impl Drop for ChunkSource {
+    fn drop(&mut self) {
+        // Readers waiting for the window give up.
+        let (lock, cv) = &*self.taken;
+        *lock.lock().unwrap() = usize::MAX;
+        cv.notify_all();
+    }
+}
+
+impl Read for ChunkSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            let Some(slot) = self.slots.get(self.next) else {
+                return Ok(0);
+            };
+            self.cur = slot
+                .recv()
+                .map_err(|_| io::Error::other("a chunk reader stopped"))??;
+            self.pos = 0;
+            self.next += 1;
+            let (lock, cv) = &*self.taken;
+            *lock.lock().unwrap() = self.next;
+            cv.notify_all();
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A chunk whose bytes are not what the manifest names.
+#[derive(Debug)]
+struct Damaged(String);
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Damaged {}
+
+fn fetch(packs: &dyn Packs, m: &Manifest, r: &Range) -> Result<Vec<u8>> {
+    let name = &m.packs[r.pack as usize];
+    let bytes = packs.get(name, r.start..r.end)?;
+    ensure!(
+        bytes.len() as u64 == r.end - r.start,
+        Damaged(format!("pack {name} is shorter than its entry says"))
+    );
+    let mut out = Vec::new();
+    for c in &m.chunks[r.chunks.clone()] {
+        let at = (c.offset - r.start) as usize;
+        let stored = &bytes[at..at + c.stored as usize];
+        let data = zstd::bulk::decompress(stored, c.len as usize).map_err(|e| {
+            anyhow!(Damaged(format!(
+                "a chunk in pack {name} does not decompress: {e}"
+            )))
+        })?;
+        if data.len() != c.len as usize || *blake3::hash(&data).as_bytes() != c.id {
+            return Err(Damaged(format!(
+                "a chunk in pack {name} is not the one the entry names"
+            ))
+            .into());
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}

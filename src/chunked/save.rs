@@ -1,0 +1,237 @@
+//! Saving a chunked entry: the tar stream is written into a `ChunkSink`, which cuts it with
+//! FastCDC; workers hash each chunk (BLAKE3) and compress the ones the base does not have; one
+//! assembler puts them in stream order, appends new chunks to the pack being filled and hands
+//! sealed packs to an uploader. Memory stays bounded: a few chunks per worker in the channels,
+//! one pack filling, one waiting, one going up.
+
+use super::{Chunk, ChunkId, Manifest, Packs, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, PACK_TARGET};
+use anyhow::{anyhow, bail, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+/// What a chunked save did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SaveStats {
+    /// Length of the tar stream.
+    pub stream: u64,
+    pub chunks: u64,
+    /// Chunks found in the base (or earlier in this stream) and not stored again.
+    pub reused: u64,
+    /// Bytes of the packs this save uploaded.
+    pub uploaded: u64,
+    pub packs: u64,
+}
+
+/// The `Write` end of a chunked save: cuts what it is given into chunks for the workers.
+pub struct ChunkSink {
+    buf: Vec<u8>,
+    seq: u64,
+    tx: Option<SyncSender<(u64, Vec<u8>)>>,
+}
+
+impl ChunkSink {
+    fn send(&mut self, last: bool) -> io::Result<()> {
+        let cuts: Vec<(usize, usize)> =
+            fastcdc::v2020::FastCDC::new(&self.buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+                .map(|c| (c.offset, c.length))
+                .collect();
+        // The last cut may be where the buffer ends rather than where the content says: it
+        // waits for more bytes unless the stream is over.
+        let keep = if last {
+            cuts.len()
+        } else {
+            cuts.len().saturating_sub(1)
+        };
+        let mut used = 0;
+        for &(offset, length) in &cuts[..keep] {
+            let chunk = self.buf[offset..offset + length].to_vec();
+            let tx = self.tx.as_ref().expect("chunks after the end");
+            tx.send((self.seq, chunk))
+                .map_err(|_| io::Error::other("the chunked save stopped"))?;
+            self.seq += 1;
+            used = offset + length;
+        }
+        self.buf.drain(..used);
+        Ok(())
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 4 * MAX_CHUNK as usize {
+            self.send(false)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A worker's answer for one chunk: its id and length, and its compressed bytes unless the
+/// base has it.
+struct Done {
+    id: ChunkId,
+    len: u32,
+    packed: Option<Vec<u8>>,
+}
+
+/// Save a chunked stream: `produce` writes the tar stream into the sink it is given (and
+/// returns the sink when done). Chunks `base` has are referenced; new ones go to packs.
+/// The manifest is returned, not stored: committing it is the caller's.
+pub fn save<T>(
+    packs: &dyn Packs,
+    base: &Manifest,
+    level: i32,
+    workers: usize,
+    produce: impl FnOnce(ChunkSink) -> Result<(ChunkSink, T)>,
+) -> Result<(T, Manifest, SaveStats)> {
+    let known: HashMap<ChunkId, Chunk> = base.chunks.iter().map(|c| (c.id, *c)).collect();
+    let (jobs_tx, jobs_rx) = sync_channel::<(u64, Vec<u8>)>(workers * 2);
+    let (done_tx, done_rx) = sync_channel::<(u64, Done)>(workers * 2);
+    // The workers own the receiving end: when they stop, the sink's sends fail at once.
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            let (jobs, done, known) = (jobs_rx.clone(), done_tx.clone(), &known);
+            s.spawn(move || loop {
+                let Ok((seq, data)) = jobs.lock().unwrap().recv() else {
+                    return;
+                };
+                let id: ChunkId = blake3::hash(&data).into();
+                let packed = match known.contains_key(&id) {
+                    true => None,
+                    // A chunk that cannot be compressed is missing from the count below.
+                    false => match zstd::bulk::compress(&data, level) {
+                        Ok(p) => Some(p),
+                        Err(_) => return,
+                    },
+                };
+                let len = data.len() as u32;
+                if done.send((seq, Done { id, len, packed })).is_err() {
+                    return;
+                }
+            });
+        }
+        drop((done_tx, jobs_rx));
+        let assembler = s.spawn(|| assemble(packs, base, &known, done_rx));
+        let sink = ChunkSink {
+            buf: Vec::new(),
+            seq: 0,
+            tx: Some(jobs_tx),
+        };
+        let produced = produce(sink).and_then(|(mut sink, out)| {
+            sink.send(true)?;
+            sink.tx = None;
+            Ok((out, sink.seq))
+        });
+        let assembled = assembler.join().expect("the chunk assembler panicked");
+        match (produced, assembled) {
+            (Ok((out, sent)), Ok((manifest, stats))) => {
+                if manifest.chunks.len() as u64 != sent {
+                    bail!(
+                        "a chunk worker failed: {sent} chunks cut, {} stored",
+                        manifest.chunks.len()
+                    );
+                }
+                Ok((out, manifest, stats))
+            }
+            // The assembler's failure (an upload) is why the producer stopped, if it did.
+            (_, Err(e)) | (Err(e), _) => Err(e),
+        }
+    })
+}
+
+/// Put chunks in stream order into the manifest and new ones into packs.
+fn assemble(
+    packs: &dyn Packs,
+    base: &Manifest,
+    known: &HashMap<ChunkId, Chunk>,
+    done: Receiver<(u64, Done)>,
+) -> Result<(Manifest, SaveStats)> {
+    let mut out = Manifest::default();
+    let mut stats = SaveStats::default();
+    let mut index: HashMap<String, u32> = HashMap::new();
+    let mut fresh: HashMap<ChunkId, Chunk> = HashMap::new();
+    let mut waiting = BTreeMap::new();
+    let mut next = 0u64;
+    let mut filling: Option<(u32, Vec<u8>)> = None;
+    std::thread::scope(|s| {
+        let (up_tx, up_rx) = sync_channel::<(String, Vec<u8>)>(1);
+        let uploader = s.spawn(move || -> Result<()> {
+            for (name, data) in up_rx {
+                packs.put(&name, &data)?;
+            }
+            Ok(())
+        });
+        let mut seal = |out: &mut Manifest, filling: &mut Option<(u32, Vec<u8>)>| -> Result<()> {
+            if let Some((slot, data)) = filling.take() {
+                let name = blake3::hash(&data).to_hex().to_string();
+                stats.uploaded += data.len() as u64;
+                stats.packs += 1;
+                out.packs[slot as usize] = name.clone();
+                up_tx
+                    .send((name, data))
+                    .map_err(|_| anyhow!("the pack upload stopped"))?;
+            }
+            Ok(())
+        };
+        let result = (|| -> Result<()> {
+            for (seq, d) in done {
+                waiting.insert(seq, d);
+                while let Some(d) = waiting.remove(&next) {
+                    next += 1;
+                    stats.chunks += 1;
+                    stats.stream += d.len as u64;
+                    let chunk = if let Some(c) = fresh.get(&d.id) {
+                        stats.reused += 1;
+                        *c
+                    } else if let Some(c) = known.get(&d.id) {
+                        stats.reused += 1;
+                        let name = &base.packs[c.pack as usize];
+                        let pack = *index.entry(name.clone()).or_insert_with(|| {
+                            out.packs.push(name.clone());
+                            out.packs.len() as u32 - 1
+                        });
+                        Chunk { pack, ..*c }
+                    } else {
+                        let packed = d
+                            .packed
+                            .ok_or_else(|| anyhow!("a chunk came uncompressed"))?;
+                        let (slot, data) = filling.get_or_insert_with(|| {
+                            out.packs.push(String::new());
+                            (
+                                out.packs.len() as u32 - 1,
+                                Vec::with_capacity(PACK_TARGET + (1 << 20)),
+                            )
+                        });
+                        let c = Chunk {
+                            id: d.id,
+                            pack: *slot,
+                            offset: data.len() as u64,
+                            stored: packed.len() as u32,
+                            len: d.len,
+                        };
+                        data.extend_from_slice(&packed);
+                        fresh.insert(d.id, c);
+                        if data.len() >= PACK_TARGET {
+                            seal(&mut out, &mut filling)?;
+                        }
+                        c
+                    };
+                    out.chunks.push(chunk);
+                }
+            }
+            seal(&mut out, &mut filling)
+        })();
+        // The uploader ends when its channel closes.
+        drop(up_tx);
+        let uploaded = uploader.join().expect("the pack uploader panicked");
+        result.and(uploaded)
+    })?;
+    Ok((out, stats))
+}

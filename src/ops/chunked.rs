@@ -1,0 +1,158 @@
+//! The verbs' side of chunked entries: which entry a save dedups against, packing the tar
+//! stream into chunks, and reading a chunked entry back for the extractor.
+
+use super::Env;
+use crate::archive::{self, PackOptions, PackStats, Walk};
+use crate::chunked::{self, ChunkSource, Manifest, SaveStats};
+use crate::store::{Format, Meta};
+use anyhow::{anyhow, Result};
+use std::io::Read;
+use std::path::PathBuf;
+
+/// The largest manifest read back (a 2 TB tree at the smallest chunks is below it).
+const MANIFEST_MAX: u64 = 1 << 30;
+
+/// Whether a save of `format` is chunked on this store: only stores that keep packs take
+/// chunked entries (`gha://` stays on archives, byte-compatible with actions/cache).
+pub(super) fn takes_chunks(env: &Env, format: Format) -> bool {
+    format == Format::Chunked && env.store.packs().is_some()
+}
+
+/// Pack what `walk` yields as chunks, deduplicated against the base entry.
+pub(super) fn pack(
+    env: &Env,
+    walk: Walk,
+    opts: &PackOptions,
+    scope: &str,
+    version: &str,
+) -> Result<(PackStats, Manifest, SaveStats)> {
+    let packs = env
+        .store
+        .packs()
+        .ok_or_else(|| anyhow!("{} keeps no chunked entries", env.store.location()))?;
+    let base = base(env, scope, version);
+    let raw = PackOptions {
+        raw: true,
+        ..opts.clone()
+    };
+    chunked::save(&*packs, &base, opts.level, env.workers as usize, |sink| {
+        archive::pack(walk, sink, &raw)
+    })
+}
+
+/// The manifest to dedup against: the entry this job restored for these paths, else the
+/// newest chunked entry of these paths in the scope, else none. A base that cannot be read is
+/// no base: the save still works, it only uploads more.
+fn base(env: &Env, scope: &str, version: &str) -> Manifest {
+    let restored = std::fs::read(state_file(env, version))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Restored>(&b).ok())
+        .filter(|r| r.store == env.store.location());
+    let mut candidates = env
+        .store
+        .list_prefix(scope, version, "")
+        .unwrap_or_default();
+    candidates.retain(|m| m.format == Format::Chunked);
+    candidates.sort_by_key(|m| std::cmp::Reverse(m.created_ms));
+    if let Some(r) = restored {
+        // Found again through the store, so that its handle is the store's.
+        if let Some(m) = env
+            .store
+            .list_prefix(&r.scope, version, &r.key)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.key == r.key && m.format == Format::Chunked)
+        {
+            candidates.insert(0, m);
+        }
+    }
+    for m in candidates.iter().take(2) {
+        match read_manifest(env, m) {
+            Ok(found) => {
+                env.report.info(format!(
+                    "Chunks already stored are taken from key {}",
+                    m.key
+                ));
+                return found;
+            }
+            Err(e) => env.report.warn(format!(
+                "the entry {} cannot serve as the base of this save: {e:#}",
+                m.key
+            )),
+        }
+    }
+    Manifest::default()
+}
+
+/// A chunked entry's manifest, checked against the size and sha256 its metadata records.
+pub(super) fn read_manifest(env: &Env, meta: &Meta) -> Result<Manifest> {
+    let mut stored = Vec::new();
+    env.store
+        .open(meta)?
+        .take(MANIFEST_MAX)
+        .read_to_end(&mut stored)?;
+    check(meta, &stored).map_err(|e| anyhow!(e))?;
+    Manifest::decode(&stored)
+}
+
+/// Whether the stored manifest is the one saved: `Err` says why not.
+pub(super) fn check(meta: &Meta, stored: &[u8]) -> std::result::Result<(), String> {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(stored));
+    if meta.sha256.as_ref().is_some_and(|s| *s != sha)
+        || meta.size.is_some_and(|s| s != stored.len() as u64)
+    {
+        return Err(format!(
+            "the chunk manifest read ({} bytes, sha256 {sha}) is not the one saved",
+            stored.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The tar stream of a chunked entry whose manifest is `stored`.
+pub(super) fn source(env: &Env, stored: &[u8]) -> Result<ChunkSource> {
+    let packs = env
+        .store
+        .packs()
+        .ok_or_else(|| anyhow!("{} cannot read chunked entries", env.store.location()))?;
+    let manifest = Manifest::decode(stored)?;
+    Ok(ChunkSource::start(
+        packs,
+        manifest,
+        env.workers as usize * 2,
+    ))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Restored {
+    store: String,
+    scope: String,
+    key: String,
+}
+
+/// Where a restore records the entry it restored for a version, for the save that follows in
+/// the same job: the runner's temporary directory.
+fn state_file(env: &Env, version: &str) -> PathBuf {
+    let dir = ["RUNNER_TEMP", "TMPDIR"]
+        .iter()
+        .find_map(|v| env.ctx.env.get(*v).filter(|d| !d.is_empty()))
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    dir.join(format!(
+        "kura-restored-{}.json",
+        &version[..16.min(version.len())]
+    ))
+}
+
+/// Record that this job restored `meta` (any kind: a later chunked save finds it a base only
+/// when it is chunked). Failing to record costs dedup, nothing else.
+pub(super) fn record_restored(env: &Env, meta: &Meta) {
+    let r = Restored {
+        store: env.store.location(),
+        scope: meta.scope.clone(),
+        key: meta.key.clone(),
+    };
+    if let Ok(b) = serde_json::to_vec(&r) {
+        let _ = std::fs::write(state_file(env, &meta.version), b);
+    }
+}
