@@ -144,9 +144,12 @@ fn state_file(env: &Env, version: &str) -> PathBuf {
     ))
 }
 
-/// Record that this job restored `meta` (any kind: a later chunked save finds it a base only
-/// when it is chunked). Failing to record costs dedup, nothing else.
+/// Record that this job restored the chunked entry `meta`, the base of a later save of the
+/// same paths (an archive cannot be one). Failing to record costs dedup, nothing else.
 pub(super) fn record_restored(env: &Env, meta: &Meta) {
+    if meta.format != Format::Chunked {
+        return;
+    }
     let r = Restored {
         store: env.store.location(),
         scope: meta.scope.clone(),

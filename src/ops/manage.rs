@@ -249,8 +249,9 @@ impl PackCounts {
         let now = now_ms();
         let mut deleted = 0;
         for p in &self.listed {
-            if self.refs.contains_key(&p.name) || now.saturating_sub(p.modified_ms) < PACK_GRACE_MS
-            {
+            // A pack whose time the store does not say is never old enough.
+            let young = p.modified_ms == 0 || now.saturating_sub(p.modified_ms) < PACK_GRACE_MS;
+            if self.refs.contains_key(&p.name) || young {
                 continue;
             }
             if !dry_run {

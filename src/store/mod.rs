@@ -328,6 +328,9 @@ pub(crate) fn name_prefix(prefix: &str) -> String {
 pub(crate) fn scope_dir(scope: &str) -> String {
     if scope.is_empty() {
         "_".to_string()
+    } else if let Some(rest) = scope.strip_prefix('.') {
+        // Names starting with a dot are the store's own (`.packs`, `.tmp`).
+        format!("%2E{}", encode(rest))
     } else {
         no_dot_segment(encode(scope))
     }

@@ -7,6 +7,7 @@
 //! The tests drive the library's `Store` trait directly, and the verbs (`ops::save`,
 //! `ops::restore`, `ops::prune`) where the contract is about what a verb does with the store.
 
+mod chunks;
 mod suite;
 #[path = "../support/mod.rs"]
 mod support;
@@ -410,7 +411,7 @@ impl Fixture for Oci {
 macro_rules! contract {
     ($name:ident, $fixture:expr) => {
         mod $name {
-            use super::suite;
+            use super::{chunks, suite};
 
             #[test]
             fn exact_then_prefix_newest_wins() {
@@ -460,6 +461,26 @@ macro_rules! contract {
             #[test]
             fn large_entries_round_trip() {
                 suite::large_entries_round_trip(&$fixture)
+            }
+
+            #[test]
+            fn chunked_entries_restore_whole_and_reuse_what_they_can() {
+                chunks::restore_whole_and_reuse(&$fixture)
+            }
+
+            #[test]
+            fn a_chunked_entry_missing_a_pack_is_a_miss_and_is_deleted() {
+                chunks::missing_pack_is_a_miss(&$fixture)
+            }
+
+            #[test]
+            fn concurrent_chunked_saves_sharing_new_chunks_all_restore() {
+                chunks::concurrent_saves_share_chunks(&$fixture)
+            }
+
+            #[test]
+            fn prune_keeps_the_packs_of_a_save_in_flight_and_of_live_entries() {
+                chunks::prune_keeps_young_and_live_packs(&$fixture)
             }
         }
     };

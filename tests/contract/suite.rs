@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const MAIN: &str = "refs/heads/main";
 const FEATURE: &str = "refs/heads/feature";
 
-fn ns(test: &str) -> String {
+pub(crate) fn ns(test: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     format!("{test}-{}-{n}", std::process::id())
@@ -323,18 +323,19 @@ pub fn large_entries_round_trip(f: &dyn Fixture) {
 }
 
 /// The verbs over a fixture's store, in a workspace of their own.
-struct Job {
-    env: kura::ops::Env,
-    ws: PathBuf,
+pub(crate) struct Job {
+    pub env: kura::ops::Env,
+    pub ws: PathBuf,
 }
 
 impl Job {
-    fn new(f: &dyn Fixture, ns: &str) -> Job {
+    pub fn new(f: &dyn Fixture, ns: &str) -> Job {
         let dir = crate::scratch(ns);
         let ws = dir.join("ws");
         std::fs::create_dir_all(&ws).unwrap();
         let vars = Vars::from_pairs([
             ("HOME", dir.join("home").to_str().unwrap()),
+            ("TMPDIR", dir.to_str().unwrap()),
             ("KURA_PROGRESS_SECONDS", "0"),
         ]);
         let ci = kura::ci::detect(&vars);
@@ -351,6 +352,10 @@ impl Job {
     }
 
     fn save(&self, key: &str) -> Outcome {
+        self.save_as(key, kura::store::Format::Archive)
+    }
+
+    pub fn save_as(&self, key: &str, format: kura::store::Format) -> Outcome {
         let args = SaveArgs {
             key: key.into(),
             paths: PathArgs {
@@ -359,13 +364,13 @@ impl Job {
             compression_level: 3,
             overwrite: false,
             dry_run: false,
-            format: kura::store::Format::Archive,
+            format,
             literal_key: true,
         };
         kura::ops::save(&self.env, &args).unwrap()
     }
 
-    fn restore(&self, key: &str) -> Outcome {
+    pub fn restore(&self, key: &str) -> Outcome {
         let args = RestoreArgs {
             key: Some(key.into()),
             restore_keys: Vec::new(),
@@ -380,7 +385,7 @@ impl Job {
         kura::ops::restore(&self.env, &args).unwrap()
     }
 
-    fn fill(&self, files: usize) {
+    pub fn fill(&self, files: usize) {
         for i in 0..files {
             let p = self.ws.join(format!("d/sub{}/f{i}", i % 4));
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -390,7 +395,7 @@ impl Job {
 }
 
 /// Everything below `dir`.
-fn entries(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn entries(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         out.push(e.path());

@@ -21,6 +21,7 @@
 
 mod config;
 mod explain;
+mod packs;
 mod upload;
 
 use explain::explain;
@@ -221,6 +222,15 @@ impl Store for S3Store {
             tuning: self.tuning,
         };
         Ok(Some(Box::new(S3Upload::new(store, dir, name))))
+    }
+
+    fn packs(&self) -> Option<Arc<dyn crate::chunked::Packs>> {
+        Some(Arc::new(packs::S3Packs {
+            rt: self.rt.clone(),
+            s3: self.s3.clone(),
+            bucket: self.bucket.clone(),
+            dir: self.join(".packs/"),
+        }))
     }
 
     /// Archives and markers without their metadata object are saves killed before they

@@ -8,12 +8,16 @@
 //! saves of one key are settled as on S3 (`store::settle`). Prefix lookups list directories
 //! as JSON (nginx: `autoindex on; autoindex_format json;`).
 
+mod listing;
+mod packs;
+
 use super::http::{self, Reply, Retry, Verdict};
 use super::settle::{marker_of, owner, verdict, Verdict as Settled};
 use super::{entry_name, name_prefix, now_ms, scope_dir, Committed, Handle, Meta, Store, Upload};
 use crate::outcome::user_error;
 use crate::vars::Vars;
 use anyhow::{anyhow, bail, Result};
+use listing::{multistatus, Listed};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,14 +43,6 @@ pub struct DavStore {
     /// The base URL without credentials, ending in `/`.
     base: url::Url,
     auth: Option<(String, String)>,
-}
-
-/// One listed name: a file or a directory.
-#[derive(serde::Deserialize)]
-struct Listed {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
 }
 
 impl DavStore {
@@ -204,47 +200,6 @@ impl DavStore {
     }
 }
 
-/// The members of a PROPFIND `Depth: 1` answer: each `<response>`'s last `href` segment
-/// (percent-decoded: the stored name), a directory when its resource type is a collection. The
-/// directory itself (its `href` ends in `/` and is the first) is left out.
-fn multistatus(xml: &str) -> Vec<Listed> {
-    let lower = xml.to_ascii_lowercase();
-    let mut out = Vec::new();
-    let mut first = true;
-    for (at, _) in lower.match_indices("response>") {
-        // Only opening tags: `<D:response>` or `<response>`, not `</D:response>`.
-        let open = lower[..at].rfind('<').unwrap_or(0);
-        if lower[open..at].starts_with("</") {
-            continue;
-        }
-        let start = at + "response>".len();
-        let end = lower[start..]
-            .find("response>")
-            .map_or(lower.len(), |e| start + e);
-        let block = &xml[start..end];
-        let Some(href) = block
-            .to_ascii_lowercase()
-            .find("href>")
-            .and_then(|h| block[h + 5..].split('<').next().map(str::trim))
-        else {
-            continue;
-        };
-        let dir = href.ends_with('/') || block.to_ascii_lowercase().contains("collection");
-        let last = href.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-        let name = percent_encoding::percent_decode_str(last)
-            .decode_utf8_lossy()
-            .to_string();
-        if std::mem::take(&mut first) && href.ends_with('/') {
-            continue; // the listed directory itself
-        }
-        out.push(Listed {
-            name,
-            kind: if dir { "directory" } else { "file" }.to_string(),
-        });
-    }
-    out
-}
-
 /// A refusal in one line that names the setting to change.
 fn refusal(what: &str, status: u16, location: &str) -> anyhow::Error {
     match status {
@@ -336,6 +291,10 @@ impl Store for DavStore {
         self.delete_name(&marker_of(object))?;
         self.delete_name(object)?;
         self.delete_name(&archive_of(object))
+    }
+
+    fn packs(&self) -> Option<Arc<dyn crate::chunked::Packs>> {
+        Some(Arc::new(packs::DavPacks(self.clone_handle())))
     }
 
     /// Archives and markers without metadata, over a day old: saves killed before commit.
@@ -532,30 +491,5 @@ impl Drop for DavUpload {
             let _ = self.store.rt.block_on(put);
             let _ = self.store.delete_name(&format!("{}.tzst", self.name));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn propfind_answers_list_the_members_by_their_stored_names() {
-        // nginx's dav-ext module answering for a directory named `a%2Fb` on disk.
-        let xml = r#"<?xml version="1.0" encoding="utf-8" ?>
-<D:multistatus xmlns:D="DAV:">
-<D:response><D:href>/a%252Fb/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
-<D:response><D:href>/a%252Fb/sub/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
-<D:response><D:href>/a%252Fb/1795-ab.json</D:href><D:propstat><D:prop><D:getcontentlength>3</D:getcontentlength><D:resourcetype></D:resourcetype></D:prop></D:propstat></D:response>
-</D:multistatus>"#;
-        let got: Vec<(String, String)> = super::multistatus(xml)
-            .into_iter()
-            .map(|l| (l.name, l.kind))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("sub".to_string(), "directory".to_string()),
-                ("1795-ab.json".to_string(), "file".to_string())
-            ]
-        );
     }
 }
