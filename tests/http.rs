@@ -92,9 +92,16 @@ fn refusals_name_the_server_setting_to_change() {
 
 #[test]
 fn a_gib_archive_both_ways_in_bounded_memory() {
-    support::gib_both_ways_in_bounded_memory(&format!(
-        "{}rss-{}/",
-        nginx().url,
-        std::process::id()
-    ));
+    support::gib_both_ways_in_bounded_memory(
+        &format!("{}rss-{}/", nginx().url, std::process::id()),
+        "archive",
+    );
+}
+
+#[test]
+fn a_gib_chunked_entry_both_ways_in_bounded_memory() {
+    support::gib_both_ways_in_bounded_memory(
+        &format!("{}rss-chunked-{}/", nginx().url, std::process::id()),
+        "chunked",
+    );
 }

@@ -486,11 +486,10 @@ fn a_fork_pull_request_skips_its_save_and_other_refusals_say_what_to_grant() {
 
 #[test]
 fn a_gib_archive_both_ways_in_bounded_memory() {
-    support::gib_both_ways_in_bounded_memory(&format!(
-        "oci://{}/kura/rss-{}",
-        open().addr,
-        std::process::id()
-    ));
+    support::gib_both_ways_in_bounded_memory(
+        &format!("oci://{}/kura/rss-{}", open().addr, std::process::id()),
+        "archive",
+    );
 }
 
 /// GHCR answers 405 to the registry API's delete; kura finds the package version that is the

@@ -16,8 +16,8 @@ const MAGIC: &[u8; 8] = b"KURACHK1";
 const RECORD: usize = 32 + 4 + 8 + 4 + 4;
 /// No chunk is bigger than this, stored or unpacked.
 const CHUNK_LIMIT: u32 = 16 << 20;
-/// No manifest is bigger than this decompressed (a 2 TB tree at the smallest chunks).
-const MAX_SIZE: u64 = 1 << 30;
+/// No manifest is bigger than this decompressed: 1.2 million chunks, an 80 GB tree.
+const MAX_SIZE: u64 = 64 << 20;
 
 /// One chunk of the stream: where its compressed bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

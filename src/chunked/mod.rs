@@ -43,7 +43,14 @@ pub trait Packs: Send + Sync {
     fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>>;
     fn list(&self) -> Result<Vec<PackInfo>>;
     fn delete(&self, name: &str) -> Result<()>;
+    /// Prune's note beside the packs (`dead.json`: which packs it found unreferenced, since
+    /// when); None when there is none.
+    fn read_note(&self) -> Result<Option<Vec<u8>>>;
+    fn write_note(&self, data: &[u8]) -> Result<()>;
 }
+
+/// The name of prune's note among the packs.
+pub const NOTE: &str = "dead.json";
 
 /// Whether a pack name is one kura writes (64 lowercase hex digits): never a path.
 pub fn valid_pack_name(name: &str) -> bool {

@@ -10,7 +10,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// A ranged read joins neighbouring chunks up to this many bytes, stored and unpacked.
-const RANGE_MAX: u64 = 8 << 20;
+const RANGE_MAX: u64 = 4 << 20;
 /// How many ranges may be fetched ahead of the one being read.
 const WINDOW: usize = 8;
 
@@ -59,6 +59,8 @@ pub struct ChunkSource {
     pos: usize,
     taken: Arc<(Mutex<usize>, Condvar)>,
     failed: Arc<AtomicBool>,
+    /// The first error, returned again to any later read.
+    error: Option<String>,
 }
 
 impl ChunkSource {
@@ -85,7 +87,7 @@ impl ChunkSource {
                 // Stay within the window: wait until the reader has taken enough ranges.
                 let (lock, cv) = &*taken;
                 let mut t = lock.lock().unwrap();
-                while i >= *t + WINDOW && *t != usize::MAX {
+                while *t != usize::MAX && i >= *t + WINDOW {
                     t = cv.wait(t).unwrap();
                 }
                 let gave_up = *t == usize::MAX;
@@ -97,8 +99,10 @@ impl ChunkSource {
                     let gone = e.chain().any(|c| {
                         c.downcast_ref::<io::Error>()
                             .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
-                    }) || e.is::<Damaged>();
-                    if !gone {
+                    });
+                    if e.is::<Damaged>() {
+                        quarantine(&*packs, &manifest.packs[r.pack as usize]);
+                    } else if !gone {
                         failed.store(true, Ordering::SeqCst);
                     }
                     io::Error::other(format!("{e:#}"))
@@ -115,6 +119,7 @@ impl ChunkSource {
             pos: 0,
             taken,
             failed,
+            error: None,
         }
     }
 
@@ -136,13 +141,18 @@ impl Drop for ChunkSource {
 
 impl Read for ChunkSource {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = &self.error {
+            return Err(io::Error::other(e.clone()));
+        }
         while self.pos == self.cur.len() {
             let Some(slot) = self.slots.get(self.next) else {
                 return Ok(0);
             };
-            self.cur = slot
+            let got = slot
                 .recv()
-                .map_err(|_| io::Error::other("a chunk reader stopped"))??;
+                .map_err(|_| io::Error::other("a chunk reader stopped"))
+                .and_then(|r| r);
+            self.cur = got.inspect_err(|e| self.error = Some(e.to_string()))?;
             self.pos = 0;
             self.next += 1;
             let (lock, cv) = &*self.taken;
@@ -153,6 +163,26 @@ impl Read for ChunkSource {
         buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// A damaged pack would be kept forever (its name exists, so saves never write it again):
+/// when its bytes no longer hash to its name, it goes, and the next save writes it whole. A
+/// pack that is whole stays, whatever a wrong manifest said of it.
+fn quarantine(packs: &dyn Packs, name: &str) {
+    let Some(size) = packs
+        .list()
+        .ok()
+        .and_then(|l| l.into_iter().find(|p| p.name == name))
+        .map(|p| p.size)
+    else {
+        return;
+    };
+    let whole = packs
+        .get(name, 0..size)
+        .is_ok_and(|b| blake3::hash(&b).to_hex().as_str() == name);
+    if !whole {
+        let _ = packs.delete(name);
     }
 }
 

@@ -8,8 +8,9 @@ use super::{Chunk, ChunkId, Manifest, Packs, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, PA
 use anyhow::{anyhow, bail, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// What a chunked save did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,6 +30,41 @@ pub struct ChunkSink {
     buf: Vec<u8>,
     seq: u64,
     tx: Option<SyncSender<(u64, Vec<u8>)>>,
+    /// Set once the whole stream is in: a stream cut short leaves its last pack unsent.
+    complete: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+/// How many chunks may be cut ahead of the last one placed in stream order: a worker that
+/// falls behind (a busy machine deschedules it) cannot make the others' results pile up.
+const AHEAD: u64 = 64;
+
+/// The assembler's position, which the sink waits on.
+#[derive(Default)]
+struct Gate {
+    placed: Mutex<u64>,
+    moved: Condvar,
+    closed: AtomicBool,
+}
+
+impl Gate {
+    fn wait_below(&self, seq: u64) {
+        let mut placed = self.placed.lock().unwrap();
+        while seq >= *placed + AHEAD && !self.closed.load(Ordering::SeqCst) {
+            placed = self.moved.wait(placed).unwrap();
+        }
+    }
+
+    fn set(&self, placed: u64) {
+        *self.placed.lock().unwrap() = placed;
+        self.moved.notify_all();
+    }
+
+    fn close(&self) {
+        let _g = self.placed.lock().unwrap();
+        self.closed.store(true, Ordering::SeqCst);
+        self.moved.notify_all();
+    }
 }
 
 impl ChunkSink {
@@ -47,6 +83,7 @@ impl ChunkSink {
         let mut used = 0;
         for &(offset, length) in &cuts[..keep] {
             let chunk = self.buf[offset..offset + length].to_vec();
+            self.gate.wait_below(self.seq);
             let tx = self.tx.as_ref().expect("chunks after the end");
             tx.send((self.seq, chunk))
                 .map_err(|_| io::Error::other("the chunked save stopped"))?;
@@ -105,11 +142,9 @@ pub fn save<T>(
                 let id: ChunkId = blake3::hash(&data).into();
                 let packed = match known.contains_key(&id) {
                     true => None,
-                    // A chunk that cannot be compressed is missing from the count below.
-                    false => match zstd::bulk::compress(&data, level) {
-                        Ok(p) => Some(p),
-                        Err(_) => return,
-                    },
+                    // A chunk that cannot be compressed comes without its bytes: the
+                    // assembler stops the save on it.
+                    false => zstd::bulk::compress(&data, level).ok(),
                 };
                 let len = data.len() as u32;
                 if done.send((seq, Done { id, len, packed })).is_err() {
@@ -118,14 +153,24 @@ pub fn save<T>(
             });
         }
         drop((done_tx, jobs_rx));
-        let assembler = s.spawn(|| assemble(packs, base, &known, done_rx));
+        let complete = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Gate::default());
+        let (whole, known, moves) = (complete.clone(), &known, gate.clone());
+        let assembler = s.spawn(move || {
+            let done = assemble(packs, base, known, done_rx, &whole, &moves);
+            moves.close();
+            done
+        });
         let sink = ChunkSink {
             buf: Vec::new(),
             seq: 0,
             tx: Some(jobs_tx),
+            complete,
+            gate,
         };
         let produced = produce(sink).and_then(|(mut sink, out)| {
             sink.send(true)?;
+            sink.complete.store(true, Ordering::SeqCst);
             sink.tx = None;
             Ok((out, sink.seq))
         });
@@ -152,6 +197,8 @@ fn assemble(
     base: &Manifest,
     known: &HashMap<ChunkId, Chunk>,
     done: Receiver<(u64, Done)>,
+    complete: &AtomicBool,
+    gate: &Gate,
 ) -> Result<(Manifest, SaveStats)> {
     let mut out = Manifest::default();
     let mut stats = SaveStats::default();
@@ -225,6 +272,10 @@ fn assemble(
                     };
                     out.chunks.push(chunk);
                 }
+                gate.set(next);
+            }
+            if !complete.load(Ordering::SeqCst) {
+                bail!("the stream stopped short");
             }
             seal(&mut out, &mut filling)
         })();

@@ -9,8 +9,8 @@ use anyhow::{anyhow, Result};
 use std::io::Read;
 use std::path::PathBuf;
 
-/// The largest manifest read back (a 2 TB tree at the smallest chunks is below it).
-const MANIFEST_MAX: u64 = 1 << 30;
+/// The largest manifest read back, stored (its limit unpacked is 64 MiB).
+const MANIFEST_MAX: u64 = 64 << 20;
 
 /// Whether a save of `format` is chunked on this store: only stores that keep packs take
 /// chunked entries (`gha://` stays on archives, byte-compatible with actions/cache).
@@ -44,10 +44,11 @@ pub(super) fn pack(
 /// newest chunked entry of these paths in the scope, else none. A base that cannot be read is
 /// no base: the save still works, it only uploads more.
 fn base(env: &Env, scope: &str, version: &str) -> Manifest {
-    let restored = std::fs::read(state_file(env, version))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Restored>(&b).ok())
-        .filter(|r| r.store == env.store.location());
+    // Only an entry of this store, from a scope this job may read.
+    let restored = state_file(env, version)
+        .and_then(|p| read_state(&p))
+        .filter(|r| r.store == env.store.location())
+        .filter(|r| r.scope == scope || env.read_scopes.contains(&r.scope));
     let mut candidates = env
         .store
         .list_prefix(scope, version, "")
@@ -67,7 +68,7 @@ fn base(env: &Env, scope: &str, version: &str) -> Manifest {
         }
     }
     for m in candidates.iter().take(2) {
-        match read_manifest(env, m) {
+        match read_manifest(env, m).and_then(|found| present(env, found)) {
             Ok(found) => {
                 env.report.info(format!(
                     "Chunks already stored are taken from key {}",
@@ -82,6 +83,24 @@ fn base(env: &Env, scope: &str, version: &str) -> Manifest {
         }
     }
     Manifest::default()
+}
+
+/// The base's chunks whose packs are there and long enough: a chunk in a pack that is gone
+/// is stored again rather than referenced, so a lost pack does not spread to new entries.
+fn present(env: &Env, mut base: Manifest) -> Result<Manifest> {
+    let packs = env.store.packs().ok_or_else(|| anyhow!("no packs"))?;
+    let sizes: std::collections::HashMap<String, u64> = packs
+        .list()?
+        .into_iter()
+        .map(|p| (p.name, p.size))
+        .collect();
+    let names = base.packs.clone();
+    base.chunks.retain(|c| {
+        sizes
+            .get(&names[c.pack as usize])
+            .is_some_and(|&size| c.offset + c.stored as u64 <= size)
+    });
+    Ok(base)
 }
 
 /// A chunked entry's manifest, checked against the size and sha256 its metadata records.
@@ -132,16 +151,40 @@ struct Restored {
 }
 
 /// Where a restore records the entry it restored for a version, for the save that follows in
-/// the same job: the runner's temporary directory.
-fn state_file(env: &Env, version: &str) -> PathBuf {
-    let dir = ["RUNNER_TEMP", "TMPDIR"]
-        .iter()
-        .find_map(|v| env.ctx.env.get(*v).filter(|d| !d.is_empty()))
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    dir.join(format!(
-        "kura-restored-{}.json",
+/// the same job: the runner's temporary directory (GitHub), else the user's cache directory.
+/// Never a shared `/tmp`, where another user could plant it.
+fn state_file(env: &Env, version: &str) -> Option<PathBuf> {
+    let var = |v: &str| {
+        env.ctx
+            .env
+            .get(v)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    };
+    let dir = var("RUNNER_TEMP")
+        .map(|d| d.join("kura"))
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("kura").join(".state")))
+        .or_else(|| env.ctx.home.as_ref().map(|h| h.join(".cache/kura/.state")))?;
+    Some(dir.join(format!(
+        "restored-{}.json",
         &version[..16.min(version.len())]
-    ))
+    )))
+}
+
+/// The state file, if it is a small regular file (not a link, not a FIFO that would block).
+fn read_state(path: &std::path::Path) -> Option<Restored> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut b = Vec::new();
+    f.take(4096).read_to_end(&mut b).ok()?;
+    serde_json::from_slice(&b).ok()
 }
 
 /// Record that this job restored the chunked entry `meta`, the base of a later save of the
@@ -155,7 +198,17 @@ pub(super) fn record_restored(env: &Env, meta: &Meta) {
         scope: meta.scope.clone(),
         key: meta.key.clone(),
     };
-    if let Ok(b) = serde_json::to_vec(&r) {
-        let _ = std::fs::write(state_file(env, &meta.version), b);
+    let (Some(path), Ok(b)) = (state_file(env, &meta.version), serde_json::to_vec(&r)) else {
+        return;
+    };
+    // Written aside and renamed: a save never reads half of it.
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
 }

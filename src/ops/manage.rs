@@ -5,6 +5,7 @@ use crate::outcome::{Listed, Outcome};
 use crate::report::{human, parse_duration, parse_size};
 use crate::store::{now_ms, Meta};
 use anyhow::Result;
+use std::collections::BTreeMap;
 
 fn when(ms: u64) -> String {
     if ms == 0 {
@@ -146,6 +147,7 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
         }
     }
     let packs_deleted = packs.sweep(env, limits.dry_run)?;
+    let dead_bytes = packs.dead_bytes();
     let verb = if limits.dry_run {
         "Would prune"
     } else {
@@ -162,7 +164,7 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
         env.report.info(format!(
             "Packs: {} live, {} dead; {} dead pack(s) {}",
             human(packs.live_bytes),
-            human(packs.dead_bytes()),
+            human(dead_bytes),
             packs_deleted,
             if limits.dry_run {
                 "would be deleted"
@@ -176,13 +178,13 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
         remaining_bytes: total,
         dry_run: limits.dry_run,
         live_pack_bytes: packs.live_bytes,
-        dead_pack_bytes: packs.dead_bytes(),
+        dead_pack_bytes: dead_bytes,
         packs_deleted,
     })
 }
 
-/// A pack no entry references is deleted only once it is this old: a save uploads its packs
-/// before its manifest, and no save runs this long.
+/// A pack no entry references is deleted once it is this old and a prune this long ago found
+/// it unreferenced already: no save runs this long.
 const PACK_GRACE_MS: u64 = 24 * 3600 * 1000;
 
 /// Mark and sweep for the packs of chunked entries: how many entries reference each pack.
@@ -191,6 +193,8 @@ struct PackCounts {
     refs: std::collections::HashMap<String, usize>,
     listed: Vec<crate::chunked::PackInfo>,
     live_bytes: u64,
+    /// Bytes of the packs the sweep deleted.
+    swept: u64,
 }
 
 impl PackCounts {
@@ -215,6 +219,7 @@ impl PackCounts {
             refs,
             listed,
             live_bytes,
+            swept: 0,
         })
     }
 
@@ -239,27 +244,47 @@ impl PackCounts {
         freed
     }
 
+    /// Bytes of unreferenced packs left after the sweep (or, in a dry run, that would be).
     fn dead_bytes(&self) -> u64 {
         let all: u64 = self.listed.iter().map(|p| p.size).sum();
-        all - self.live_bytes
+        all - self.live_bytes - self.swept
     }
 
-    /// Delete the dead packs past the grace period.
-    fn sweep(&self, env: &Env, dry_run: bool) -> Result<usize> {
+    /// Delete the packs found unreferenced by a prune at least the grace period ago and
+    /// unreferenced still, and note the others as dead from now. A save that reuses a pack
+    /// whose last entry this prune deletes commits long before the next prune a day later,
+    /// which then finds the pack referenced again: a save in flight never loses its packs.
+    fn sweep(&mut self, env: &Env, dry_run: bool) -> Result<usize> {
+        let Some(store) = env.store.packs() else {
+            return Ok(0);
+        };
+        let noted: BTreeMap<String, u64> = store
+            .read_note()?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         let now = now_ms();
+        let mut still_dead = BTreeMap::new();
         let mut deleted = 0;
-        for p in &self.listed {
+        for p in self
+            .listed
+            .iter()
+            .filter(|p| !self.refs.contains_key(&p.name))
+        {
+            let since = noted.get(&p.name).copied().unwrap_or(now);
             // A pack whose time the store does not say is never old enough.
-            let young = p.modified_ms == 0 || now.saturating_sub(p.modified_ms) < PACK_GRACE_MS;
-            if self.refs.contains_key(&p.name) || young {
-                continue;
-            }
-            if !dry_run {
-                if let Some(store) = env.store.packs() {
+            let old = p.modified_ms != 0 && now.saturating_sub(p.modified_ms) >= PACK_GRACE_MS;
+            if old && now.saturating_sub(since) >= PACK_GRACE_MS {
+                if !dry_run {
                     store.delete(&p.name)?;
                 }
+                deleted += 1;
+                self.swept += p.size;
+            } else {
+                still_dead.insert(p.name.clone(), since);
             }
-            deleted += 1;
+        }
+        if !dry_run && (still_dead != noted || deleted > 0) {
+            store.write_note(&serde_json::to_vec(&still_dead)?)?;
         }
         Ok(deleted)
     }

@@ -324,7 +324,7 @@ fn extract_chunked(
     let mut stored = Vec::new();
     env.store
         .open(meta)?
-        .take(1 << 30)
+        .take(64 << 20)
         .read_to_end(&mut stored)?;
     if let Err(why) = chunked::check(meta, &stored) {
         return Ok(Err(why));

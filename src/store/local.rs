@@ -6,7 +6,7 @@
 //! saves of one key the only one. The entry directory's mtime records when it was last used.
 
 use super::{entry_name, name_prefix, now_ms, scope_dir, Committed, Meta, Store, Upload};
-use crate::chunked::{valid_pack_name, PackInfo, Packs};
+use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE};
 use anyhow::{bail, Context as _, Result};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
@@ -189,27 +189,52 @@ struct LocalPacks {
     dir: PathBuf,
 }
 
-impl Packs for LocalPacks {
-    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+impl LocalPacks {
+    /// Write `name` aside and rename it into place: readers see all of it or nothing.
+    fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         let path = self.dir.join(name);
-        if path.exists() {
-            return Ok(());
-        }
         static SEQ: AtomicU64 = AtomicU64::new(0);
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        // Random, and created new: processes of other hosts or containers sharing the
+        // store may have the same pid.
         let tmp = self.dir.join(format!(
-            ".{}-{}",
+            ".{}-{}-{:x}",
             std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            super::http::random()
         ));
-        let written = fs::write(&tmp, data)
-            .and_then(|()| File::open(&tmp)?.sync_all())
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
             .and_then(|()| fs::rename(&tmp, &path));
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         written.with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+impl Packs for LocalPacks {
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        if self.dir.join(name).exists() {
+            return Ok(());
+        }
+        self.write(name, data)
+    }
+
+    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+        match fs::read(self.dir.join(NOTE)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("cannot read prune's note"),
+        }
+    }
+
+    fn write_note(&self, data: &[u8]) -> Result<()> {
+        self.write(NOTE, data)
     }
 
     fn get(&self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {

@@ -154,12 +154,106 @@ pub fn prune_keeps_young_and_live_packs(f: &dyn Fixture) {
     let listed = packs.list().unwrap();
     let now = kura::store::now_ms();
     for p in &listed {
-        assert!(p.modified_ms <= now + 5_000 && p.modified_ms + 3_600_000 > now, "{p:?}");
+        assert!(
+            p.modified_ms <= now + 5_000 && p.modified_ms + 3_600_000 > now,
+            "{p:?}"
+        );
     }
     let names: Vec<String> = listed.into_iter().map(|p| p.name).collect();
     assert!(names.contains(&orphan), "{names:?}");
     let want = tree(&job);
     std::fs::remove_dir_all(job.ws.join("d")).unwrap();
     assert!(matches!(job.restore(&key), Outcome::Hit(_)));
+    assert_eq!(tree(&job), want);
+}
+
+/// Prune racing a save: the save packs its chunks, reusing entry a's packs; a prune then
+/// deletes a (old) and so finds a's packs unreferenced; the save commits. A day later the
+/// next prune finds them referenced by the save's entry and keeps them. Until the commit the
+/// save's entry is invisible (a save killed there leaves only packs).
+pub fn prune_racing_a_save_keeps_its_packs(f: &dyn Fixture) {
+    use std::io::{Read, Write};
+    let ns = ns("chunkrace-prune");
+    let job = Job::new(f, &ns);
+    let Some(packs) = job.env.store.packs() else {
+        return;
+    };
+    let (ka, kb) = (format!("{ns}-a"), format!("{ns}-b"));
+    job.fill(24);
+    saved(job.save_as(&ka, Format::Chunked));
+    let a = job.env.store.list(&ka).unwrap().pop().unwrap();
+    let mut stored = Vec::new();
+    job.env
+        .store
+        .open(&a)
+        .unwrap()
+        .read_to_end(&mut stored)
+        .unwrap();
+    let base = kura::chunked::Manifest::decode(&stored).unwrap();
+    let mut stream = Vec::new();
+    kura::chunked::ChunkSource::start(packs.clone(), base.clone(), 2)
+        .read_to_end(&mut stream)
+        .unwrap();
+    // The save of b: the same stream, every chunk a's.
+    let ((), manifest, stats) = kura::chunked::save(&*packs, &base, 3, 2, |mut sink| {
+        sink.write_all(&stream)?;
+        Ok((sink, ()))
+    })
+    .unwrap();
+    assert_eq!(stats.reused, stats.chunks);
+    assert!(
+        job.env.store.list(&kb).unwrap().is_empty(),
+        "visible before its commit"
+    );
+    // The prune: a is ten days old and goes.
+    f.backdate(&ns, &a, 10);
+    let limits = |dry_run| kura::ops::Limits {
+        max_size: None,
+        max_age: Some("7d"),
+        dry_run,
+    };
+    kura::ops::prune(&job.env, limits(false)).unwrap();
+    assert!(job.env.store.list(&ka).unwrap().is_empty());
+    // The save commits.
+    let body = manifest.encode().unwrap();
+    let mut up = job
+        .env
+        .store
+        .create(&a.scope, &a.version, &kb)
+        .unwrap()
+        .unwrap();
+    up.write_all(&body).unwrap();
+    let meta = kura::store::Meta {
+        size: Some(body.len() as u64),
+        sha256: Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))),
+        created_ms: kura::store::now_ms(),
+        paths: a.paths.clone(),
+        format: Format::Chunked,
+        packs: manifest.packs.clone(),
+        ..kura::store::Meta::bare(&kb, &a.version, &a.scope)
+    };
+    up.commit(&meta, false).unwrap();
+    // A day later (prune's note says so), the next prune.
+    let mut note: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&packs.read_note().unwrap().unwrap()).unwrap();
+    assert!(
+        manifest.packs.iter().all(|p| note.contains_key(p)),
+        "{note:?}"
+    );
+    for since in note.values_mut() {
+        *since -= 2 * 86_400_000;
+    }
+    packs
+        .write_note(&serde_json::to_vec(&note).unwrap())
+        .unwrap();
+    kura::ops::prune(&job.env, limits(false)).unwrap();
+    let listed: Vec<String> = packs.list().unwrap().into_iter().map(|p| p.name).collect();
+    assert!(
+        manifest.packs.iter().all(|p| listed.contains(p)),
+        "{listed:?}"
+    );
+    let want = tree(&job);
+    std::fs::remove_dir_all(job.ws.join("d")).unwrap();
+    assert!(matches!(job.restore(&kb), Outcome::Hit(_)));
     assert_eq!(tree(&job), want);
 }

@@ -479,6 +479,11 @@ macro_rules! contract {
             }
 
             #[test]
+            fn prune_racing_a_chunked_save_keeps_its_packs() {
+                chunks::prune_racing_a_save_keeps_its_packs(&$fixture)
+            }
+
+            #[test]
             fn prune_keeps_the_packs_of_a_save_in_flight_and_of_live_entries() {
                 chunks::prune_keeps_young_and_live_packs(&$fixture)
             }

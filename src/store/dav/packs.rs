@@ -2,7 +2,7 @@
 //! by ranges, listed (with sizes and times) for `prune`.
 
 use super::{refusal, DavStore, RETRY};
-use crate::chunked::{valid_pack_name, PackInfo, Packs};
+use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE};
 use crate::store::http::{self, Verdict};
 use anyhow::{anyhow, Result};
 use std::ops::Range;
@@ -81,5 +81,18 @@ impl Packs for DavPacks {
 
     fn delete(&self, name: &str) -> Result<()> {
         self.0.delete_name(&format!("{DIR}{name}"))
+    }
+
+    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+        let s = &self.0;
+        let rel = format!("{DIR}{NOTE}");
+        let r = s.send("read prune's note", &[200, 404], || {
+            s.request(reqwest::Method::GET, &rel)
+        })?;
+        Ok((r.status == 200).then(|| r.body.to_vec()))
+    }
+
+    fn write_note(&self, data: &[u8]) -> Result<()> {
+        self.put(NOTE, data)
     }
 }

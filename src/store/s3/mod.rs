@@ -156,7 +156,10 @@ impl S3Store {
     }
 
     fn metas_under(&self, prefix: &str, key_prefix: &str) -> Result<Vec<Meta>> {
-        let names = self.list_names(prefix)?;
+        // Packs and prune's note are not entries.
+        let packs = self.join(".packs/");
+        let mut names = self.list_names(prefix)?;
+        names.retain(|n| !n.starts_with(&packs));
         let metas = self.read_metas(Self::winners(&names))?;
         Ok(metas
             .into_iter()

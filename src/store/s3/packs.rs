@@ -2,7 +2,7 @@
 //! about 32 MiB), read by ranges, listed with their sizes and times for `prune`.
 
 use super::{explain, obj};
-use crate::chunked::{valid_pack_name, PackInfo, Packs};
+use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE};
 use anyhow::Result;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3;
@@ -68,5 +68,22 @@ impl Packs for S3Packs {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(explain(e, &self.bucket, "s3:DeleteObject")),
         }
+    }
+
+    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+        let path = obj(format!("{}{NOTE}", self.dir));
+        let got = self.rt.block_on(async {
+            match self.s3.get(&path).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        got.map(|b| b.map(|b| b.to_vec()))
+            .map_err(|e| explain(e, &self.bucket, "s3:GetObject"))
+    }
+
+    fn write_note(&self, data: &[u8]) -> Result<()> {
+        self.put(NOTE, data)
     }
 }
