@@ -48,6 +48,10 @@ pub enum Outcome {
     },
     Listed {
         entries: Vec<Listed>,
+        /// Stores with chunked entries, listed whole: the bytes of packs some entry
+        /// references and of those none does.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        packs: Option<PackBytes>,
     },
     Deleted {
         key: String,
@@ -162,6 +166,13 @@ pub struct Planned {
     pub store: String,
     pub files: u64,
     pub bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PackBytes {
+    pub count: usize,
+    pub live_bytes: u64,
+    pub dead_bytes: u64,
 }
 
 /// One row of `ls`.

@@ -198,12 +198,11 @@ fn a_save_killed_between_packs_and_manifest_leaves_no_entry() {
     child.kill().unwrap();
     child.wait().unwrap();
     let out = run(s.kura().args(["--json", "ls"]));
-    assert_eq!(
-        json(&out)["entries"],
-        serde_json::json!([]),
-        "{}",
-        out.stderr
-    );
+    let j = json(&out);
+    assert_eq!(j["entries"], serde_json::json!([]), "{}", out.stderr);
+    // What it left is dead bytes, and `ls` says so.
+    assert_eq!(j["packs"]["live_bytes"], 0, "{}", out.stdout);
+    assert_eq!(j["packs"]["dead_bytes"].as_u64(), Some(bytes(&packs(&s))));
     // The 80 MiB file is compared by its metadata: a snapshot would hold it, printed, in this
     // process, whose peak memory Linux also counts for the children it starts afterwards.
     let big = s.ws.join("d/big");

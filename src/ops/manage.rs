@@ -26,6 +26,19 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<Outcome> {
     if !env.report.json {
         print_table(env, &all, prefix);
     }
+    // Whether a pack is live shows only against every entry.
+    let packs = match prefix.filter(|p| !p.is_empty()) {
+        None => PackCounts::new(env, &all)?.summary(),
+        Some(_) => None,
+    };
+    if let Some(p) = &packs {
+        env.report.info(format!(
+            "Packs: {}, {} referenced, {} not (prune deletes those a day after it finds them)",
+            p.count,
+            human(p.live_bytes),
+            human(p.dead_bytes)
+        ));
+    }
     let entries = all
         .into_iter()
         .map(|m| Listed {
@@ -39,7 +52,7 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<Outcome> {
             paths: m.paths,
         })
         .collect();
-    Ok(Outcome::Listed { entries })
+    Ok(Outcome::Listed { entries, packs })
 }
 
 fn print_table(env: &Env, all: &[Meta], prefix: Option<&str>) {
@@ -220,6 +233,14 @@ impl PackCounts {
             listed,
             live_bytes,
             swept: 0,
+        })
+    }
+
+    fn summary(&self) -> Option<crate::outcome::PackBytes> {
+        self.any.then(|| crate::outcome::PackBytes {
+            count: self.listed.len(),
+            live_bytes: self.live_bytes,
+            dead_bytes: self.dead_bytes(),
         })
     }
 
