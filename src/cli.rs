@@ -28,8 +28,9 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// Where entries live: file:///DIR, s3://BUCKET/PREFIX or gha:// (default: GitHub's cache
-    /// inside an action given the runtime token, else $XDG_CACHE_HOME/kura or ~/.cache/kura).
+    /// Where entries live: file:///DIR, s3://BUCKET/PREFIX, http(s)://HOST/PATH/,
+    /// oci://HOST/REPOSITORY or gha:// (default: GitHub's cache inside an action given the
+    /// runtime token, else $XDG_CACHE_HOME/kura or ~/.cache/kura).
     #[arg(long, global = true, env = "KURA_STORE")]
     pub store: Option<String>,
     /// Print one JSON object with the outcome on stdout.
@@ -48,6 +49,18 @@ pub struct Global {
     /// Threads for compression, file reads and writes (default: the CPUs available).
     #[arg(long, global = true, env = "KURA_WORKERS")]
     pub workers: Option<u32>,
+    /// Keep the chunks of chunked entries in this directory and serve restores from it
+    /// before the store (persistent runners).
+    #[arg(long, global = true, env = "KURA_CHUNK_CACHE")]
+    pub chunk_cache: Option<std::path::PathBuf>,
+    /// How big the chunk cache may grow; the least recently used chunks go beyond it.
+    #[arg(
+        long,
+        global = true,
+        env = "KURA_CHUNK_CACHE_SIZE",
+        default_value = "10G"
+    )]
+    pub chunk_cache_size: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -118,9 +118,20 @@ fn run(cli: Cli, ci: ci::CiInfo, vars: Vars, report: Report) -> anyhow::Result<O
         Some(s) => (s.clone(), vec![s.clone()]),
         None => (ctx.ci.write_scope.clone(), ctx.ci.read_scopes.clone()),
     };
+    let chunk_cache = match &g.chunk_cache {
+        Some(dir) => {
+            let max = kura::report::parse_size(&g.chunk_cache_size)?;
+            Some(std::sync::Arc::new(kura::chunked::ChunkCache::new(
+                dir.clone(),
+                max,
+            )))
+        }
+        None => None,
+    };
     let env = ops::Env {
         ctx,
         store,
+        chunk_cache,
         report,
         base,
         write_scope,

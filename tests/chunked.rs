@@ -422,3 +422,72 @@ fn now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+fn cache_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|sub| {
+            std::fs::read_dir(sub.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_chunk_cache_serves_restores_before_the_store_and_heals_itself() {
+    let s = Sandbox::new();
+    grow(&s, 40);
+    let cache = s.dir.path().join("chunks");
+    let with_cache = |args: &[&str]| run(s.kura().env("KURA_CHUNK_CACHE", &cache).args(args));
+    let out = with_cache(&[
+        "--json", "save", "--format", "chunked", "--key", "k", "--path", "d",
+    ]);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    // Every new chunk, as stored in the packs.
+    let cached = cache_files(&cache);
+    let size =
+        |fs: &[std::path::PathBuf]| -> u64 { fs.iter().map(|f| f.metadata().unwrap().len()).sum() };
+    assert_eq!(size(&cached), bytes(&packs(&s)));
+    let want = tree(&s.ws.join("d"));
+    // The store's packs out of reach: the cache alone restores the entry.
+    let packs_dir = s.store.join(".packs");
+    let away = s.dir.path().join("packs-away");
+    std::fs::rename(&packs_dir, &away).unwrap();
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    support::assert_clean_hit(&with_cache(&[
+        "--json", "restore", "--key", "k", "--path", "d",
+    ]));
+    assert_eq!(tree(&s.ws.join("d")), want);
+    // A damaged cached chunk is dropped and fetched from the store again.
+    std::fs::rename(&away, &packs_dir).unwrap();
+    let victim = &cached[cached.len() / 2];
+    let good = std::fs::read(victim).unwrap();
+    std::fs::write(victim, b"not the chunk").unwrap();
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    support::assert_clean_hit(&with_cache(&[
+        "--json", "restore", "--key", "k", "--path", "d",
+    ]));
+    assert_eq!(tree(&s.ws.join("d")), want);
+    assert_eq!(std::fs::read(victim).unwrap(), good);
+    // Over its size, the least recently used chunks go.
+    std::fs::write(victim, b"damaged again").unwrap();
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(s
+        .kura()
+        .env("KURA_CHUNK_CACHE", &cache)
+        .env("KURA_CHUNK_CACHE_SIZE", "1M")
+        .args(["--json", "restore", "--key", "k", "--path", "d"]));
+    support::assert_clean_hit(&out);
+    let total: u64 = cache_files(&cache)
+        .iter()
+        .map(|f| f.metadata().unwrap().len())
+        .sum();
+    assert!(total <= 1 << 20, "{total}");
+}

@@ -5,10 +5,12 @@
 //! base entry already has and uploads only new ones; packs go up first and the manifest last,
 //! so a killed save leaves no visible entry, only unreferenced packs for `prune`.
 
+mod cache;
 mod manifest;
 mod restore;
 mod save;
 
+pub use cache::ChunkCache;
 pub use manifest::{Chunk, Manifest};
 pub use restore::ChunkSource;
 pub use save::{save, ChunkSink, SaveStats};

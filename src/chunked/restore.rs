@@ -2,7 +2,7 @@
 //! ranged read, fetched by several readers a bounded window ahead, each chunk decompressed and
 //! checked against its BLAKE3, and handed on in stream order as one `Read` for the extractor.
 
-use super::{Manifest, Packs};
+use super::{ChunkCache, Manifest, Packs};
 use anyhow::{anyhow, ensure, Result};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -65,7 +65,12 @@ pub struct ChunkSource {
 
 impl ChunkSource {
     /// Start `readers` threads fetching the entry's chunks from `packs`.
-    pub fn start(packs: Arc<dyn Packs>, manifest: Manifest, readers: usize) -> ChunkSource {
+    pub fn start(
+        packs: Arc<dyn Packs>,
+        manifest: Manifest,
+        readers: usize,
+        cache: Option<Arc<ChunkCache>>,
+    ) -> ChunkSource {
         let manifest = Arc::new(manifest);
         let ranges = Arc::new(ranges(&manifest));
         let (senders, slots): (Vec<_>, Vec<_>) = ranges.iter().map(|_| sync_channel(1)).unzip();
@@ -81,6 +86,7 @@ impl ChunkSource {
                 senders.clone(),
             );
             let (next, taken, failed) = (next.clone(), taken.clone(), failed.clone());
+            let cache = cache.clone();
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(r) = ranges.get(i) else { return };
@@ -95,7 +101,12 @@ impl ChunkSource {
                 if gave_up {
                     return;
                 }
-                let got = fetch(&*packs, &manifest, r).map_err(|e| {
+                let cached = cache.as_deref().and_then(|c| from_cache(c, &manifest, r));
+                let got = match cached {
+                    Some(data) => Ok(data),
+                    None => fetch(&*packs, &manifest, r, cache.as_deref()),
+                };
+                let got = got.map_err(|e| {
                     let gone = e.chain().any(|c| {
                         c.downcast_ref::<io::Error>()
                             .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
@@ -198,7 +209,30 @@ impl std::fmt::Display for Damaged {
 
 impl std::error::Error for Damaged {}
 
-fn fetch(packs: &dyn Packs, m: &Manifest, r: &Range) -> Result<Vec<u8>> {
+/// The range's chunks from the local cache, if it has them all and they pass their checks.
+fn from_cache(cache: &ChunkCache, m: &Manifest, r: &Range) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(r.len as usize);
+    for c in &m.chunks[r.chunks.clone()] {
+        let stored = cache.get(&c.id)?;
+        match zstd::bulk::decompress(&stored, c.len as usize) {
+            Ok(data) if data.len() == c.len as usize && *blake3::hash(&data).as_bytes() == c.id => {
+                out.extend_from_slice(&data)
+            }
+            _ => {
+                cache.drop_chunk(&c.id);
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn fetch(
+    packs: &dyn Packs,
+    m: &Manifest,
+    r: &Range,
+    cache: Option<&ChunkCache>,
+) -> Result<Vec<u8>> {
     let name = &m.packs[r.pack as usize];
     let bytes = packs.get(name, r.start..r.end)?;
     ensure!(
@@ -221,6 +255,9 @@ fn fetch(packs: &dyn Packs, m: &Manifest, r: &Range) -> Result<Vec<u8>> {
             .into());
         }
         out.extend_from_slice(&data);
+        if let Some(cache) = cache {
+            cache.put(&c.id, stored);
+        }
     }
     Ok(out)
 }

@@ -4,7 +4,9 @@
 //! sealed packs to an uploader. Memory stays bounded: a few chunks per worker in the channels,
 //! one pack filling, one waiting, one going up.
 
-use super::{Chunk, ChunkId, Manifest, Packs, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, PACK_TARGET};
+use super::{
+    Chunk, ChunkCache, ChunkId, Manifest, Packs, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, PACK_TARGET,
+};
 use anyhow::{anyhow, bail, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
@@ -122,6 +124,7 @@ struct Done {
 /// The manifest is returned, not stored: committing it is the caller's.
 pub fn save<T>(
     packs: &dyn Packs,
+    cache: Option<&ChunkCache>,
     base: &Manifest,
     level: i32,
     workers: usize,
@@ -157,7 +160,7 @@ pub fn save<T>(
         let gate = Arc::new(Gate::default());
         let (whole, known, moves) = (complete.clone(), &known, gate.clone());
         let assembler = s.spawn(move || {
-            let done = assemble(packs, base, known, done_rx, &whole, &moves);
+            let done = assemble(packs, cache, base, known, done_rx, &whole, &moves);
             moves.close();
             done
         });
@@ -194,6 +197,7 @@ pub fn save<T>(
 /// Put chunks in stream order into the manifest and new ones into packs.
 fn assemble(
     packs: &dyn Packs,
+    cache: Option<&ChunkCache>,
     base: &Manifest,
     known: &HashMap<ChunkId, Chunk>,
     done: Receiver<(u64, Done)>,
@@ -264,6 +268,9 @@ fn assemble(
                             len: d.len,
                         };
                         data.extend_from_slice(&packed);
+                        if let Some(cache) = cache {
+                            cache.put(&d.id, &packed);
+                        }
                         fresh.insert(d.id, c);
                         if data.len() >= PACK_TARGET {
                             seal(&mut out, &mut filling)?;

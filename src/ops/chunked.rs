@@ -35,9 +35,19 @@ pub(super) fn pack(
         raw: true,
         ..opts.clone()
     };
-    chunked::save(&*packs, &base, opts.level, env.workers as usize, |sink| {
-        archive::pack(walk, sink, &raw)
-    })
+    let cache = env.chunk_cache.as_deref();
+    let saved = chunked::save(
+        &*packs,
+        cache,
+        &base,
+        opts.level,
+        env.workers as usize,
+        |sink| archive::pack(walk, sink, &raw),
+    );
+    if let Some(c) = cache {
+        c.trim();
+    }
+    saved
 }
 
 /// The manifest to dedup against: the entry this job restored for these paths, else the
@@ -140,6 +150,7 @@ pub(super) fn source(env: &Env, stored: &[u8]) -> Result<ChunkSource> {
         packs,
         manifest,
         env.workers as usize * 2,
+        env.chunk_cache.clone(),
     ))
 }
 

@@ -27,6 +27,8 @@ pub struct Env {
     pub write_scope: String,
     pub read_scopes: Vec<String>,
     pub workers: u32,
+    /// The opt-in local cache of chunks (`--chunk-cache`).
+    pub chunk_cache: Option<std::sync::Arc<crate::chunked::ChunkCache>>,
 }
 
 pub use crate::outcome::{user_error, UserError};

@@ -351,6 +351,9 @@ fn extract_chunked(
     };
     drop(ticker);
     let (_, read) = counting.finish();
+    if let Some(c) = &env.chunk_cache {
+        c.trim();
+    }
     Ok(Ok(Extracted { extraction, read }))
 }
 

@@ -191,11 +191,11 @@ pub fn prune_racing_a_save_keeps_its_packs(f: &dyn Fixture) {
         .unwrap();
     let base = kura::chunked::Manifest::decode(&stored).unwrap();
     let mut stream = Vec::new();
-    kura::chunked::ChunkSource::start(packs.clone(), base.clone(), 2)
+    kura::chunked::ChunkSource::start(packs.clone(), base.clone(), 2, None)
         .read_to_end(&mut stream)
         .unwrap();
     // The save of b: the same stream, every chunk a's.
-    let ((), manifest, stats) = kura::chunked::save(&*packs, &base, 3, 2, |mut sink| {
+    let ((), manifest, stats) = kura::chunked::save(&*packs, None, &base, 3, 2, |mut sink| {
         sink.write_all(&stream)?;
         Ok((sink, ()))
     })

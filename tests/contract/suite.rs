@@ -347,6 +347,7 @@ impl Job {
             write_scope: MAIN.into(),
             read_scopes: vec![MAIN.into()],
             workers: 2,
+            chunk_cache: None,
         };
         Job { env, ws }
     }
