@@ -109,6 +109,7 @@ pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
         overwrite: flag(vars, "overwrite")?,
         dry_run: false,
         format: crate::store::Format::Archive,
+        chunk_size: crate::chunked::AVG_CHUNK,
         literal_key: false,
     };
     if step == Step::Post {

@@ -3,6 +3,15 @@
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
+/// A chunk size: a power of two from 4 KiB to 1 MiB.
+fn chunk_size(s: &str) -> Result<u32, String> {
+    let n = crate::report::parse_size(s).map_err(|e| e.to_string())?;
+    if !n.is_power_of_two() || !(4 << 10..=1 << 20).contains(&n) {
+        return Err(format!("{s} is not a power of two from 4K to 1M"));
+    }
+    Ok(n as u32)
+}
+
 /// Boolean flags read from the environment take 1/0, true/false, yes/no and on/off.
 fn boolish() -> BoolishValueParser {
     BoolishValueParser::new()
@@ -194,6 +203,10 @@ pub struct SaveArgs {
     /// save an archive).
     #[arg(long, value_enum, default_value_t = crate::store::Format::Archive, env = "KURA_FORMAT")]
     pub format: crate::store::Format,
+    /// Chunked entries: the average chunk size, a power of two from 4K to 1M (smaller finds
+    /// more to reuse when small files change; larger compresses better and lists fewer chunks).
+    #[arg(long, default_value = "64K", env = "KURA_CHUNK_SIZE", value_parser = chunk_size)]
+    pub chunk_size: u32,
     /// The key is already evaluated (the action's post step): not a template.
     #[arg(skip)]
     pub literal_key: bool,

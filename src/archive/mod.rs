@@ -76,6 +76,8 @@ pub struct HashingReader<R> {
     /// The source itself failed (a store or network error, not bad bytes).
     pub source_failed: bool,
     progress: Option<Arc<AtomicU64>>,
+    /// Count only (what is read is checked otherwise, chunk by chunk).
+    count_only: bool,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -86,7 +88,14 @@ impl<R: Read> HashingReader<R> {
             count: 0,
             source_failed: false,
             progress: None,
+            count_only: false,
         }
+    }
+
+    /// Count without hashing.
+    pub fn count_only(mut self) -> Self {
+        self.count_only = true;
+        self
     }
 
     /// Also publish the byte count, for progress lines.
@@ -106,7 +115,9 @@ impl<R: Read> Read for HashingReader<R> {
             .inner
             .read(buf)
             .inspect_err(|_| self.source_failed = true)?;
-        self.hasher.update(&buf[..n]);
+        if !self.count_only {
+            self.hasher.update(&buf[..n]);
+        }
         self.count += n as u64;
         if let Some(p) = &self.progress {
             p.store(self.count, Ordering::Relaxed);

@@ -13,15 +13,14 @@ mod save;
 pub use cache::ChunkCache;
 pub use manifest::{Chunk, Manifest};
 pub use restore::ChunkSource;
-pub use save::{save, ChunkSink, SaveStats};
+pub use save::{save, ChunkSink, SaveStats, Tuning};
 
 use anyhow::Result;
 use std::ops::Range;
 
-/// FastCDC's minimum, average and maximum chunk sizes.
-pub const MIN_CHUNK: u32 = 16 << 10;
+/// FastCDC's average chunk size by default; the minimum is a quarter of the average, the
+/// maximum four times it.
 pub const AVG_CHUNK: u32 = 64 << 10;
-pub const MAX_CHUNK: u32 = 256 << 10;
 /// A pack is sealed and uploaded once it holds this many bytes.
 pub const PACK_TARGET: usize = 32 << 20;
 

@@ -87,39 +87,47 @@ impl ChunkSource {
             );
             let (next, taken, failed) = (next.clone(), taken.clone(), failed.clone());
             let cache = cache.clone();
-            std::thread::spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(r) = ranges.get(i) else { return };
-                // Stay within the window: wait until the reader has taken enough ranges.
-                let (lock, cv) = &*taken;
-                let mut t = lock.lock().unwrap();
-                while *t != usize::MAX && i >= *t + WINDOW {
-                    t = cv.wait(t).unwrap();
-                }
-                let gave_up = *t == usize::MAX;
-                drop(t);
-                if gave_up {
-                    return;
-                }
-                let cached = cache.as_deref().and_then(|c| from_cache(c, &manifest, r));
-                let got = match cached {
-                    Some(data) => Ok(data),
-                    None => fetch(&*packs, &manifest, r, cache.as_deref()),
+            std::thread::spawn(move || {
+                let mut unzstd = match zstd::bulk::Decompressor::new() {
+                    Ok(d) => d,
+                    Err(_) => return,
                 };
-                let got = got.map_err(|e| {
-                    let gone = e.chain().any(|c| {
-                        c.downcast_ref::<io::Error>()
-                            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
-                    });
-                    if e.is::<Damaged>() {
-                        quarantine(&*packs, &manifest.packs[r.pack as usize]);
-                    } else if !gone {
-                        failed.store(true, Ordering::SeqCst);
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(r) = ranges.get(i) else { return };
+                    // Stay within the window: wait until the reader has taken enough ranges.
+                    let (lock, cv) = &*taken;
+                    let mut t = lock.lock().unwrap();
+                    while *t != usize::MAX && i >= *t + WINDOW {
+                        t = cv.wait(t).unwrap();
                     }
-                    io::Error::other(format!("{e:#}"))
-                });
-                if senders[i].send(got).is_err() {
-                    return;
+                    let gave_up = *t == usize::MAX;
+                    drop(t);
+                    if gave_up {
+                        return;
+                    }
+                    let cached = cache
+                        .as_deref()
+                        .and_then(|c| from_cache(c, &manifest, r, &mut unzstd));
+                    let got = match cached {
+                        Some(data) => Ok(data),
+                        None => fetch(&*packs, &manifest, r, cache.as_deref(), &mut unzstd),
+                    };
+                    let got = got.map_err(|e| {
+                        let gone = e.chain().any(|c| {
+                            c.downcast_ref::<io::Error>()
+                                .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+                        });
+                        if e.is::<Damaged>() {
+                            quarantine(&*packs, &manifest.packs[r.pack as usize]);
+                        } else if !gone {
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                        io::Error::other(format!("{e:#}"))
+                    });
+                    if senders[i].send(got).is_err() {
+                        return;
+                    }
                 }
             });
         }
@@ -210,11 +218,16 @@ impl std::fmt::Display for Damaged {
 impl std::error::Error for Damaged {}
 
 /// The range's chunks from the local cache, if it has them all and they pass their checks.
-fn from_cache(cache: &ChunkCache, m: &Manifest, r: &Range) -> Option<Vec<u8>> {
+fn from_cache(
+    cache: &ChunkCache,
+    m: &Manifest,
+    r: &Range,
+    unzstd: &mut zstd::bulk::Decompressor,
+) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(r.len as usize);
     for c in &m.chunks[r.chunks.clone()] {
         let stored = cache.get(&c.id)?;
-        match zstd::bulk::decompress(&stored, c.len as usize) {
+        match unzstd.decompress(&stored, c.len as usize) {
             Ok(data) if data.len() == c.len as usize && *blake3::hash(&data).as_bytes() == c.id => {
                 out.extend_from_slice(&data)
             }
@@ -232,6 +245,7 @@ fn fetch(
     m: &Manifest,
     r: &Range,
     cache: Option<&ChunkCache>,
+    unzstd: &mut zstd::bulk::Decompressor,
 ) -> Result<Vec<u8>> {
     let name = &m.packs[r.pack as usize];
     let bytes = packs.get(name, r.start..r.end)?;
@@ -243,7 +257,7 @@ fn fetch(
     for c in &m.chunks[r.chunks.clone()] {
         let at = (c.offset - r.start) as usize;
         let stored = &bytes[at..at + c.stored as usize];
-        let data = zstd::bulk::decompress(stored, c.len as usize).map_err(|e| {
+        let data = unzstd.decompress(stored, c.len as usize).map_err(|e| {
             anyhow!(Damaged(format!(
                 "a chunk in pack {name} does not decompress: {e}"
             )))

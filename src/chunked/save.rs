@@ -4,15 +4,23 @@
 //! sealed packs to an uploader. Memory stays bounded: a few chunks per worker in the channels,
 //! one pack filling, one waiting, one going up.
 
-use super::{
-    Chunk, ChunkCache, ChunkId, Manifest, Packs, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, PACK_TARGET,
-};
+use super::{Chunk, ChunkCache, ChunkId, Manifest, Packs, PACK_TARGET};
 use anyhow::{anyhow, bail, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
+
+/// How a chunked save cuts and compresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// zstd level of each chunk.
+    pub level: i32,
+    pub workers: usize,
+    /// FastCDC's average chunk size (a power of two, 4 KiB to 1 MiB).
+    pub avg_chunk: u32,
+}
 
 /// What a chunked save did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,6 +38,7 @@ pub struct SaveStats {
 /// The `Write` end of a chunked save: cuts what it is given into chunks for the workers.
 pub struct ChunkSink {
     buf: Vec<u8>,
+    avg: u32,
     seq: u64,
     tx: Option<SyncSender<(u64, Vec<u8>)>>,
     /// Set once the whole stream is in: a stream cut short leaves its last pack unsent.
@@ -72,7 +81,7 @@ impl Gate {
 impl ChunkSink {
     fn send(&mut self, last: bool) -> io::Result<()> {
         let cuts: Vec<(usize, usize)> =
-            fastcdc::v2020::FastCDC::new(&self.buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+            fastcdc::v2020::FastCDC::new(&self.buf, self.avg / 4, self.avg, self.avg * 4)
                 .map(|c| (c.offset, c.length))
                 .collect();
         // The last cut may be where the buffer ends rather than where the content says: it
@@ -100,7 +109,7 @@ impl ChunkSink {
 impl Write for ChunkSink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= 4 * MAX_CHUNK as usize {
+        if self.buf.len() >= 16 * self.avg as usize {
             self.send(false)?;
         }
         Ok(data.len())
@@ -126,11 +135,11 @@ pub fn save<T>(
     packs: &dyn Packs,
     cache: Option<&ChunkCache>,
     base: &Manifest,
-    level: i32,
-    workers: usize,
+    tuning: Tuning,
     produce: impl FnOnce(ChunkSink) -> Result<(ChunkSink, T)>,
 ) -> Result<(T, Manifest, SaveStats)> {
     let known: HashMap<ChunkId, Chunk> = base.chunks.iter().map(|c| (c.id, *c)).collect();
+    let Tuning { level, workers, .. } = tuning;
     let (jobs_tx, jobs_rx) = sync_channel::<(u64, Vec<u8>)>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<(u64, Done)>(workers * 2);
     // The workers own the receiving end: when they stop, the sink's sends fail at once.
@@ -138,20 +147,24 @@ pub fn save<T>(
     std::thread::scope(|s| {
         for _ in 0..workers.max(1) {
             let (jobs, done, known) = (jobs_rx.clone(), done_tx.clone(), &known);
-            s.spawn(move || loop {
-                let Ok((seq, data)) = jobs.lock().unwrap().recv() else {
-                    return;
-                };
-                let id: ChunkId = blake3::hash(&data).into();
-                let packed = match known.contains_key(&id) {
-                    true => None,
-                    // A chunk that cannot be compressed comes without its bytes: the
-                    // assembler stops the save on it.
-                    false => zstd::bulk::compress(&data, level).ok(),
-                };
-                let len = data.len() as u32;
-                if done.send((seq, Done { id, len, packed })).is_err() {
-                    return;
+            s.spawn(move || {
+                // One context per worker: making one per chunk costs as much as compressing.
+                let mut zstd = zstd::bulk::Compressor::new(level).ok();
+                loop {
+                    let Ok((seq, data)) = jobs.lock().unwrap().recv() else {
+                        return;
+                    };
+                    let id: ChunkId = blake3::hash(&data).into();
+                    let packed = match known.contains_key(&id) {
+                        true => None,
+                        // A chunk that cannot be compressed comes without its bytes: the
+                        // assembler stops the save on it.
+                        false => zstd.as_mut().and_then(|z| z.compress(&data).ok()),
+                    };
+                    let len = data.len() as u32;
+                    if done.send((seq, Done { id, len, packed })).is_err() {
+                        return;
+                    }
                 }
             });
         }
@@ -166,6 +179,7 @@ pub fn save<T>(
         });
         let sink = ChunkSink {
             buf: Vec::new(),
+            avg: tuning.avg_chunk,
             seq: 0,
             tx: Some(jobs_tx),
             complete,
@@ -292,4 +306,90 @@ fn assemble(
         result.and(uploaded)
     })?;
     Ok((out, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunked::PackInfo;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
+
+    impl Packs for Mem {
+        fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+            self.0.lock().unwrap().insert(name.into(), data.to_vec());
+            Ok(())
+        }
+        fn get(&self, name: &str, r: std::ops::Range<u64>) -> Result<Vec<u8>> {
+            Ok(self.0.lock().unwrap()[name][r.start as usize..r.end as usize].to_vec())
+        }
+        fn list(&self) -> Result<Vec<PackInfo>> {
+            Ok(Vec::new())
+        }
+        fn delete(&self, name: &str) -> Result<()> {
+            self.0.lock().unwrap().remove(name);
+            Ok(())
+        }
+        fn read_note(&self) -> Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn write_note(&self, _: &[u8]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn cut(data: &[u8], splits: &[usize], base: &Manifest) -> (Manifest, SaveStats) {
+        let tuning = Tuning {
+            level: 1,
+            workers: 2,
+            avg_chunk: 4 << 10,
+        };
+        let ((), m, stats) = save(&Mem::default(), None, base, tuning, |mut sink| {
+            let mut at = 0;
+            for &n in splits.iter().chain(std::iter::once(&usize::MAX)) {
+                let end = at + n.min(data.len() - at);
+                sink.write_all(&data[at..end])?;
+                at = end;
+            }
+            Ok((sink, ()))
+        })
+        .unwrap();
+        (m, stats)
+    }
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The chunks are the content's, whatever sizes the stream is written in.
+        #[test]
+        fn chunks_do_not_depend_on_how_the_stream_is_written(
+            seed in any::<u64>(),
+            splits in proptest::collection::vec(1usize..40_000, 1..40),
+        ) {
+            let data = noise(300_000, seed);
+            let ids = |m: &Manifest| m.chunks.iter().map(|c| (c.id, c.len)).collect::<Vec<_>>();
+            let (whole, _) = cut(&data, &[], &Manifest::default());
+            let (split, _) = cut(&data, &splits, &Manifest::default());
+            prop_assert_eq!(ids(&whole), ids(&split));
+            prop_assert_eq!(whole.stream_len(), data.len() as u64);
+            // Saved again on itself as the base, nothing is new.
+            let (again, stats) = cut(&data, &splits, &whole);
+            prop_assert_eq!(ids(&again), ids(&whole));
+            prop_assert_eq!(stats.uploaded, 0);
+        }
+    }
 }

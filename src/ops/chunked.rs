@@ -25,6 +25,7 @@ pub(super) fn pack(
     opts: &PackOptions,
     scope: &str,
     version: &str,
+    avg_chunk: u32,
 ) -> Result<(PackStats, Manifest, SaveStats)> {
     let packs = env
         .store
@@ -36,14 +37,14 @@ pub(super) fn pack(
         ..opts.clone()
     };
     let cache = env.chunk_cache.as_deref();
-    let saved = chunked::save(
-        &*packs,
-        cache,
-        &base,
-        opts.level,
-        env.workers as usize,
-        |sink| archive::pack(walk, sink, &raw),
-    );
+    let tuning = chunked::Tuning {
+        level: opts.level,
+        workers: env.workers as usize,
+        avg_chunk,
+    };
+    let saved = chunked::save(&*packs, cache, &base, tuning, |sink| {
+        archive::pack(walk, sink, &raw)
+    });
     if let Some(c) = cache {
         c.trim();
     }

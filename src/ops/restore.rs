@@ -336,7 +336,9 @@ fn extract_chunked(
     };
     let failed = source.source_failed();
     let progress = Progress::of(None);
-    let mut counting = HashingReader::new(source).with_progress(progress.done.clone());
+    let mut counting = HashingReader::new(source)
+        .count_only()
+        .with_progress(progress.done.clone());
     let ticker = Ticker::start(&env.report, "Received", progress);
     let opts = UnpackOptions {
         writers: env.workers as usize,

@@ -53,6 +53,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
         overwrite: args.overwrite,
         parents: Vec::new(),
         format: args.format,
+        chunk_size: args.chunk_size,
     };
     let home = env.ctx.home.as_deref();
     let Walked {
@@ -181,6 +182,8 @@ pub(super) struct Target<'a> {
     pub parents: Vec<String>,
     /// Chunked where the store takes it, else an archive.
     pub format: Format,
+    /// The average chunk size of a chunked save.
+    pub chunk_size: u32,
 }
 
 pub(super) fn warn_missing(env: &Env, missing: &[String]) {
@@ -304,7 +307,8 @@ fn pack_into(
         let (sink, stats) = archive::pack(walk, sink, opts)?;
         return Ok((sink, stats, None));
     }
-    let (stats, manifest, chunks) = super::chunked::pack(env, walk, opts, t.scope, t.version)?;
+    let (stats, manifest, chunks) =
+        super::chunked::pack(env, walk, opts, t.scope, t.version, t.chunk_size)?;
     std::io::Write::write_all(&mut sink, &manifest.encode()?)?;
     Ok((sink, stats, Some((manifest.packs, chunks))))
 }

@@ -91,6 +91,7 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
         overwrite: false,
         parents,
         format: Format::Archive,
+        chunk_size: crate::chunked::AVG_CHUNK,
     };
     let Walked {
         stored, missing, ..

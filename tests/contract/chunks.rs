@@ -195,10 +195,20 @@ pub fn prune_racing_a_save_keeps_its_packs(f: &dyn Fixture) {
         .read_to_end(&mut stream)
         .unwrap();
     // The save of b: the same stream, every chunk a's.
-    let ((), manifest, stats) = kura::chunked::save(&*packs, None, &base, 3, 2, |mut sink| {
-        sink.write_all(&stream)?;
-        Ok((sink, ()))
-    })
+    let ((), manifest, stats) = kura::chunked::save(
+        &*packs,
+        None,
+        &base,
+        kura::chunked::Tuning {
+            level: 3,
+            workers: 2,
+            avg_chunk: kura::chunked::AVG_CHUNK,
+        },
+        |mut sink| {
+            sink.write_all(&stream)?;
+            Ok((sink, ()))
+        },
+    )
     .unwrap();
     assert_eq!(stats.reused, stats.chunks);
     assert!(

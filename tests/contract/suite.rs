@@ -366,6 +366,7 @@ impl Job {
             overwrite: false,
             dry_run: false,
             format,
+            chunk_size: kura::chunked::AVG_CHUNK,
             literal_key: true,
         };
         kura::ops::save(&self.env, &args).unwrap()
