@@ -35,14 +35,58 @@ pub struct SaveStats {
     pub packs: u64,
 }
 
-/// The `Write` end of a chunked save: cuts what it is given into chunks for the workers.
+/// The `Write` end of a chunked save: hands the stream on in blocks to the cutter, on its own
+/// thread, so that the tar writer does nothing more than for an archive.
 pub struct ChunkSink {
+    block: Vec<u8>,
+    tx: Option<SyncSender<Block>>,
+}
+
+enum Block {
+    Data(Vec<u8>),
+    /// The stream is whole; without it the cutter knows the stream was cut short.
+    End,
+}
+
+const BLOCK: usize = 1 << 20;
+
+impl ChunkSink {
+    fn hand_on(&mut self, block: Block) -> io::Result<()> {
+        let tx = self.tx.as_ref().expect("writes after the end");
+        tx.send(block)
+            .map_err(|_| io::Error::other("the chunked save stopped"))
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        let rest = std::mem::take(&mut self.block);
+        if !rest.is_empty() {
+            self.hand_on(Block::Data(rest))?;
+        }
+        self.hand_on(Block::End)
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.block.extend_from_slice(data);
+        if self.block.len() >= BLOCK {
+            let full = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK + (64 << 10)));
+            self.hand_on(Block::Data(full))?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Cuts the stream into chunks (FastCDC) for the workers.
+struct Cutter {
     buf: Vec<u8>,
     avg: u32,
     seq: u64,
-    tx: Option<SyncSender<(u64, Vec<u8>)>>,
-    /// Set once the whole stream is in: a stream cut short leaves its last pack unsent.
-    complete: Arc<AtomicBool>,
+    tx: SyncSender<(u64, Vec<u8>)>,
     gate: Arc<Gate>,
 }
 
@@ -78,7 +122,27 @@ impl Gate {
     }
 }
 
-impl ChunkSink {
+impl Cutter {
+    /// Cut every block as it comes; `Ok(Some(n))` when the stream ended whole after `n`
+    /// chunks, `Ok(None)` when it was cut short.
+    fn run(mut self, blocks: Receiver<Block>) -> io::Result<Option<u64>> {
+        for b in blocks {
+            match b {
+                Block::Data(d) => {
+                    self.buf.extend_from_slice(&d);
+                    if self.buf.len() >= 16 * self.avg as usize {
+                        self.send(false)?;
+                    }
+                }
+                Block::End => {
+                    self.send(true)?;
+                    return Ok(Some(self.seq));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn send(&mut self, last: bool) -> io::Result<()> {
         let cuts: Vec<(usize, usize)> =
             fastcdc::v2020::FastCDC::new(&self.buf, self.avg / 4, self.avg, self.avg * 4)
@@ -95,27 +159,13 @@ impl ChunkSink {
         for &(offset, length) in &cuts[..keep] {
             let chunk = self.buf[offset..offset + length].to_vec();
             self.gate.wait_below(self.seq);
-            let tx = self.tx.as_ref().expect("chunks after the end");
-            tx.send((self.seq, chunk))
+            self.tx
+                .send((self.seq, chunk))
                 .map_err(|_| io::Error::other("the chunked save stopped"))?;
             self.seq += 1;
             used = offset + length;
         }
         self.buf.drain(..used);
-        Ok(())
-    }
-}
-
-impl Write for ChunkSink {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= 16 * self.avg as usize {
-            self.send(false)?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -177,19 +227,35 @@ pub fn save<T>(
             moves.close();
             done
         });
-        let sink = ChunkSink {
+        let (blocks_tx, blocks_rx) = sync_channel::<Block>(4);
+        let cutter = Cutter {
             buf: Vec::new(),
             avg: tuning.avg_chunk,
             seq: 0,
-            tx: Some(jobs_tx),
-            complete,
+            tx: jobs_tx,
             gate,
         };
-        let produced = produce(sink).and_then(|(mut sink, out)| {
-            sink.send(true)?;
-            sink.complete.store(true, Ordering::SeqCst);
-            sink.tx = None;
-            Ok((out, sink.seq))
+        let cut = s.spawn(move || {
+            let cut = cutter.run(blocks_rx);
+            // Only now, with every chunk handed on, may the assembler seal its last pack.
+            if let Ok(Some(_)) = cut {
+                complete.store(true, Ordering::SeqCst);
+            }
+            cut
+        });
+        let sink = ChunkSink {
+            block: Vec::with_capacity(BLOCK + (64 << 10)),
+            tx: Some(blocks_tx),
+        };
+        let produced = produce(sink).and_then(|(sink, out)| {
+            sink.finish()?;
+            Ok(out)
+        });
+        let cut = cut.join().expect("the chunk cutter panicked");
+        let produced = produced.and_then(|out| match cut {
+            Ok(Some(sent)) => Ok((out, sent)),
+            Ok(None) => bail!("the stream stopped short"),
+            Err(e) => Err(e.into()),
         });
         let assembled = assembler.join().expect("the chunk assembler panicked");
         match (produced, assembled) {
