@@ -117,6 +117,8 @@ def one(name):
                 kura(f"restore --key k0 {top}", w("store"), w("tree"))
                 change(w("tree"), random.Random(1), what, name)
                 _, _, out = kura(f"save --format chunked --chunk-size {cs} --key k1 {top}", w("store"), w("tree"))
+                if "chunks" not in out or "chunks" not in cold:
+                    sys.exit(f"chunk size {cs}, {what}: {cold} then {out}")
                 row.append((cold, out))
             cold = row[0][0]
             print(f"{cs:10} {cold['chunks']['uploaded'] / 1e6:10.1f} {cold['size'] / 1e3:12.1f} "

@@ -4,8 +4,12 @@
 //! ```text
 //! "KURACHK1"
 //! u32 packs,  then per pack:  u8 length, name (ASCII hex)
-//! u64 chunks, then per chunk: id (32), u32 pack index, u64 offset, u32 stored length, u32 length
+//! u64 chunks, then per chunk: id (32), u32 pack index, u64 frame offset, u32 frame length,
+//!                             u32 offset in the unpacked frame, u32 length
 //! ```
+//! Chunks are compressed in frames: the new chunks of a run of neighbours in the stream go into
+//! one zstd frame, so that they compress together (a chunk alone loses what its neighbours
+//! share). A chunk is its frame's unpacked bytes from its offset, for its length.
 //! All integers little-endian. Decoding checks every bound, so a hostile manifest is an error,
 //! never a panic or a huge allocation.
 
@@ -13,19 +17,22 @@ use super::{valid_pack_name, ChunkId};
 use anyhow::{bail, ensure, Context, Result};
 
 const MAGIC: &[u8; 8] = b"KURACHK1";
-const RECORD: usize = 32 + 4 + 8 + 4 + 4;
-/// No chunk is bigger than this, stored or unpacked.
-const CHUNK_LIMIT: u32 = 16 << 20;
+const RECORD: usize = 32 + 4 + 8 + 4 + 4 + 4;
+/// No frame is bigger than this, stored or unpacked (frames hold about 1 MiB).
+pub const FRAME_LIMIT: u32 = 16 << 20;
 /// No manifest is bigger than this decompressed: 1.2 million chunks, an 80 GB tree.
 const MAX_SIZE: u64 = 64 << 20;
 
-/// One chunk of the stream: where its compressed bytes are.
+/// One chunk of the stream: the frame that holds it, and where in the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {
     pub id: ChunkId,
     pub pack: u32,
+    /// The frame's place in the pack, and its length there.
     pub offset: u64,
     pub stored: u32,
+    /// Where the chunk starts in the unpacked frame.
+    pub skip: u32,
     pub len: u32,
 }
 
@@ -56,6 +63,7 @@ impl Manifest {
             raw.extend_from_slice(&c.pack.to_le_bytes());
             raw.extend_from_slice(&c.offset.to_le_bytes());
             raw.extend_from_slice(&c.stored.to_le_bytes());
+            raw.extend_from_slice(&c.skip.to_le_bytes());
             raw.extend_from_slice(&c.len.to_le_bytes());
         }
         Ok(zstd::bulk::compress(&raw, 3)?)
@@ -94,17 +102,17 @@ impl Manifest {
                 pack: r.u32()?,
                 offset: r.u64()?,
                 stored: r.u32()?,
+                skip: r.u32()?,
                 len: r.u32()?,
             };
             if c.pack as usize >= packs.len() || c.offset.checked_add(c.stored as u64).is_none() {
                 bail!("the chunk manifest points outside its packs");
             }
-            // Chunks are cut far smaller: a bigger one is a hostile manifest asking a
-            // restore to allocate gigabytes.
+            // Frames are far smaller: a bigger one is a hostile manifest asking a restore to
+            // allocate gigabytes.
             ensure!(
-                c.len <= CHUNK_LIMIT && c.stored <= CHUNK_LIMIT,
-                "the chunk manifest names a chunk of {} bytes",
-                c.len.max(c.stored)
+                c.stored <= FRAME_LIMIT && c.skip as u64 + c.len as u64 <= FRAME_LIMIT as u64,
+                "the chunk manifest names a frame of more than {FRAME_LIMIT} bytes"
             );
             chunks.push(c);
         }
@@ -141,6 +149,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn manifest(n_packs: usize, chunks: Vec<(u8, u32, u64, u32, u32)>) -> Manifest {
+        // The frame holds the chunk alone.
         Manifest {
             packs: (0..n_packs).map(|i| format!("{i:064x}")).collect(),
             chunks: chunks
@@ -150,6 +159,7 @@ mod tests {
                     pack: p % n_packs as u32,
                     offset,
                     stored,
+                    skip: 0,
                     len,
                 })
                 .collect(),
@@ -160,7 +170,7 @@ mod tests {
         #[test]
         fn a_manifest_reads_back_as_written(
             n_packs in 1usize..5,
-            chunks in proptest::collection::vec((any::<u8>(), any::<u32>(), 0u64..1 << 40, 0..=CHUNK_LIMIT, 0..=CHUNK_LIMIT), 0..200),
+            chunks in proptest::collection::vec((any::<u8>(), any::<u32>(), 0u64..1 << 40, 0..=FRAME_LIMIT, 0..=FRAME_LIMIT), 0..200),
         ) {
             let m = manifest(n_packs, chunks);
             prop_assert_eq!(Manifest::decode(&m.encode().unwrap()).unwrap(), m);

@@ -11,7 +11,7 @@ mod restore;
 mod save;
 
 pub use cache::ChunkCache;
-pub use manifest::{Chunk, Manifest};
+pub use manifest::{Chunk, Manifest, FRAME_LIMIT};
 pub use restore::ChunkSource;
 pub use save::{save, ChunkSink, SaveStats, Tuning};
 

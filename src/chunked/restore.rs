@@ -2,7 +2,7 @@
 //! ranged read, fetched by several readers a bounded window ahead, each chunk decompressed and
 //! checked against its BLAKE3, and handed on in stream order as one `Read` for the extractor.
 
-use super::{ChunkCache, Manifest, Packs};
+use super::{ChunkCache, Manifest, Packs, FRAME_LIMIT};
 use anyhow::{anyhow, ensure, Result};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,16 +26,19 @@ struct Range {
 
 fn ranges(m: &Manifest) -> Vec<Range> {
     let mut out: Vec<Range> = Vec::new();
+    let mut frame = u64::MAX;
     for (i, c) in m.chunks.iter().enumerate() {
         let end = c.offset + c.stored as u64;
         match out.last_mut() {
+            // Another chunk of the same frame, or the frame right after it.
             Some(r)
                 if r.pack == c.pack
-                    && r.end == c.offset
-                    && end - r.start <= RANGE_MAX
-                    && r.len + c.len as u64 <= RANGE_MAX =>
+                    && (c.offset == frame
+                        || (r.end == c.offset
+                            && end - r.start <= RANGE_MAX
+                            && r.len + c.len as u64 <= RANGE_MAX)) =>
             {
-                r.end = end;
+                r.end = r.end.max(end);
                 r.len += c.len as u64;
                 r.chunks.end = i + 1;
             }
@@ -47,6 +50,7 @@ fn ranges(m: &Manifest) -> Vec<Range> {
                 chunks: i..i + 1,
             }),
         }
+        frame = c.offset;
     }
     out
 }
@@ -185,6 +189,21 @@ impl Read for ChunkSource {
     }
 }
 
+/// A frame's bytes, unpacked: as many as its header says, at most `FRAME_LIMIT`.
+fn unpack_frame(unzstd: &mut zstd::bulk::Decompressor, stored: &[u8]) -> Result<Vec<u8>> {
+    let size = zstd::zstd_safe::get_frame_content_size(stored)
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow!("no content size in the frame"))?;
+    ensure!(size <= FRAME_LIMIT as u64, "a frame of {size} bytes");
+    let data = unzstd.decompress(stored, size as usize)?;
+    ensure!(
+        data.len() as u64 == size,
+        "the frame is shorter than its header says"
+    );
+    Ok(data)
+}
+
 /// A damaged pack would be kept forever (its name exists, so saves never write it again):
 /// when its bytes no longer hash to its name, it goes, and the next save writes it whole. A
 /// pack that is whole stays, whatever a wrong manifest said of it.
@@ -254,23 +273,35 @@ fn fetch(
         Damaged(format!("pack {name} is shorter than its entry says"))
     );
     let mut out = Vec::new();
+    // The frame unpacked last: its neighbouring chunks follow.
+    let mut frame: Option<(u64, Vec<u8>)> = None;
     for c in &m.chunks[r.chunks.clone()] {
-        let at = (c.offset - r.start) as usize;
-        let stored = &bytes[at..at + c.stored as usize];
-        let data = unzstd.decompress(stored, c.len as usize).map_err(|e| {
-            anyhow!(Damaged(format!(
-                "a chunk in pack {name} does not decompress: {e}"
-            )))
-        })?;
-        if data.len() != c.len as usize || *blake3::hash(&data).as_bytes() != c.id {
-            return Err(Damaged(format!(
-                "a chunk in pack {name} is not the one the entry names"
-            ))
-            .into());
+        if frame.as_ref().is_none_or(|(at, _)| *at != c.offset) {
+            let at = (c.offset - r.start) as usize;
+            let stored = &bytes[at..at + c.stored as usize];
+            frame = Some((
+                c.offset,
+                unpack_frame(unzstd, stored).map_err(|e| {
+                    anyhow!(Damaged(format!(
+                        "a frame in pack {name} does not decompress: {e}"
+                    )))
+                })?,
+            ));
         }
-        out.extend_from_slice(&data);
+        let unpacked = &frame.as_ref().expect("unpacked above").1;
+        let data = unpacked
+            .get(c.skip as usize..c.skip as usize + c.len as usize)
+            .filter(|d| *blake3::hash(d).as_bytes() == c.id)
+            .ok_or_else(|| {
+                Damaged(format!(
+                    "a chunk in pack {name} is not the one the entry names"
+                ))
+            })?;
+        out.extend_from_slice(data);
         if let Some(cache) = cache {
-            cache.put(&c.id, stored);
+            if let Ok(alone) = zstd::bulk::compress(data, 1) {
+                cache.put(&c.id, &alone);
+            }
         }
     }
     Ok(out)

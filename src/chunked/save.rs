@@ -85,14 +85,23 @@ impl Write for ChunkSink {
 struct Cutter {
     buf: Vec<u8>,
     avg: u32,
+    /// Runs handed on, and chunks in them.
     seq: u64,
-    tx: SyncSender<(u64, Vec<u8>)>,
+    chunks: u64,
+    run: Vec<Vec<u8>>,
+    run_bytes: usize,
+    tx: SyncSender<(u64, Vec<Vec<u8>>)>,
     gate: Arc<Gate>,
+    /// Set before the chunks' channel closes: only then may the assembler seal its last pack.
+    complete: Arc<AtomicBool>,
 }
 
-/// How many chunks may be cut ahead of the last one placed in stream order: a worker that
+/// How many runs may be cut ahead of the last one placed in stream order: a worker that
 /// falls behind (a busy machine deschedules it) cannot make the others' results pile up.
-const AHEAD: u64 = 64;
+const AHEAD: u64 = 16;
+/// Neighbouring chunks go to a worker together, up to this many bytes: their new ones are
+/// compressed as one frame.
+const RUN: usize = 1 << 20;
 
 /// The assembler's position, which the sink waits on.
 #[derive(Default)]
@@ -136,7 +145,9 @@ impl Cutter {
                 }
                 Block::End => {
                     self.send(true)?;
-                    return Ok(Some(self.seq));
+                    self.hand_on()?;
+                    self.complete.store(true, Ordering::SeqCst);
+                    return Ok(Some(self.chunks));
                 }
             }
         }
@@ -157,25 +168,82 @@ impl Cutter {
         };
         let mut used = 0;
         for &(offset, length) in &cuts[..keep] {
-            let chunk = self.buf[offset..offset + length].to_vec();
-            self.gate.wait_below(self.seq);
-            self.tx
-                .send((self.seq, chunk))
-                .map_err(|_| io::Error::other("the chunked save stopped"))?;
-            self.seq += 1;
+            self.run.push(self.buf[offset..offset + length].to_vec());
+            self.run_bytes += length;
+            self.chunks += 1;
+            if self.run_bytes >= RUN {
+                self.hand_on()?;
+            }
             used = offset + length;
         }
         self.buf.drain(..used);
         Ok(())
     }
+
+    fn hand_on(&mut self) -> io::Result<()> {
+        if self.run.is_empty() {
+            return Ok(());
+        }
+        self.gate.wait_below(self.seq);
+        let run = std::mem::take(&mut self.run);
+        self.run_bytes = 0;
+        self.tx
+            .send((self.seq, run))
+            .map_err(|_| io::Error::other("the chunked save stopped"))?;
+        self.seq += 1;
+        Ok(())
+    }
 }
 
-/// A worker's answer for one chunk: its id and length, and its compressed bytes unless the
-/// base has it.
+/// A worker's answer for one run: each chunk's id, length and, unless the base has it, its
+/// place in the run's frame; and the frame, compressed (empty when every chunk is known, None
+/// when it could not be compressed).
 struct Done {
+    items: Vec<Item>,
+    frame: Option<Vec<u8>>,
+}
+
+struct Item {
     id: ChunkId,
     len: u32,
-    packed: Option<Vec<u8>>,
+    skip: Option<u32>,
+}
+
+/// Hash a run's chunks and compress the new ones as one frame (and, with a cache, each alone
+/// at level 1 for it).
+fn pack_run(
+    run: Vec<Vec<u8>>,
+    known: &HashMap<ChunkId, Chunk>,
+    zstd: &mut Option<zstd::bulk::Compressor<'static>>,
+    cache: Option<&ChunkCache>,
+) -> Done {
+    let mut frame = Vec::new();
+    let mut placed: HashMap<ChunkId, u32> = HashMap::new();
+    let mut items = Vec::with_capacity(run.len());
+    for data in run {
+        let id: ChunkId = blake3::hash(&data).into();
+        let skip = (!known.contains_key(&id)).then(|| {
+            *placed.entry(id).or_insert_with(|| {
+                if let Some(c) = cache {
+                    if let Ok(alone) = zstd::bulk::compress(&data, 1) {
+                        c.put(&id, &alone);
+                    }
+                }
+                frame.extend_from_slice(&data);
+                (frame.len() - data.len()) as u32
+            })
+        });
+        items.push(Item {
+            id,
+            len: data.len() as u32,
+            skip,
+        });
+    }
+    let frame = match frame.is_empty() {
+        true => Some(Vec::new()),
+        false => zstd.as_mut().and_then(|z| z.compress(&frame).ok()),
+    };
+    Done { items, frame }
 }
 
 /// Save a chunked stream: `produce` writes the tar stream into the sink it is given (and
@@ -190,29 +258,22 @@ pub fn save<T>(
 ) -> Result<(T, Manifest, SaveStats)> {
     let known: HashMap<ChunkId, Chunk> = base.chunks.iter().map(|c| (c.id, *c)).collect();
     let Tuning { level, workers, .. } = tuning;
-    let (jobs_tx, jobs_rx) = sync_channel::<(u64, Vec<u8>)>(workers * 2);
-    let (done_tx, done_rx) = sync_channel::<(u64, Done)>(workers * 2);
+    let (jobs_tx, jobs_rx) = sync_channel::<(u64, Vec<Vec<u8>>)>(workers);
+    let (done_tx, done_rx) = sync_channel::<(u64, Done)>(workers);
     // The workers own the receiving end: when they stop, the sink's sends fail at once.
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     std::thread::scope(|s| {
         for _ in 0..workers.max(1) {
             let (jobs, done, known) = (jobs_rx.clone(), done_tx.clone(), &known);
             s.spawn(move || {
-                // One context per worker: making one per chunk costs as much as compressing.
+                // One context per worker: making one per frame costs more than compressing.
                 let mut zstd = zstd::bulk::Compressor::new(level).ok();
                 loop {
-                    let Ok((seq, data)) = jobs.lock().unwrap().recv() else {
+                    let Ok((seq, run)) = jobs.lock().unwrap().recv() else {
                         return;
                     };
-                    let id: ChunkId = blake3::hash(&data).into();
-                    let packed = match known.contains_key(&id) {
-                        true => None,
-                        // A chunk that cannot be compressed comes without its bytes: the
-                        // assembler stops the save on it.
-                        false => zstd.as_mut().and_then(|z| z.compress(&data).ok()),
-                    };
-                    let len = data.len() as u32;
-                    if done.send((seq, Done { id, len, packed })).is_err() {
+                    let done_run = pack_run(run, known, &mut zstd, cache);
+                    if done.send((seq, done_run)).is_err() {
                         return;
                     }
                 }
@@ -223,7 +284,7 @@ pub fn save<T>(
         let gate = Arc::new(Gate::default());
         let (whole, known, moves) = (complete.clone(), &known, gate.clone());
         let assembler = s.spawn(move || {
-            let done = assemble(packs, cache, base, known, done_rx, &whole, &moves);
+            let done = assemble(packs, base, known, done_rx, &whole, &moves);
             moves.close();
             done
         });
@@ -232,17 +293,14 @@ pub fn save<T>(
             buf: Vec::new(),
             avg: tuning.avg_chunk,
             seq: 0,
+            chunks: 0,
+            run: Vec::new(),
+            run_bytes: 0,
             tx: jobs_tx,
             gate,
+            complete,
         };
-        let cut = s.spawn(move || {
-            let cut = cutter.run(blocks_rx);
-            // Only now, with every chunk handed on, may the assembler seal its last pack.
-            if let Ok(Some(_)) = cut {
-                complete.store(true, Ordering::SeqCst);
-            }
-            cut
-        });
+        let cut = s.spawn(move || cutter.run(blocks_rx));
         let sink = ChunkSink {
             block: Vec::with_capacity(BLOCK + (64 << 10)),
             tx: Some(blocks_tx),
@@ -277,7 +335,6 @@ pub fn save<T>(
 /// Put chunks in stream order into the manifest and new ones into packs.
 fn assemble(
     packs: &dyn Packs,
-    cache: Option<&ChunkCache>,
     base: &Manifest,
     known: &HashMap<ChunkId, Chunk>,
     done: Receiver<(u64, Done)>,
@@ -316,48 +373,58 @@ fn assemble(
                 waiting.insert(seq, d);
                 while let Some(d) = waiting.remove(&next) {
                     next += 1;
-                    stats.chunks += 1;
-                    stats.stream += d.len as u64;
-                    let chunk = if let Some(c) = fresh.get(&d.id) {
-                        stats.reused += 1;
-                        *c
-                    } else if let Some(c) = known.get(&d.id) {
-                        stats.reused += 1;
-                        let name = &base.packs[c.pack as usize];
-                        let pack = *index.entry(name.clone()).or_insert_with(|| {
-                            out.packs.push(name.clone());
-                            out.packs.len() as u32 - 1
-                        });
-                        Chunk { pack, ..*c }
+                    let frame = d
+                        .frame
+                        .ok_or_else(|| anyhow!("a frame could not be compressed"))?;
+                    // The run's frame goes into the pack being filled.
+                    let (slot, offset) = if frame.is_empty() {
+                        (u32::MAX, 0)
                     } else {
-                        let packed = d
-                            .packed
-                            .ok_or_else(|| anyhow!("a chunk came uncompressed"))?;
                         let (slot, data) = filling.get_or_insert_with(|| {
                             out.packs.push(String::new());
-                            (
-                                out.packs.len() as u32 - 1,
-                                Vec::with_capacity(PACK_TARGET + (1 << 20)),
-                            )
+                            let slot = out.packs.len() as u32 - 1;
+                            (slot, Vec::with_capacity(PACK_TARGET + RUN + (1 << 20)))
                         });
-                        let c = Chunk {
-                            id: d.id,
-                            pack: *slot,
-                            offset: data.len() as u64,
-                            stored: packed.len() as u32,
-                            len: d.len,
-                        };
-                        data.extend_from_slice(&packed);
-                        if let Some(cache) = cache {
-                            cache.put(&d.id, &packed);
-                        }
-                        fresh.insert(d.id, c);
-                        if data.len() >= PACK_TARGET {
-                            seal(&mut out, &mut filling)?;
-                        }
-                        c
+                        data.extend_from_slice(&frame);
+                        (*slot, (data.len() - frame.len()) as u64)
                     };
-                    out.chunks.push(chunk);
+                    for item in d.items {
+                        stats.chunks += 1;
+                        stats.stream += item.len as u64;
+                        let chunk = if let Some(c) = fresh.get(&item.id) {
+                            stats.reused += 1;
+                            *c
+                        } else if let Some(c) = known.get(&item.id) {
+                            stats.reused += 1;
+                            let name = &base.packs[c.pack as usize];
+                            let pack = *index.entry(name.clone()).or_insert_with(|| {
+                                out.packs.push(name.clone());
+                                out.packs.len() as u32 - 1
+                            });
+                            Chunk { pack, ..*c }
+                        } else {
+                            let skip = item
+                                .skip
+                                .ok_or_else(|| anyhow!("a new chunk outside its frame"))?;
+                            let c = Chunk {
+                                id: item.id,
+                                pack: slot,
+                                offset,
+                                stored: frame.len() as u32,
+                                skip,
+                                len: item.len,
+                            };
+                            fresh.insert(item.id, c);
+                            c
+                        };
+                        out.chunks.push(chunk);
+                    }
+                    if filling
+                        .as_ref()
+                        .is_some_and(|(_, d)| d.len() >= PACK_TARGET)
+                    {
+                        seal(&mut out, &mut filling)?;
+                    }
                 }
                 gate.set(next);
             }
