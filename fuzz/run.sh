@@ -4,6 +4,7 @@
 #             tests/support/hostile.rs. A crash or an escape leaves its input in
 #             fuzz/artifacts/unpack/ and exits non-zero.
 #   template  key templates: parse and render never panic, rendered keys keep the rules.
+#   manifest  chunk manifests: decoding never panics, what decodes encodes back the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-300}"
@@ -17,6 +18,7 @@ case "$target" in
     printf 'v1-{{ .Branch }}-{{ checksum "go.sum" }}' > "$corpus/seed-checksum"
     printf '<< .Environment.NAME >>-{{ hashFiles "**/Cargo.lock" "x" }}' > "$corpus/seed-hashfiles"
     printf '{{ epoch }}-{{ arch }}-{{ os }}-{{ env "NAME" }}-`raw`' > "$corpus/seed-funcs" ;;
+  manifest) printf 'KURACHK1\001\000\000\000' > "$corpus/seed-magic" ;;
 esac
 cd fuzz
 cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=1024 -timeout=20

@@ -82,6 +82,7 @@ impl ChunkSource {
         let next = Arc::new(AtomicUsize::new(0));
         let taken = Arc::new((Mutex::new(0usize), Condvar::new()));
         let failed = Arc::new(AtomicBool::new(false));
+        let frames = Arc::new(Frames::default());
         for _ in 0..readers.max(1) {
             let (packs, manifest, ranges, senders) = (
                 packs.clone(),
@@ -91,6 +92,7 @@ impl ChunkSource {
             );
             let (next, taken, failed) = (next.clone(), taken.clone(), failed.clone());
             let cache = cache.clone();
+            let frames = frames.clone();
             std::thread::spawn(move || {
                 let mut unzstd = match zstd::bulk::Decompressor::new() {
                     Ok(d) => d,
@@ -115,7 +117,14 @@ impl ChunkSource {
                         .and_then(|c| from_cache(c, &manifest, r, &mut unzstd));
                     let got = match cached {
                         Some(data) => Ok(data),
-                        None => fetch(&*packs, &manifest, r, cache.as_deref(), &mut unzstd),
+                        None => fetch(
+                            &*packs,
+                            &manifest,
+                            r,
+                            cache.as_deref(),
+                            &mut unzstd,
+                            &frames,
+                        ),
                     };
                     let got = got.map_err(|e| {
                         let gone = e.chain().any(|c| {
@@ -186,6 +195,46 @@ impl Read for ChunkSource {
         buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// Frames unpacked lately, shared by the readers: a tree with repeated chunks refers back to
+/// frames read before, which are then neither read nor unpacked again. Bounded in bytes; the
+/// oldest go first.
+#[derive(Default)]
+struct Frames(Mutex<FramesInner>);
+
+#[derive(Default)]
+struct FramesInner {
+    kept: std::collections::HashMap<(u32, u64), Arc<Vec<u8>>>,
+    order: std::collections::VecDeque<(u32, u64)>,
+    bytes: usize,
+}
+
+/// What `Frames` may hold.
+const FRAMES_KEPT: usize = 32 << 20;
+
+impl Frames {
+    fn get(&self, pack: u32, offset: u64) -> Option<Arc<Vec<u8>>> {
+        self.0.lock().unwrap().kept.get(&(pack, offset)).cloned()
+    }
+
+    fn keep(&self, pack: u32, offset: u64, frame: Arc<Vec<u8>>) {
+        let mut g = self.0.lock().unwrap();
+        if frame.len() > FRAMES_KEPT / 4 || g.kept.contains_key(&(pack, offset)) {
+            return;
+        }
+        g.bytes += frame.len();
+        g.kept.insert((pack, offset), frame);
+        g.order.push_back((pack, offset));
+        while g.bytes > FRAMES_KEPT {
+            let Some(old) = g.order.pop_front() else {
+                break;
+            };
+            if let Some(f) = g.kept.remove(&old) {
+                g.bytes -= f.len();
+            }
+        }
     }
 }
 
@@ -265,28 +314,40 @@ fn fetch(
     r: &Range,
     cache: Option<&ChunkCache>,
     unzstd: &mut zstd::bulk::Decompressor,
+    frames: &Frames,
 ) -> Result<Vec<u8>> {
     let name = &m.packs[r.pack as usize];
-    let bytes = packs.get(name, r.start..r.end)?;
-    ensure!(
-        bytes.len() as u64 == r.end - r.start,
-        Damaged(format!("pack {name} is shorter than its entry says"))
-    );
+    let chunks = &m.chunks[r.chunks.clone()];
+    // Read only when a frame is not kept (a range of repeated chunks often is).
+    let mut bytes: Option<Vec<u8>> = None;
     let mut out = Vec::new();
-    // The frame unpacked last: its neighbouring chunks follow.
-    let mut frame: Option<(u64, Vec<u8>)> = None;
-    for c in &m.chunks[r.chunks.clone()] {
+    let mut frame: Option<(u64, Arc<Vec<u8>>)> = None;
+    for c in chunks {
         if frame.as_ref().is_none_or(|(at, _)| *at != c.offset) {
-            let at = (c.offset - r.start) as usize;
-            let stored = &bytes[at..at + c.stored as usize];
-            frame = Some((
-                c.offset,
-                unpack_frame(unzstd, stored).map_err(|e| {
-                    anyhow!(Damaged(format!(
-                        "a frame in pack {name} does not decompress: {e}"
-                    )))
-                })?,
-            ));
+            let unpacked = match frames.get(r.pack, c.offset) {
+                Some(f) => f,
+                None => {
+                    if bytes.is_none() {
+                        let got = packs.get(name, r.start..r.end)?;
+                        ensure!(
+                            got.len() as u64 == r.end - r.start,
+                            Damaged(format!("pack {name} is shorter than its entry says"))
+                        );
+                        bytes = Some(got);
+                    }
+                    let all = bytes.as_deref().expect("read above");
+                    let at = (c.offset - r.start) as usize;
+                    let stored = &all[at..at + c.stored as usize];
+                    let f = Arc::new(unpack_frame(unzstd, stored).map_err(|e| {
+                        anyhow!(Damaged(format!(
+                            "a frame in pack {name} does not decompress: {e}"
+                        )))
+                    })?);
+                    frames.keep(r.pack, c.offset, f.clone());
+                    f
+                }
+            };
+            frame = Some((c.offset, unpacked));
         }
         let unpacked = &frame.as_ref().expect("unpacked above").1;
         let data = unpacked
