@@ -141,15 +141,7 @@ pub struct Saved {
     pub seconds: f64,
     /// Chunked entries: chunks in all, reused, and the bytes of new packs uploaded.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub chunks: Option<ChunkCounts>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ChunkCounts {
-    pub chunks: u64,
-    pub reused: u64,
-    pub uploaded: u64,
-    pub packs: u64,
+    pub chunks: Option<crate::chunked::SaveStats>,
 }
 
 #[derive(Debug, Serialize)]

@@ -1,9 +1,10 @@
 //! Chunked entries: the archive's tar stream cut into content-defined chunks (FastCDC), each
-//! named by its BLAKE3 and compressed alone, appended to immutable packs (about 32 MiB, named
-//! by their own hash) under the store's `packs/`. The entry itself is a manifest listing the
-//! chunks in stream order with their pack, offset and lengths. A save references the chunks its
-//! base entry already has and uploads only new ones; packs go up first and the manifest last,
-//! so a killed save leaves no visible entry, only unreferenced packs for `prune`.
+//! named by its BLAKE3; the new chunks of a run of neighbours are compressed together as one
+//! zstd frame and appended to immutable packs (about 32 MiB, named by their own hash) under the
+//! store's `.packs/`. The entry itself is a manifest listing the chunks in stream order with
+//! their pack, frame and place in it. A save references the chunks its base entry already has
+//! and uploads only new ones; packs go up first and the manifest last, so a killed save leaves
+//! no visible entry, only unreferenced packs for `prune`.
 
 mod cache;
 mod manifest;

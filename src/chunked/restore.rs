@@ -1,6 +1,7 @@
-//! Restoring a chunked entry: the manifest's chunks, neighbours in one pack joined into one
-//! ranged read, fetched by several readers a bounded window ahead, each chunk decompressed and
-//! checked against its BLAKE3, and handed on in stream order as one `Read` for the extractor.
+//! Restoring a chunked entry: the manifest's chunks, neighbouring frames of one pack joined
+//! into one ranged read, fetched by several readers a bounded window ahead, each frame unpacked
+//! once (lately unpacked frames are kept for repeated chunks), each chunk checked against its
+//! BLAKE3, and handed on in stream order as one `Read` for the extractor.
 
 use super::{ChunkCache, Manifest, Packs, FRAME_LIMIT};
 use anyhow::{anyhow, ensure, Result};
@@ -9,12 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// A ranged read joins neighbouring chunks up to this many bytes, stored and unpacked.
+/// A ranged read joins neighbouring frames up to this many bytes, stored and unpacked.
 const RANGE_MAX: u64 = 4 << 20;
 /// How many ranges may be fetched ahead of the one being read.
 const WINDOW: usize = 8;
 
-/// Neighbouring chunks of one pack: `chunks` indexes the manifest.
+/// Neighbouring frames of one pack, and the chunks in them (`chunks` indexes the manifest).
 struct Range {
     pack: u32,
     start: u64,

@@ -1,8 +1,9 @@
-//! Saving a chunked entry: the tar stream is written into a `ChunkSink`, which cuts it with
-//! FastCDC; workers hash each chunk (BLAKE3) and compress the ones the base does not have; one
-//! assembler puts them in stream order, appends new chunks to the pack being filled and hands
-//! sealed packs to an uploader. Memory stays bounded: a few chunks per worker in the channels,
-//! one pack filling, one waiting, one going up.
+//! Saving a chunked entry: the tar writer hands its stream in 1 MiB blocks to a cutter
+//! thread, which cuts it with FastCDC and hands runs of neighbouring chunks (about 1 MiB) to
+//! the workers; a worker names each chunk by its BLAKE3 and compresses the run's chunks the base
+//! does not have as one zstd frame; one assembler places frames in packs in stream order and
+//! hands sealed packs to an uploader. Memory stays bounded: the cutter waits while it is
+//! `AHEAD` runs in front of the assembler, one pack fills, one waits, one goes up.
 
 use super::{Chunk, ChunkCache, ChunkId, Manifest, Packs, PACK_TARGET};
 use anyhow::{anyhow, bail, Result};
@@ -22,10 +23,11 @@ pub struct Tuning {
     pub avg_chunk: u32,
 }
 
-/// What a chunked save did.
-#[derive(Debug, Default, Clone, Copy)]
+/// What a chunked save did (`chunks` in `save --json`).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct SaveStats {
     /// Length of the tar stream.
+    #[serde(skip)]
     pub stream: u64,
     pub chunks: u64,
     /// Chunks found in the base (or earlier in this stream) and not stored again.

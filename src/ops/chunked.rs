@@ -60,26 +60,28 @@ fn base(env: &Env, scope: &str, version: &str) -> Manifest {
         .and_then(|p| read_state(&p))
         .filter(|r| r.store == env.store.location())
         .filter(|r| r.scope == scope || env.read_scopes.contains(&r.scope));
-    let mut candidates = env
-        .store
-        .list_prefix(scope, version, "")
-        .unwrap_or_default();
-    candidates.retain(|m| m.format == Format::Chunked);
-    candidates.sort_by_key(|m| std::cmp::Reverse(m.created_ms));
-    if let Some(r) = restored {
-        // Found again through the store, so that its handle is the store's.
-        if let Some(m) = env
-            .store
+    // Found again through the store, so that its handle is the store's.
+    let restored = restored.and_then(|r| {
+        env.store
             .list_prefix(&r.scope, version, &r.key)
             .unwrap_or_default()
             .into_iter()
             .find(|m| m.key == r.key && m.format == Format::Chunked)
-        {
-            candidates.insert(0, m);
-        }
-    }
-    for m in candidates.iter().take(2) {
-        match read_manifest(env, m).and_then(|found| present(env, found)) {
+    });
+    // Listed only when the restored entry is not there or cannot serve.
+    let newest = std::iter::once_with(|| {
+        let mut all = env
+            .store
+            .list_prefix(scope, version, "")
+            .unwrap_or_default();
+        all.retain(|m| m.format == Format::Chunked);
+        all.sort_by_key(|m| std::cmp::Reverse(m.created_ms));
+        all
+    })
+    .flatten();
+    let candidates = restored.into_iter().chain(newest);
+    for m in candidates.take(2) {
+        match read_manifest(env, &m).and_then(|found| present(env, found)) {
             Ok(found) => {
                 env.report.info(format!(
                     "Chunks already stored are taken from key {}",
@@ -116,13 +118,19 @@ fn present(env: &Env, mut base: Manifest) -> Result<Manifest> {
 
 /// A chunked entry's manifest, checked against the size and sha256 its metadata records.
 pub(super) fn read_manifest(env: &Env, meta: &Meta) -> Result<Manifest> {
+    let stored = read_stored(env, meta)?;
+    check(meta, &stored).map_err(|e| anyhow!(e))?;
+    Manifest::decode(&stored)
+}
+
+/// A chunked entry's object as stored: its manifest, compressed, at most `MANIFEST_MAX`.
+pub(super) fn read_stored(env: &Env, meta: &Meta) -> Result<Vec<u8>> {
     let mut stored = Vec::new();
     env.store
         .open(meta)?
         .take(MANIFEST_MAX)
         .read_to_end(&mut stored)?;
-    check(meta, &stored).map_err(|e| anyhow!(e))?;
-    Manifest::decode(&stored)
+    Ok(stored)
 }
 
 /// Whether the stored manifest is the one saved: `Err` says why not.
@@ -140,13 +148,12 @@ pub(super) fn check(meta: &Meta, stored: &[u8]) -> std::result::Result<(), Strin
     Ok(())
 }
 
-/// The tar stream of a chunked entry whose manifest is `stored`.
-pub(super) fn source(env: &Env, stored: &[u8]) -> Result<ChunkSource> {
+/// The tar stream of a chunked entry.
+pub(super) fn source(env: &Env, manifest: Manifest) -> Result<ChunkSource> {
     let packs = env
         .store
         .packs()
         .ok_or_else(|| anyhow!("{} cannot read chunked entries", env.store.location()))?;
-    let manifest = Manifest::decode(stored)?;
     Ok(ChunkSource::start(
         packs,
         manifest,

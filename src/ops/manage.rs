@@ -173,7 +173,7 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
         human(total),
         env.store.location()
     ));
-    if packs.any {
+    if !packs.listed.is_empty() {
         env.report.info(format!(
             "Packs: {} live, {} dead; {} dead pack(s) {}",
             human(packs.live_bytes),
@@ -202,7 +202,6 @@ const PACK_GRACE_MS: u64 = 24 * 3600 * 1000;
 
 /// Mark and sweep for the packs of chunked entries: how many entries reference each pack.
 struct PackCounts {
-    any: bool,
     refs: std::collections::HashMap<String, usize>,
     listed: Vec<crate::chunked::PackInfo>,
     live_bytes: u64,
@@ -228,7 +227,6 @@ impl PackCounts {
             .map(|p| p.size)
             .sum();
         Ok(PackCounts {
-            any: !listed.is_empty(),
             refs,
             listed,
             live_bytes,
@@ -237,7 +235,7 @@ impl PackCounts {
     }
 
     fn summary(&self) -> Option<crate::outcome::PackBytes> {
-        self.any.then(|| crate::outcome::PackBytes {
+        (!self.listed.is_empty()).then(|| crate::outcome::PackBytes {
             count: self.listed.len(),
             live_bytes: self.live_bytes,
             dead_bytes: self.dead_bytes(),

@@ -8,7 +8,6 @@ use crate::outcome::{MissReason, Missed, Outcome, Restored};
 use crate::report::{human, size, speed, Progress, Ticker};
 use crate::store::{Candidate, Format, Meta};
 use anyhow::Result;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -321,19 +320,15 @@ fn extract_chunked(
     paths: &[String],
     tree: Tree,
 ) -> Result<std::result::Result<Extracted, String>> {
-    let mut stored = Vec::new();
-    env.store
-        .open(meta)?
-        .take(64 << 20)
-        .read_to_end(&mut stored)?;
+    let stored = chunked::read_stored(env, meta)?;
     if let Err(why) = chunked::check(meta, &stored) {
         return Ok(Err(why));
     }
-    let source = match chunked::source(env, &stored) {
-        Ok(s) => s,
-        Err(e) if env.store.packs().is_some() => return Ok(Err(format!("{e:#}"))),
-        Err(e) => return Err(e),
+    let manifest = match crate::chunked::Manifest::decode(&stored).map_err(|e| format!("{e:#}")) {
+        Ok(m) => m,
+        Err(why) => return Ok(Err(why)),
     };
+    let source = chunked::source(env, manifest)?;
     let failed = source.source_failed();
     let progress = Progress::of(None);
     let mut counting = HashingReader::new(source)

@@ -71,12 +71,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
             size(c.uploaded),
             c.packs
         ));
-        s.chunks = Some(crate::outcome::ChunkCounts {
-            chunks: c.chunks,
-            reused: c.reused,
-            uploaded: c.uploaded,
-            packs: c.packs,
-        });
+        s.chunks = Some(c);
     }
     Ok(out)
 }
