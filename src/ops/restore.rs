@@ -284,16 +284,10 @@ fn extract(
     let reader = env.store.open(meta)?;
     let mut hashing = HashingReader::new(reader).with_progress(progress.done.clone());
     let ticker = Ticker::start(&env.report, "Received", progress);
-    let opts = UnpackOptions {
-        writers: env.workers as usize,
-        window_log_max: window_log_max(&meta.version, paths),
-    };
+    let opts = unpack_options(env, meta, paths);
     let extraction = match archive::unpack(&mut hashing, tree, &opts) {
         Ok(x) => x,
-        Err(e) if e.is::<archive::Corrupt>() && !hashing.source_failed => {
-            return Ok(Err(format!("{e:#}")))
-        }
-        Err(e) => return Err(e.context(format!("cannot restore the cache from key {}", meta.key))),
+        Err(e) => return blame(e, hashing.source_failed, meta).map(Err),
     };
     drop(ticker);
     let (sha, n) = hashing.finish();
@@ -310,6 +304,22 @@ fn extract(
         extraction,
         read: n,
     }))
+}
+
+fn unpack_options(env: &Env, meta: &Meta, paths: &[String]) -> UnpackOptions {
+    UnpackOptions {
+        writers: env.workers as usize,
+        window_log_max: window_log_max(&meta.version, paths),
+    }
+}
+
+/// Whose fault a failed extraction is: the entry's (`Ok(why)`: corrupt, forgotten) when the
+/// bytes were bad, else the store's or the disk's (an error).
+fn blame(e: anyhow::Error, source_failed: bool, meta: &Meta) -> Result<String> {
+    if e.is::<archive::Corrupt>() && !source_failed {
+        return Ok(format!("{e:#}"));
+    }
+    Err(e.context(format!("cannot restore the cache from key {}", meta.key)))
 }
 
 /// A chunked entry: its manifest (checked), then its chunks from the packs. A chunk that is
@@ -335,16 +345,10 @@ fn extract_chunked(
         .count_only()
         .with_progress(progress.done.clone());
     let ticker = Ticker::start(&env.report, "Received", progress);
-    let opts = UnpackOptions {
-        writers: env.workers as usize,
-        window_log_max: window_log_max(&meta.version, paths),
-    };
+    let opts = unpack_options(env, meta, paths);
     let extraction = match archive::unpack_tar(&mut counting, tree, &opts) {
         Ok(x) => x,
-        Err(e) if e.is::<archive::Corrupt>() && !failed.load(Ordering::SeqCst) => {
-            return Ok(Err(format!("{e:#}")))
-        }
-        Err(e) => return Err(e.context(format!("cannot restore the cache from key {}", meta.key))),
+        Err(e) => return blame(e, failed.load(Ordering::SeqCst), meta).map(Err),
     };
     drop(ticker);
     let (_, read) = counting.finish();
