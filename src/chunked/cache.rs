@@ -43,19 +43,8 @@ impl ChunkCache {
         if p.exists() {
             return;
         }
-        let Some(parent) = p.parent() else { return };
-        let tmp = parent.join(format!(
-            ".{}-{:x}",
-            std::process::id(),
-            crate::store::http::random()
-        ));
-        let ok = fs::create_dir_all(parent)
-            .and_then(|()| fs::write(&tmp, stored))
-            .and_then(|()| fs::rename(&tmp, &p));
-        if ok.is_ok() {
+        if crate::store::write_aside(&p, stored, false).is_ok() {
             self.added.fetch_add(stored.len() as u64, Ordering::Relaxed);
-        } else {
-            let _ = fs::remove_file(&tmp);
         }
     }
 

@@ -220,14 +220,6 @@ pub(super) fn record_restored(env: &Env, meta: &Meta) {
     let (Some(path), Ok(b)) = (state_file(env, &meta.version), serde_json::to_vec(&r)) else {
         return;
     };
-    // Written aside and renamed: a save never reads half of it.
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&tmp, b))
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    // Whole or not at all: a save never reads half of it.
+    let _ = crate::store::write_aside(&path, &b, false);
 }

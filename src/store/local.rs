@@ -190,30 +190,11 @@ struct LocalPacks {
 }
 
 impl LocalPacks {
-    /// Write `name` aside and rename it into place: readers see all of it or nothing.
+    /// Write `name` whole or not at all, synced: a pack is kept for a long time.
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         let path = self.dir.join(name);
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        // Random, and created new: processes of other hosts or containers sharing the
-        // store may have the same pid.
-        let tmp = self.dir.join(format!(
-            ".{}-{}-{:x}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed),
-            super::http::random()
-        ));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written.with_context(|| format!("cannot write {}", path.display()))
+        super::write_aside(&path, data, true)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 }
 

@@ -270,6 +270,36 @@ pub fn open(url: Option<&str>, vars: &Vars) -> Result<Box<dyn Store>> {
     }
 }
 
+/// Write `data` to `path` whole or not at all: into a new file beside it (a dot name, unique
+/// across processes and hosts sharing the directory, which may have the same pids), renamed
+/// into place; `durable` syncs it first. The directory is made if missing.
+pub(crate) fn write_aside(
+    path: &std::path::Path,
+    data: &[u8],
+    durable: bool,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}-{:x}", std::process::id(), http::random()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            if durable {
+                f.sync_all()?;
+            }
+            Ok(())
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 pub fn default_dir(vars: &Vars) -> Result<PathBuf> {
     if let Some(x) = vars.get("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(x).join("kura"));
