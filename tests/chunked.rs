@@ -492,3 +492,117 @@ fn the_chunk_cache_serves_restores_before_the_store_and_heals_itself() {
         .sum();
     assert!(total <= 1 << 20, "{total}");
 }
+
+#[test]
+fn a_planted_state_file_neither_hangs_a_save_nor_picks_its_base() {
+    let s = Sandbox::new();
+    grow(&s, 20);
+    assert_eq!(json(&save(&s, "a"))["outcome"], "saved");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(support::walk_find(&s.store, "meta.json")).unwrap())
+            .unwrap();
+    let version = meta["version"].as_str().unwrap();
+    let state = s
+        .home
+        .join(".cache/kura/.state")
+        .join(format!("restored-{}.json", &version[..16]));
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    // A FIFO where the record goes: reading it plainly would block the save for ever.
+    let st = std::process::Command::new("mkfifo")
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut child = s
+        .kura_std()
+        .args([
+            "--json", "save", "--format", "chunked", "--key", "b", "--path", "d",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the save hangs on the FIFO"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(j["outcome"], "saved");
+    // A link to a record naming an older entry is not followed: the base stays the newest.
+    std::fs::remove_file(&state).unwrap();
+    let planted = s.dir.path().join("planted.json");
+    std::fs::write(
+        &planted,
+        format!(
+            r#"{{"store":"file://{}","scope":"","key":"a"}}"#,
+            s.store.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&planted, &state).unwrap();
+    let out = save(&s, "c");
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    assert!(out.stderr.contains("taken from key b"), "{}", out.stderr);
+    assert_eq!(std::fs::read_link(&state).unwrap(), planted);
+}
+
+#[test]
+fn a_scope_named_like_the_stores_own_directories_stays_apart() {
+    let s = Sandbox::new();
+    grow(&s, 10);
+    for scope in [".packs", ".tmp"] {
+        let out = run(s.kura().args([
+            "--json", "--scope", scope, "save", "--format", "chunked", "--key", scope, "--path",
+            "d",
+        ]));
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    }
+    // Only packs in .packs/ (and prune's note at most); both entries listed and restorable.
+    for f in std::fs::read_dir(s.store.join(".packs")).unwrap().flatten() {
+        let n = f.file_name().to_string_lossy().into_owned();
+        assert!(f.file_type().unwrap().is_file(), "{n} in .packs");
+    }
+    let out = run(s.kura().args(["--json", "ls"]));
+    assert_eq!(
+        json(&out)["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        out.stdout
+    );
+    let want = tree(&s.ws.join("d"));
+    for scope in [".packs", ".tmp"] {
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out = run(s.kura().args([
+            "--json", "--scope", scope, "restore", "--key", scope, "--path", "d",
+        ]));
+        support::assert_clean_hit(&out);
+        assert_eq!(tree(&s.ws.join("d")), want);
+    }
+}
+
+#[test]
+fn a_chunk_size_that_is_no_power_of_two_in_range_is_bad_input() {
+    let s = Sandbox::new();
+    grow(&s, 2);
+    for bad in ["3K", "2K", "2M", "lots"] {
+        let out = run(s.kura().args([
+            "save",
+            "--format",
+            "chunked",
+            "--chunk-size",
+            bad,
+            "--key",
+            "k",
+            "--path",
+            "d",
+        ]));
+        assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
+    }
+    assert!(!s.store.exists());
+}
