@@ -24,6 +24,18 @@ fn flag(vars: &Vars, name: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// The `format` input: chunked (the default) where the store keeps packs, or archive.
+fn format(vars: &Vars) -> anyhow::Result<crate::store::Format> {
+    use crate::store::Format;
+    match input(vars, "format").as_str() {
+        "" | "chunked" => Ok(Format::Chunked),
+        "archive" => Ok(Format::Archive),
+        other => Err(user_error(format!(
+            "input format is {other:?}; it must be chunked or archive"
+        ))),
+    }
+}
+
 /// An input the step cannot do without, with the runner's own message.
 fn required(vars: &Vars, name: &str) -> anyhow::Result<String> {
     let v = input(vars, name);
@@ -108,7 +120,7 @@ pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
         compression_level: level,
         overwrite: flag(vars, "overwrite")?,
         dry_run: false,
-        format: crate::store::Format::Archive,
+        format: format(vars)?,
         chunk_size: crate::chunked::AVG_CHUNK,
         literal_key: false,
     };

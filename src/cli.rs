@@ -198,14 +198,14 @@ pub struct SaveArgs {
     /// Show what would be saved, touching nothing.
     #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
-    /// archive: one tar + zstd archive. chunked: content-defined chunks in shared packs, so
-    /// that a save uploads only what its base entry lacks (local, S3 and HTTP stores; others
-    /// save an archive).
-    #[arg(long, value_enum, default_value_t = crate::store::Format::Archive, env = "KURA_FORMAT")]
+    /// chunked: content-defined chunks in shared packs, so that a save uploads only what its
+    /// base entry lacks (local, S3 and HTTP stores; the others save an archive). archive: one
+    /// tar + zstd archive, as actions/cache writes.
+    #[arg(long, value_enum, default_value_t = crate::store::Format::Chunked, env = "KURA_FORMAT")]
     pub format: crate::store::Format,
     /// Chunked entries: the average chunk size, a power of two from 4K to 1M (smaller finds
     /// more to reuse when small files change; larger compresses better and lists fewer chunks).
-    #[arg(long, default_value = "64K", env = "KURA_CHUNK_SIZE", value_parser = chunk_size)]
+    #[arg(long, default_value = "16K", env = "KURA_CHUNK_SIZE", value_parser = chunk_size)]
     pub chunk_size: u32,
     /// The key is already evaluated (the action's post step): not a template.
     #[arg(skip)]

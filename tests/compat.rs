@@ -23,7 +23,17 @@ fn gnu_tar_extracts_kura_archives_as_actions_cache_does() {
     let outside = s.dir.path().join("outside/dir");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("o.txt"), "outside").unwrap();
-    let out = save(&s, "k", &["node_modules", outside.to_str().unwrap()]);
+    let out = run(s.kura().args([
+        "save",
+        "--format",
+        "archive",
+        "--key",
+        "k",
+        "--path",
+        "node_modules",
+        "--path",
+        outside.to_str().unwrap(),
+    ]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let archive = walk_find(&s.store, "archive");
     // The official client's extraction: tar -xf <archive> -P -C $GITHUB_WORKSPACE --use-compress-program unzstd

@@ -246,7 +246,9 @@ fn entries(s: &Sandbox) -> Entries {
     // Real entries, made by kura on a local store.
     s.write("d/f", "paged");
     for key in ["v1-deps-a", "v1-deps-b"] {
-        let out = support::save(s, key, &["d"]);
+        let out = run(s
+            .kura()
+            .args(["--json", "save", "--format", "archive", "--key", key, "--path", "d"]));
         assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -121,11 +121,19 @@ fn bad_keys_and_globs_are_exit_2_and_store_nothing() {
 
 #[test]
 fn a_file_changing_during_save_is_named_and_nothing_is_stored() {
+    for format in ["chunked", "archive"] {
+        a_file_changing_during_a_save_of(format);
+    }
+}
+
+fn a_file_changing_during_a_save_of(format: &str) {
     let s = Sandbox::new();
     s.write("d/small", "x");
     let growing = s.write_bytes("d/growing.log", &support::noise(64 << 20, 3));
     let writer = support::keep_growing(growing, b"another line\n");
-    let out = save(&s, "busy", &["d"]);
+    let out = run(s
+        .kura()
+        .args(["--json", "save", "--format", format, "--key", "busy", "--path", "d"]));
     drop(writer);
     assert_eq!(out.code, 0, "a cache failure is a warning: {}", out.stderr);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);

@@ -156,8 +156,9 @@ fn a_killed_save_leaves_nothing_visible_and_prune_works() {
         s.write_bytes(&format!("big/{i}"), &support::noise(8 << 20, i + 20));
     }
     let mut save = kura.std(&s);
-    save.args(["save", "--key", "killed", "--path", "big"]);
-    // Killed once a whole part (8 MiB) went to the multipart upload.
+    // An archive: killed once a whole part (8 MiB) went to the multipart upload (killed
+    // chunked saves are the contract suite's).
+    save.args(["save", "--format", "archive", "--key", "killed", "--path", "big"]);
     let mut child = support::spawn_until_sent(save, 9 << 20);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -313,7 +314,7 @@ fn a_failed_save_aborts_its_multipart_upload() {
     let growing = s.write_bytes("z/growing.log", &support::noise(1 << 20, 32));
     let writer = support::keep_growing(growing, b"line\n");
     let out = run(kura.cmd(&s).args([
-        "--json", "save", "--key", "failed", "--path", "a", "--path", "z",
+        "--json", "save", "--format", "archive", "--key", "failed", "--path", "a", "--path", "z",
     ]));
     drop(writer);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
@@ -325,7 +326,7 @@ fn a_failed_save_aborts_its_multipart_upload() {
     );
     // The count is real: a save killed mid-upload (it cannot abort) shows in it.
     let mut save = kura.std(&s);
-    save.args(["save", "--key", "killed", "--path", "a"]);
+    save.args(["save", "--format", "archive", "--key", "killed", "--path", "a"]);
     let mut child = support::spawn_until_sent(save, 9 << 20);
     child.kill().unwrap();
     child.wait().unwrap();

@@ -1,59 +1,66 @@
-//! Restoring a chunked entry: the manifest's chunks, neighbouring frames of one pack joined
-//! into one ranged read, fetched by several readers a bounded window ahead, each frame unpacked
-//! once (lately unpacked frames are kept for repeated chunks), each chunk checked against its
-//! BLAKE3, and handed on in stream order as one `Read` for the extractor.
+//! Restoring a chunked entry. The stream is cut into units of consecutive chunks (about
+//! 4 MiB, ending where a frame ends), which several readers fetch a bounded window ahead and
+//! hand on in stream order as one `Read` for the extractor. A unit's frames are read with one
+//! ranged read per run of neighbouring frames in a pack; each frame is unpacked once, each
+//! chunk checked against its BLAKE3. Chunks the stream repeats and frames read lately are
+//! kept in memory (`reuse`), so a repeat neither reads nor unpacks its frame again.
 
-use super::{ChunkCache, Manifest, Packs, FRAME_LIMIT};
+use super::reuse::{Frames, Repeats};
+use super::{Chunk, ChunkCache, Manifest, Packs, FRAME_LIMIT};
 use anyhow::{anyhow, ensure, Result};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// A ranged read joins neighbouring frames up to this many bytes, stored and unpacked.
+/// A unit holds about this many bytes of the stream.
+const UNIT_LEN: u64 = 4 << 20;
+/// A ranged read joins neighbouring frames up to this many bytes.
 const RANGE_MAX: u64 = 4 << 20;
-/// How many ranges may be fetched ahead of the one being read.
+/// How many units may be fetched ahead of the one being read.
 const WINDOW: usize = 8;
 
-/// Neighbouring frames of one pack, and the chunks in them (`chunks` indexes the manifest).
-struct Range {
-    pack: u32,
-    start: u64,
-    end: u64,
-    /// Unpacked bytes.
-    len: u64,
+/// Consecutive chunks of the stream (indexes into the manifest), and their length.
+struct Unit {
     chunks: std::ops::Range<usize>,
+    len: u64,
 }
 
-fn ranges(m: &Manifest) -> Vec<Range> {
-    let mut out: Vec<Range> = Vec::new();
-    let mut frame = u64::MAX;
+/// The stream in units: a unit grows to `UNIT_LEN`, then on to the end of the frame it is
+/// in, so that neighbouring units seldom unpack one frame twice.
+fn units(m: &Manifest) -> Vec<Unit> {
+    let mut out: Vec<Unit> = Vec::new();
+    let mut prev: Option<&Chunk> = None;
     for (i, c) in m.chunks.iter().enumerate() {
-        let end = c.offset + c.stored as u64;
+        let same_frame = prev.is_some_and(|p| (p.pack, p.offset) == (c.pack, c.offset));
         match out.last_mut() {
-            // Another chunk of the same frame, or the frame right after it.
-            Some(r)
-                if r.pack == c.pack
-                    && (c.offset == frame
-                        || (r.end == c.offset
-                            && end - r.start <= RANGE_MAX
-                            && r.len + c.len as u64 <= RANGE_MAX)) =>
+            Some(u)
+                if u.len < UNIT_LEN
+                    || (same_frame && u.len < UNIT_LEN + FRAME_LIMIT as u64) =>
             {
-                r.end = r.end.max(end);
-                r.len += c.len as u64;
-                r.chunks.end = i + 1;
+                u.len += c.len as u64;
+                u.chunks.end = i + 1;
             }
-            _ => out.push(Range {
-                pack: c.pack,
-                start: c.offset,
-                end,
-                len: c.len as u64,
+            _ => out.push(Unit {
                 chunks: i..i + 1,
+                len: c.len as u64,
             }),
         }
-        frame = c.offset;
+        prev = Some(c);
     }
     out
+}
+
+/// What every reader shares.
+struct Reader {
+    packs: Arc<dyn Packs>,
+    manifest: Manifest,
+    cache: Option<Arc<ChunkCache>>,
+    frames: Frames,
+    repeats: Repeats,
+    /// Unit buffers the extractor is done with, for the next units: fresh 4 MiB buffers
+    /// would each cost a round of page faults.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 /// The tar stream of a chunked entry, as a `Read`.
@@ -62,6 +69,7 @@ pub struct ChunkSource {
     next: usize,
     cur: Vec<u8>,
     pos: usize,
+    shared: Arc<Reader>,
     taken: Arc<(Mutex<usize>, Condvar)>,
     failed: Arc<AtomicBool>,
     /// The first error, returned again to any later read.
@@ -76,24 +84,23 @@ impl ChunkSource {
         readers: usize,
         cache: Option<Arc<ChunkCache>>,
     ) -> ChunkSource {
-        let manifest = Arc::new(manifest);
-        let ranges = Arc::new(ranges(&manifest));
-        let (senders, slots): (Vec<_>, Vec<_>) = ranges.iter().map(|_| sync_channel(1)).unzip();
+        let units = Arc::new(units(&manifest));
+        let (senders, slots): (Vec<_>, Vec<_>) = units.iter().map(|_| sync_channel(1)).unzip();
         let senders = Arc::new(senders);
         let next = Arc::new(AtomicUsize::new(0));
         let taken = Arc::new((Mutex::new(0usize), Condvar::new()));
         let failed = Arc::new(AtomicBool::new(false));
-        let frames = Arc::new(Frames::default());
+        let shared = Arc::new(Reader {
+            repeats: Repeats::new(&manifest),
+            frames: Frames::default(),
+            spare: Mutex::default(),
+            packs,
+            manifest,
+            cache,
+        });
         for _ in 0..readers.max(1) {
-            let (packs, manifest, ranges, senders) = (
-                packs.clone(),
-                manifest.clone(),
-                ranges.clone(),
-                senders.clone(),
-            );
+            let (units, senders, shared) = (units.clone(), senders.clone(), shared.clone());
             let (next, taken, failed) = (next.clone(), taken.clone(), failed.clone());
-            let cache = cache.clone();
-            let frames = frames.clone();
             std::thread::spawn(move || {
                 let mut unzstd = match zstd::bulk::Decompressor::new() {
                     Ok(d) => d,
@@ -101,8 +108,8 @@ impl ChunkSource {
                 };
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(r) = ranges.get(i) else { return };
-                    // Stay within the window: wait until the reader has taken enough ranges.
+                    let Some(u) = units.get(i) else { return };
+                    // Stay within the window: wait until the reader has taken enough units.
                     let (lock, cv) = &*taken;
                     let mut t = lock.lock().unwrap();
                     while *t != usize::MAX && i >= *t + WINDOW {
@@ -113,27 +120,13 @@ impl ChunkSource {
                     if gave_up {
                         return;
                     }
-                    let cached = cache
-                        .as_deref()
-                        .and_then(|c| from_cache(c, &manifest, r, &mut unzstd));
-                    let got = match cached {
-                        Some(data) => Ok(data),
-                        None => fetch(
-                            &*packs,
-                            &manifest,
-                            r,
-                            cache.as_deref(),
-                            &mut unzstd,
-                            &frames,
-                        ),
-                    };
-                    let got = got.map_err(|e| {
+                    let got = shared.read(u, &mut unzstd).map_err(|e| {
                         let gone = e.chain().any(|c| {
                             c.downcast_ref::<io::Error>()
                                 .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
                         });
-                        if e.is::<Damaged>() {
-                            quarantine(&*packs, &manifest.packs[r.pack as usize]);
+                        if let Some(Damaged { pack, .. }) = e.downcast_ref::<Damaged>() {
+                            quarantine(&*shared.packs, &shared.manifest.packs[*pack as usize]);
                         } else if !gone {
                             failed.store(true, Ordering::SeqCst);
                         }
@@ -150,6 +143,7 @@ impl ChunkSource {
             next: 0,
             cur: Vec::new(),
             pos: 0,
+            shared,
             taken,
             failed,
             error: None,
@@ -185,7 +179,15 @@ impl Read for ChunkSource {
                 .recv()
                 .map_err(|_| io::Error::other("a chunk reader stopped"))
                 .and_then(|r| r);
-            self.cur = got.inspect_err(|e| self.error = Some(e.to_string()))?;
+            let done = std::mem::replace(
+                &mut self.cur,
+                got.inspect_err(|e| self.error = Some(e.to_string()))?,
+            );
+            let mut spare = self.shared.spare.lock().unwrap();
+            if spare.len() < WINDOW {
+                spare.push(done);
+            }
+            drop(spare);
             self.pos = 0;
             self.next += 1;
             let (lock, cv) = &*self.taken;
@@ -196,46 +198,6 @@ impl Read for ChunkSource {
         buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-/// Frames unpacked lately, shared by the readers: a tree with repeated chunks refers back to
-/// frames read before, which are then neither read nor unpacked again. Bounded in bytes; the
-/// oldest go first.
-#[derive(Default)]
-struct Frames(Mutex<FramesInner>);
-
-#[derive(Default)]
-struct FramesInner {
-    kept: std::collections::HashMap<(u32, u64), Arc<Vec<u8>>>,
-    order: std::collections::VecDeque<(u32, u64)>,
-    bytes: usize,
-}
-
-/// What `Frames` may hold.
-const FRAMES_KEPT: usize = 32 << 20;
-
-impl Frames {
-    fn get(&self, pack: u32, offset: u64) -> Option<Arc<Vec<u8>>> {
-        self.0.lock().unwrap().kept.get(&(pack, offset)).cloned()
-    }
-
-    fn keep(&self, pack: u32, offset: u64, frame: Arc<Vec<u8>>) {
-        let mut g = self.0.lock().unwrap();
-        if frame.len() > FRAMES_KEPT / 4 || g.kept.contains_key(&(pack, offset)) {
-            return;
-        }
-        g.bytes += frame.len();
-        g.kept.insert((pack, offset), frame);
-        g.order.push_back((pack, offset));
-        while g.bytes > FRAMES_KEPT {
-            let Some(old) = g.order.pop_front() else {
-                break;
-            };
-            if let Some(f) = g.kept.remove(&old) {
-                g.bytes -= f.len();
-            }
-        }
     }
 }
 
@@ -274,97 +236,146 @@ fn quarantine(packs: &dyn Packs, name: &str) {
     }
 }
 
-/// A chunk whose bytes are not what the manifest names.
+/// A chunk whose bytes are not what the manifest names, in pack `pack` (an index into the
+/// manifest's packs).
 #[derive(Debug)]
-struct Damaged(String);
+struct Damaged {
+    pack: u32,
+    what: String,
+}
 
 impl std::fmt::Display for Damaged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.what)
     }
 }
 
 impl std::error::Error for Damaged {}
 
-/// The range's chunks from the local cache, if it has them all and they pass their checks.
-fn from_cache(
-    cache: &ChunkCache,
-    m: &Manifest,
-    r: &Range,
-    unzstd: &mut zstd::bulk::Decompressor,
-) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(r.len as usize);
-    for c in &m.chunks[r.chunks.clone()] {
+impl Reader {
+    /// A unit's bytes: chunks kept in memory or in the chunk cache first, the rest from
+    /// their frames, each frame read and unpacked once.
+    fn read(&self, u: &Unit, unzstd: &mut zstd::bulk::Decompressor) -> Result<Vec<u8>> {
+        let chunks = &self.manifest.chunks[u.chunks.clone()];
+        let mut out = self.spare.lock().unwrap().pop().unwrap_or_default();
+        out.clear();
+        out.resize(u.len as usize, 0);
+        // Where each chunk goes in `out`, and which are still to be read from their frames.
+        let mut at = Vec::with_capacity(chunks.len());
+        let mut need = Vec::new();
+        let mut pos = 0;
+        for (k, c) in chunks.iter().enumerate() {
+            let dst = &mut out[pos..pos + c.len as usize];
+            at.push(pos);
+            pos += c.len as usize;
+            if let Some(data) = self.repeats.take(&c.id) {
+                dst.copy_from_slice(&data);
+            } else if let Some(data) = self.cached(c, unzstd) {
+                dst.copy_from_slice(&data);
+                self.repeats.gave(&c.id, &data);
+            } else {
+                need.push(k);
+            }
+        }
+        need.sort_by_key(|&k| (chunks[k].pack, chunks[k].offset));
+        // Frames, each with the chunks it serves; those unpacked lately are served at once.
+        let mut frames: Vec<(&Chunk, Vec<usize>)> = Vec::new();
+        for k in need {
+            let c = &chunks[k];
+            match frames.last_mut() {
+                Some((f, ks)) if (f.pack, f.offset) == (c.pack, c.offset) => ks.push(k),
+                _ => frames.push((c, vec![k])),
+            }
+        }
+        let mut to_read = Vec::new();
+        for (f, ks) in frames {
+            match self.frames.get(f.pack, f.offset) {
+                Some(unpacked) => self.serve(&unpacked, f, &ks, chunks, &at, &mut out)?,
+                None => to_read.push((f, ks)),
+            }
+        }
+        // Runs of neighbouring frames in one pack, one ranged read each.
+        let mut rest = &to_read[..];
+        while let Some(((first, _), _)) = rest.split_first() {
+            let mut end = first.offset + first.stored as u64;
+            let mut n = 1;
+            while let Some((f, _)) = rest.get(n) {
+                let f_end = f.offset + f.stored as u64;
+                if f.pack != first.pack || f.offset != end || f_end - first.offset > RANGE_MAX {
+                    break;
+                }
+                end = f_end;
+                n += 1;
+            }
+            let name = &self.manifest.packs[first.pack as usize];
+            let bytes = self.packs.get(name, first.offset..end)?;
+            ensure!(
+                bytes.len() as u64 == end - first.offset,
+                Damaged {
+                    pack: first.pack,
+                    what: format!("pack {name} is shorter than its entry says"),
+                }
+            );
+            for (f, ks) in &rest[..n] {
+                let at_ = (f.offset - first.offset) as usize;
+                let stored = &bytes[at_..at_ + f.stored as usize];
+                let unpacked = Arc::new(unpack_frame(unzstd, stored).map_err(|e| Damaged {
+                    pack: f.pack,
+                    what: format!("a frame in pack {name} does not decompress: {e}"),
+                })?);
+                self.serve(&unpacked, f, ks, chunks, &at, &mut out)?;
+                self.frames.keep(f.pack, f.offset, unpacked);
+            }
+            rest = &rest[n..];
+        }
+        Ok(out)
+    }
+
+    /// Copy the chunks `ks` out of their unpacked frame, each checked against its BLAKE3.
+    fn serve(
+        &self,
+        unpacked: &[u8],
+        frame: &Chunk,
+        ks: &[usize],
+        chunks: &[Chunk],
+        at: &[usize],
+        out: &mut [u8],
+    ) -> Result<()> {
+        for &k in ks {
+            let c = &chunks[k];
+            let data = unpacked
+                .get(c.skip as usize..c.skip as usize + c.len as usize)
+                .filter(|d| *blake3::hash(d).as_bytes() == c.id)
+                .ok_or_else(|| Damaged {
+                    pack: frame.pack,
+                    what: format!(
+                        "a chunk in pack {} is not the one the entry names",
+                        self.manifest.packs[frame.pack as usize]
+                    ),
+                })?;
+            out[at[k]..at[k] + data.len()].copy_from_slice(data);
+            self.repeats.gave(&c.id, data);
+            if let Some(cache) = &self.cache {
+                if let Ok(alone) = zstd::bulk::compress(data, 1) {
+                    cache.put(&c.id, &alone);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A chunk from the local chunk cache, if there and whole; a bad one is dropped.
+    fn cached(&self, c: &Chunk, unzstd: &mut zstd::bulk::Decompressor) -> Option<Vec<u8>> {
+        let cache = self.cache.as_deref()?;
         let stored = cache.get(&c.id)?;
         match unzstd.decompress(&stored, c.len as usize) {
             Ok(data) if data.len() == c.len as usize && *blake3::hash(&data).as_bytes() == c.id => {
-                out.extend_from_slice(&data)
+                Some(data)
             }
             _ => {
                 cache.drop_chunk(&c.id);
-                return None;
+                None
             }
         }
     }
-    Some(out)
-}
-
-fn fetch(
-    packs: &dyn Packs,
-    m: &Manifest,
-    r: &Range,
-    cache: Option<&ChunkCache>,
-    unzstd: &mut zstd::bulk::Decompressor,
-    frames: &Frames,
-) -> Result<Vec<u8>> {
-    let name = &m.packs[r.pack as usize];
-    let chunks = &m.chunks[r.chunks.clone()];
-    // Read only when a frame is not kept (a range of repeated chunks often is).
-    let mut bytes: Option<Vec<u8>> = None;
-    let mut out = Vec::new();
-    let mut frame: Option<(u64, Arc<Vec<u8>>)> = None;
-    for c in chunks {
-        if frame.as_ref().is_none_or(|(at, _)| *at != c.offset) {
-            let unpacked = match frames.get(r.pack, c.offset) {
-                Some(f) => f,
-                None => {
-                    if bytes.is_none() {
-                        let got = packs.get(name, r.start..r.end)?;
-                        ensure!(
-                            got.len() as u64 == r.end - r.start,
-                            Damaged(format!("pack {name} is shorter than its entry says"))
-                        );
-                        bytes = Some(got);
-                    }
-                    let all = bytes.as_deref().expect("read above");
-                    let at = (c.offset - r.start) as usize;
-                    let stored = &all[at..at + c.stored as usize];
-                    let f = Arc::new(unpack_frame(unzstd, stored).map_err(|e| {
-                        anyhow!(Damaged(format!(
-                            "a frame in pack {name} does not decompress: {e}"
-                        )))
-                    })?);
-                    frames.keep(r.pack, c.offset, f.clone());
-                    f
-                }
-            };
-            frame = Some((c.offset, unpacked));
-        }
-        let unpacked = &frame.as_ref().expect("unpacked above").1;
-        let data = unpacked
-            .get(c.skip as usize..c.skip as usize + c.len as usize)
-            .filter(|d| *blake3::hash(d).as_bytes() == c.id)
-            .ok_or_else(|| {
-                Damaged(format!(
-                    "a chunk in pack {name} is not the one the entry names"
-                ))
-            })?;
-        out.extend_from_slice(data);
-        if let Some(cache) = cache {
-            if let Ok(alone) = zstd::bulk::compress(data, 1) {
-                cache.put(&c.id, &alone);
-            }
-        }
-    }
-    Ok(out)
 }

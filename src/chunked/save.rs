@@ -328,11 +328,25 @@ pub fn save<T>(
                 }
                 Ok((out, manifest, stats))
             }
-            // The assembler's failure (an upload) is why the producer stopped, if it did.
+            // The producer's failure (a file that changed) ends the stream short...
+            (Err(e), Err(a)) if a.is::<StoppedShort>() => Err(e),
+            // ...and the assembler's (an upload) is why the producer stopped, if it did.
             (_, Err(e)) | (Err(e), _) => Err(e),
         }
     })
 }
+
+/// The assembler saw the stream end before the producer finished it.
+#[derive(Debug)]
+struct StoppedShort;
+
+impl std::fmt::Display for StoppedShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the stream stopped short")
+    }
+}
+
+impl std::error::Error for StoppedShort {}
 
 /// Put chunks in stream order into the manifest and new ones into packs.
 fn assemble(
@@ -431,7 +445,7 @@ fn assemble(
                 gate.set(next);
             }
             if !complete.load(Ordering::SeqCst) {
-                bail!("the stream stopped short");
+                bail!(StoppedShort);
             }
             seal(&mut out, &mut filling)
         })();

@@ -1,13 +1,16 @@
 //! The verbs' side of chunked entries: which entry a save dedups against, packing the tar
 //! stream into chunks, and reading a chunked entry back for the extractor.
 
+use super::save::Target;
 use super::Env;
 use crate::archive::{self, PackOptions, PackStats, Walk};
-use crate::chunked::{self, ChunkSource, Manifest, SaveStats};
+use crate::chunked::{self, ChunkSource, Manifest, PackInfo, Packs, SaveStats};
 use crate::store::{Format, Meta};
 use anyhow::{anyhow, Result};
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The largest manifest read back, stored (its limit unpacked is 64 MiB).
 const MANIFEST_MAX: u64 = 64 << 20;
@@ -19,19 +22,20 @@ pub(super) fn takes_chunks(env: &Env, format: Format) -> bool {
 }
 
 /// Pack what `walk` yields as chunks, deduplicated against the base entry.
+/// `sent` counts the bytes of packs uploaded, for progress lines.
 pub(super) fn pack(
     env: &Env,
     walk: Walk,
     opts: &PackOptions,
-    scope: &str,
-    version: &str,
-    avg_chunk: u32,
+    t: &Target,
+    sent: Arc<AtomicU64>,
 ) -> Result<(PackStats, Manifest, SaveStats)> {
     let packs = env
         .store
         .packs()
         .ok_or_else(|| anyhow!("{} keeps no chunked entries", env.store.location()))?;
-    let base = base(env, scope, version);
+    let packs = Counted { packs, sent };
+    let base = base(env, t.scope, t.version);
     let raw = PackOptions {
         raw: true,
         ..opts.clone()
@@ -40,15 +44,44 @@ pub(super) fn pack(
     let tuning = chunked::Tuning {
         level: opts.level,
         workers: env.workers as usize,
-        avg_chunk,
+        avg_chunk: t.chunk_size,
     };
-    let saved = chunked::save(&*packs, cache, &base, tuning, |sink| {
+    let saved = chunked::save(&packs, cache, &base, tuning, |sink| {
         archive::pack(walk, sink, &raw)
     });
     if let Some(c) = cache {
         c.trim();
     }
     saved
+}
+
+/// Packs that count the bytes put, for a save's progress.
+struct Counted {
+    packs: Arc<dyn Packs>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Packs for Counted {
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.packs.put(name, data)?;
+        self.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+    fn get(&self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        self.packs.get(name, range)
+    }
+    fn list(&self) -> Result<Vec<PackInfo>> {
+        self.packs.list()
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.packs.delete(name)
+    }
+    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+        self.packs.read_note()
+    }
+    fn write_note(&self, data: &[u8]) -> Result<()> {
+        self.packs.write_note(data)
+    }
 }
 
 /// The manifest to dedup against: the entry this job restored for these paths, else the

@@ -338,9 +338,10 @@ fn extract_chunked(
         Ok(m) => m,
         Err(why) => return Ok(Err(why)),
     };
+    // Progress in the tar stream's bytes: the manifest knows them all up front.
+    let progress = Progress::of(Some(manifest.stream_len()));
     let source = chunked::source(env, manifest)?;
     let failed = source.source_failed();
-    let progress = Progress::of(None);
     let mut counting = HashingReader::new(source)
         .count_only()
         .with_progress(progress.done.clone());

@@ -244,8 +244,8 @@ pub(super) fn store_walk(
         ..opts.clone()
     };
     let chunked = super::chunked::takes_chunks(env, t.format);
-    let sink = HashingWriter::new(upload).with_progress(sent);
-    let (sink, stats, chunks) = pack_into(env, walk, sink, &opts, &t, chunked)?;
+    let sink = HashingWriter::new(upload).with_progress(sent.clone());
+    let (sink, stats, chunks) = pack_into(env, walk, sink, &opts, &t, chunked, &sent)?;
     drop(ticker);
     let missing = missing.into_inner().unwrap();
     if stats.entries == 0 {
@@ -297,13 +297,14 @@ fn pack_into(
     opts: &PackOptions,
     t: &Target,
     chunked: bool,
+    sent: &Arc<AtomicU64>,
 ) -> Result<(Sink, archive::PackStats, Chunked)> {
     if !chunked {
         let (sink, stats) = archive::pack(walk, sink, opts)?;
         return Ok((sink, stats, None));
     }
     let (stats, manifest, chunks) =
-        super::chunked::pack(env, walk, opts, t.scope, t.version, t.chunk_size)?;
+        super::chunked::pack(env, walk, opts, t, sent.clone())?;
     std::io::Write::write_all(&mut sink, &manifest.encode()?)?;
     Ok((sink, stats, Some((manifest.packs, chunks))))
 }

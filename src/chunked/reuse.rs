@@ -1,0 +1,140 @@
+//! What a restore keeps in memory so that it neither reads nor unpacks a frame twice: the
+//! chunks the stream repeats later (a tree with many equal files refers back to frames read
+//! long before), and the frames unpacked lately (a frame that neighbouring reads share).
+//! Both are bounded in bytes; what does not fit is read again, never lost.
+
+use super::{ChunkId, Manifest};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// What `Repeats` may hold.
+const REPEATS_KEPT: usize = 32 << 20;
+/// What `Frames` may hold.
+const FRAMES_KEPT: usize = 16 << 20;
+
+/// Chunks the stream uses again later, kept from their first use to their last. The manifest
+/// says up front how often each chunk comes, so a chunk is kept only while a use is ahead.
+pub struct Repeats(Mutex<RepeatsInner>);
+
+struct RepeatsInner {
+    /// Uses not yet served, for chunks that occur more than once.
+    left: HashMap<ChunkId, u32>,
+    kept: HashMap<ChunkId, Arc<[u8]>>,
+    bytes: usize,
+}
+
+impl Repeats {
+    pub fn new(m: &Manifest) -> Repeats {
+        let mut left: HashMap<ChunkId, u32> = HashMap::new();
+        for c in &m.chunks {
+            *left.entry(c.id).or_default() += 1;
+        }
+        left.retain(|_, n| *n > 1);
+        Repeats(Mutex::new(RepeatsInner {
+            left,
+            kept: HashMap::new(),
+            bytes: 0,
+        }))
+    }
+
+    /// The chunk's bytes, if kept (they were checked when kept); this use is counted.
+    pub fn take(&self, id: &ChunkId) -> Option<Arc<[u8]>> {
+        let mut g = self.0.lock().unwrap();
+        let data = g.kept.get(id)?.clone();
+        if g.used(id) == 0 {
+            g.kept.remove(id);
+            g.bytes -= data.len();
+        }
+        Some(data)
+    }
+
+    /// A use of a chunk read from elsewhere, its bytes checked: kept if used again later.
+    pub fn gave(&self, id: &ChunkId, data: &[u8]) {
+        let mut g = self.0.lock().unwrap();
+        if g.used(id) > 0 && !g.kept.contains_key(id) && g.bytes + data.len() <= REPEATS_KEPT {
+            g.bytes += data.len();
+            g.kept.insert(*id, data.into());
+        }
+    }
+}
+
+impl RepeatsInner {
+    /// Count one use; the uses still ahead.
+    fn used(&mut self, id: &ChunkId) -> u32 {
+        match self.left.get_mut(id) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n
+            }
+            None => 0,
+        }
+    }
+}
+
+/// Frames unpacked lately, by pack index and offset; the oldest go first.
+#[derive(Default)]
+pub struct Frames(Mutex<FramesInner>);
+
+#[derive(Default)]
+struct FramesInner {
+    kept: HashMap<(u32, u64), Arc<Vec<u8>>>,
+    order: VecDeque<(u32, u64)>,
+    bytes: usize,
+}
+
+impl Frames {
+    pub fn get(&self, pack: u32, offset: u64) -> Option<Arc<Vec<u8>>> {
+        self.0.lock().unwrap().kept.get(&(pack, offset)).cloned()
+    }
+
+    pub fn keep(&self, pack: u32, offset: u64, frame: Arc<Vec<u8>>) {
+        let mut g = self.0.lock().unwrap();
+        if frame.len() > FRAMES_KEPT / 4 || g.kept.contains_key(&(pack, offset)) {
+            return;
+        }
+        g.bytes += frame.len();
+        g.kept.insert((pack, offset), frame);
+        g.order.push_back((pack, offset));
+        while g.bytes > FRAMES_KEPT {
+            let Some(old) = g.order.pop_front() else {
+                break;
+            };
+            if let Some(f) = g.kept.remove(&old) {
+                g.bytes -= f.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunked::Chunk;
+
+    fn chunk(n: u8) -> Chunk {
+        Chunk {
+            id: [n; 32],
+            pack: 0,
+            offset: 0,
+            stored: 1,
+            skip: 0,
+            len: 3,
+        }
+    }
+
+    #[test]
+    fn a_repeated_chunk_is_kept_until_its_last_use() {
+        let m = Manifest {
+            packs: vec!["0".repeat(64)],
+            chunks: vec![chunk(1), chunk(2), chunk(1), chunk(1)],
+        };
+        let r = Repeats::new(&m);
+        r.gave(&[2; 32], b"two");
+        assert!(r.take(&[2; 32]).is_none(), "a chunk used once is not kept");
+        r.gave(&[1; 32], b"one");
+        assert_eq!(&*r.take(&[1; 32]).unwrap(), b"one");
+        assert_eq!(&*r.take(&[1; 32]).unwrap(), b"one");
+        assert!(r.take(&[1; 32]).is_none(), "dropped after its last use");
+        assert_eq!(r.0.lock().unwrap().bytes, 0);
+    }
+}
