@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{json, restore, run, save, walk_find, Sandbox};
+use support::{json, restore, run, walk_find, Sandbox};
 
 fn sh(cmd: &str, dir: &std::path::Path) {
     let st = std::process::Command::new("sh")

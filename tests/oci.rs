@@ -246,9 +246,9 @@ fn entries(s: &Sandbox) -> Entries {
     // Real entries, made by kura on a local store.
     s.write("d/f", "paged");
     for key in ["v1-deps-a", "v1-deps-b"] {
-        let out = run(s
-            .kura()
-            .args(["--json", "save", "--format", "archive", "--key", key, "--path", "d"]));
+        let out = run(s.kura().args([
+            "--json", "save", "--format", "archive", "--key", key, "--path", "d",
+        ]));
         assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -637,14 +637,23 @@ fn deletes_that_the_registry_refuses_go_through_the_packages_api() {
 /// size), the config is the empty descriptor.
 #[test]
 fn the_manifest_is_a_valid_oci_image_manifest_that_tells_the_truth() {
+    for format in ["archive", "chunked"] {
+        a_valid_manifest_that_tells_the_truth(format);
+    }
+}
+
+fn a_valid_manifest_that_tells_the_truth(format: &str) {
     use sha2::Digest;
     let s = Sandbox::new();
     s.write_bytes("d/blob", &support::noise(100_000, 3));
     s.write("d/deep/f", "x");
-    let repo = format!("kura/schema-{}", std::process::id());
-    let out = run(kura(&s, &format!("oci://{}/{repo}", open().addr)).args([
+    let repo = format!("kura/schema-{format}-{}", std::process::id());
+    let url = format!("oci://{}/{repo}", open().addr);
+    let out = run(kura(&s, &url).args([
         "--json",
         "save",
+        "--format",
+        format,
         "--key",
         "v1 Schema/ü",
         "--path",
@@ -724,6 +733,39 @@ fn the_manifest_is_a_valid_oci_image_manifest_that_tells_the_truth() {
             .unwrap()
     )
     .is_ok());
+    if format == "chunked" {
+        // The chunk manifest, then one layer per pack: each the blob the registry serves,
+        // named by its BLAKE3 as the entry's packs say.
+        assert_eq!(layer["mediaType"], "application/vnd.kura.chunks.v1+zstd");
+        let packs = &manifest["layers"].as_array().unwrap()[1..];
+        assert!(!packs.is_empty());
+        let mut named = Vec::new();
+        for l in packs {
+            assert_eq!(l["mediaType"], "application/vnd.kura.pack.v1");
+            let blob = get(&format!("blobs/{}", l["digest"].as_str().unwrap()));
+            assert_eq!(
+                l["digest"].as_str().unwrap(),
+                format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)))
+            );
+            assert_eq!(l["size"].as_u64(), Some(blob.len() as u64));
+            let name = blake3::hash(&blob).to_hex().to_string();
+            assert_eq!(l["annotations"]["dev.kura.pack"], name.as_str());
+            named.push(serde_json::Value::from(name));
+        }
+        assert_eq!(meta["packs"], serde_json::Value::from(named));
+        // And it restores, from the registry alone.
+        let want = tree(&s.ws.join("d"));
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out =
+            run(kura(&s, &url).args(["--json", "restore", "--key", "v1 Schema/ü", "--path", "d"]));
+        assert_eq!(json(&out)["outcome"], "hit", "{}", out.stderr);
+        assert_eq!(tree(&s.ws.join("d")), want);
+        return;
+    }
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.kura.archive.v1.tar+zstd"
+    );
     // The blob is the archive: zstd that holds the tree.
     let unpacked = s.dir.path().join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
@@ -738,4 +780,46 @@ fn the_manifest_is_a_valid_oci_image_manifest_that_tells_the_truth() {
         .unwrap();
     assert!(st.success());
     assert_eq!(tree(&unpacked.join("d")), tree(&s.ws.join("d")));
+}
+
+/// Chunked entries in a registry, one process per step as in CI: a warm save after a restore
+/// uploads only the changed file's chunks, found through the manifests the registry holds.
+#[test]
+fn a_warm_chunked_save_uploads_only_what_changed() {
+    let s = Sandbox::new();
+    for i in 0..24 {
+        s.write_bytes(&format!("d/f{i:02}"), &support::noise(64 << 10, 100 + i));
+    }
+    let url = format!("oci://{}/kura/warm-{}", open().addr, std::process::id());
+    let save = |key: &str| {
+        let out = run(kura(&s, &url).args(["--json", "save", "--key", key, "--path", "d"]));
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+        json(&out)["chunks"].clone()
+    };
+    let cold = save("v1-a");
+    assert_eq!(cold["reused"], 0);
+    let restored = run(kura(&s, &url).args(["--json", "restore", "--key", "v1-a", "--path", "d"]));
+    assert_eq!(json(&restored)["outcome"], "hit", "{}", restored.stderr);
+    s.write_bytes("d/f07", &support::noise(64 << 10, 999));
+    let warm = save("v1-b");
+    let (cold_up, warm_up) = (
+        cold["uploaded"].as_u64().unwrap(),
+        warm["uploaded"].as_u64().unwrap(),
+    );
+    assert!(
+        warm_up * 10 < cold_up,
+        "the warm save uploaded {warm_up} of {cold_up}"
+    );
+    // Both entries restore whole: the second reads packs the first put.
+    for (key, changed) in [("v1-b", true), ("v1-a", false)] {
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out = run(kura(&s, &url).args(["--json", "restore", "--key", key, "--path", "d"]));
+        assert_eq!(json(&out)["outcome"], "hit", "{}", out.stderr);
+        let f07 = std::fs::read(s.ws.join("d/f07")).unwrap();
+        assert_eq!(f07 == support::noise(64 << 10, 999), changed, "{key}");
+        assert_eq!(
+            std::fs::read(s.ws.join("d/f03")).unwrap(),
+            support::noise(64 << 10, 103)
+        );
+    }
 }

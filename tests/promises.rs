@@ -131,9 +131,9 @@ fn a_file_changing_during_a_save_of(format: &str) {
     s.write("d/small", "x");
     let growing = s.write_bytes("d/growing.log", &support::noise(64 << 20, 3));
     let writer = support::keep_growing(growing, b"another line\n");
-    let out = run(s
-        .kura()
-        .args(["--json", "save", "--format", format, "--key", "busy", "--path", "d"]));
+    let out = run(s.kura().args([
+        "--json", "save", "--format", format, "--key", "busy", "--path", "d",
+    ]));
     drop(writer);
     assert_eq!(out.code, 0, "a cache failure is a warning: {}", out.stderr);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);

@@ -158,7 +158,9 @@ fn a_killed_save_leaves_nothing_visible_and_prune_works() {
     let mut save = kura.std(&s);
     // An archive: killed once a whole part (8 MiB) went to the multipart upload (killed
     // chunked saves are the contract suite's).
-    save.args(["save", "--format", "archive", "--key", "killed", "--path", "big"]);
+    save.args([
+        "save", "--format", "archive", "--key", "killed", "--path", "big",
+    ]);
     let mut child = support::spawn_until_sent(save, 9 << 20);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -326,7 +328,9 @@ fn a_failed_save_aborts_its_multipart_upload() {
     );
     // The count is real: a save killed mid-upload (it cannot abort) shows in it.
     let mut save = kura.std(&s);
-    save.args(["save", "--format", "archive", "--key", "killed", "--path", "a"]);
+    save.args([
+        "save", "--format", "archive", "--key", "killed", "--path", "a",
+    ]);
     let mut child = support::spawn_until_sent(save, 9 << 20);
     child.kill().unwrap();
     child.wait().unwrap();

@@ -171,9 +171,9 @@ fn names_that_are_not_utf8_round_trip() {
     std::fs::write(dir.join(name), "latin-1").unwrap();
     std::os::unix::fs::symlink(name, dir.join(std::ffi::OsStr::from_bytes(b"l\xff"))).unwrap();
     let before = full_tree(&dir);
-    let out = run(s
-        .kura()
-        .args(["save", "--format", "archive", "--key", "odd", "--path", "odd"]));
+    let out = run(s.kura().args([
+        "save", "--format", "archive", "--key", "odd", "--path", "odd",
+    ]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     // GNU tar reads the same names from kura's archive (pax records, hdrcharset=BINARY).
     let gnu = s.dir.path().join("gnu");
@@ -192,9 +192,9 @@ fn names_that_are_not_utf8_round_trip() {
     assert_clean_hit(&restore(&s, &["--key", "odd", "--path", "odd"]));
     assert_eq!(full_tree(&dir), before);
     // And as a chunked entry.
-    let out = run(s
-        .kura()
-        .args(["save", "--format", "chunked", "--key", "odd-c", "--path", "odd"]));
+    let out = run(s.kura().args([
+        "save", "--format", "chunked", "--key", "odd-c", "--path", "odd",
+    ]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_clean_hit(&restore(&s, &["--key", "odd-c", "--path", "odd"]));

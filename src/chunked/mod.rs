@@ -52,6 +52,11 @@ pub trait Packs: Send + Sync {
     /// when); None when there is none.
     fn read_note(&self) -> Result<Option<Vec<u8>>>;
     fn write_note(&self, data: &[u8]) -> Result<()>;
+    /// Whether the store deletes packs no entry references itself (an OCI registry's garbage
+    /// collection): then prune leaves them to it.
+    fn collected_by_store(&self) -> bool {
+        false
+    }
 }
 
 /// The name of prune's note among the packs.

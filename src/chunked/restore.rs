@@ -35,8 +35,7 @@ fn units(m: &Manifest) -> Vec<Unit> {
         let same_frame = prev.is_some_and(|p| (p.pack, p.offset) == (c.pack, c.offset));
         match out.last_mut() {
             Some(u)
-                if u.len < UNIT_LEN
-                    || (same_frame && u.len < UNIT_LEN + FRAME_LIMIT as u64) =>
+                if u.len < UNIT_LEN || (same_frame && u.len < UNIT_LEN + FRAME_LIMIT as u64) =>
             {
                 u.len += c.len as u64;
                 u.chunks.end = i + 1;

@@ -173,7 +173,14 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
         human(total),
         env.store.location()
     ));
-    if !packs.listed.is_empty() {
+    let collected = env.store.packs().is_some_and(|p| p.collected_by_store());
+    if collected && dead_bytes > 0 {
+        env.report.info(format!(
+            "Packs: {} live, {} no longer referenced; the registry's garbage collection deletes those",
+            human(packs.live_bytes),
+            human(dead_bytes),
+        ));
+    } else if !packs.listed.is_empty() {
         env.report.info(format!(
             "Packs: {} live, {} dead; {} dead pack(s) {}",
             human(packs.live_bytes),
@@ -274,7 +281,7 @@ impl PackCounts {
     /// whose last entry this prune deletes commits long before the next prune a day later,
     /// which then finds the pack referenced again: a save in flight never loses its packs.
     fn sweep(&mut self, env: &Env, dry_run: bool) -> Result<usize> {
-        let Some(store) = env.store.packs() else {
+        let Some(store) = env.store.packs().filter(|p| !p.collected_by_store()) else {
             return Ok(0);
         };
         let noted: BTreeMap<String, u64> = store

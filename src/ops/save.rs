@@ -303,8 +303,7 @@ fn pack_into(
         let (sink, stats) = archive::pack(walk, sink, opts)?;
         return Ok((sink, stats, None));
     }
-    let (stats, manifest, chunks) =
-        super::chunked::pack(env, walk, opts, t, sent.clone())?;
+    let (stats, manifest, chunks) = super::chunked::pack(env, walk, opts, t, sent.clone())?;
     std::io::Write::write_all(&mut sink, &manifest.encode()?)?;
     Ok((sink, stats, Some((manifest.packs, chunks))))
 }

@@ -34,6 +34,10 @@ pub trait Fixture: Sync {
     fn abandoned_save_holds_the_key(&self) -> bool {
         false
     }
+    /// Run the store's own garbage collection, where it collects unreferenced packs itself.
+    fn collect_garbage(&self) {
+        unreachable!("this store's packs are swept by prune")
+    }
     /// The service matches keys itself, in GitHub order only (no CircleCI order).
     fn github_order_only(&self) -> bool {
         false
@@ -399,6 +403,10 @@ impl Fixture for Oci {
             return;
         }
         panic!("no tag names {digest}");
+    }
+
+    fn collect_garbage(&self) {
+        support::registry::open().collect_garbage();
     }
 
     /// The registry owns its storage: what losers leave is unreferenced and collected by it.

@@ -197,6 +197,26 @@ fn start_token() -> Registry {
     serve(&dir)
 }
 
+impl Registry {
+    /// The registry's own garbage collection (`docker-registry garbage-collect
+    /// --delete-untagged`): manifests no tag names go, then blobs no manifest references. The registry keeps serving meanwhile, as in a test
+    /// nothing else writes to it then.
+    #[allow(dead_code)]
+    pub fn collect_garbage(&self) {
+        let conf = self.data.parent().unwrap().join("config.yml");
+        let out = Command::new("docker-registry")
+            .args(["garbage-collect", "--delete-untagged"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Start docker-registry on `dir/config.yml`; returns once it says where it listens.
 fn serve(dir: &std::path::Path) -> Registry {
     let (tx, rx) = std::sync::mpsc::channel();

@@ -4,6 +4,8 @@
 //!
 //! An entry is an OCI artifact: one manifest (`artifactType` `application/vnd.kura.entry.v1`,
 //! the empty config) whose one layer is the archive, with kura's metadata in its annotations.
+//! A chunked entry's first layer is its chunk manifest, followed by the packs it references
+//! (`packs.rs`), so that the registry's garbage collection keeps exactly the live packs.
 //! Its tag encodes scope, version and key so that a key prefix is a tag prefix (`tag.rs`);
 //! restore keys list the tags, read the candidates' manifests and take the newest. A save
 //! packs into a temporary file, skips the upload when the registry already has the blob, and
@@ -13,6 +15,7 @@
 
 mod client;
 mod packages;
+mod packs;
 mod tag;
 mod upload;
 
@@ -28,6 +31,8 @@ use std::sync::Arc;
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const ARTIFACT: &str = "application/vnd.kura.entry.v1";
 const LAYER: &str = "application/vnd.kura.archive.v1.tar+zstd";
+/// A chunked entry's first layer: its chunk manifest (`chunked/manifest.rs`).
+const CHUNKS_LAYER: &str = "application/vnd.kura.chunks.v1+zstd";
 /// The annotation that holds kura's metadata (JSON).
 const META: &str = "dev.kura.meta";
 
@@ -36,6 +41,7 @@ pub struct OciStore {
     reg: Arc<Registry>,
     /// Where deletes go when the registry refuses them (GHCR).
     packages: Option<packages::Packages>,
+    packs: Arc<packs::OciPacks>,
     /// Where saves pack before they upload.
     tmp: PathBuf,
 }
@@ -67,9 +73,11 @@ impl OciStore {
             creds,
         );
         reg.fork_pr = client::fork_pr(vars);
+        let (rt, reg) = (super::http::runtime()?, Arc::new(reg));
         Ok(OciStore {
-            rt: super::http::runtime()?,
-            reg: Arc::new(reg),
+            packs: Arc::new(packs::OciPacks::new(rt.clone(), reg.clone())),
+            rt,
+            reg,
             packages,
             tmp: PathBuf::from(vars.get("TMPDIR").unwrap_or("/tmp")),
         })
@@ -121,7 +129,11 @@ impl OciStore {
             if r.status == 404 {
                 return Ok(None);
             }
-            Ok(entry_of(&r.body))
+            let entry = entry_of(&r.body);
+            if let (Some(_), Ok(v)) = (&entry, serde_json::from_slice(&r.body)) {
+                self.packs.learn(&v);
+            }
+            Ok(entry)
         })
     }
 
@@ -233,10 +245,15 @@ impl Store for OciStore {
         let up = upload::OciUpload::new(
             self.rt.clone(),
             self.reg.clone(),
+            self.packs.clone(),
             &self.tmp,
             tag::of(scope, version, key),
         )?;
         Ok(Some(Box::new(up)))
+    }
+
+    fn packs(&self) -> Option<Arc<dyn crate::chunked::Packs>> {
+        Some(self.packs.clone())
     }
 
     fn delete(&self, meta: &Meta) -> Result<()> {

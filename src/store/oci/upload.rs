@@ -1,9 +1,11 @@
-//! One save to a registry: the archive packs into a temporary file (hashed on the way), and
-//! `commit` uploads the blob unless the registry has it, then puts the manifest under the tag.
+//! One save to a registry: the archive (or a chunked entry's manifest) packs into a temporary
+//! file (hashed on the way), and `commit` uploads the blob unless the registry has it, then
+//! puts the manifest under the tag. Packs go up before, through `OciPacks`.
 
 use super::client::Registry;
-use super::{ARTIFACT, LAYER, MANIFEST, META};
-use crate::store::{Committed, Meta, Upload};
+use super::packs::{OciPacks, PACK_LAYER, PACK_NAME};
+use super::{ARTIFACT, CHUNKS_LAYER, LAYER, MANIFEST, META};
+use crate::store::{Committed, Format, Meta, Upload};
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -22,6 +24,7 @@ const EMPTY: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c0
 pub(super) struct OciUpload {
     rt: Arc<tokio::runtime::Runtime>,
     reg: Arc<Registry>,
+    packs: Arc<OciPacks>,
     tag: String,
     path: PathBuf,
     file: Option<BufWriter<File>>,
@@ -33,6 +36,7 @@ impl OciUpload {
     pub fn new(
         rt: Arc<tokio::runtime::Runtime>,
         reg: Arc<Registry>,
+        packs: Arc<OciPacks>,
         tmp: &std::path::Path,
         tag: String,
     ) -> Result<OciUpload> {
@@ -45,6 +49,7 @@ impl OciUpload {
         Ok(OciUpload {
             rt,
             reg,
+            packs,
             tag,
             path,
             file: Some(BufWriter::with_capacity(1 << 20, file)),
@@ -89,6 +94,35 @@ impl OciUpload {
         }
         finish(reg, &location, digest, bytes::Bytes::new()).await
     }
+}
+
+/// Upload a blob held in memory (a pack) unless the registry has it.
+pub(super) async fn put_blob(reg: &Registry, digest: &str, data: &[u8]) -> Result<()> {
+    let head = reg
+        .send("check a blob", &[200, 404], |h| {
+            h.head(reg.url(&format!("blobs/{digest}")))
+        })
+        .await?;
+    if head.status == 200 {
+        return Ok(());
+    }
+    let mut location = start(reg).await?;
+    let mut at = 0;
+    for piece in data.chunks(CHUNK) {
+        let body = bytes::Bytes::copy_from_slice(piece);
+        let range = format!("{at}-{}", at + piece.len() - 1);
+        let r = reg
+            .send("upload", &[202], |h| {
+                h.patch(reg.url(&location))
+                    .header("content-type", "application/octet-stream")
+                    .header("content-range", &range)
+                    .body(body.clone())
+            })
+            .await?;
+        location = next_location(&r, &location);
+        at += piece.len();
+    }
+    finish(reg, &location, digest, bytes::Bytes::new()).await
 }
 
 /// Open an upload session: its URL.
@@ -155,7 +189,7 @@ impl Upload for OciUpload {
         let file = self.file.take().expect("committed twice");
         file.into_inner().map_err(|e| e.into_error())?;
         let digest = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
-        let manifest = manifest(meta, &digest, self.size)?;
+        let manifest = manifest(meta, &digest, self.size, &self.packs)?;
         let mine = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
         let reg = self.reg.clone();
         let tag_url = reg.url(&format!("manifests/{}", self.tag));
@@ -240,19 +274,36 @@ impl Drop for OciUpload {
     }
 }
 
-/// The entry's manifest: the empty config, the archive as its one layer, kura's metadata and
-/// the creation time in annotations.
-fn manifest(meta: &Meta, digest: &str, size: u64) -> Result<Vec<u8>> {
+/// The entry's manifest: the empty config, the archive (or the chunk manifest, then the
+/// packs it references) as layers, kura's metadata and the creation time in annotations.
+fn manifest(meta: &Meta, digest: &str, size: u64, packs: &OciPacks) -> Result<Vec<u8>> {
     let created = chrono::DateTime::from_timestamp_millis(meta.created_ms as i64)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();
+    let (media, title) = match meta.format {
+        Format::Archive => (LAYER, "cache.tzst"),
+        Format::Chunked => (CHUNKS_LAYER, "chunks.zst"),
+    };
+    let mut layers = vec![
+        serde_json::json!({"mediaType": media, "digest": digest, "size": size,
+        "annotations": {"org.opencontainers.image.title": title}}),
+    ];
+    // The packs as layers: the registry keeps them while an entry references them.
+    for name in &meta.packs {
+        let k = packs
+            .blob(name)
+            .ok_or_else(|| anyhow!("pack {name} is not known to be in {}", packs.reg.repo))?;
+        layers.push(
+            serde_json::json!({"mediaType": PACK_LAYER, "digest": k.digest,
+            "size": k.size, "annotations": {PACK_NAME: name}}),
+        );
+    }
     let v = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST,
         "artifactType": ARTIFACT,
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": EMPTY, "size": 2},
-        "layers": [{"mediaType": LAYER, "digest": digest, "size": size,
-                    "annotations": {"org.opencontainers.image.title": "cache.tzst"}}],
+        "layers": layers,
         "annotations": {
             "org.opencontainers.image.created": created,
             META: serde_json::to_string(meta)?,

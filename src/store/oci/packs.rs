@@ -1,0 +1,166 @@
+//! The packs of chunked entries in a registry: blobs of the repository, which an entry's
+//! manifest lists as layers after its chunk manifest. A registry addresses blobs by sha256 and
+//! kura names packs by BLAKE3, so each pack layer carries its name in an annotation; the store
+//! learns the names from the manifests it reads and the packs it puts. A registry cannot list
+//! its blobs, and its own garbage collection deletes those no manifest references: prune only
+//! forgets entries here.
+
+use super::client::Registry;
+use super::upload::put_blob;
+use crate::chunked::{PackInfo, Packs};
+use anyhow::{anyhow, Result};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+/// A pack layer's media type.
+pub(super) const PACK_LAYER: &str = "application/vnd.kura.pack.v1";
+/// The annotation naming the pack a layer holds.
+pub(super) const PACK_NAME: &str = "dev.kura.pack";
+
+pub(super) struct OciPacks {
+    pub rt: Arc<tokio::runtime::Runtime>,
+    pub reg: Arc<Registry>,
+    /// Pack name → the blob's digest and size, as learned.
+    known: Mutex<HashMap<String, Known>>,
+}
+
+#[derive(Clone)]
+pub(super) struct Known {
+    pub digest: String,
+    pub size: u64,
+    /// When this process put it (0: learned from a manifest; a registry does not say).
+    put_ms: u64,
+}
+
+impl OciPacks {
+    pub fn new(rt: Arc<tokio::runtime::Runtime>, reg: Arc<Registry>) -> OciPacks {
+        OciPacks {
+            rt,
+            reg,
+            known: Mutex::default(),
+        }
+    }
+
+    /// Learn the pack layers of a manifest read from the registry.
+    pub fn learn(&self, manifest: &serde_json::Value) {
+        let mut known = self.known.lock().unwrap();
+        for l in manifest["layers"].as_array().into_iter().flatten() {
+            let (Some(name), Some(digest), Some(size)) = (
+                l["annotations"][PACK_NAME].as_str(),
+                l["digest"].as_str(),
+                l["size"].as_u64(),
+            ) else {
+                continue;
+            };
+            if l["mediaType"] == PACK_LAYER && crate::chunked::valid_pack_name(name) {
+                known.entry(name.to_string()).or_insert(Known {
+                    digest: digest.to_string(),
+                    size,
+                    put_ms: 0,
+                });
+            }
+        }
+    }
+
+    /// The blob holding pack `name`, if known.
+    pub fn blob(&self, name: &str) -> Option<Known> {
+        self.known.lock().unwrap().get(name).cloned()
+    }
+
+    fn gone(&self, name: &str) -> anyhow::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "pack {name} is gone from {}/{}",
+                self.reg.host, self.reg.repo
+            ),
+        )
+        .into()
+    }
+}
+
+impl Packs for OciPacks {
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
+        self.rt.block_on(put_blob(&self.reg, &digest, data))?;
+        self.known.lock().unwrap().insert(
+            name.to_string(),
+            Known {
+                digest,
+                size: data.len() as u64,
+                put_ms: crate::store::now_ms(),
+            },
+        );
+        Ok(())
+    }
+
+    fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        let Some(k) = self.blob(name) else {
+            return Err(self.gone(name));
+        };
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let header = format!("bytes={}-{}", range.start, range.end - 1);
+        let reg = &self.reg;
+        let r = self
+            .rt
+            .block_on(reg.send("read a pack", &[200, 206, 404], |h| {
+                h.get(reg.url(&format!("blobs/{}", k.digest)))
+                    .header("range", &header)
+            }))?;
+        match r.status {
+            404 => Err(self.gone(name)),
+            206 => Ok(r.body.to_vec()),
+            // The whole blob: a registry that ignores ranges.
+            _ => Ok(r
+                .body
+                .get(range.start as usize..(range.end as usize).min(r.body.len()))
+                .unwrap_or_default()
+                .to_vec()),
+        }
+    }
+
+    /// The packs this store has learned of: a registry cannot list its blobs.
+    fn list(&self) -> Result<Vec<PackInfo>> {
+        Ok(self
+            .known
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, k)| PackInfo {
+                name: name.clone(),
+                size: k.size,
+                modified_ms: k.put_ms,
+            })
+            .collect())
+    }
+
+    /// Deletes the blob (a damaged pack), where the registry allows it.
+    fn delete(&self, name: &str) -> Result<()> {
+        let Some(k) = self.blob(name) else {
+            return Ok(());
+        };
+        let reg = &self.reg;
+        self.rt
+            .block_on(reg.send("delete a pack", &[202, 404, 405], |h| {
+                h.delete(reg.url(&format!("blobs/{}", k.digest)))
+            }))
+            .map(drop)
+            .map_err(|e| anyhow!(e))
+    }
+
+    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    fn write_note(&self, _data: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    fn collected_by_store(&self) -> bool {
+        true
+    }
+}
