@@ -129,26 +129,44 @@ def one(name):
         fresh(w("store"), w("tree"), w("tmp"))
         shutil.copytree(src, w("tree"), symlinks=True)
         rng = random.Random(7)
+        warm_up = []
         for i in range(ARGS.evolve):
             if i:
                 change(w("tree"), rng, "pct1", name)
-            kura(f"save --format chunked --key e{i:03} {top}", w("store"), w("tree"))
+            _, _, saved = kura(f"save --format chunked --key e{i:03} {top}", w("store"), w("tree"))
+            if i:
+                warm_up.append(saved["chunks"]["uploaded"])
             if i >= 3:
                 kura(f"rm e{i - 3:03}", w("store"), w("tree"))
+            # Two days pass between saves: packs and prune's note of dead packs age.
             packs = os.path.join(w("store"), ".packs")
             for p in os.listdir(packs):
                 st = os.stat(os.path.join(packs, p))
                 os.utime(os.path.join(packs, p), (st.st_atime, st.st_mtime - 2 * 86400))
+            note = os.path.join(packs, "dead.json")
+            if os.path.exists(note):
+                with open(note) as f:
+                    dead = json.load(f)
+                with open(note, "w") as f:
+                    json.dump({k: v - 2 * 86400 * 1000 for k, v in dead.items()}, f)
             _, _, out = kura("prune --max-age 30d", w("store"), w("tree"))
         live = out["live_pack_bytes"]
         total = store_bytes(w("store"))
-        # What the 3 live entries need at least: one cold save of the newest tree.
-        fresh(w("cold"))
-        _, _, cold = kura(f"save --format chunked --key c {top}", w("cold"), w("tree"))
-        need = cold["chunks"]["uploaded"]
-        print(f"evolve: {ARGS.evolve} saves keeping 3: store {total / 1e6:.1f} MB, packs live "
-              f"{live / 1e6:.1f} MB, one cold save of the tree {need / 1e6:.1f} MB: store / cold "
-              f"{total / need:.2f} (target <= 2)")
+        # What the 3 live entries need: their trees saved afresh, one after another, into an
+        # empty store (each deduplicated against the one before), and one cold save alone.
+        fresh(w("cold"), w("live"))
+        need, one = 0, 0
+        for i in range(ARGS.evolve - 3, ARGS.evolve):
+            os.makedirs(w("live", str(i)))
+            kura(f"restore --key e{i:03} {top}", w("store"), w("live", str(i)))
+            _, _, fresh_save = kura(f"save --format chunked --key c{i} {top}", w("cold"), w("live", str(i)))
+            need += fresh_save["chunks"]["uploaded"]
+            one = one or fresh_save["chunks"]["uploaded"]
+        print(f"evolve: {ARGS.evolve} saves keeping 3: store {total / 1e6:.1f} MB (packs live "
+              f"{live / 1e6:.1f} MB); the 3 live trees saved afresh {need / 1e6:.1f} MB: "
+              f"store / live {total / need:.2f} (target <= 2); one tree alone {one / 1e6:.1f} MB; "
+              f"warm saves uploaded {sum(warm_up) / len(warm_up) / 1e6:.2f} MB on average, "
+              f"{max(warm_up) / 1e6:.2f} MB at most")
 
 
 def main():

@@ -312,6 +312,65 @@ fn prune_sweeps_packs_no_entry_references_a_day_after_it_found_them_dead() {
     assert_ne!(now_tree, reusing_tree);
 }
 
+/// The packs an entry references, from its metadata.
+fn packs_of(s: &Sandbox, key: &str) -> Vec<String> {
+    let meta = support::walk_find(&s.store, key).join("meta.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    m["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_pack_mostly_dead_is_written_again_and_then_swept() {
+    let s = Sandbox::new();
+    grow(&s, 50);
+    assert_eq!(json(&save(&s, "v1"))["outcome"], "saved");
+    let first = packs_of(&s, "v1");
+    assert_eq!(first.len(), 1);
+    // v2 keeps 20 of the 50 files: it still references v1's pack, now mostly dead.
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    support::assert_clean_hit(&restore(&s, "v1"));
+    for i in 20..50 {
+        s.write_bytes(&format!("d/f{i:04}"), &noise(64 << 10, 7000 + i as u64));
+    }
+    assert_eq!(json(&save(&s, "v2"))["outcome"], "saved");
+    assert!(packs_of(&s, "v2").contains(&first[0]));
+    // v3, based on v2: the 20 files' chunks go into a new pack instead.
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    support::assert_clean_hit(&restore(&s, "v2"));
+    s.write_bytes("d/f0049", &noise(64 << 10, 31337));
+    let out = save(&s, "v3");
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    assert!(out.stderr.contains("stored again"), "{}", out.stderr);
+    assert!(
+        json(&out)["chunks"]["uploaded"].as_u64().unwrap() > 20 * (64 << 10),
+        "{}",
+        out.stdout
+    );
+    assert!(!packs_of(&s, "v3").contains(&first[0]));
+    let want = tree(&s.ws.join("d"));
+    // Once v1 and v2 are gone, two prunes a day apart delete the old pack, and v3 restores.
+    run(s.kura().args(["rm", "v1"]));
+    run(s.kura().args(["rm", "v2"]));
+    age(&s, 2);
+    run(s.kura().args(["--json", "prune", "--max-age", "7d"]));
+    age(&s, 2);
+    run(s.kura().args(["--json", "prune", "--max-age", "7d"]));
+    let left = packs(&s);
+    assert!(
+        left.iter().all(|p| !p.ends_with(&first[0])),
+        "{left:?} still holds {}",
+        first[0]
+    );
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    support::assert_clean_hit(&restore(&s, "v3"));
+    assert_eq!(tree(&s.ws.join("d")), want);
+}
+
 #[test]
 fn a_chain_keeps_the_packs_its_newest_entry_reuses() {
     let s = Sandbox::new();

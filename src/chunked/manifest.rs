@@ -2,10 +2,11 @@
 //! 2 GB tree has some 30,000 chunks and their hashes do not compress.
 //!
 //! ```text
-//! "KURACHK1"
+//! "KURACHK2"
 //! u32 packs,  then per pack:  u8 length, name (ASCII hex)
 //! u64 chunks, then per chunk: id (32), u32 pack index, u64 frame offset, u32 frame length,
-//!                             u32 offset in the unpacked frame, u32 length
+//!                             u32 frame length unpacked, u32 offset in the unpacked frame,
+//!                             u32 length
 //! ```
 //! Chunks are compressed in frames: the new chunks of a run of neighbours in the stream go into
 //! one zstd frame, so that they compress together (a chunk alone loses what its neighbours
@@ -16,8 +17,8 @@
 use super::{valid_pack_name, ChunkId};
 use anyhow::{bail, ensure, Context, Result};
 
-const MAGIC: &[u8; 8] = b"KURACHK1";
-const RECORD: usize = 32 + 4 + 8 + 4 + 4 + 4;
+const MAGIC: &[u8; 8] = b"KURACHK2";
+const RECORD: usize = 32 + 4 + 8 + 4 + 4 + 4 + 4;
 /// No frame is bigger than this, stored or unpacked (frames hold about 1 MiB).
 pub const FRAME_LIMIT: u32 = 16 << 20;
 /// No manifest is bigger than this decompressed: 1.2 million chunks, an 80 GB tree.
@@ -31,6 +32,8 @@ pub struct Chunk {
     /// The frame's place in the pack, and its length there.
     pub offset: u64,
     pub stored: u32,
+    /// The frame's length unpacked: with `stored`, what share of a pack a chunk takes.
+    pub frame_len: u32,
     /// Where the chunk starts in the unpacked frame.
     pub skip: u32,
     pub len: u32,
@@ -63,6 +66,7 @@ impl Manifest {
             raw.extend_from_slice(&c.pack.to_le_bytes());
             raw.extend_from_slice(&c.offset.to_le_bytes());
             raw.extend_from_slice(&c.stored.to_le_bytes());
+            raw.extend_from_slice(&c.frame_len.to_le_bytes());
             raw.extend_from_slice(&c.skip.to_le_bytes());
             raw.extend_from_slice(&c.len.to_le_bytes());
         }
@@ -102,6 +106,7 @@ impl Manifest {
                 pack: r.u32()?,
                 offset: r.u64()?,
                 stored: r.u32()?,
+                frame_len: r.u32()?,
                 skip: r.u32()?,
                 len: r.u32()?,
             };
@@ -111,8 +116,12 @@ impl Manifest {
             // Frames are far smaller: a bigger one is a hostile manifest asking a restore to
             // allocate gigabytes.
             ensure!(
-                c.stored <= FRAME_LIMIT && c.skip as u64 + c.len as u64 <= FRAME_LIMIT as u64,
+                c.stored <= FRAME_LIMIT && c.frame_len <= FRAME_LIMIT,
                 "the chunk manifest names a frame of more than {FRAME_LIMIT} bytes"
+            );
+            ensure!(
+                c.skip as u64 + c.len as u64 <= c.frame_len as u64,
+                "the chunk manifest puts a chunk outside its frame"
             );
             chunks.push(c);
         }
@@ -159,6 +168,7 @@ mod tests {
                     pack: p % n_packs as u32,
                     offset,
                     stored,
+                    frame_len: len,
                     skip: 0,
                     len,
                 })

@@ -11,11 +11,13 @@ mod manifest;
 mod restore;
 mod reuse;
 mod save;
+mod sparse;
 
 pub use cache::ChunkCache;
 pub use manifest::{Chunk, Manifest, FRAME_LIMIT};
 pub use restore::ChunkSource;
 pub use save::{save, ChunkSink, SaveStats, Tuning};
+pub use sparse::{sparse_packs, MIN_LIVE};
 
 use anyhow::Result;
 use std::ops::Range;

@@ -200,13 +200,17 @@ impl Read for ChunkSource {
     }
 }
 
-/// A frame's bytes, unpacked: as many as its header says, at most `FRAME_LIMIT`.
-fn unpack_frame(unzstd: &mut zstd::bulk::Decompressor, stored: &[u8]) -> Result<Vec<u8>> {
+/// A frame's bytes, unpacked: as many as its header says, which must be what the manifest
+/// says (at most `FRAME_LIMIT`).
+fn unpack_frame(unzstd: &mut zstd::bulk::Decompressor, stored: &[u8], len: u32) -> Result<Vec<u8>> {
     let size = zstd::zstd_safe::get_frame_content_size(stored)
         .ok()
         .flatten()
         .ok_or_else(|| anyhow!("no content size in the frame"))?;
-    ensure!(size <= FRAME_LIMIT as u64, "a frame of {size} bytes");
+    ensure!(
+        size == len as u64,
+        "a frame of {size} bytes where the entry says {len}"
+    );
     let data = unzstd.decompress(stored, size as usize)?;
     ensure!(
         data.len() as u64 == size,
@@ -318,10 +322,12 @@ impl Reader {
             for (f, ks) in &rest[..n] {
                 let at_ = (f.offset - first.offset) as usize;
                 let stored = &bytes[at_..at_ + f.stored as usize];
-                let unpacked = Arc::new(unpack_frame(unzstd, stored).map_err(|e| Damaged {
-                    pack: f.pack,
-                    what: format!("a frame in pack {name} does not decompress: {e}"),
-                })?);
+                let unpacked = Arc::new(unpack_frame(unzstd, stored, f.frame_len).map_err(
+                    |e| Damaged {
+                        pack: f.pack,
+                        what: format!("a frame in pack {name} does not decompress: {e}"),
+                    },
+                )?);
                 self.serve(&unpacked, f, ks, chunks, &at, &mut out)?;
                 self.frames.keep(f.pack, f.offset, unpacked);
             }

@@ -117,6 +117,7 @@ mod tests {
             pack: 0,
             offset: 0,
             stored: 1,
+            frame_len: 3,
             skip: 0,
             len: 3,
         }

@@ -203,6 +203,8 @@ impl Cutter {
 struct Done {
     items: Vec<Item>,
     frame: Option<Vec<u8>>,
+    /// The frame's length unpacked.
+    frame_len: u32,
 }
 
 struct Item {
@@ -241,11 +243,16 @@ fn pack_run(
             skip,
         });
     }
+    let frame_len = frame.len() as u32;
     let frame = match frame.is_empty() {
         true => Some(Vec::new()),
         false => zstd.as_mut().and_then(|z| z.compress(&frame).ok()),
     };
-    Done { items, frame }
+    Done {
+        items,
+        frame,
+        frame_len,
+    }
 }
 
 /// Save a chunked stream: `produce` writes the tar stream into the sink it is given (and
@@ -427,6 +434,7 @@ fn assemble(
                                 pack: slot,
                                 offset,
                                 stored: frame.len() as u32,
+                                frame_len: d.frame_len,
                                 skip,
                                 len: item.len,
                             };

@@ -5,6 +5,7 @@ use super::save::Target;
 use super::Env;
 use crate::archive::{self, PackOptions, PackStats, Walk};
 use crate::chunked::{self, ChunkSource, Manifest, PackInfo, Packs, SaveStats};
+use crate::report::human;
 use crate::store::{Format, Meta};
 use anyhow::{anyhow, Result};
 use std::io::Read;
@@ -131,20 +132,31 @@ fn base(env: &Env, scope: &str, version: &str) -> Manifest {
     Manifest::default()
 }
 
-/// The base's chunks whose packs are there and long enough: a chunk in a pack that is gone
-/// is stored again rather than referenced, so a lost pack does not spread to new entries.
+/// The base's chunks that a save may reference: those whose packs are there and long enough
+/// (a chunk in a pack that is gone is stored again, so a lost pack does not spread to new
+/// entries), and not in a sparse pack (`chunked::sparse_packs`: its chunks are stored again,
+/// so that the pack can go once older entries do).
 fn present(env: &Env, mut base: Manifest) -> Result<Manifest> {
     let packs = env.store.packs().ok_or_else(|| anyhow!("no packs"))?;
-    let sizes: std::collections::HashMap<String, u64> = packs
+    let listed: std::collections::HashMap<String, u64> = packs
         .list()?
         .into_iter()
         .map(|p| (p.name, p.size))
         .collect();
-    let names = base.packs.clone();
+    let sizes: Vec<Option<u64>> = base.packs.iter().map(|p| listed.get(p).copied()).collect();
+    let sparse = chunked::sparse_packs(&base, &sizes);
+    if !sparse.is_empty() {
+        let bytes: u64 = sparse.iter().filter_map(|&p| sizes[p as usize]).sum();
+        env.report.info(format!(
+            "{} pack(s) of {} hold chunks of the base, but less than {:.0}% of them are in use: their chunks are stored again",
+            sparse.len(),
+            human(bytes),
+            chunked::MIN_LIVE * 100.0
+        ));
+    }
     base.chunks.retain(|c| {
-        sizes
-            .get(&names[c.pack as usize])
-            .is_some_and(|&size| c.offset + c.stored as u64 <= size)
+        !sparse.contains(&c.pack)
+            && sizes[c.pack as usize].is_some_and(|size| c.offset + c.stored as u64 <= size)
     });
     Ok(base)
 }
