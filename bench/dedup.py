@@ -2,6 +2,7 @@
 """Chunked entries against archive entries, side by side on the local store.
 
 Usage: python3 bench/dedup.py [--scale F] [--runs N] [--datasets a,b] [--work DIR] [--kura BIN] [--evolve N]
+                              [--chunk-sizes 16K,...] [--big GB]
 
 For each dataset (bench.py's generators; node_modules, cargo):
   cold     archive save vs chunked save into an empty store (time; bytes stored)
@@ -15,6 +16,7 @@ For each dataset (bench.py's generators; node_modules, cargo):
            a cold save uploaded again after pct1 and after bump
   evolve   N saves, each after a 1 % change, keeping the newest 3 entries and pruning (packs
            backdated past the 24 h grace): store bytes against the live bytes
+  big      (--big GB) a save and a restore of a generated tree that large, both formats: peak RSS
 Medians of --runs; peak RSS from GNU time.
 """
 
@@ -169,6 +171,42 @@ def one(name):
               f"{max(warm_up) / 1e6:.2f} MB at most")
 
 
+def big():
+    """Peak RSS of a save and a restore of a --big GB tree, chunked and archive."""
+    src = os.path.join(ARGS.work, "data", f"big-{ARGS.big:g}G")
+    if not os.path.exists(src):
+        rng = random.Random(5)
+        pool = [bench.gen_text(rng, 1 << 20) for _ in range(8)]
+
+        def text(n):
+            # Slices of a pool of text, each after a line of its own.
+            out = bytearray()
+            while len(out) < n:
+                p = rng.choice(pool)
+                at = rng.randrange(len(p) // 2)
+                out += b"// %d\n" % rng.getrandbits(48) + p[at:at + rng.randint(4 << 10, 256 << 10)]
+            return bytes(out[:n])
+
+        # Half text, half binary; files of 64 KiB to 16 MiB.
+        left, i = int(ARGS.big * 1e9), 0
+        while left > 0:
+            n = min(left, int(rng.lognormvariate(13, 1.5)) + (64 << 10), 16 << 20)
+            data = text(n) if i % 2 else bench.gen_binary(rng, n)
+            bench.write(os.path.join(src, "big", f"d{i % 50}", f"f{i}"), data)
+            left, i = left - n, i + 1
+    size, files = bench.du(src)
+    print(f"\n## big: {files} files, {size / 1e9:.2f} GB (target: peak RSS <= 200 MB both ways)")
+    w = lambda *p: os.path.join(ARGS.work, "dd", *p)  # noqa: E731
+    for fmt in ["chunked", "archive"]:
+        shutil.rmtree(w("store"), ignore_errors=True)
+        shutil.rmtree(w("out"), ignore_errors=True)
+        ts, rs, _ = kura(f"save --format {fmt} --key big --path big", w("store"), src)
+        os.makedirs(w("out"))
+        tr, rr, _ = kura("restore --key big --path big", w("store"), w("out"))
+        print(f"{fmt:10} save {ts:6.2f} s {rs:5.0f}M   restore {tr:6.2f} s {rr:5.0f}M")
+    shutil.rmtree(w("out"), ignore_errors=True)
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()
@@ -180,10 +218,14 @@ def main():
     p.add_argument("--evolve", type=int, default=30)
     p.add_argument("--chunk-sizes", default="16K,32K,64K,128K",
                    help="average chunk sizes to compare (stored bytes, manifest, reuse); empty: skip")
+    p.add_argument("--big", type=float, default=0,
+                   help="also save and restore a tree of this many GB, for peak RSS")
     ARGS = p.parse_args()
     bench.ARGS = ARGS
-    for name in ARGS.datasets.split(","):
+    for name in filter(None, ARGS.datasets.split(",")):
         one(name)
+    if ARGS.big:
+        big()
 
 
 if __name__ == "__main__":

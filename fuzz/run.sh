@@ -18,7 +18,7 @@ case "$target" in
     printf 'v1-{{ .Branch }}-{{ checksum "go.sum" }}' > "$corpus/seed-checksum"
     printf '<< .Environment.NAME >>-{{ hashFiles "**/Cargo.lock" "x" }}' > "$corpus/seed-hashfiles"
     printf '{{ epoch }}-{{ arch }}-{{ os }}-{{ env "NAME" }}-`raw`' > "$corpus/seed-funcs" ;;
-  manifest) printf 'KURACHK1\001\000\000\000' > "$corpus/seed-magic" ;;
+  manifest) KURA_FUZZ_SEEDS="$corpus" cargo test --quiet --lib real_manifests ;;
 esac
 cd fuzz
 cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=1024 -timeout=20

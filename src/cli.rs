@@ -199,8 +199,8 @@ pub struct SaveArgs {
     #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
     /// chunked: content-defined chunks in shared packs, so that a save uploads only what its
-    /// base entry lacks (local, S3 and HTTP stores; the others save an archive). archive: one
-    /// tar + zstd archive, as actions/cache writes.
+    /// base entry lacks (local, S3, HTTP and OCI stores; GitHub's cache saves an archive).
+    /// archive: one tar + zstd archive, as actions/cache writes.
     #[arg(long, value_enum, default_value_t = crate::store::Format::Chunked, env = "KURA_FORMAT")]
     pub format: crate::store::Format,
     /// Chunked entries: the average chunk size, a power of two from 4K to 1M (smaller finds

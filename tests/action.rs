@@ -328,11 +328,23 @@ fn bad_inputs_warn_in_save_steps_and_fail_restore_steps_naming_the_input() {
     );
     let err = save_with(&[("path", "deps"), ("key", "k"), ("compression-level", "99")]);
     assert!(err.contains("input compression-level \"99\""), "{err}");
+    let err = save_with(&[("path", "deps"), ("key", "k"), ("format", "zip")]);
+    assert!(err.contains("input format is \"zip\""), "{err}");
     let ls = support::run(s.kura().args(["--json", "ls"]));
     assert!(
         support::json(&ls)["entries"].as_array().unwrap().is_empty(),
         "a save with bad inputs stored something"
     );
+    // format: chunked by default on a store that keeps packs, archive when asked.
+    save_with(&[("path", "deps"), ("key", "chunks")]);
+    save_with(&[("path", "deps"), ("key", "whole"), ("format", "archive")]);
+    let format = |key: &str| {
+        let meta = support::walk_find(&s.store, key).join("meta.json");
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+        m["format"].as_str().unwrap_or("archive").to_string()
+    };
+    assert_eq!(format("chunks"), "chunked");
+    assert_eq!(format("whole"), "archive");
     // A restore step fails on bad input, as actions/cache's does.
     let out = Runner::new(&s).step(
         &shim("restore.js"),

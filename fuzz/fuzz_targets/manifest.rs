@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
             for c in &m.chunks {
                 assert!((c.pack as usize) < m.packs.len());
                 assert!(c.stored <= FRAME_LIMIT);
-                assert!(c.skip as u64 + c.len as u64 <= FRAME_LIMIT as u64);
+                assert!(c.frame_len <= FRAME_LIMIT);
+                assert!(c.skip as u64 + c.len as u64 <= c.frame_len as u64);
             }
             let again = Manifest::decode(&m.encode().unwrap()).unwrap();
             assert_eq!(again, m);

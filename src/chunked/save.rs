@@ -529,6 +529,27 @@ mod tests {
             .collect()
     }
 
+    /// Real manifests, as the fuzz target `manifest` takes them (the unpacked layout): a cold
+    /// save with repeated content, and a warm one that reuses most of it. With
+    /// `KURA_FUZZ_SEEDS=DIR` (`fuzz/run.sh`), they are written there as the corpus' seeds.
+    #[test]
+    fn real_manifests_read_back_from_their_unpacked_layout() {
+        let mut data = noise(200_000, 1);
+        data.extend_from_within(..100_000);
+        let (cold, _) = cut(&data, &[], &Manifest::default());
+        data[150_000..150_100].fill(7);
+        let (warm, stats) = cut(&data, &[], &cold);
+        assert!(stats.reused > 0 && warm.packs.len() == 2, "{stats:?}");
+        for (name, m) in [("seed-cold", &cold), ("seed-warm", &warm)] {
+            let raw = zstd::bulk::decompress(&m.encode().unwrap(), 1 << 20).unwrap();
+            let again = Manifest::decode(&zstd::bulk::compress(&raw, 1).unwrap()).unwrap();
+            assert_eq!(&again, m);
+            if let Some(dir) = std::env::var_os("KURA_FUZZ_SEEDS") {
+                std::fs::write(std::path::Path::new(&dir).join(name), &raw).unwrap();
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// The chunks are the content's, whatever sizes the stream is written in.

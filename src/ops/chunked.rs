@@ -83,6 +83,9 @@ impl Packs for Counted {
     fn write_note(&self, data: &[u8]) -> Result<()> {
         self.packs.write_note(data)
     }
+    fn collected_by_store(&self) -> bool {
+        self.packs.collected_by_store()
+    }
 }
 
 /// The manifest to dedup against: the entry this job restored for these paths, else the
