@@ -665,3 +665,41 @@ fn a_chunk_size_that_is_no_power_of_two_in_range_is_bad_input() {
     }
     assert!(!s.store.exists());
 }
+
+/// An entry whose manifest is of another layout version (another kura saved it) is a failure
+/// to restore with a warning, not a damaged entry: it stays for the kura that reads it.
+#[test]
+fn a_manifest_of_another_version_is_not_deleted() {
+    use sha2::Digest;
+    let s = Sandbox::new();
+    grow(&s, 4);
+    assert_eq!(json(&save(&s, "other"))["outcome"], "saved");
+    let entry = support::walk_find(&s.store, "other");
+    let object = std::fs::read_dir(&entry)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.ends_with("meta.json"))
+        .unwrap();
+    let mut raw = zstd::bulk::decompress(&std::fs::read(&object).unwrap(), 64 << 20).unwrap();
+    assert_eq!(&raw[..7], b"KURACHK");
+    raw[7] = b'9';
+    let stored = zstd::bulk::compress(&raw, 3).unwrap();
+    std::fs::write(&object, &stored).unwrap();
+    let meta = entry.join("meta.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    m["size"] = stored.len().into();
+    m["sha256"] = hex::encode(sha2::Sha256::digest(&stored)).into();
+    std::fs::write(&meta, m.to_string()).unwrap();
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = restore(&s, "other");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_ne!(json(&out)["outcome"], "hit", "{}", out.stderr);
+    assert!(
+        out.stderr.contains("another kura version"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.ws.join("d").exists());
+    assert!(meta.exists() && object.exists(), "the entry was deleted");
+}

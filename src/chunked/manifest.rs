@@ -24,6 +24,22 @@ pub const FRAME_LIMIT: u32 = 16 << 20;
 /// No manifest is bigger than this decompressed: 1.2 million chunks, an 80 GB tree.
 const MAX_SIZE: u64 = 64 << 20;
 
+/// A manifest of another layout version: written by another kura, not damaged.
+#[derive(Debug)]
+pub struct OtherVersion(char);
+
+impl std::fmt::Display for OtherVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the chunk manifest is of layout {} (this kura reads {}): saved by another kura version",
+            self.0, MAGIC[7] as char
+        )
+    }
+}
+
+impl std::error::Error for OtherVersion {}
+
 /// One chunk of the stream: the frame that holds it, and where in the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {
@@ -83,7 +99,11 @@ impl Manifest {
             "the chunk manifest is too big"
         );
         let mut r = Cursor(&raw);
-        ensure!(r.take(8)? == MAGIC, "not a chunk manifest (bad magic)");
+        let magic = r.take(8)?;
+        if magic != MAGIC && magic.starts_with(b"KURACHK") {
+            bail!(OtherVersion(magic[7] as char));
+        }
+        ensure!(magic == MAGIC, "not a chunk manifest (bad magic)");
         let n_packs = r.u32()? as usize;
         ensure!(n_packs <= r.left() / 65, "the chunk manifest is cut short");
         let mut packs = Vec::with_capacity(n_packs);
@@ -194,6 +214,18 @@ mod tests {
             raw.truncate(cut.min(raw.len()));
             let _ = Manifest::decode(&zstd::bulk::compress(&raw, 1).unwrap());
         }
+    }
+
+    #[test]
+    fn another_layout_version_is_named_as_such() {
+        let mut raw =
+            zstd::bulk::decompress(&manifest(1, vec![]).encode().unwrap(), 1 << 20).unwrap();
+        raw[7] = b'9';
+        let err = Manifest::decode(&zstd::bulk::compress(&raw, 1).unwrap()).unwrap_err();
+        assert!(err.is::<OtherVersion>(), "{err}");
+        raw[0] = b'X';
+        let err = Manifest::decode(&zstd::bulk::compress(&raw, 1).unwrap()).unwrap_err();
+        assert!(!err.is::<OtherVersion>(), "{err}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod save;
 mod sparse;
 
 pub use cache::ChunkCache;
-pub use manifest::{Chunk, Manifest, FRAME_LIMIT};
+pub use manifest::{Chunk, Manifest, OtherVersion, FRAME_LIMIT};
 pub use restore::ChunkSource;
 pub use save::{save, ChunkSink, SaveStats, Tuning};
 pub use sparse::{sparse_packs, MIN_LIVE};

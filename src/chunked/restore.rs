@@ -119,7 +119,12 @@ impl ChunkSource {
                     if gave_up {
                         return;
                     }
-                    let got = shared.read(u, &mut unzstd).map_err(|e| {
+                    // A panic must not leave the unit unanswered: the stream would wait on it.
+                    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        shared.read(u, &mut unzstd)
+                    }))
+                    .unwrap_or_else(|_| Err(anyhow!("a chunk reader failed")));
+                    let got = read.map_err(|e| {
                         let gone = e.chain().any(|c| {
                             c.downcast_ref::<io::Error>()
                                 .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
@@ -231,10 +236,12 @@ fn quarantine(packs: &dyn Packs, name: &str) {
     else {
         return;
     };
-    let whole = packs
+    // Only bytes read whole and hashing to another name condemn a pack: a read that failed
+    // (a timeout, a throttled store) says nothing about it.
+    let damaged = packs
         .get(name, 0..size)
-        .is_ok_and(|b| blake3::hash(&b).to_hex().as_str() == name);
-    if !whole {
+        .is_ok_and(|b| b.len() as u64 == size && blake3::hash(&b).to_hex().as_str() != name);
+    if damaged {
         let _ = packs.delete(name);
     }
 }
@@ -271,7 +278,7 @@ impl Reader {
             let dst = &mut out[pos..pos + c.len as usize];
             at.push(pos);
             pos += c.len as usize;
-            if let Some(data) = self.repeats.take(&c.id) {
+            if let Some(data) = self.repeats.take(&c.id, c.len) {
                 dst.copy_from_slice(&data);
             } else if let Some(data) = self.cached(c, unzstd) {
                 dst.copy_from_slice(&data);

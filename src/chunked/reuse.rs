@@ -16,18 +16,21 @@ const FRAMES_KEPT: usize = 16 << 20;
 /// says up front how often each chunk comes, so a chunk is kept only while a use is ahead.
 pub struct Repeats(Mutex<RepeatsInner>);
 
+/// A chunk by its name and length: a hostile manifest may give one name two lengths.
+type Key = (ChunkId, u32);
+
 struct RepeatsInner {
     /// Uses not yet served, for chunks that occur more than once.
-    left: HashMap<ChunkId, u32>,
-    kept: HashMap<ChunkId, Arc<[u8]>>,
+    left: HashMap<Key, u32>,
+    kept: HashMap<Key, Arc<[u8]>>,
     bytes: usize,
 }
 
 impl Repeats {
     pub fn new(m: &Manifest) -> Repeats {
-        let mut left: HashMap<ChunkId, u32> = HashMap::new();
+        let mut left: HashMap<Key, u32> = HashMap::new();
         for c in &m.chunks {
-            *left.entry(c.id).or_default() += 1;
+            *left.entry((c.id, c.len)).or_default() += 1;
         }
         left.retain(|_, n| *n > 1);
         Repeats(Mutex::new(RepeatsInner {
@@ -38,29 +41,39 @@ impl Repeats {
     }
 
     /// The chunk's bytes, if kept (they were checked when kept); this use is counted.
-    pub fn take(&self, id: &ChunkId) -> Option<Arc<[u8]>> {
+    pub fn take(&self, id: &ChunkId, len: u32) -> Option<Arc<[u8]>> {
+        let key = (*id, len);
         let mut g = self.0.lock().unwrap();
-        let data = g.kept.get(id)?.clone();
-        if g.used(id) == 0 {
-            g.kept.remove(id);
-            g.bytes -= data.len();
+        let data = g.kept.get(&key)?.clone();
+        if g.used(&key) == 0 {
+            g.forget(&key);
         }
         Some(data)
     }
 
     /// A use of a chunk read from elsewhere, its bytes checked: kept if used again later.
     pub fn gave(&self, id: &ChunkId, data: &[u8]) {
+        let key = (*id, data.len() as u32);
         let mut g = self.0.lock().unwrap();
-        if g.used(id) > 0 && !g.kept.contains_key(id) && g.bytes + data.len() <= REPEATS_KEPT {
+        if g.used(&key) == 0 {
+            // Its last use: a copy kept meanwhile (two uses in one unit) goes.
+            g.forget(&key);
+        } else if !g.kept.contains_key(&key) && g.bytes + data.len() <= REPEATS_KEPT {
             g.bytes += data.len();
-            g.kept.insert(*id, data.into());
+            g.kept.insert(key, data.into());
         }
     }
 }
 
 impl RepeatsInner {
+    fn forget(&mut self, key: &Key) {
+        if let Some(d) = self.kept.remove(key) {
+            self.bytes -= d.len();
+        }
+    }
+
     /// Count one use; the uses still ahead.
-    fn used(&mut self, id: &ChunkId) -> u32 {
+    fn used(&mut self, id: &Key) -> u32 {
         match self.left.get_mut(id) {
             Some(n) => {
                 *n = n.saturating_sub(1);
@@ -131,11 +144,28 @@ mod tests {
         };
         let r = Repeats::new(&m);
         r.gave(&[2; 32], b"two");
-        assert!(r.take(&[2; 32]).is_none(), "a chunk used once is not kept");
+        assert!(
+            r.take(&[2; 32], 3).is_none(),
+            "a chunk used once is not kept"
+        );
         r.gave(&[1; 32], b"one");
-        assert_eq!(&*r.take(&[1; 32]).unwrap(), b"one");
-        assert_eq!(&*r.take(&[1; 32]).unwrap(), b"one");
-        assert!(r.take(&[1; 32]).is_none(), "dropped after its last use");
+        assert!(
+            r.take(&[1; 32], 4).is_none(),
+            "another length is another chunk"
+        );
+        assert_eq!(&*r.take(&[1; 32], 3).unwrap(), b"one");
+        assert_eq!(&*r.take(&[1; 32], 3).unwrap(), b"one");
+        assert!(r.take(&[1; 32], 3).is_none(), "dropped after its last use");
         assert_eq!(r.0.lock().unwrap().bytes, 0);
+        // Both uses of a chunk served from its frame in one go: nothing stays kept.
+        let m = Manifest {
+            packs: vec!["0".repeat(64)],
+            chunks: vec![chunk(5), chunk(5)],
+        };
+        let r = Repeats::new(&m);
+        r.gave(&[5; 32], b"abc");
+        r.gave(&[5; 32], b"abc");
+        assert_eq!(r.0.lock().unwrap().bytes, 0);
+        assert!(r.0.lock().unwrap().kept.is_empty());
     }
 }

@@ -550,6 +550,44 @@ mod tests {
         }
     }
 
+    /// A hostile manifest names one chunk twice with two lengths, in two units of the
+    /// restore: the second use is an error, never a reader's panic that would leave the
+    /// stream waiting forever.
+    #[test]
+    fn one_chunk_named_with_two_lengths_fails_the_restore_and_never_hangs() {
+        use std::io::Read;
+        let packs = std::sync::Arc::new(Mem::default());
+        let tuning = Tuning {
+            level: 1,
+            workers: 2,
+            avg_chunk: 16 << 10,
+        };
+        // More units than the window, so that a reader waits on it while another fails.
+        let data = noise(48 << 20, 9);
+        let ((), mut m, _) = save(&*packs, None, &Manifest::default(), tuning, |mut sink| {
+            sink.write_all(&data)?;
+            Ok((sink, ()))
+        })
+        .unwrap();
+        let mut twin = m.chunks[0];
+        twin.len -= 1;
+        // In an early unit, with more than a window of units after it; the twin first, while
+        // the chunk itself is kept for the use after it.
+        let at = m.chunks.len() / 4;
+        let first = m.chunks[0];
+        m.chunks.splice(at..at, [twin, first]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let got = crate::chunked::ChunkSource::start(packs, m, 2, None).read_to_end(&mut out);
+            let _ = tx.send(got.map(|_| out.len()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the restore hung");
+        assert!(got.is_err(), "{got:?}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// The chunks are the content's, whatever sizes the stream is written in.

@@ -118,7 +118,11 @@ fn base(env: &Env, scope: &str, version: &str) -> Manifest {
     .flatten();
     let candidates = restored.into_iter().chain(newest);
     for m in candidates.take(2) {
-        match read_manifest(env, &m).and_then(|found| present(env, found)) {
+        // Only an entry of the save's own scope is replaced by it: rewriting the sparse packs
+        // of another scope's entry (a branch's save based on main's) would copy them once per
+        // branch while main's entry keeps them alive.
+        let replaced = m.scope == scope;
+        match read_manifest(env, &m).and_then(|found| present(env, found, replaced)) {
             Ok(found) => {
                 env.report.info(format!(
                     "Chunks already stored are taken from key {}",
@@ -137,9 +141,10 @@ fn base(env: &Env, scope: &str, version: &str) -> Manifest {
 
 /// The base's chunks that a save may reference: those whose packs are there and long enough
 /// (a chunk in a pack that is gone is stored again, so a lost pack does not spread to new
-/// entries), and not in a sparse pack (`chunked::sparse_packs`: its chunks are stored again,
-/// so that the pack can go once older entries do).
-fn present(env: &Env, mut base: Manifest) -> Result<Manifest> {
+/// entries), and, when the new entry replaces the base in its scope, not in a sparse pack
+/// (`chunked::sparse_packs`: its chunks are stored again, so that the pack can go once older
+/// entries do).
+fn present(env: &Env, mut base: Manifest, rewrite_sparse: bool) -> Result<Manifest> {
     let packs = env.store.packs().ok_or_else(|| anyhow!("no packs"))?;
     let listed: std::collections::HashMap<String, u64> = packs
         .list()?
@@ -147,7 +152,10 @@ fn present(env: &Env, mut base: Manifest) -> Result<Manifest> {
         .map(|p| (p.name, p.size))
         .collect();
     let sizes: Vec<Option<u64>> = base.packs.iter().map(|p| listed.get(p).copied()).collect();
-    let sparse = chunked::sparse_packs(&base, &sizes);
+    let sparse = match rewrite_sparse {
+        true => chunked::sparse_packs(&base, &sizes),
+        false => Default::default(),
+    };
     if !sparse.is_empty() {
         let bytes: u64 = sparse.iter().filter_map(|&p| sizes[p as usize]).sum();
         env.report.info(format!(

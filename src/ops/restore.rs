@@ -334,9 +334,11 @@ fn extract_chunked(
     if let Err(why) = chunked::check(meta, &stored) {
         return Ok(Err(why));
     }
-    let manifest = match crate::chunked::Manifest::decode(&stored).map_err(|e| format!("{e:#}")) {
+    let manifest = match crate::chunked::Manifest::decode(&stored) {
         Ok(m) => m,
-        Err(why) => return Ok(Err(why)),
+        // Another kura's entry is not damaged: a failure to restore, and it stays.
+        Err(e) if e.is::<crate::chunked::OtherVersion>() => return Err(e),
+        Err(e) => return Ok(Err(format!("{e:#}"))),
     };
     // Progress in the tar stream's bytes: the manifest knows them all up front.
     let progress = Progress::of(Some(manifest.stream_len()));

@@ -34,6 +34,10 @@ pub trait Fixture: Sync {
     fn abandoned_save_holds_the_key(&self) -> bool {
         false
     }
+    /// Delete a pack behind kura's back.
+    fn delete_pack(&self, _ns: &str, store: &dyn Store, _meta: &Meta, name: &str) {
+        store.packs().unwrap().delete(name).unwrap();
+    }
     /// Run the store's own garbage collection, where it collects unreferenced packs itself.
     fn collect_garbage(&self) {
         unreachable!("this store's packs are swept by prune")
@@ -407,6 +411,29 @@ impl Fixture for Oci {
 
     fn collect_garbage(&self) {
         support::registry::open().collect_garbage();
+    }
+
+    /// Through the registry's API: the blob the entry's manifest names for the pack.
+    fn delete_pack(&self, ns: &str, _store: &dyn Store, meta: &Meta, name: &str) {
+        let (digest, _) = Oci::digests(meta);
+        let repo = Oci::repo(ns);
+        let accept = "Accept: application/vnd.oci.image.manifest.v1+json\r\n";
+        let (_, body) = Oci::http(
+            "GET",
+            &format!("/v2/{repo}/manifests/{digest}"),
+            accept,
+            b"",
+        );
+        let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let layer = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["annotations"]["dev.kura.pack"] == name)
+            .expect("the pack is a layer of its entry");
+        let blob = layer["digest"].as_str().unwrap();
+        let (status, _) = Oci::http("DELETE", &format!("/v2/{repo}/blobs/{blob}"), "", b"");
+        assert_eq!(status, 202);
     }
 
     /// The registry owns its storage: what losers leave is unreferenced and collected by it.

@@ -8,7 +8,7 @@
 use super::client::Registry;
 use super::upload::put_blob;
 use crate::chunked::{PackInfo, Packs};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -24,6 +24,8 @@ pub(super) struct OciPacks {
     pub reg: Arc<Registry>,
     /// Pack name → the blob's digest and size, as learned.
     known: Mutex<HashMap<String, Known>>,
+    /// Names that manifests gave different blobs: trusted for none of them.
+    conflicting: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Clone)]
@@ -40,12 +42,17 @@ impl OciPacks {
             rt,
             reg,
             known: Mutex::default(),
+            conflicting: Mutex::default(),
         }
     }
 
-    /// Learn the pack layers of a manifest read from the registry.
+    /// Learn the pack layers of a manifest read from the registry. A name that two manifests
+    /// give different blobs is forgotten: one of them lies (anyone who may push to the
+    /// repository may write a manifest), and an entry that needs it is a miss rather than a
+    /// restore from a blob another entry chose.
     pub fn learn(&self, manifest: &serde_json::Value) {
         let mut known = self.known.lock().unwrap();
+        let mut conflicting = self.conflicting.lock().unwrap();
         for l in manifest["layers"].as_array().into_iter().flatten() {
             let (Some(name), Some(digest), Some(size)) = (
                 l["annotations"][PACK_NAME].as_str(),
@@ -54,12 +61,28 @@ impl OciPacks {
             ) else {
                 continue;
             };
-            if l["mediaType"] == PACK_LAYER && crate::chunked::valid_pack_name(name) {
-                known.entry(name.to_string()).or_insert(Known {
-                    digest: digest.to_string(),
-                    size,
-                    put_ms: 0,
-                });
+            if l["mediaType"] != PACK_LAYER
+                || !crate::chunked::valid_pack_name(name)
+                || conflicting.contains(name)
+            {
+                continue;
+            }
+            match known.get(name) {
+                Some(k) if k.digest != digest || k.size != size => {
+                    known.remove(name);
+                    conflicting.insert(name.to_string());
+                }
+                Some(_) => {}
+                None => {
+                    known.insert(
+                        name.to_string(),
+                        Known {
+                            digest: digest.to_string(),
+                            size,
+                            put_ms: 0,
+                        },
+                    );
+                }
             }
         }
     }
@@ -138,18 +161,13 @@ impl Packs for OciPacks {
             .collect())
     }
 
-    /// Deletes the blob (a damaged pack), where the registry allows it.
+    /// Forgets the pack; the blob stays. A registry checks every blob's digest as it takes
+    /// it, so a pack that does not hash to its name was named wrongly by a manifest, and its
+    /// blob may be another entry's: the registry's garbage collection decides.
     fn delete(&self, name: &str) -> Result<()> {
-        let Some(k) = self.blob(name) else {
-            return Ok(());
-        };
-        let reg = &self.reg;
-        self.rt
-            .block_on(reg.send("delete a pack", &[202, 404, 405], |h| {
-                h.delete(reg.url(&format!("blobs/{}", k.digest)))
-            }))
-            .map(drop)
-            .map_err(|e| anyhow!(e))
+        self.known.lock().unwrap().remove(name);
+        self.conflicting.lock().unwrap().insert(name.to_string());
+        Ok(())
     }
 
     fn read_note(&self) -> Result<Option<Vec<u8>>> {
