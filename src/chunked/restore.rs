@@ -19,6 +19,8 @@ const UNIT_LEN: u64 = 4 << 20;
 const RANGE_MAX: u64 = 4 << 20;
 /// How many units may be fetched ahead of the one being read.
 const WINDOW: usize = 8;
+/// Channels between the readers and the stream: one per unit of the window, and the one read.
+const SLOTS: usize = WINDOW + 1;
 
 /// Consecutive chunks of the stream (indexes into the manifest), and their length.
 struct Unit {
@@ -64,7 +66,10 @@ struct Reader {
 
 /// The tar stream of a chunked entry, as a `Read`.
 pub struct ChunkSource {
+    /// Unit `i` arrives in slot `i % SLOTS`: the window keeps a slot's next unit from being
+    /// read before the extractor has taken the one before it.
     slots: Vec<Receiver<io::Result<Vec<u8>>>>,
+    units: usize,
     next: usize,
     cur: Vec<u8>,
     pos: usize,
@@ -84,7 +89,8 @@ impl ChunkSource {
         cache: Option<Arc<ChunkCache>>,
     ) -> ChunkSource {
         let units = Arc::new(units(&manifest));
-        let (senders, slots): (Vec<_>, Vec<_>) = units.iter().map(|_| sync_channel(1)).unzip();
+        let (senders, slots): (Vec<_>, Vec<_>) = (0..SLOTS).map(|_| sync_channel(1)).unzip();
+        let n_units = units.len();
         let senders = Arc::new(senders);
         let next = Arc::new(AtomicUsize::new(0));
         let taken = Arc::new((Mutex::new(0usize), Condvar::new()));
@@ -136,7 +142,7 @@ impl ChunkSource {
                         }
                         io::Error::other(format!("{e:#}"))
                     });
-                    if senders[i].send(got).is_err() {
+                    if senders[i % SLOTS].send(got).is_err() {
                         return;
                     }
                 }
@@ -144,6 +150,7 @@ impl ChunkSource {
         }
         ChunkSource {
             slots,
+            units: n_units,
             next: 0,
             cur: Vec::new(),
             pos: 0,
@@ -176,9 +183,10 @@ impl Read for ChunkSource {
             return Err(io::Error::other(e.clone()));
         }
         while self.pos == self.cur.len() {
-            let Some(slot) = self.slots.get(self.next) else {
+            if self.next == self.units {
                 return Ok(0);
-            };
+            }
+            let slot = &self.slots[self.next % SLOTS];
             let got = slot
                 .recv()
                 .map_err(|_| io::Error::other("a chunk reader stopped"))
@@ -188,7 +196,8 @@ impl Read for ChunkSource {
                 got.inspect_err(|e| self.error = Some(e.to_string()))?,
             );
             let mut spare = self.shared.spare.lock().unwrap();
-            if spare.len() < WINDOW {
+            // A buffer that a hostile manifest's huge unit grew is not kept.
+            if spare.len() < WINDOW && done.capacity() <= 2 * UNIT_LEN as usize {
                 spare.push(done);
             }
             drop(spare);
