@@ -7,6 +7,7 @@
 //! no visible entry, only unreferenced packs for `prune`.
 
 mod cache;
+mod cut;
 mod manifest;
 mod restore;
 mod reuse;
@@ -14,9 +15,10 @@ mod save;
 mod sparse;
 
 pub use cache::ChunkCache;
+pub use cut::ChunkSink;
 pub use manifest::{Chunk, Manifest, OtherVersion, FRAME_LIMIT};
 pub use restore::ChunkSource;
-pub use save::{save, ChunkSink, SaveStats, Tuning};
+pub use save::{save, SaveStats, Tuning};
 pub use sparse::{sparse_packs, MIN_LIVE};
 
 use anyhow::Result;
