@@ -58,59 +58,48 @@ impl OciUpload {
         })
     }
 
-    /// Upload the blob in chunks unless the registry already has it.
+    /// Upload the archive unless the registry already has it, read from its file piece by
+    /// piece.
     async fn blob(&self, digest: &str) -> Result<()> {
-        let reg = &self.reg;
-        let head = reg
-            .send("check a blob", &[200, 404], |h| {
-                h.head(reg.url(&format!("blobs/{digest}")))
-            })
-            .await?;
-        if head.status == 200 {
-            return Ok(()); // an unchanged archive is not sent again
-        }
-        let mut location = start(reg).await?;
         let mut file = File::open(&self.path)?;
-        let mut at = 0u64;
-        loop {
-            let mut chunk = vec![0u8; CHUNK];
-            let n = read_full(&mut file, &mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            chunk.truncate(n);
-            let body = bytes::Bytes::from(chunk);
-            let range = format!("{at}-{}", at + n as u64 - 1);
-            let r = reg
-                .send("upload", &[202], |h| {
-                    h.patch(reg.url(&location))
-                        .header("content-type", "application/octet-stream")
-                        .header("content-range", &range)
-                        .body(body.clone())
-                })
-                .await?;
-            location = next_location(&r, &location);
-            at += n as u64;
-        }
-        finish(reg, &location, digest, bytes::Bytes::new()).await
+        put_pieces(&self.reg, digest, || {
+            let mut piece = vec![0u8; CHUNK];
+            let n = read_full(&mut file, &mut piece)?;
+            piece.truncate(n);
+            Ok((n > 0).then(|| bytes::Bytes::from(piece)))
+        })
+        .await
     }
 }
 
 /// Upload a blob held in memory (a pack) unless the registry has it.
 pub(super) async fn put_blob(reg: &Registry, digest: &str, data: &[u8]) -> Result<()> {
+    let mut pieces = data.chunks(CHUNK);
+    put_pieces(reg, digest, || {
+        Ok(pieces.next().map(bytes::Bytes::copy_from_slice))
+    })
+    .await
+}
+
+/// Upload a blob unless the registry has it: one PATCH per piece `next` gives (at most
+/// `CHUNK` bytes each, so a request holds no more in memory), then the digest.
+async fn put_pieces(
+    reg: &Registry,
+    digest: &str,
+    mut next: impl FnMut() -> Result<Option<bytes::Bytes>>,
+) -> Result<()> {
     let head = reg
         .send("check a blob", &[200, 404], |h| {
             h.head(reg.url(&format!("blobs/{digest}")))
         })
         .await?;
     if head.status == 200 {
-        return Ok(());
+        return Ok(()); // unchanged bytes are not sent again
     }
     let mut location = start(reg).await?;
-    let mut at = 0;
-    for piece in data.chunks(CHUNK) {
-        let body = bytes::Bytes::copy_from_slice(piece);
-        let range = format!("{at}-{}", at + piece.len() - 1);
+    let mut at = 0u64;
+    while let Some(body) = next()? {
+        let range = format!("{at}-{}", at + body.len() as u64 - 1);
         let r = reg
             .send("upload", &[202], |h| {
                 h.patch(reg.url(&location))
@@ -120,7 +109,7 @@ pub(super) async fn put_blob(reg: &Registry, digest: &str, data: &[u8]) -> Resul
             })
             .await?;
         location = next_location(&r, &location);
-        at += piece.len();
+        at += body.len() as u64;
     }
     finish(reg, &location, digest, bytes::Bytes::new()).await
 }
