@@ -129,11 +129,11 @@ impl OciStore {
             if r.status == 404 {
                 return Ok(None);
             }
-            let entry = entry_of(&r.body);
-            if let (Some(_), Ok(v)) = (&entry, serde_json::from_slice(&r.body)) {
+            // A chunked entry's manifest names its packs' blobs.
+            Ok(entry_of(&r.body).map(|(m, v)| {
                 self.packs.learn(&v);
-            }
-            Ok(entry)
+                m
+            }))
         })
     }
 
@@ -155,8 +155,9 @@ impl OciStore {
     }
 }
 
-/// kura's metadata from a manifest's bytes, with the manifest's digest and the layer's.
-fn entry_of(manifest: &[u8]) -> Option<Meta> {
+/// kura's metadata from a manifest's bytes, with the manifest's digest and the layer's; and the
+/// manifest, parsed.
+fn entry_of(manifest: &[u8]) -> Option<(Meta, serde_json::Value)> {
     let v: serde_json::Value = serde_json::from_slice(manifest).ok()?;
     if v["artifactType"] != ARTIFACT {
         return None;
@@ -170,7 +171,7 @@ fn entry_of(manifest: &[u8]) -> Option<Meta> {
         ),
         blob: v["layers"][0]["digest"].as_str()?.to_string(),
     };
-    Some(m)
+    Some((m, v))
 }
 
 /// The distribution spec's repository name grammar.
