@@ -371,6 +371,55 @@ fn a_pack_mostly_dead_is_written_again_and_then_swept() {
     assert_eq!(tree(&s.ws.join("d")), want);
 }
 
+/// A branch's save based on the default branch's entry does not replace it: the packs that
+/// entry keeps alive are referenced, not stored again once per branch.
+#[test]
+fn a_branch_based_on_mains_entry_does_not_rewrite_its_packs() {
+    let s = Sandbox::new();
+    let event = s.dir.path().join("event.json");
+    std::fs::write(&event, r#"{"repository":{"default_branch":"main"}}"#).unwrap();
+    let gh = |branch: &str, args: &[&str]| {
+        run(s
+            .kura()
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_REF", format!("refs/heads/{branch}"))
+            .env("GITHUB_EVENT_PATH", &event)
+            .env("GITHUB_WORKSPACE", &s.ws)
+            .args(["--json"])
+            .args(args))
+    };
+    let save = |branch: &str, key: &str| {
+        let out = gh(branch, &["save", "--key", key, "--path", "d"]);
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+        out
+    };
+    let restore = |branch: &str, key: &str| {
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out = gh(branch, &["restore", "--key", key, "--path", "d"]);
+        assert_eq!(json(&out)["outcome"], "hit", "{}", out.stderr);
+    };
+    grow(&s, 50);
+    save("main", "v1");
+    let first = packs_of(&s, "v1");
+    // main's v2 keeps 20 of the 50 files: v1's pack is mostly dead in it.
+    restore("main", "v1");
+    for i in 20..50 {
+        s.write_bytes(&format!("d/f{i:04}"), &noise(64 << 10, 7000 + i as u64));
+    }
+    save("main", "v2");
+    // A feature branch restores main's v2 and saves after a small change.
+    restore("feature", "v2");
+    s.write_bytes("d/f0049", &noise(64 << 10, 4242));
+    let out = save("feature", "f1");
+    assert!(!out.stderr.contains("stored again"), "{}", out.stderr);
+    assert!(
+        json(&out)["chunks"]["uploaded"].as_u64().unwrap() < 5 * (64 << 10),
+        "{}",
+        out.stdout
+    );
+    assert!(packs_of(&s, "f1").contains(&first[0]));
+}
+
 #[test]
 fn a_chain_keeps_the_packs_its_newest_entry_reuses() {
     let s = Sandbox::new();

@@ -290,6 +290,31 @@ mod tests {
         }
     }
 
+    /// A pack name that two manifests give different blobs is trusted for neither: one of
+    /// them points it at a blob another entry chose.
+    #[test]
+    fn a_pack_name_given_two_blobs_is_known_for_neither() {
+        use crate::chunked::Packs;
+        let store =
+            super::OciStore::open("oci://127.0.0.1:1/kura", &crate::vars::Vars::default()).unwrap();
+        let name = "ab".repeat(32);
+        let layer = |digest: &str| {
+            serde_json::json!({"layers": [
+                {"mediaType": "application/vnd.kura.chunks.v1+zstd", "digest": "sha256:00", "size": 1},
+                {"mediaType": super::packs::PACK_LAYER, "digest": digest, "size": 10,
+                 "annotations": {(super::packs::PACK_NAME): name}},
+            ]})
+        };
+        store.packs.learn(&layer("sha256:11"));
+        store.packs.learn(&layer("sha256:11"));
+        assert_eq!(store.packs.blob(&name).unwrap().digest, "sha256:11");
+        store.packs.learn(&layer("sha256:22"));
+        assert!(store.packs.blob(&name).is_none());
+        store.packs.learn(&layer("sha256:11"));
+        assert!(store.packs.blob(&name).is_none(), "trusted again");
+        assert!(store.packs.list().unwrap().is_empty());
+    }
+
     #[test]
     fn manifests_of_other_artifacts_are_not_entries() {
         assert!(super::entry_of(br#"{"artifactType":"application/vnd.other"}"#).is_none());
