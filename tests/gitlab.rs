@@ -9,17 +9,12 @@ use support::{npm_package, Sandbox};
 
 fn template_part(parts: &[&str]) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("node")
-        .arg(root.join("tests/support/yaml-get.cjs"))
-        .arg(npm_package("yaml@2.6.1"))
-        .arg(root.join("templates/gitlab/kura.gitlab-ci.yml"))
-        .args(parts)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::succeed(
+        Command::new("node")
+            .arg(root.join("tests/support/yaml-get.cjs"))
+            .arg(npm_package("yaml@2.6.1"))
+            .arg(root.join("templates/gitlab/kura.gitlab-ci.yml"))
+            .args(parts),
     );
     String::from_utf8(out.stdout).unwrap()
 }

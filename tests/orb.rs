@@ -18,15 +18,10 @@ fn yaml() -> PathBuf {
 
 #[test]
 fn the_packed_orb_is_up_to_date() {
-    let out = Command::new("node")
-        .arg(root().join("orb/pack.cjs"))
-        .env("NODE_PATH", yaml().join("node_modules"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::succeed(
+        Command::new("node")
+            .arg(root().join("orb/pack.cjs"))
+            .env("NODE_PATH", yaml().join("node_modules")),
     );
     let packed = std::fs::read_to_string(root().join("orb/orb.yml")).unwrap();
     assert!(

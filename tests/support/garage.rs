@@ -24,16 +24,11 @@ pub struct Garage {
 
 impl Garage {
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.bin)
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "garage {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = super::succeed(
+            Command::new(&self.bin)
+                .arg("-c")
+                .arg(&self.config)
+                .args(args),
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

@@ -409,3 +409,16 @@ impl Drop for Growing {
         }
     }
 }
+
+/// Run a helper command (not kura) to its end: its output, or a failure showing the command
+/// and its stderr.
+#[allow(dead_code)]
+pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -204,15 +204,10 @@ impl Registry {
     #[allow(dead_code)]
     pub fn collect_garbage(&self) {
         let conf = self.data.parent().unwrap().join("config.yml");
-        let out = Command::new("docker-registry")
-            .args(["garbage-collect", "--delete-untagged"])
-            .arg(&conf)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        super::succeed(
+            Command::new("docker-registry")
+                .args(["garbage-collect", "--delete-untagged"])
+                .arg(&conf),
         );
     }
 }
