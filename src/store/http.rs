@@ -137,6 +137,9 @@ pub async fn send<T>(
             Verdict::Again(why) => last = why,
         }
     }
+    if policy.attempts == 1 {
+        bail!("{last}");
+    }
     bail!("{last} (gave up after {} attempts)", policy.attempts)
 }
 

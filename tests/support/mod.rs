@@ -237,6 +237,7 @@ pub fn walk_find(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     find(dir, name).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
 }
 
+pub mod faults;
 pub mod garage;
 pub mod gha;
 pub mod nginx;

@@ -17,6 +17,11 @@ const RETRY: Retry = Retry {
 
 pub(super) struct Registry {
     pub http: reqwest::Client,
+    /// For requests that carry a blob's piece: no read timeout, which would cut a transfer
+    /// that is still moving; each such request has a deadline from its size instead.
+    pub uploads: reqwest::Client,
+    /// `KURA_HTTP_TIMEOUT`.
+    pub idle: Duration,
     /// `https://HOST[:PORT]`
     pub origin: String,
     pub host: String,
@@ -44,6 +49,8 @@ impl Registry {
         creds: Option<(String, String)>,
     ) -> Registry {
         Registry {
+            uploads: http.clone(),
+            idle: Duration::from_secs(30),
             http,
             origin,
             host,
@@ -84,11 +91,43 @@ impl Registry {
         ok: &[u16],
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
+        self.send_with(RETRY, &self.http, what, ok, make).await
+    }
+
+    /// How long a request carrying `bytes` may take: the idle timeout, plus the time the bytes
+    /// take at 256 KiB/s.
+    pub fn deadline(&self, bytes: usize) -> Duration {
+        self.idle + Duration::from_secs((bytes >> 18) as u64)
+    }
+
+    /// `send` for a request that must not go out twice on its own (a blob upload's PATCH),
+    /// through the uploads client: one attempt, the caller decides what a failure means.
+    pub async fn send_once(
+        &self,
+        what: &str,
+        ok: &[u16],
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Reply> {
+        let once = Retry {
+            attempts: 1,
+            ..RETRY
+        };
+        self.send_with(once, &self.uploads, what, ok, make).await
+    }
+
+    async fn send_with(
+        &self,
+        policy: Retry,
+        client: &reqwest::Client,
+        what: &str,
+        ok: &[u16],
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Reply> {
         for attempt in 0..2 {
             let reply = http::send(
-                RETRY,
+                policy,
                 what,
-                || self.authorize(make(&self.http)),
+                || self.authorize(make(client)),
                 |r| {
                     if ok.contains(&r.status) || r.status == 401 {
                         Verdict::Done(r)

@@ -13,6 +13,7 @@
 //! right before the manifest goes up and read back a moment later, and only the writer whose
 //! manifest the tag names reports "saved".
 
+mod blob;
 mod client;
 mod packages;
 mod packs;
@@ -73,6 +74,8 @@ impl OciStore {
             creds,
         );
         reg.fork_pr = client::fork_pr(vars);
+        reg.uploads = super::http::upload_client()?;
+        reg.idle = super::http::idle(vars);
         let (rt, reg) = (super::http::runtime()?, Arc::new(reg));
         Ok(OciStore {
             packs: Arc::new(packs::OciPacks::new(rt.clone(), reg.clone())),

@@ -2,6 +2,7 @@
 //! file (hashed on the way), and `commit` uploads the blob unless the registry has it, then
 //! puts the manifest under the tag. Packs go up before, through `OciPacks`.
 
+use super::blob;
 use super::client::Registry;
 use super::packs::{OciPacks, PACK_LAYER, PACK_NAME};
 use super::{ARTIFACT, CHUNKS_LAYER, LAYER, MANIFEST, META};
@@ -9,13 +10,11 @@ use crate::store::{Committed, Format, Meta, Upload};
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Chunks of a blob upload (PATCH): what one request holds in memory.
-const CHUNK: usize = 16 << 20;
 /// How long after putting its manifest a writer reads the tag back: concurrent saves of one
 /// key have put theirs by then, and the tag names the last.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -61,12 +60,12 @@ impl OciUpload {
     /// Upload the archive unless the registry already has it, read from its file piece by
     /// piece.
     async fn blob(&self, digest: &str) -> Result<()> {
-        let mut file = File::open(&self.path)?;
-        put_pieces(&self.reg, digest, || {
-            let mut piece = vec![0u8; CHUNK];
-            let n = read_full(&mut file, &mut piece)?;
-            piece.truncate(n);
-            Ok((n > 0).then(|| bytes::Bytes::from(piece)))
+        use std::os::unix::fs::FileExt as _;
+        let file = File::open(&self.path)?;
+        blob::put(&self.reg, digest, self.size, |at, len| {
+            let mut piece = vec![0u8; len];
+            file.read_exact_at(&mut piece, at)?;
+            Ok(bytes::Bytes::from(piece))
         })
         .await
     }
@@ -74,90 +73,11 @@ impl OciUpload {
 
 /// Upload a blob held in memory (a pack) unless the registry has it.
 pub(super) async fn put_blob(reg: &Registry, digest: &str, data: &[u8]) -> Result<()> {
-    let mut pieces = data.chunks(CHUNK);
-    put_pieces(reg, digest, || {
-        Ok(pieces.next().map(bytes::Bytes::copy_from_slice))
+    blob::put(reg, digest, data.len() as u64, |at, len| {
+        let at = at as usize;
+        Ok(bytes::Bytes::copy_from_slice(&data[at..at + len]))
     })
     .await
-}
-
-/// Upload a blob unless the registry has it: one PATCH per piece `next` gives (at most
-/// `CHUNK` bytes each, so a request holds no more in memory), then the digest.
-async fn put_pieces(
-    reg: &Registry,
-    digest: &str,
-    mut next: impl FnMut() -> Result<Option<bytes::Bytes>>,
-) -> Result<()> {
-    let head = reg
-        .send("check a blob", &[200, 404], |h| {
-            h.head(reg.url(&format!("blobs/{digest}")))
-        })
-        .await?;
-    if head.status == 200 {
-        return Ok(()); // unchanged bytes are not sent again
-    }
-    let mut location = start(reg).await?;
-    let mut at = 0u64;
-    while let Some(body) = next()? {
-        let range = format!("{at}-{}", at + body.len() as u64 - 1);
-        let r = reg
-            .send("upload", &[202], |h| {
-                h.patch(reg.url(&location))
-                    .header("content-type", "application/octet-stream")
-                    .header("content-range", &range)
-                    .body(body.clone())
-            })
-            .await?;
-        location = next_location(&r, &location);
-        at += body.len() as u64;
-    }
-    finish(reg, &location, digest, bytes::Bytes::new()).await
-}
-
-/// Open an upload session: its URL.
-async fn start(reg: &Registry) -> Result<String> {
-    let r = reg
-        .send("start an upload", &[202], |h| {
-            h.post(reg.url("blobs/uploads/"))
-                .header("content-length", "0")
-        })
-        .await?;
-    r.headers
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("{} started an upload without a Location", reg.host))
-}
-
-fn next_location(r: &crate::store::http::Reply, old: &str) -> String {
-    r.headers
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .map_or_else(|| old.to_string(), str::to_string)
-}
-
-/// Close an upload session with the blob's digest (and its last bytes, if any).
-async fn finish(reg: &Registry, location: &str, digest: &str, body: bytes::Bytes) -> Result<()> {
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let url = reg.url(&format!("{location}{sep}digest={digest}"));
-    reg.send("finish an upload", &[201], |h| {
-        h.put(&url)
-            .header("content-type", "application/octet-stream")
-            .body(body.clone())
-    })
-    .await
-    .map(drop)
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 impl Write for OciUpload {
@@ -185,15 +105,7 @@ impl Upload for OciUpload {
         let this = &*self;
         self.rt.block_on(async {
             this.blob(&digest).await?;
-            let config = reg
-                .send("check a blob", &[200, 404], |h| {
-                    h.head(reg.url(&format!("blobs/{EMPTY}")))
-                })
-                .await?;
-            if config.status == 404 {
-                let at = start(&reg).await?;
-                finish(&reg, &at, EMPTY, bytes::Bytes::from_static(b"{}")).await?;
-            }
+            blob::put(&reg, EMPTY, 2, |_, _| Ok(bytes::Bytes::from_static(b"{}"))).await?;
             // Right before the commit: a key saved meanwhile is kept.
             let taken = reg
                 .send("check the tag", &[200, 404], |h| {

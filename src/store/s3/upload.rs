@@ -32,6 +32,8 @@ pub(super) struct S3Upload {
     /// Object names without extension: `<dir><created>-<nonce>`.
     name: String,
     state: Option<Pending>,
+    /// Bytes written so far.
+    size: u64,
 }
 
 impl S3Upload {
@@ -42,6 +44,7 @@ impl S3Upload {
             dir,
             name,
             state: Some(Pending::Buffer(Vec::new())),
+            size: 0,
         }
     }
 
@@ -75,6 +78,7 @@ impl Write for S3Upload {
                 w.write(buf);
             }
         }
+        self.size += buf.len() as u64;
         Ok(buf.len())
     }
 
@@ -97,7 +101,16 @@ impl Upload for S3Upload {
                         .map(|_| ())
                         .map_err(perm)
                 }
-                Pending::Multi(w) => w.finish().await.map(|_| ()).map_err(perm),
+                Pending::Multi(w) => match w.finish().await {
+                    Ok(_) => Ok(()),
+                    // The completion's reply can be lost after S3 carried it out; asked again,
+                    // S3 no longer knows the upload. The object's name is this save's own, so
+                    // an object of the right size there is this upload, complete.
+                    Err(e) => match h.s3.head(&archive).await {
+                        Ok(o) if o.size == self.size => Ok(()),
+                        _ => Err(perm(e)),
+                    },
+                },
             }
         })?;
         let meta_obj = format!("{}.json", self.name);
