@@ -87,10 +87,7 @@ fn start() -> Garage {
 }
 
 fn try_start(bin: &std::path::Path, attempt: u32) -> Result<Garage, String> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("garage-{}-{attempt}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = super::fresh_dir(&format!("garage-{}-{attempt}", std::process::id()));
     let (rpc, s3, admin) = (free_port(), free_port(), free_port());
     let config = dir.join("garage.toml");
     std::fs::write(

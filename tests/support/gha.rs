@@ -73,10 +73,7 @@ pub fn service() -> &'static Service {
         ] {
             std::fs::write(client_dir.join(name), text).unwrap();
         }
-        let dir =
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gha-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::fresh_dir(&format!("gha-{}", std::process::id()));
         let mut az = Command::new("node");
         az.arg(azurite.join("node_modules/azurite/dist/src/blob/main.js"))
             .arg("--location")

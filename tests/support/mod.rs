@@ -237,6 +237,35 @@ pub fn walk_find(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     find(dir, name).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
 }
 
+/// `target/tmp/NAME`, empty, for a server this test process starts. The first call also
+/// removes what earlier test processes left there (`NAME-PID...` of a process that is gone):
+/// their servers' data, gigabytes after the 1 GiB round trips, would fill the disk.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    SWEPT.call_once(|| {
+        for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .split('-')
+                .find_map(|w| w.parse::<i32>().ok().filter(|p| *p > 0));
+            let gone = |pid: i32| {
+                // Signal 0 checks that a process exists; EPERM means it does, someone else's.
+                let r = unsafe { libc::kill(pid, 0) };
+                r != 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            };
+            if pid.is_some_and(|p| p as u32 != std::process::id() && gone(p)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
+    let dir = tmp.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub mod faults;
 pub mod garage;
 pub mod gha;

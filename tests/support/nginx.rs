@@ -68,9 +68,7 @@ fn start() -> Nginx {
 }
 
 fn try_start(bin: &std::path::Path, attempt: u32) -> Result<Nginx, String> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("nginx-{}-{attempt}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = super::fresh_dir(&format!("nginx-{}-{attempt}", std::process::id()));
     let root = dir.join("root");
     for d in [
         &root,

@@ -104,9 +104,7 @@ fn install() {
 
 fn start(name: &str, auth: bool) -> Registry {
     install();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("registry-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = super::fresh_dir(&format!("registry-{name}-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let mut auth_conf = String::new();
     if auth {
@@ -144,9 +142,7 @@ pub fn token() -> &'static Registry {
 
 fn start_token() -> Registry {
     install();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("registry-token-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = super::fresh_dir(&format!("registry-token-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let openssl = |args: &[&str]| {
         let st = Command::new("openssl")
