@@ -252,8 +252,7 @@ pub fn fresh_dir(name: &str) -> PathBuf {
             let gone = |pid: i32| {
                 // Signal 0 checks that a process exists; EPERM means it does, someone else's.
                 let r = unsafe { libc::kill(pid, 0) };
-                r != 0
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+                r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
             };
             if pid.is_some_and(|p| p as u32 != std::process::id() && gone(p)) {
                 let _ = std::fs::remove_dir_all(e.path());
