@@ -68,10 +68,23 @@ fn a_chunked_entry_restores_the_tree_exactly() {
     assert_eq!(j["chunks"]["uploaded"].as_u64(), Some(bytes(&on_disk)));
     // Noise does not compress: the packs hold about the tree, not a copy per chunk.
     assert!(bytes(&on_disk) < 40 * (64 << 10) * 11 / 10);
+    // The entry's size is its manifest (the entry's object) and its frames, all in the packs.
+    let manifest = support::walk_find(&s.store, "meta.json").with_file_name("archive");
+    let size = bytes(&on_disk) + bytes(&[manifest]);
+    assert_eq!(j["size"].as_u64(), Some(size), "{}", out.stderr);
+    assert_eq!(j["chunks"]["stored"].as_u64(), Some(size));
+    let line = format!("Cache Size: {}", kura::report::size(size));
+    assert!(out.stderr.contains(&line), "{line:?} in {}", out.stderr);
     let before = tree(&s.ws.join("d"));
     std::fs::remove_dir_all(s.ws.join("d")).unwrap();
     let out = restore(&s, "k");
     support::assert_clean_hit(&out);
+    // What the restore read from the store: the same bytes.
+    assert!(
+        out.stderr.contains(&format!("({size} B)")),
+        "{size} in {}",
+        out.stderr
+    );
     assert_eq!(tree(&s.ws.join("d")), before);
     assert_eq!(
         std::fs::read_link(s.ws.join("d/link")).unwrap(),
@@ -110,6 +123,13 @@ fn a_warm_save_uploads_only_what_changed() {
     );
     let grown = bytes(&packs(&s)) - bytes(&before);
     assert_eq!(grown, uploaded);
+    // Its size is the whole entry's, most of it in packs it shares with v1-a.
+    let size = warm["size"].as_u64().unwrap();
+    assert!(
+        size > cold_bytes * 9 / 10,
+        "{size} of {cold_bytes}: {}",
+        out.stderr
+    );
     assert!(out.stderr.contains("taken from key v1-a"), "{}", out.stderr);
     // Both entries restore to their own trees.
     let now = tree(&s.ws.join("d"));

@@ -67,6 +67,18 @@ impl Manifest {
         self.chunks.iter().map(|c| c.len as u64).sum()
     }
 
+    /// The bytes of the frames the entry references, each counted once, as stored.
+    pub fn frames_len(&self) -> u64 {
+        let mut frames: Vec<(u32, u64, u32)> = self
+            .chunks
+            .iter()
+            .map(|c| (c.pack, c.offset, c.stored))
+            .collect();
+        frames.sort_unstable();
+        frames.dedup();
+        frames.iter().map(|f| f.2 as u64).sum()
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut raw = Vec::with_capacity(16 + self.packs.len() * 65 + self.chunks.len() * RECORD);
         raw.extend_from_slice(MAGIC);

@@ -35,6 +35,8 @@ pub struct SaveStats {
     /// Bytes of the packs this save uploaded.
     pub uploaded: u64,
     pub packs: u64,
+    /// The entry's size in the store: its manifest and the frames it references, as stored.
+    pub stored: u64,
 }
 
 /// A worker's answer for one run: each chunk's id, length and, unless the base has it, its

@@ -35,7 +35,11 @@ pub(super) fn pack(
         .store
         .packs()
         .ok_or_else(|| anyhow!("{} keeps no chunked entries", env.store.location()))?;
-    let packs = Counted { packs, sent };
+    let packs = Counted {
+        packs,
+        sent,
+        got: Arc::default(),
+    };
     let base = base(env, t.scope, t.version);
     let raw = PackOptions {
         raw: true,
@@ -56,10 +60,11 @@ pub(super) fn pack(
     saved
 }
 
-/// Packs that count the bytes put, for a save's progress.
+/// Packs that count the bytes put (a save's progress) and got (what a restore downloaded).
 struct Counted {
     packs: Arc<dyn Packs>,
     sent: Arc<AtomicU64>,
+    got: Arc<AtomicU64>,
 }
 
 impl Packs for Counted {
@@ -69,7 +74,9 @@ impl Packs for Counted {
         Ok(())
     }
     fn get(&self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
-        self.packs.get(name, range)
+        let data = self.packs.get(name, range)?;
+        self.got.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data)
     }
     fn list(&self) -> Result<Vec<PackInfo>> {
         self.packs.list()
@@ -204,14 +211,19 @@ pub(super) fn check(meta: &Meta, stored: &[u8]) -> std::result::Result<(), Strin
     Ok(())
 }
 
-/// The tar stream of a chunked entry.
-pub(super) fn source(env: &Env, manifest: Manifest) -> Result<ChunkSource> {
+/// The tar stream of a chunked entry; `got` counts the bytes read from packs.
+pub(super) fn source(env: &Env, manifest: Manifest, got: Arc<AtomicU64>) -> Result<ChunkSource> {
     let packs = env
         .store
         .packs()
         .ok_or_else(|| anyhow!("{} cannot read chunked entries", env.store.location()))?;
-    Ok(ChunkSource::start(
+    let packs = Counted {
         packs,
+        sent: Arc::default(),
+        got,
+    };
+    Ok(ChunkSource::start(
+        Arc::new(packs),
         manifest,
         env.workers as usize * 2,
         env.chunk_cache.clone(),

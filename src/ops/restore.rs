@@ -9,7 +9,8 @@ use crate::report::{human, size, speed, Progress, Ticker};
 use crate::store::{Candidate, Format, Meta};
 use anyhow::Result;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What one restore asks for.
@@ -265,7 +266,7 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
 
 struct Extracted {
     extraction: Extraction,
-    /// Archive bytes read.
+    /// Bytes read from the store.
     read: u64,
 }
 
@@ -342,7 +343,8 @@ fn extract_chunked(
     };
     // Progress in the tar stream's bytes: the manifest knows them all up front.
     let progress = Progress::of(Some(manifest.stream_len()));
-    let source = chunked::source(env, manifest)?;
+    let got = Arc::new(AtomicU64::new(0));
+    let source = chunked::source(env, manifest, got.clone())?;
     let failed = source.source_failed();
     let mut counting = HashingReader::new(source)
         .count_only()
@@ -354,10 +356,12 @@ fn extract_chunked(
         Err(e) => return blame(e, failed.load(Ordering::SeqCst), meta).map(Err),
     };
     drop(ticker);
-    let (_, read) = counting.finish();
+    counting.finish();
     if let Some(c) = &env.chunk_cache {
         c.trim();
     }
+    // Read from the store: the manifest and the frames (not those the local cache served).
+    let read = stored.len() as u64 + got.load(Ordering::Relaxed);
     Ok(Ok(Extracted { extraction, read }))
 }
 

@@ -62,7 +62,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
         chunks,
     } = store_walk(env, &env.base, home, &opts, target)?;
     warn_missing(env, &missing);
-    let mut out = saved(env, stored, key, version, &paths, started);
+    let mut out = saved(env, stored, chunks.as_ref(), key, version, &paths, started);
     if let (Outcome::Saved(s), Some(c)) = (&mut out, chunks) {
         env.report.info(format!(
             "Chunks: {} reused of {}; uploaded {} in {} new pack(s)",
@@ -102,6 +102,7 @@ fn dry_run(env: &Env, key: &str, version: &str, paths: &[String]) -> Result<Outc
 fn saved(
     env: &Env,
     stored: Option<(Committed, Meta)>,
+    chunks: Option<&crate::chunked::SaveStats>,
     key: String,
     version: String,
     paths: &[String],
@@ -133,7 +134,8 @@ fn saved(
         }
         Some((Committed::Saved, meta)) => {
             let took = started.elapsed();
-            let archive = meta.size.unwrap_or(0);
+            // A chunked entry's object is its manifest; its size is what it references.
+            let archive = chunks.map_or(meta.size.unwrap_or(0), |c| c.stored);
             r.info(format!("Cache saved with key: {key}"));
             r.info(format!(
                 "Cache Size: {}, {} files, {} packed in {}",
@@ -303,7 +305,9 @@ fn pack_into(
         let (sink, stats) = archive::pack(walk, sink, opts)?;
         return Ok((sink, stats, None));
     }
-    let (stats, manifest, chunks) = super::chunked::pack(env, walk, opts, t, sent.clone())?;
-    std::io::Write::write_all(&mut sink, &manifest.encode()?)?;
+    let (stats, manifest, mut chunks) = super::chunked::pack(env, walk, opts, t, sent.clone())?;
+    let encoded = manifest.encode()?;
+    chunks.stored = encoded.len() as u64 + manifest.frames_len();
+    std::io::Write::write_all(&mut sink, &encoded)?;
     Ok((sink, stats, Some((manifest.packs, chunks))))
 }
