@@ -293,3 +293,44 @@ fn the_store_parameter_takes_the_new_store_urls() {
         assert_eq!(s.read("node_modules/a/index.js"), "a", "{store}");
     }
 }
+
+/// `format` picks how the entry is stored; empty leaves it to KURA_FORMAT, else chunked; a
+/// value kura does not know fails the step and names the choices.
+#[test]
+fn the_format_parameter_picks_archive_or_chunked() {
+    let s = Sandbox::new();
+    s.write("node_modules/a/index.js", "a");
+    // The one entry in the store: its metadata's format (absent for an archive).
+    let format_of = || -> serde_json::Value {
+        let meta = support::walk_find(&s.store, "meta.json");
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(meta).unwrap()).unwrap()
+            ["format"]
+            .clone()
+    };
+    let save = |key: &str, format: &str| {
+        script(
+            &s,
+            "save_cache.sh",
+            "build",
+            &[
+                ("KURA_PARAM_KEY", key),
+                ("KURA_PARAM_PATHS", "node_modules\n"),
+                ("KURA_PARAM_FORMAT", format),
+            ],
+        )
+    };
+    let out = save("v1-archive", "archive");
+    assert!(out.stderr.contains("Cache saved"), "{}", out.stderr);
+    assert_eq!(format_of(), serde_json::Value::Null, "an archive");
+    std::fs::remove_dir_all(&s.store).unwrap();
+    let out = save("v1-default", "");
+    assert!(out.stderr.contains("Cache saved"), "{}", out.stderr);
+    assert_eq!(format_of(), "chunked");
+    let out = save("v1-zip", "zip");
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("zip") && out.stderr.contains("archive"),
+        "{}",
+        out.stderr
+    );
+}

@@ -6,6 +6,7 @@ args=()
 while IFS= read -r p; do
   if [ -n "${p// /}" ]; then args+=(--path "$p"); fi
 done <<< "${KURA_PARAM_PATHS:-}"
+if [ -n "${KURA_PARAM_FORMAT:-}" ]; then args+=(--format "$KURA_PARAM_FORMAT"); fi
 if [ -z "${KURA_PARAM_KEY:-}" ]; then
   echo "kura/save_cache: the key parameter is empty; set it to a key template such as v1-deps-{{ checksum \"package-lock.json\" }}" >&2
   exit 2
