@@ -71,7 +71,66 @@ fn oci_uploads_resume_after_lost_replies_and_cut_bodies() {
             ],
             vec![rule("GET", "/blobs/sha256:", 1, Fault::CutReply)],
         );
+        if format == "archive" {
+            // A session per failed PATCH (4 for the archive), one for the config blob, and
+            // none after the lost reply to the closing PUT: the blob was found there.
+            let posts = p.log().iter().filter(|l| l.starts_with("POST ")).count();
+            assert_eq!(posts, 5, "{:#?}", p.log());
+        }
     }
+}
+
+/// A registry that goes silent: the PATCH is given up on after its deadline (here 2 s for a
+/// small piece) and the blob starts again; silent five times, the save fails with a warning
+/// that names the setting. A refusal (403) is not tried again at all.
+#[test]
+fn oci_a_silent_registry_times_out_and_a_refusal_is_not_tried_again() {
+    let reg = support::registry::open();
+    let p = proxy(&reg.addr);
+    let s = Sandbox::new();
+    s.write_bytes("d/x", &noise(100 << 10, 3));
+    let save = |key: &str| {
+        let started = std::time::Instant::now();
+        let out = run(s
+            .kura()
+            .env(
+                "KURA_STORE",
+                format!("oci://{}/kura/silent-{}", p.addr, std::process::id()),
+            )
+            .env("KURA_HTTP_TIMEOUT", "2")
+            .args([
+                "--json", "save", "--key", key, "--path", "d", "--format", "archive",
+            ]));
+        (out, started.elapsed())
+    };
+    p.set(vec![rule("PATCH", "/blobs/uploads/", 1, Fault::Hang)]);
+    let (out, took) = save("once");
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    assert_eq!(p.fired().len(), 1);
+    assert!(took.as_secs() < 30, "{took:?}");
+    // Other bytes each time: a blob the registry has is not uploaded again.
+    s.write_bytes("d/x", &noise(100 << 10, 4));
+    p.set(
+        (1..=5)
+            .map(|n| rule("PATCH", "/blobs/uploads/", n, Fault::Hang))
+            .collect(),
+    );
+    let (out, took) = save("always");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert_eq!(p.fired().len(), 5);
+    assert!(out.stderr.contains("KURA_HTTP_TIMEOUT"), "{}", out.stderr);
+    assert!(out.stderr.contains("5 sessions"), "{}", out.stderr);
+    assert!(took.as_secs() < 60, "{took:?}");
+    s.write_bytes("d/x", &noise(100 << 10, 5));
+    p.set(vec![
+        rule("POST", "/blobs/uploads/", 1, Fault::Status(403)),
+        rule("POST", "/blobs/uploads/", 2, Fault::Status(403)),
+    ]);
+    let (out, _) = save("refused");
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert_eq!(p.fired().len(), 1, "a refusal was tried again");
+    assert!(out.stderr.contains("push rights"), "{}", out.stderr);
 }
 
 /// S3: a part or a pack sent again is harmless; a lost reply to the multipart completion or to

@@ -110,6 +110,12 @@ pub async fn send<T>(
         }
         let resp = match make().send().await {
             Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                last = format!(
+                    "{what}: no reply in time (a slow link or server may need a larger KURA_HTTP_TIMEOUT)"
+                );
+                continue;
+            }
             Err(e) => {
                 last = format!("{what}: {}", e.without_url());
                 continue;

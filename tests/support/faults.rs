@@ -15,6 +15,12 @@ pub enum Fault {
     CutBody,
     /// The client gets the head and half the reply's bytes, then the connection breaks.
     CutReply,
+    /// The server never hears of the request; the client waits, the connection open, for an
+    /// answer that never comes (until it gives up, or two minutes pass).
+    Hang,
+    /// The proxy answers with this status and a registry's error body, as a server that
+    /// refuses the request.
+    Status(u16),
 }
 
 /// Break the `nth` (from 1) request with `method` whose path contains `path`.
@@ -128,6 +134,24 @@ fn relay(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io
         }
         hit
     };
+    match fault {
+        Some(Fault::Hang) => {
+            client.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+            let _ = client.read(&mut [0u8; 1]); // returns when the client gives up
+            return Ok(());
+        }
+        Some(Fault::Status(status)) => {
+            let body = r#"{"errors":[{"code":"DENIED","message":"refused by the test"}]}"#;
+            write!(
+                client,
+                "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        _ => {}
+    }
     // The same head, asking the server to close after its answer.
     let mut out = String::new();
     for (i, line) in text.split("\r\n").enumerate() {

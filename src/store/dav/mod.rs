@@ -481,11 +481,15 @@ impl Upload for DavUpload {
             // The reply can be lost after the server stored the whole archive (the body
             // streamed, so it cannot be sent again): an archive of the right size under this
             // save's own name is this upload, done.
-            Err(e) if self.stored_size() == Some(self.size) => {
-                let _ = e;
-                201
-            }
-            Err(e) => return Err(e),
+            Err(e) => match self.stored_size() {
+                Some(n) if n == self.size => 201,
+                // A server that writes in place may keep part of it.
+                Some(_) => {
+                    let _ = self.store.delete_name(&format!("{}.tzst", self.name));
+                    return Err(e);
+                }
+                None => return Err(e),
+            },
         };
         let location = self.store.base.to_string();
         if !(200..300).contains(&status) {

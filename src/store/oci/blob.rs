@@ -7,12 +7,13 @@
 //! hold the piece, or part of it, and the same PATCH sent again is refused; distribution then
 //! cancels the session ("blob upload invalid"), as it does when asked how far a session got
 //! with a URL from before the lost reply. So a failed PATCH starts the blob again in a new
-//! session. A PUT whose reply is lost may have stored the blob: the blob is looked up before
-//! anything is sent again.
+//! session (the old one is cancelled). A PUT whose reply is lost or late may have stored the
+//! blob: kura looks for the blob for as long as the PUT had before sending anything again. A
+//! refusal (no push rights, no such repository, too large) is not tried again.
 
-use super::client::Registry;
+use super::client::{Refused, Registry};
 use anyhow::{anyhow, Result};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most one PATCH carries.
 pub(super) const PIECE: usize = 16 << 20;
@@ -32,25 +33,26 @@ pub(super) async fn put(
         return Ok(()); // unchanged bytes are not sent again
     }
     let mut wait = FIRST_WAIT;
-    for attempt in 1.. {
-        let Err(e) = attempt_put(reg, digest, size, &mut read).await else {
+    let mut attempt = 1;
+    loop {
+        let Err(e) = session(reg, digest, size, &mut read).await else {
             return Ok(());
         };
-        // The reply may be what was lost; a blob that is there is done.
-        if exists(reg, digest).await.unwrap_or(false) {
-            return Ok(());
+        if !worth_another_session(&e) {
+            return Err(e);
         }
         if attempt == TRIES {
-            return Err(e.context(format!("the upload failed {TRIES} times")));
+            return Err(e.context(format!("the upload failed in {TRIES} sessions")));
         }
+        attempt += 1;
         tokio::time::sleep(wait).await;
         wait *= 2;
     }
-    unreachable!()
 }
 
-/// One session: open, a PATCH per piece, close.
-async fn attempt_put(
+/// One session: open, a PATCH per piece, close. A session that fails is cancelled, so that
+/// the registry does not keep its bytes until it purges them.
+async fn session(
     reg: &Registry,
     digest: &str,
     size: u64,
@@ -58,12 +60,64 @@ async fn attempt_put(
 ) -> Result<()> {
     let mut location = start(reg).await?;
     let mut at = 0u64;
-    while at < size {
-        let len = (size - at).min(PIECE as u64) as usize;
-        location = patch(reg, &location, at, read(at, len)?).await?;
-        at += len as u64;
+    let sent = async {
+        while at < size {
+            let len = (size - at).min(PIECE as u64) as usize;
+            location = patch(reg, &location, at, read(at, len)?).await?;
+            at += len as u64;
+        }
+        Ok(())
     }
-    finish(reg, &location, digest, size).await
+    .await;
+    if let Err(e) = sent {
+        let _ = reg
+            .send_once("cancel an upload", &[204, 404], |h| {
+                h.delete(reg.url(&location))
+            })
+            .await;
+        return Err(e);
+    }
+    let Err(e) = finish(reg, &location, digest, size).await else {
+        return Ok(());
+    };
+    if e.downcast_ref::<Refused>().is_none() {
+        // Lost or late: the registry may still be checking the blob.
+        let until = Instant::now() + close_deadline(reg, size);
+        while Instant::now() < until {
+            if exists(reg, digest).await.unwrap_or(false) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    if exists(reg, digest).await.unwrap_or(false) {
+        return Ok(());
+    }
+    Err(e)
+}
+
+/// Whether a failed session is worth another: a transport failure, a server error, or a
+/// session the registry lost or refused to go on with; not a refusal of the upload itself,
+/// and not a file kura could not read.
+fn worth_another_session(e: &anyhow::Error) -> bool {
+    if e.downcast_ref::<crate::store::Skipped>().is_some()
+        || e.downcast_ref::<std::io::Error>().is_some()
+    {
+        return false;
+    }
+    match e.downcast_ref::<Refused>() {
+        None => true,
+        Some(r) => {
+            matches!(r.status, 416)
+                || matches!(
+                    r.code.as_str(),
+                    "BLOB_UPLOAD_INVALID"
+                        | "BLOB_UPLOAD_UNKNOWN"
+                        | "DIGEST_INVALID"
+                        | "SIZE_INVALID"
+                )
+        }
+    }
 }
 
 /// Whether the registry has blob `digest`.
@@ -102,12 +156,17 @@ async fn patch(reg: &Registry, location: &str, at: u64, body: bytes::Bytes) -> R
     Ok(location_of(&r).unwrap_or_else(|| location.to_string()))
 }
 
-/// Close an upload session with the blob's digest, once. The registry may read the whole
-/// blob again to check it: the deadline grows with its size (16 MiB/s).
+/// How long closing a session may take: the registry may read the whole blob again to check
+/// it (16 MiB/s).
+fn close_deadline(reg: &Registry, size: u64) -> Duration {
+    reg.deadline(0) + Duration::from_secs(size >> 24)
+}
+
+/// Close an upload session with the blob's digest, once.
 async fn finish(reg: &Registry, location: &str, digest: &str, size: u64) -> Result<()> {
     let sep = if location.contains('?') { '&' } else { '?' };
     let url = reg.url(&format!("{location}{sep}digest={digest}"));
-    let deadline = reg.deadline(0) + Duration::from_secs(size >> 24);
+    let deadline = close_deadline(reg, size);
     reg.send_once("finish an upload", &[201], |h| {
         h.put(&url)
             .timeout(deadline)

@@ -147,15 +147,20 @@ impl Registry {
             }
             self.answer(&reply).await?;
         }
-        bail!(
-            "{what}: {} refused the credentials (HTTP 401 after authenticating){}",
-            self.host,
-            if self.creds.is_none() {
-                "; set KURA_OCI_USERNAME and KURA_OCI_PASSWORD, or log in with docker login"
-            } else {
-                "; check KURA_OCI_USERNAME and KURA_OCI_PASSWORD (or the docker login) and their rights on the repository"
-            }
-        )
+        Err(Refused {
+            status: 401,
+            code: String::new(),
+            message: format!(
+                "{what}: {} refused the credentials (HTTP 401 after authenticating){}",
+                self.host,
+                if self.creds.is_none() {
+                    "; set KURA_OCI_USERNAME and KURA_OCI_PASSWORD, or log in with docker login"
+                } else {
+                    "; check KURA_OCI_USERNAME and KURA_OCI_PASSWORD (or the docker login) and their rights on the repository"
+                }
+            ),
+        }
+        .into())
     }
 
     /// Meet a 401 challenge.
@@ -233,24 +238,55 @@ impl Registry {
             .map(str::to_string)
             .unwrap_or_else(|| r.text().chars().take(200).collect());
         let status = r.status;
-        match status {
+        let code = body["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let message = match status {
             // Expected, not a failure: a fork's token may read but never write.
-            403 if self.fork_pr => crate::store::Skipped(format!(
-                "Cache save skipped: this job runs for a pull request from a fork, whose token is read-only ({} said: {said}); restores still work",
-                self.host
-            ))
-            .into(),
-            403 if self.host == "ghcr.io" => anyhow!(
+            403 if self.fork_pr => {
+                return crate::store::Skipped(format!(
+                    "Cache save skipped: this job runs for a pull request from a fork, whose token is read-only ({} said: {said}); restores still work",
+                    self.host
+                ))
+                .into()
+            }
+            403 if self.host == "ghcr.io" => format!(
                 "ghcr.io refused to {what} (HTTP 403 Forbidden: {said}). The token authenticated but may not write package ghcr.io/{repo}. With GITHUB_TOKEN: 1. give the job permissions: {{ contents: read, packages: write }}; 2. if the package already exists (pushed by hand or from another repository), open it on GitHub, Package settings, Manage Actions access, add this repository with the Write role. Pull requests from forks get a read-only token: saving cannot work there (restore still can)",
                 repo = self.repo
             ),
-            403 => anyhow!("{} refused to {what} (HTTP 403: {said}); the credentials need push rights on {}", self.host, self.repo),
-            405 => anyhow!("{} does not allow {what} (HTTP 405: {said}){}", self.host,
+            403 => format!("{} refused to {what} (HTTP 403: {said}); the credentials need push rights on {}", self.host, self.repo),
+            405 => format!("{} does not allow {what} (HTTP 405: {said}){}", self.host,
                 if self.host == "ghcr.io" { "; GHCR deletes through GitHub's Packages API (set KURA_OCI_PACKAGES_API if this host is GitHub Enterprise Server's)" } else { "; enable it in the registry (distribution: storage.delete.enabled: true)" }),
-            _ => anyhow!("{what}: HTTP {status} from {} ({said})", self.host),
+            _ => format!("{what}: HTTP {status} from {} ({said})", self.host),
+        };
+        Refused {
+            status,
+            code,
+            message,
         }
+        .into()
     }
 }
+
+/// A request the registry answered with a refusal (not a transient failure): its status, the
+/// distribution error code if any, and what to tell the user.
+#[derive(Debug)]
+pub(super) struct Refused {
+    pub status: u16,
+    pub code: String,
+    message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Registry {}
 
 /// The `key="value"` pairs of a challenge. Values are quoted and may hold commas
 /// (`scope="repository:a/b:pull,push"`), so a plain split on commas would cut them.
