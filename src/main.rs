@@ -9,6 +9,13 @@ use kura::{action, ci, key, ops, select, store};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // CI configurations pass settings as `KURA_X: ${{ inputs.x }}`, which is empty when the
+    // input is: an empty setting is no setting, not a bad value. Nothing else runs yet.
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_str().is_some_and(|n| n.starts_with("KURA_")) {
+            std::env::remove_var(name);
+        }
+    }
     let mut cli = Cli::parse();
     let vars = Vars::from_process();
     if let Command::Action { .. } = cli.command {

@@ -440,3 +440,36 @@ fn dot_only_keys_and_scopes_stay_inside_the_store() {
     let ls = json(&run(s.kura().args(["--json", "ls"])));
     assert_eq!(ls["entries"].as_array().unwrap().len(), 3, "{ls}");
 }
+
+/// CI configurations pass settings as `KURA_X: ${{ inputs.x }}`, empty when the input is: an
+/// empty setting is no setting (the default), never a bad value that fails the step.
+#[test]
+fn empty_settings_in_the_environment_are_defaults() {
+    let s = Sandbox::new();
+    s.write("d/a", "one");
+    let empty = [
+        "KURA_STRICT",
+        "KURA_OVERWRITE",
+        "KURA_DRY_RUN",
+        "KURA_JSON",
+        "KURA_FORMAT",
+        "KURA_COMPRESSION_LEVEL",
+        "KURA_WORKERS",
+        "KURA_BASE_DIR",
+        "KURA_CHUNK_CACHE",
+        "KURA_CHUNK_SIZE",
+    ];
+    let out = run(s
+        .kura()
+        .envs(empty.iter().map(|k| (*k, "")))
+        .args(["--json", "save", "--key", "k", "--path", "d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(s
+        .kura()
+        .envs(empty.iter().map(|k| (*k, "")))
+        .args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(s.read("d/a"), "one");
+}
