@@ -473,3 +473,55 @@ fn empty_settings_in_the_environment_are_defaults() {
     assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
     assert_eq!(s.read("d/a"), "one");
 }
+
+/// A crash can tear an entry of the local store (it does not fsync): its metadata empty or
+/// garbage, or its archive gone. Such an entry must not hold its key for good: a restore
+/// misses (and removes it), the next save replaces it, and prune collects one left a day.
+#[test]
+fn a_torn_local_entry_is_a_miss_and_the_next_save_replaces_it() {
+    for tear in ["empty meta", "garbage meta", "no archive"] {
+        let s = Sandbox::new();
+        s.write("d/a", "one");
+        assert_eq!(json(&save(&s, "k", &["d"]))["outcome"], "saved");
+        let meta = walk_find(&s.store, "meta.json");
+        let entry = meta.parent().unwrap().to_path_buf();
+        match tear {
+            "empty meta" => std::fs::write(&meta, "").unwrap(),
+            "garbage meta" => std::fs::write(&meta, "{\"key\": 7").unwrap(),
+            _ => std::fs::remove_file(entry.join("archive")).unwrap(),
+        }
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out = restore(&s, &["--key", "k", "--path", "d"]);
+        assert_eq!(out.code, 0, "{tear}: {}", out.stderr);
+        assert_eq!(json(&out)["outcome"], "miss", "{tear}: {}", out.stderr);
+        assert!(!s.ws.join("d").exists(), "{tear}");
+        s.write("d/a", "two");
+        let out = save(&s, "k", &["d"]);
+        assert_eq!(json(&out)["outcome"], "saved", "{tear}: {}", out.stderr);
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out = restore(&s, &["--key", "k", "--path", "d"]);
+        assert_eq!(json(&out)["cache_hit"], true, "{tear}: {}", out.stderr);
+        assert_eq!(s.read("d/a"), "two", "{tear}");
+    }
+    // Torn and a day old: prune removes the directory no listing shows.
+    let s = Sandbox::new();
+    s.write("d/a", "one");
+    assert_eq!(json(&save(&s, "k", &["d"]))["outcome"], "saved");
+    let entry = walk_find(&s.store, "meta.json")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::fs::write(entry.join("meta.json"), "").unwrap();
+    let day_ago = filetime::FileTime::from_unix_time(chrono_now() - 2 * 86400, 0);
+    filetime::set_file_mtime(&entry, day_ago).unwrap();
+    let out = run(s.kura().args(["prune", "--max-age", "30d"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!entry.exists(), "the torn entry is still there");
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

@@ -126,8 +126,13 @@ impl Store for LocalStore {
         let p = self
             .entry_dir(&meta.scope, &meta.version, &meta.key)
             .join(ARCHIVE);
-        let f = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
-        Ok(Box::new(f))
+        match File::open(&p) {
+            Ok(f) => Ok(Box::new(f)),
+            // Torn by a crash (the store does not fsync): nothing to read, which the restore
+            // finds is not what was saved, so the entry is a miss and is removed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Box::new(std::io::empty())),
+            Err(e) => Err(e).with_context(|| format!("cannot open {}", p.display())),
+        }
     }
 
     fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
@@ -164,12 +169,24 @@ impl Store for LocalStore {
             .into_iter()
             .flatten()
             .flatten();
-        for e in tmp.chain(packs.filter(begun)) {
-            if e.metadata()
+        let old = |p: &Path| {
+            fs::metadata(p)
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t < cutoff)
-            {
+        };
+        for e in tmp.chain(packs.filter(begun)) {
+            if old(&e.path()) {
                 let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
+            }
+        }
+        // Entries a crash tore, which no listing shows.
+        for scope in dirs(&self.root) {
+            for version in dirs(&scope) {
+                for entry in dirs(&version) {
+                    if !whole(&entry) && old(&entry) {
+                        let _ = fs::remove_dir_all(&entry);
+                    }
+                }
             }
         }
     }
@@ -297,6 +314,38 @@ impl Upload for LocalUpload {
             // Swap the old entry out, the new one in; the old one is removed afterwards.
             fs::rename(&self.dest, &self.trash)?;
         }
+        match fs::rename(&self.tmp, &self.dest) {
+            Ok(()) => Ok(Committed::Saved),
+            Err(_) if self.dest.exists() && !whole(&self.dest) => self.replace_torn(),
+            Err(_) if self.dest.exists() => Ok(Committed::Exists),
+            Err(e) => bail!("cannot store the entry at {}: {e}", self.dest.display()),
+        }
+    }
+}
+
+/// Whether an entry directory holds an entry: metadata that reads, and its archive. A crash
+/// can leave one torn (the store does not fsync), which must not hold the key for good.
+fn whole(dir: &Path) -> bool {
+    fs::read(dir.join(META))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+        .is_some()
+        && dir.join(ARCHIVE).is_file()
+}
+
+impl LocalUpload {
+    /// The key's directory holds a torn entry: move it aside and put this one in its place.
+    /// What was moved aside is looked at again, since a concurrent save may have replaced
+    /// the torn entry meanwhile: a whole entry goes back and keeps the key.
+    fn replace_torn(&self) -> Result<Committed> {
+        if fs::rename(&self.dest, &self.trash).is_err() {
+            return Ok(Committed::Exists);
+        }
+        if whole(&self.trash) {
+            let _ = fs::rename(&self.trash, &self.dest);
+            return Ok(Committed::Exists);
+        }
+        let _ = fs::remove_dir_all(&self.trash);
         match fs::rename(&self.tmp, &self.dest) {
             Ok(()) => Ok(Committed::Saved),
             Err(_) if self.dest.exists() => Ok(Committed::Exists),
