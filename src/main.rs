@@ -62,6 +62,10 @@ fn main() -> ExitCode {
         _ => {}
     }
     report.finish(&outcome);
+    // Stopped by a signal during an extraction (and rolled back): exit as the signal would.
+    if let Some(sig) = kura::platform::interrupted() {
+        return ExitCode::from(128 + sig as u8);
+    }
     ExitCode::from(exit_code(&outcome))
 }
 

@@ -45,3 +45,57 @@ pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// The signal (SIGINT, SIGTERM) that asked kura to stop while it was catching them, if any.
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_interrupt(sig: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    // A second signal is not asked twice: it ends the process at once, as by default.
+    if INTERRUPTED.swap(sig, Ordering::SeqCst) != 0 {
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+}
+
+/// While the returned guard lives, SIGINT and SIGTERM (a cancelled CI job) are noted instead
+/// of ending the process, so that an extraction can stop between entries and undo what it
+/// wrote rather than leave the tree half-restored and the user's files moved aside. Only the
+/// extraction catches them: everywhere else the default (the process ends) is right.
+pub fn catch_interrupts() -> Interrupts {
+    let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
+    for (i, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as usize;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, &mut old[i]);
+        }
+    }
+    Interrupts { old }
+}
+
+pub struct Interrupts {
+    old: [libc::sigaction; 2],
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        for (i, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
+            unsafe {
+                libc::sigaction(sig, &self.old[i], std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// The signal that asked kura to stop during an extraction, if one did.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}

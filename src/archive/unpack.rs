@@ -143,6 +143,7 @@ pub fn unpack<R: Read + Send>(src: R, tree: Tree, opts: &UnpackOptions) -> Resul
 
 /// Extract an uncompressed tar stream through `tree`.
 pub fn unpack_tar<R: Read>(src: R, mut tree: Tree, opts: &UnpackOptions) -> Result<Extraction> {
+    let _interrupts = crate::platform::catch_interrupts();
     let (tx, rx) = sync_channel::<FileJob>(QUEUE);
     let rx = Mutex::new(rx);
     let shared = Shared::default();
@@ -297,6 +298,9 @@ fn parse<R: Read>(
         let Some(entry) = entries.next() else { break };
         left.set(u64::MAX);
         let mut entry = entry.context(Corrupt)?;
+        if let Some(sig) = crate::platform::interrupted() {
+            bail!("stopped by signal {sig}; what the restore wrote is undone");
+        }
         if shared.failure.lock().unwrap().is_some() {
             bail!("a file writer failed");
         }

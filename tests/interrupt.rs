@@ -1,0 +1,99 @@
+//! A cancelled job: CI runners stop a cancelled step with SIGINT or SIGTERM. A restore that is
+//! stopped midway undoes what it wrote, puts the user's files back where they were, and exits
+//! as the signal would; a save that is stopped leaves no entry.
+
+#[path = "support/snapshot.rs"]
+mod snapshot;
+mod support;
+
+use snapshot::{snapshot, without_directory_times};
+use support::{json, noise, save, Sandbox};
+
+/// Stop a restore over a changed tree as soon as it has moved a first file aside; the whole
+/// workspace must be as it was before the restore began, byte for byte.
+#[test]
+fn a_restore_stopped_by_a_signal_puts_the_tree_back() {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let s = Sandbox::new();
+        for i in 0..300 {
+            s.write_bytes(&format!("d/f{i:03}"), &noise(300 << 10, i));
+        }
+        let out = save(&s, "k", &["d"]);
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+        for i in 0..300 {
+            s.write(&format!("d/f{i:03}"), "the job's own version");
+        }
+        // Everything but a directory's size and mtime, which creating and renaming change.
+        let before = without_directory_times(snapshot(&s.ws, &|_| false));
+        let mut child = s
+            .kura_std()
+            .args(["restore", "--key", "k", "--path", "d"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let moved_aside = || {
+            std::fs::read_dir(s.ws.join("d"))
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".kura-aside"))
+        };
+        let started = std::time::Instant::now();
+        while !moved_aside() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the restore ended before it moved anything aside"
+            );
+            assert!(started.elapsed().as_secs() < 60);
+        }
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        assert!(stderr.contains(&format!("signal {signal}")), "{stderr}");
+        let after = without_directory_times(snapshot(&s.ws, &|_| false));
+        let differ: Vec<_> = before
+            .iter()
+            .filter(|(k, v)| after.get(*k) != Some(v))
+            .map(|(k, v)| format!("{}: {v} -> {:?}", k.display(), after.get(k)))
+            .chain(
+                after
+                    .keys()
+                    .filter(|k| !before.contains_key(*k))
+                    .map(|k| format!("new {}", k.display())),
+            )
+            .take(5)
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "the workspace differs after the stopped restore: {differ:#?}"
+        );
+    }
+}
+
+/// A save stopped midway (either format) ends as the signal says and leaves no entry: a
+/// restore of its key misses and `ls` lists nothing.
+#[test]
+fn a_save_stopped_by_a_signal_leaves_no_entry() {
+    for format in ["archive", "chunked"] {
+        let s = Sandbox::new();
+        for i in 0..40 {
+            s.write_bytes(&format!("d/f{i:03}"), &noise(1 << 20, i));
+        }
+        let mut cmd = s.kura_std();
+        cmd.args(["save", "--key", "k", "--path", "d", "--format", format]);
+        let mut child = support::spawn_until_sent(cmd, 4 << 20);
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{format}: {status:?}");
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out = support::restore(&s, &["--key", "k", "--path", "d"]);
+        assert_eq!(json(&out)["outcome"], "miss", "{format}: {}", out.stderr);
+        let out = support::run(s.kura().args(["ls"]));
+        assert!(!out.stdout.contains('k'), "{format}: {}", out.stdout);
+        // Where a save that is not stopped shows.
+        s.write("d/a", "a");
+        assert_eq!(json(&save(&s, "k", &["d"]))["outcome"], "saved");
+        assert!(support::run(s.kura().args(["ls"])).stdout.contains('k'));
+    }
+}
