@@ -525,3 +525,37 @@ fn chrono_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// A symlink's own mtime comes back, as GNU tar restores it (set on the link, not through it).
+#[test]
+fn symlink_mtimes_round_trip() {
+    for format in ["archive", "chunked"] {
+        let s = Sandbox::new();
+        s.write("d/t", "target");
+        let link = s.ws.join("d/l");
+        std::os::unix::fs::symlink("t", &link).unwrap();
+        let old = filetime::FileTime::from_unix_time(978_307_200, 123_000_000); // 2001
+        filetime::set_symlink_file_times(&link, old, old).unwrap();
+        let out = run(s.kura().args([
+            "--json", "save", "--key", "k", "--path", "d", "--format", format,
+        ]));
+        assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        assert_eq!(
+            json(&restore(&s, &["--key", "k", "--path", "d"]))["cache_hit"],
+            true
+        );
+        let md = std::fs::symlink_metadata(&link).unwrap();
+        assert!(md.file_type().is_symlink());
+        assert_eq!(
+            filetime::FileTime::from_last_modification_time(&md),
+            old,
+            "{format}"
+        );
+        let target = std::fs::metadata(s.ws.join("d/t")).unwrap();
+        assert_ne!(
+            filetime::FileTime::from_last_modification_time(&target),
+            old
+        );
+    }
+}

@@ -188,7 +188,8 @@ impl Tree {
     }
 
     /// A symlink at `place` pointing at `target`, exactly as stored.
-    pub fn symlink(&mut self, place: &Place, target: &[u8]) -> Result<(), Fail> {
+    /// A symlink at `place` with the archive's mtime (set on the link, never through it).
+    pub fn symlink(&mut self, place: &Place, target: &[u8], mtime: FileTime) -> Result<(), Fail> {
         if target.is_empty() || target.contains(&0) {
             return Err(Fail::Refuse(
                 "link target is empty or contains a NUL byte".into(),
@@ -199,6 +200,7 @@ impl Tree {
         self.retry(dir, &parent, &name, place, |p, n| {
             rfs::symlinkat(target, p, n)
         })?;
+        let _ = rfs::utimensat(&*parent, &name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW);
         self.note_made(dir, name, false);
         Ok(())
     }

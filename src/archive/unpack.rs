@@ -363,7 +363,8 @@ fn extract<R: Read>(
         file(entry, tree, plan, tx, shared, out)
     } else if kind.is_symlink() {
         let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-        tree.symlink(&place, &target)
+        let mtime = mtime_of(entry);
+        tree.symlink(&place, &target, mtime)
     } else if kind.is_hard_link() {
         let target = entry.link_name_bytes().unwrap_or_default().into_owned();
         let shown = String::from_utf8_lossy(&target).into_owned();
