@@ -102,14 +102,7 @@ fn parse(lines: &[String], base: &Path, home: Option<&Path>) -> Result<(Vec<Patt
         if body.is_empty() {
             bail!("path pattern {line:?} is empty after '!'");
         }
-        let abs = normalize(&{
-            let p = expand_tilde(body, home);
-            if p.is_absolute() {
-                p
-            } else {
-                base.join(p)
-            }
-        });
+        let abs = absolute(body, base, home);
         let abs_str = abs.to_string_lossy().into_owned();
         if exclude {
             excludes.add(
@@ -121,16 +114,7 @@ fn parse(lines: &[String], base: &Path, home: Option<&Path>) -> Result<(Vec<Patt
             );
             continue;
         }
-        let mut root = PathBuf::new();
-        let mut rest = Vec::new();
-        for c in abs.components() {
-            let s = c.as_os_str().to_string_lossy();
-            if rest.is_empty() && !is_glob(&s) {
-                root.push(c.as_os_str());
-            } else {
-                rest.push(s.into_owned());
-            }
-        }
+        let (root, rest) = literal_root(&abs);
         let (glob, max_depth) = if rest.is_empty() {
             (None, Some(0))
         } else {
@@ -146,6 +130,57 @@ fn parse(lines: &[String], base: &Path, home: Option<&Path>) -> Result<(Vec<Patt
     }
     let excludes = excludes.build().context("invalid exclude pattern")?;
     Ok((includes, excludes))
+}
+
+/// A pattern's path: `~` expanded, relative to `base`, `.` and `..` resolved.
+fn absolute(body: &str, base: &Path, home: Option<&Path>) -> PathBuf {
+    let p = expand_tilde(body, home);
+    normalize(&if p.is_absolute() { p } else { base.join(p) })
+}
+
+/// The leading components without glob characters, and the rest.
+fn literal_root(abs: &Path) -> (PathBuf, Vec<String>) {
+    let mut root = PathBuf::new();
+    let mut rest = Vec::new();
+    for c in abs.components() {
+        let s = c.as_os_str().to_string_lossy();
+        if rest.is_empty() && !is_glob(&s) {
+            root.push(c.as_os_str());
+        } else {
+            rest.push(s.into_owned());
+        }
+    }
+    (root, rest)
+}
+
+/// One line of `hashFiles`' patterns, in order: the last that matches a file (or a directory
+/// above it) decides whether it counts, as in @actions/glob.
+struct Rule {
+    negate: bool,
+    glob: GlobMatcher,
+    /// Where a file it matches can be: its leading components without glob characters.
+    root: PathBuf,
+}
+
+fn rules(lines: &[String], base: &Path, home: Option<&Path>) -> Result<Vec<Rule>> {
+    let mut out = Vec::new();
+    for line in lines.iter().map(|l| l.trim()) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (negate, body) = match line.strip_prefix('!') {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, line),
+        };
+        let abs = absolute(body, base, home);
+        out.push(Rule {
+            negate,
+            glob: glob_matcher(&abs.to_string_lossy())
+                .with_context(|| format!("invalid path pattern {line:?}"))?,
+            root: literal_root(&abs).0,
+        });
+    }
+    Ok(out)
 }
 
 /// The directories a restore of these patterns may write under.
@@ -210,27 +245,66 @@ fn walk_matches(
 /// GitHub's `hashFiles` file list: regular files (or symlinks to them) under `base` that the
 /// patterns match, directories expanded, in the runner's order.
 pub fn glob_files(base: &Path, lines: &[String], home: Option<&Path>) -> Result<Vec<PathBuf>> {
-    let (includes, excludes) = parse(lines, base, home)?;
+    let (mut includes, _) = parse(lines, base, home)?;
+    // The runner follows no symlink, not even a pattern's root: `link/**` with `link` a
+    // symlink to a directory finds `link` itself, which is no file.
+    for p in &mut includes {
+        if std::fs::symlink_metadata(&p.root).is_ok_and(|m| m.file_type().is_symlink()) {
+            p.glob = None;
+            p.max_depth = Some(0);
+        }
+    }
+    let rules = rules(lines, base, home)?;
     let mut ignored = Vec::new();
     let mut files = Vec::new();
     for top in matches(&includes, &mut ignored)? {
-        let mut stack = vec![top];
-        while let Some(p) = stack.pop() {
-            if excludes.is_match(&p) {
-                continue;
-            }
+        // Which rules match the top or a directory above it (a match covers what is below).
+        let above: Vec<bool> = rules
+            .iter()
+            .map(|r| top.ancestors().skip(1).any(|a| r.glob.is_match(a)))
+            .collect();
+        let mut stack = vec![(top, above)];
+        while let Some((p, above)) = stack.pop() {
+            let hit: Vec<bool> = rules
+                .iter()
+                .zip(&above)
+                .map(|(r, up)| *up || r.glob.is_match(&p))
+                .collect();
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
             if meta.is_dir() {
-                let kids = children_with_meta(&p).unwrap_or_default();
-                stack.extend(kids.into_iter().rev().map(|(kid, _)| kid));
-            } else if p.starts_with(base) && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+                if !excluded_for_good(&rules, &hit, &p) {
+                    let kids = children_with_meta(&p).unwrap_or_default();
+                    stack.extend(kids.into_iter().rev().map(|(kid, _)| (kid, hit.clone())));
+                }
+            } else if counts(&rules, &hit)
+                && p.starts_with(base)
+                && std::fs::metadata(&p).is_ok_and(|m| m.is_file())
+            {
                 files.push(p);
             }
         }
     }
     Ok(files)
+}
+
+/// Whether the last rule that matches decides for inclusion.
+fn counts(rules: &[Rule], hit: &[bool]) -> bool {
+    let last = (0..rules.len()).rev().find(|&i| hit[i]);
+    last.is_some_and(|i| !rules[i].negate)
+}
+
+/// A directory excluded by its last matching rule, which no later include can reach into:
+/// nothing below it can count, so the walk skips it (`!node_modules/**`).
+fn excluded_for_good(rules: &[Rule], hit: &[bool], dir: &Path) -> bool {
+    let Some(last) = (0..rules.len()).rev().find(|&i| hit[i]) else {
+        return false;
+    };
+    rules[last].negate
+        && !rules[last + 1..]
+            .iter()
+            .any(|r| !r.negate && (r.root.starts_with(dir) || dir.starts_with(&r.root)))
 }
 
 #[derive(Debug, Clone, PartialEq)]

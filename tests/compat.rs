@@ -241,6 +241,12 @@ fn hash_files_agrees_with_the_runner_on_the_real_actions_glob() {
         vec!["**"],
         vec![&outside, "package-lock.json"],
         vec!["src/*.lock", "a-b/*"],
+        // The last pattern that matches a file decides, as in @actions/glob.
+        vec!["src/**", "!src/deep/**", "src/deep/er/z.lock"],
+        vec!["!src/**", "**"],
+        vec!["**/*.lock", "!a-b/**", "a-b/x.lock", "!src/a.lock"],
+        vec!["linkdir/**"],
+        vec!["linkdir"],
     ];
     for patterns in sets {
         let node = std::process::Command::new("node")
