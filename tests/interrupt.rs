@@ -76,12 +76,13 @@ fn a_restore_stopped_by_a_signal_puts_the_tree_back() {
 fn a_save_stopped_by_a_signal_leaves_no_entry() {
     for format in ["archive", "chunked"] {
         let s = Sandbox::new();
-        for i in 0..40 {
+        // Enough that the first 32 MiB pack of a chunked save goes up well before the end.
+        for i in 0..100 {
             s.write_bytes(&format!("d/f{i:03}"), &noise(1 << 20, i));
         }
         let mut cmd = s.kura_std();
         cmd.args(["save", "--key", "k", "--path", "d", "--format", format]);
-        let mut child = support::spawn_until_sent(cmd, 4 << 20);
+        let mut child = support::spawn_until_sent(cmd, 20 << 20);
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
