@@ -85,6 +85,14 @@ fn a_chunked_entry_restores_the_tree_exactly() {
         "{size} in {}",
         out.stderr
     );
+    // `--json` and `ls` give the entry's size the same way.
+    assert_eq!(json(&out)["size"].as_u64(), Some(size), "{}", out.stdout);
+    let listed = json(&run(s.kura().args(["--json", "ls"])));
+    assert_eq!(
+        listed["entries"][0]["size"].as_u64(),
+        Some(size),
+        "{listed}"
+    );
     assert_eq!(tree(&s.ws.join("d")), before);
     assert_eq!(
         std::fs::read_link(s.ws.join("d/link")).unwrap(),

@@ -42,10 +42,10 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<Outcome> {
     let entries = all
         .into_iter()
         .map(|m| Listed {
+            size: m.entry_size(),
             key: m.key,
             scope: m.scope,
             version: m.version,
-            size: m.size,
             files: m.files,
             created_ms: m.created_ms,
             used_ms: m.used_ms,
@@ -82,7 +82,7 @@ fn print_table(env: &Env, all: &[Meta], prefix: Option<&str>) {
         println!(
             "{:<50} {:>10} {:>8} {:>9} {:>9}  {:<12}  {scope:<20}  {paths}",
             m.key,
-            m.size.map(human).unwrap_or_else(|| "-".into()),
+            m.entry_size().map(human).unwrap_or_else(|| "-".into()),
             m.files,
             when(m.created_ms),
             when(m.used_ms),

@@ -196,7 +196,7 @@ fn restored(plan: &Plan, meta: &Meta) -> Restored {
         cache_hit: meta.key == plan.primary(),
         version: meta.version.clone(),
         scope: meta.scope.clone(),
-        size: meta.size,
+        size: meta.entry_size(),
         files: meta.files,
         bytes: meta.bytes,
         seconds: 0.0,
@@ -222,7 +222,7 @@ fn looked_up(env: &Env, plan: &Plan, meta: Meta, dry_run: bool) -> Outcome {
         env.store.location(),
         meta.files,
         human(meta.bytes),
-        meta.size
+        meta.entry_size()
             .map(size)
             .unwrap_or_else(|| "of unknown size".into())
     ));

@@ -276,6 +276,7 @@ pub(super) fn store_walk(
             Format::Archive
         },
         packs,
+        stored: chunks.as_ref().map(|c| c.stored),
         ..Meta::bare(t.key, t.version, t.scope)
     };
     let committed = upload.commit(&meta, t.overwrite)?;

@@ -62,6 +62,10 @@ pub struct Meta {
     /// their chunks as stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packs: Vec<String>,
+    /// Chunked entries: the entry's size in the store, its manifest and the frames it
+    /// references (`size` is the manifest's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<u64>,
     /// Where the store found the entry; never stored.
     #[serde(skip)]
     pub handle: Handle,
@@ -109,6 +113,12 @@ fn some_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
 
 impl Meta {
     /// What a store knows of an entry it did not write itself (the GitHub cache).
+    /// What the user knows as the entry's size: the archive's, or what a chunked entry
+    /// takes in the store.
+    pub fn entry_size(&self) -> Option<u64> {
+        self.stored.or(self.size)
+    }
+
     pub fn bare(key: &str, version: &str, scope: &str) -> Meta {
         Meta {
             key: key.to_string(),
@@ -127,6 +137,7 @@ impl Meta {
             parents: Vec::new(),
             format: Format::Archive,
             packs: Vec::new(),
+            stored: None,
             handle: Handle::Derived,
         }
     }

@@ -54,6 +54,7 @@ impl Cache {
             parents: Vec::new(),
             format: Default::default(),
             packs: Vec::new(),
+            stored: None,
             handle: Handle::Id(self.id),
         }
     }
