@@ -169,6 +169,16 @@ pub fn write_error(path: &Path, e: std::io::Error) -> anyhow::Error {
     while let Some(d) = owner_dir {
         if let Ok(m) = std::fs::metadata(d) {
             let me = crate::platform::euid();
+            if crate::platform::owner(&m) == me {
+                // Its own user's directory, made read-only (mode 0555, a chmod -w).
+                return anyhow!(
+                    "cannot write {}: permission denied. {} is not writable (mode {:o}); \
+                     make it writable (chmod u+w) or restore elsewhere",
+                    path.display(),
+                    d.display(),
+                    crate::platform::mode(&m)
+                );
+            }
             return anyhow!(
                 "cannot write {}: permission denied. {} belongs to uid {} and kura runs as uid {me}; \
                  restore into a directory you own (under $HOME or /tmp), or run the job as that user",
