@@ -97,6 +97,66 @@ fn unrelated_jobs_persisting_one_path_differently_fail_attach() {
     );
 }
 
+/// One job persists `x` as a file, another (unrelated) `x/` as a directory: in either order,
+/// that is a conflict, reported before anything is written.
+#[test]
+fn a_file_and_a_directory_at_one_path_from_unrelated_jobs_conflict() {
+    for order in [["job-a", "job-b"], ["job-b", "job-a"]] {
+        let s = Sandbox::new();
+        s.write("a/x", "a file");
+        s.write("b/x/y", "in a directory");
+        for job in order {
+            let root = &job[4..];
+            assert_eq!(persist(&s, job, root, &["x"]).code, 0);
+        }
+        let before = snapshot(s.dir.path(), &|_| false);
+        let out = attach(&s, "fan-in", "out");
+        assert_eq!(out.code, 1, "{order:?}: {}", out.stderr);
+        assert!(out.stderr.contains("x (jobs "), "{order:?}: {}", out.stderr);
+        assert_eq!(snapshot(s.dir.path(), &|_| false), before, "{order:?}");
+    }
+}
+
+/// A persist path that leaves its root is bad input, as an absolute one is.
+#[test]
+fn a_persist_path_that_leaves_its_root_is_refused() {
+    let s = Sandbox::new();
+    s.write("root/in", "in");
+    s.write("other/x", "x");
+    for p in ["../other/x", "in/../../other", "/etc/hostname"] {
+        let out = persist(&s, "job", "root", &[p]);
+        assert_eq!(out.code, 2, "{p}: {}", out.stderr);
+        assert!(out.stderr.contains("stay below it"), "{p}: {}", out.stderr);
+    }
+    assert_eq!(persist(&s, "job", "root", &["in/../in"]).code, 0);
+}
+
+/// A layer that cannot be written whole (a downstream job's file where its upstream left a
+/// non-empty directory) fails the attach, and the layer leaves nothing of itself.
+#[test]
+fn a_layer_that_cannot_be_written_whole_fails_the_attach() {
+    let s = Sandbox::new();
+    s.write("up/x/y", "upstream's directory");
+    assert_eq!(persist(&s, "up", "up", &["x"]).code, 0);
+    assert_eq!(attach(&s, "down", "down").code, 0);
+    std::fs::remove_dir_all(s.ws.join("down/x")).unwrap();
+    s.write("down/x", "downstream's file");
+    s.write("down/z", "downstream's other file");
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(persist(&s, "down", "down", &["x", "z"]).code, 0);
+    let out = attach(&s, "last", "last");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("could not be written whole"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !s.ws.join("last/z").exists(),
+        "the failed layer left its files"
+    );
+}
+
 #[test]
 fn a_downstream_job_may_overwrite_what_it_attached() {
     let s = Sandbox::new();

@@ -135,12 +135,14 @@ fn persist_plan(env: &Env, args: &PersistArgs) -> Result<(PathBuf, Vec<String>)>
         )));
     }
     let paths = path_lines(&args.paths);
-    if let Some(p) = paths
-        .iter()
-        .find(|p| p.trim_start_matches('!').starts_with(['/', '~']))
-    {
+    let escapes = |p: &str| {
+        let p = p.trim_start_matches('!');
+        p.starts_with(['/', '~'])
+            || !crate::select::normalize(&root.join(p)).starts_with(crate::select::normalize(&root))
+    };
+    if let Some(p) = paths.iter().find(|p| escapes(p)) {
         return Err(user_error(format!(
-            "persist path {p:?} must be relative to --root {}",
+            "persist path {p:?} must be relative to --root {} and stay below it",
             root.display()
         )));
     }
@@ -218,26 +220,46 @@ fn layers(env: &Env, workflow: &str) -> Result<Vec<Layer>> {
     Ok(keep)
 }
 
-/// Paths that layers of unrelated jobs hold with different content.
+/// Paths that layers of unrelated jobs hold with different content, or that one holds as a
+/// file (or link) and the other as a directory (with paths below it).
 fn conflicts(layers: &[Layer]) -> BTreeMap<String, Vec<String>> {
-    let mut owner: HashMap<&str, &Layer> = HashMap::new();
+    let related = |a: &Layer, b: &Layer| {
+        a.job == b.job
+            || b.meta.parents.contains(&a.meta.key)
+            || a.meta.parents.contains(&b.meta.key)
+    };
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut clash = |name: &str, a: &Layer, b: &Layer| {
+        let jobs = out.entry(name.to_string()).or_default();
+        for j in [&a.job, &b.job] {
+            if !jobs.contains(j) {
+                jobs.push(j.clone());
+            }
+        }
+    };
+    let mut owners: HashMap<&str, Vec<&Layer>> = HashMap::new();
     for l in layers {
         for (name, digest) in &l.meta.manifest {
-            if let Some(prev) = owner.get(name.as_str()) {
-                let related = prev.job == l.job
-                    || l.meta.parents.contains(&prev.meta.key)
-                    || prev.meta.parents.contains(&l.meta.key);
-                if !related && prev.meta.manifest.get(name) != Some(digest) {
-                    let jobs = out.entry(name.clone()).or_default();
-                    for j in [&prev.job, &l.job] {
-                        if !jobs.contains(j) {
-                            jobs.push(j.clone());
-                        }
-                    }
+            let seen = owners.entry(name.as_str()).or_default();
+            for prev in seen.iter() {
+                if !related(prev, l) && prev.meta.manifest.get(name) != Some(digest) {
+                    clash(name, prev, l);
                 }
             }
-            owner.insert(name, l);
+            seen.push(l);
+        }
+    }
+    for l in layers {
+        for name in l.meta.manifest.keys() {
+            let mut below = name.as_str();
+            while let Some((dir, _)) = below.rsplit_once('/') {
+                for other in owners.get(dir).into_iter().flatten() {
+                    if !related(other, l) {
+                        clash(dir, other, l);
+                    }
+                }
+                below = dir;
+            }
         }
     }
     out
@@ -325,12 +347,14 @@ fn apply(env: &Env, l: &Layer, at: &Path) -> Result<(u64, u64)> {
             l.job
         );
     }
+    // A workspace is all or nothing: a layer that cannot be written whole fails the attach.
     if !done.refused.is_empty() {
-        env.report.warn(format!(
-            "layer {}: refused\n  {}",
-            l.meta.key,
-            done.refused.join("\n  ")
-        ));
+        let refused = done.refused.join("\n  ");
+        done.rollback();
+        bail!(
+            "workspace layer {} could not be written whole:\n  {refused}",
+            l.meta.key
+        );
     }
     let (files, bytes) = (done.files, done.bytes);
     for problem in done.commit() {
