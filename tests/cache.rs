@@ -234,6 +234,23 @@ fn dry_run_reports_and_touches_nothing() {
     );
     assert!(out.stderr.contains("2 files"), "{}", out.stderr);
     assert_eq!(s.read("d/a"), "changed");
+    // A dry run of a save whose key is taken says the save would skip it.
+    let out = run(s.kura().args([
+        "--json",
+        "save",
+        "--dry-run",
+        "--key",
+        "k-main",
+        "--path",
+        "d",
+    ]));
+    assert_eq!(json(&out)["outcome"], "exists", "{}", out.stderr);
+    assert!(!out.stderr.contains("Would save"), "{}", out.stderr);
+    assert_eq!(
+        snapshot(s.dir.path(), &|_| false),
+        before,
+        "the dry run changed something"
+    );
 }
 
 #[test]

@@ -25,10 +25,12 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     };
     let version = cache_version(&paths);
     let scope = env.write_scope.as_str();
-    if args.dry_run {
+    // A dry run says what a save would do, and a save would skip a key that is taken.
+    let taken = !args.overwrite && env.store.exists(scope, &version, &key)?;
+    if args.dry_run && !taken {
         return dry_run(env, &key, &version, &paths);
     }
-    if !args.overwrite && env.store.exists(scope, &version, &key)? {
+    if taken {
         env.report.info(exists_line(env, &key));
         return Ok(Outcome::Exists {
             key,
