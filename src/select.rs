@@ -77,13 +77,26 @@ fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-fn glob_matcher(p: &str) -> Result<GlobMatcher> {
-    Ok(GlobBuilder::new(p)
+fn glob_of(p: &str) -> Result<globset::Glob> {
+    GlobBuilder::new(p)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-        .with_context(|| format!("invalid path pattern {p:?}"))?
-        .compile_matcher())
+        .with_context(|| format!("invalid path pattern {p:?}"))
+}
+
+/// The glob of a pattern split at its literal root: the root (the workspace, the home, the
+/// user's literal directories) is matched as it is, whatever characters it holds, and braces
+/// are literal everywhere (`{a,b}` is no alternation for the runner's glob either).
+fn pattern_glob(root: &Path, rest: &[String]) -> Result<globset::Glob> {
+    let mut p = globset::escape(&root.to_string_lossy());
+    for part in rest {
+        if !p.ends_with('/') {
+            p.push('/');
+        }
+        p.push_str(&part.replace('{', "\\{").replace('}', "\\}"));
+    }
+    glob_of(&p)
 }
 
 /// Split pattern lines into includes and one set of excludes.
@@ -103,23 +116,21 @@ fn parse(lines: &[String], base: &Path, home: Option<&Path>) -> Result<(Vec<Patt
             bail!("path pattern {line:?} is empty after '!'");
         }
         let abs = absolute(body, base, home);
-        let abs_str = abs.to_string_lossy().into_owned();
+        let (root, rest) = literal_root(&abs);
         if exclude {
             excludes.add(
-                GlobBuilder::new(&abs_str)
-                    .literal_separator(true)
-                    .backslash_escape(true)
-                    .build()
+                pattern_glob(&root, &rest)
                     .with_context(|| format!("invalid path pattern {line:?}"))?,
             );
             continue;
         }
-        let (root, rest) = literal_root(&abs);
         let (glob, max_depth) = if rest.is_empty() {
             (None, Some(0))
         } else {
             let depth = (!rest.iter().any(|s| s.contains("**"))).then_some(rest.len());
-            (Some(glob_matcher(&abs_str)?), depth)
+            let g = pattern_glob(&root, &rest)
+                .with_context(|| format!("invalid path pattern {line:?}"))?;
+            (Some(g.compile_matcher()), depth)
         };
         includes.push(Pattern {
             raw: line.to_string(),
@@ -157,7 +168,8 @@ fn literal_root(abs: &Path) -> (PathBuf, Vec<String>) {
 /// above it) decides whether it counts, as in @actions/glob.
 struct Rule {
     negate: bool,
-    glob: GlobMatcher,
+    /// None: a literal path, which only `root` itself matches.
+    glob: Option<GlobMatcher>,
     /// Where a file it matches can be: its leading components without glob characters.
     root: PathBuf,
 }
@@ -172,15 +184,27 @@ fn rules(lines: &[String], base: &Path, home: Option<&Path>) -> Result<Vec<Rule>
             Some(rest) => (true, rest.trim_start()),
             None => (false, line),
         };
-        let abs = absolute(body, base, home);
-        out.push(Rule {
-            negate,
-            glob: glob_matcher(&abs.to_string_lossy())
-                .with_context(|| format!("invalid path pattern {line:?}"))?,
-            root: literal_root(&abs).0,
-        });
+        let (root, rest) = literal_root(&absolute(body, base, home));
+        let glob = match rest.is_empty() {
+            true => None,
+            false => Some(
+                pattern_glob(&root, &rest)
+                    .with_context(|| format!("invalid path pattern {line:?}"))?
+                    .compile_matcher(),
+            ),
+        };
+        out.push(Rule { negate, glob, root });
     }
     Ok(out)
+}
+
+impl Rule {
+    fn matches(&self, p: &Path) -> bool {
+        match &self.glob {
+            Some(g) => g.is_match(p),
+            None => p == self.root,
+        }
+    }
 }
 
 /// The directories a restore of these patterns may write under.
@@ -261,14 +285,14 @@ pub fn glob_files(base: &Path, lines: &[String], home: Option<&Path>) -> Result<
         // Which rules match the top or a directory above it (a match covers what is below).
         let above: Vec<bool> = rules
             .iter()
-            .map(|r| top.ancestors().skip(1).any(|a| r.glob.is_match(a)))
+            .map(|r| top.ancestors().skip(1).any(|a| r.matches(a)))
             .collect();
         let mut stack = vec![(top, above)];
         while let Some((p, above)) = stack.pop() {
             let hit: Vec<bool> = rules
                 .iter()
                 .zip(&above)
-                .map(|(r, up)| *up || r.glob.is_match(&p))
+                .map(|(r, up)| *up || r.matches(&p))
                 .collect();
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 continue;

@@ -248,11 +248,12 @@ fn hash_files_agrees_with_the_runner_on_the_real_actions_glob() {
         vec!["linkdir/**"],
         vec!["linkdir"],
     ];
-    for patterns in sets {
+    // The same hash from the runner's glob and from kura, for `patterns` in workspace `ws`.
+    let agree = |ws: &std::path::Path, patterns: &[&str]| {
         let node = std::process::Command::new("node")
             .arg(&script)
             .env("KURA_PATTERNS", patterns.join("\n"))
-            .current_dir(&s.ws)
+            .current_dir(ws)
             .output()
             .expect("node runs");
         assert!(
@@ -270,13 +271,35 @@ fn hash_files_agrees_with_the_runner_on_the_real_actions_glob() {
         let template = format!("x{{{{ hashFiles {} }}}}", args.join(" "));
         let out = run(s
             .kura()
-            .env("GITHUB_WORKSPACE", &s.ws)
+            .current_dir(ws)
+            .env("GITHUB_WORKSPACE", ws)
             .args(["key", &template]));
         assert_eq!(out.code, 0, "{}", out.stderr);
         assert_eq!(
             out.stdout.trim_end(),
             format!("x{want}"),
-            "patterns {patterns:?}"
+            "patterns {patterns:?} in {}",
+            ws.display()
         );
+        want
+    };
+    for patterns in sets {
+        agree(&s.ws, &patterns);
+    }
+    // Braces are no alternation, in a pattern or in the workspace's own path.
+    s.write("br/{a,b}.txt", "literal");
+    s.write("br/a.txt", "a");
+    s.write("br/{x}/p.json", "x");
+    s.write("w{1}/lock.json", "w");
+    s.write("w{1}/d/e.lock", "e");
+    for patterns in [
+        vec!["br/{a,b}.txt"],
+        vec!["br/{x}/p.json"],
+        vec!["br/**", "!br/{x}/**"],
+    ] {
+        assert_ne!(agree(&s.ws, &patterns), "", "{patterns:?}");
+    }
+    for patterns in [vec!["lock.json"], vec!["**/*.lock"], vec!["**", "!d/**"]] {
+        assert_ne!(agree(&s.ws.join("w{1}"), &patterns), "", "{patterns:?}");
     }
 }
