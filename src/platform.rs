@@ -68,6 +68,11 @@ pub fn catch_interrupts() -> Interrupts {
     let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
     for (i, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
         unsafe {
+            // A signal the process was started to ignore (`kura ... &`) stays ignored.
+            libc::sigaction(sig, std::ptr::null(), &mut old[i]);
+            if old[i].sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
             let mut act: libc::sigaction = std::mem::zeroed();
             act.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as usize;
             act.sa_flags = libc::SA_RESTART;

@@ -67,6 +67,9 @@ fn a_restore_stopped_by_a_signal_puts_the_tree_back() {
             differ.is_empty(),
             "the workspace differs after the stopped restore: {differ:#?}"
         );
+        // The entry is not to blame: it stays, and a restore that is not stopped hits.
+        let out = support::restore(&s, &["--key", "k", "--path", "d"]);
+        assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
     }
 }
 

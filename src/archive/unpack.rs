@@ -266,6 +266,10 @@ struct Budget<R> {
 
 impl<R: Read> Read for Budget<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // A signal stops a large file midway too, not only between entries.
+        if let Some(sig) = crate::platform::interrupted() {
+            return Err(std::io::Error::other(stopped(sig)));
+        }
         let left = self.left.get();
         if left == 0 {
             return Err(std::io::Error::other(
@@ -277,6 +281,11 @@ impl<R: Read> Read for Budget<R> {
         self.left.set(left - n as u64);
         Ok(n)
     }
+}
+
+/// What an extraction stopped by a signal says.
+pub fn stopped(sig: i32) -> String {
+    format!("stopped by signal {sig}; what the restore wrote is undone")
 }
 
 fn parse<R: Read>(
@@ -299,7 +308,7 @@ fn parse<R: Read>(
         left.set(u64::MAX);
         let mut entry = entry.context(Corrupt)?;
         if let Some(sig) = crate::platform::interrupted() {
-            bail!("stopped by signal {sig}; what the restore wrote is undone");
+            bail!(stopped(sig));
         }
         if shared.failure.lock().unwrap().is_some() {
             bail!("a file writer failed");

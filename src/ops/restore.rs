@@ -238,6 +238,8 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
     let paths = if from_entry { &meta.paths } else { &plan.paths };
     let (roots, denied) = restore_roots(env, paths, from_entry)?;
     let started = Instant::now();
+    // Caught until the tree is committed: a cancelled job's restore is undone, not left half.
+    let _interrupts = crate::platform::catch_interrupts();
     let mut done = match extract(env, &meta, paths, Tree::new(&env.base, &roots))? {
         Ok(done) => done,
         Err(why) => {
@@ -245,6 +247,10 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
             return Ok(miss(env, plan, MissReason::Corrupt));
         }
     };
+    if let Some(sig) = crate::platform::interrupted() {
+        done.extraction.rollback();
+        anyhow::bail!(crate::archive::stopped(sig));
+    }
     let mut out = restored(plan, &meta);
     out.refused = std::mem::take(&mut done.extraction.refused);
     out.refused.extend(denied);
@@ -317,7 +323,9 @@ fn unpack_options(env: &Env, meta: &Meta, paths: &[String]) -> UnpackOptions {
 /// Whose fault a failed extraction is: the entry's (`Ok(why)`: corrupt, forgotten) when the
 /// bytes were bad, else the store's or the disk's (an error).
 fn blame(e: anyhow::Error, source_failed: bool, meta: &Meta) -> Result<String> {
-    if e.is::<archive::Corrupt>() && !source_failed {
+    // Stopped by a signal: the entry is not to blame, and stays.
+    let stopped = crate::platform::interrupted().is_some();
+    if e.is::<archive::Corrupt>() && !source_failed && !stopped {
         return Ok(format!("{e:#}"));
     }
     Err(e.context(format!("cannot restore the cache from key {}", meta.key)))

@@ -26,7 +26,17 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     let version = cache_version(&paths);
     let scope = env.write_scope.as_str();
     // A dry run says what a save would do, and a save would skip a key that is taken.
-    let taken = !args.overwrite && env.store.exists(scope, &version, &key)?;
+    let taken = !args.overwrite
+        && match env.store.exists(scope, &version, &key) {
+            Ok(taken) => taken,
+            // A dry run plans without the store if it must.
+            Err(e) if args.dry_run => {
+                env.report
+                    .warn(format!("cannot tell whether the key is taken: {e:#}"));
+                false
+            }
+            Err(e) => return Err(e),
+        };
     if args.dry_run && !taken {
         return dry_run(env, &key, &version, &paths);
     }

@@ -153,6 +153,14 @@ impl Store for LocalStore {
         // Move aside first so that a reader never sees a half-deleted entry.
         let trash = self.tmp_dir()?;
         fs::rename(&dir, &trash).with_context(|| format!("cannot remove {}", dir.display()))?;
+        // A concurrent save may have put another entry there since `meta` was read: only the
+        // entry asked for goes (a torn one, whose metadata does not read, goes too).
+        if let Some(there) = self.read_meta(&trash) {
+            if there.created_ms != meta.created_ms || there.sha256 != meta.sha256 {
+                let _ = fs::rename(&trash, &dir);
+                return Ok(());
+            }
+        }
         fs::remove_dir_all(&trash).with_context(|| format!("cannot remove {}", trash.display()))
     }
 
@@ -183,8 +191,17 @@ impl Store for LocalStore {
         for scope in dirs(&self.root) {
             for version in dirs(&scope) {
                 for entry in dirs(&version) {
-                    if !whole(&entry) && old(&entry) {
-                        let _ = fs::remove_dir_all(&entry);
+                    if whole(&entry) || !old(&entry) {
+                        continue;
+                    }
+                    // Looked at again once moved aside: a save may have replaced it meanwhile.
+                    let Ok(trash) = self.tmp_dir() else { continue };
+                    if fs::rename(&entry, &trash).is_ok() {
+                        if whole(&trash) {
+                            let _ = fs::rename(&trash, &entry);
+                        } else {
+                            let _ = fs::remove_dir_all(&trash);
+                        }
                     }
                 }
             }
@@ -359,5 +376,37 @@ impl Drop for LocalUpload {
         self.file.take();
         let _ = fs::remove_dir_all(&self.tmp);
         let _ = fs::remove_dir_all(&self.trash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restore that found an entry corrupt, or a prune, deletes the entry it read; a save
+    /// that replaced it meanwhile keeps its own.
+    #[test]
+    fn delete_removes_only_the_entry_it_was_given() {
+        let t = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(t.path().to_path_buf());
+        let save = |n: u64| {
+            let mut u = store.create("sc", "v", "k").unwrap().unwrap();
+            u.write_all(b"archive").unwrap();
+            let m = Meta {
+                created_ms: n,
+                sha256: Some(format!("{n:064}")),
+                ..Meta::bare("k", "v", "sc")
+            };
+            assert!(matches!(u.commit(&m, true).unwrap(), Committed::Saved));
+            m
+        };
+        let read = save(1);
+        let replaced_by = save(2);
+        store.delete(&read).unwrap();
+        let left = store.list_prefix("sc", "v", "k").unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].created_ms, 2);
+        store.delete(&replaced_by).unwrap();
+        assert!(store.list_prefix("sc", "v", "k").unwrap().is_empty());
     }
 }
