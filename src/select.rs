@@ -310,7 +310,39 @@ pub fn glob_files(base: &Path, lines: &[String], home: Option<&Path>) -> Result<
             }
         }
     }
-    Ok(files)
+    Ok(in_runner_order(files, &rules))
+}
+
+/// The runner walks each search path (an include's literal root, unless another include's
+/// root is above it), in pattern order, depth first with children in byte order. Files found
+/// through patterns in another order are put in that one.
+fn in_runner_order(mut files: Vec<PathBuf>, rules: &[Rule]) -> Vec<PathBuf> {
+    let roots: Vec<&Path> = rules
+        .iter()
+        .filter(|r| !r.negate)
+        .map(|r| r.root.as_path())
+        .collect();
+    let searched: Vec<&Path> = roots
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| {
+            !roots
+                .iter()
+                .enumerate()
+                .any(|(j, o)| (o != *r && r.starts_with(o)) || (o == *r && j < *i))
+        })
+        .map(|(_, r)| *r)
+        .collect();
+    let group = |f: &Path| {
+        searched
+            .iter()
+            .position(|r| f.starts_with(r))
+            .unwrap_or(usize::MAX)
+    };
+    // Path order is component by component, names compared as bytes: a depth-first walk's.
+    files.sort_by(|a, b| (group(a), a).cmp(&(group(b), b)));
+    files.dedup();
+    files
 }
 
 /// Whether the last rule that matches decides for inclusion.

@@ -247,6 +247,9 @@ fn hash_files_agrees_with_the_runner_on_the_real_actions_glob() {
         vec!["**/*.lock", "!a-b/**", "a-b/x.lock", "!src/a.lock"],
         vec!["linkdir/**"],
         vec!["linkdir"],
+        // One search path holds the other: the walk of the outer one decides the order.
+        vec!["src/a.lock", "*.json"],
+        vec!["src/*.lock", "a/b/package-lock.json", "**/*.json"],
     ];
     // The same hash from the runner's glob and from kura, for `patterns` in workspace `ws`.
     let agree = |ws: &std::path::Path, patterns: &[&str]| {
