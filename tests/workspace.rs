@@ -132,18 +132,26 @@ fn a_persist_path_that_leaves_its_root_is_refused() {
 }
 
 /// A layer that cannot be written whole (a downstream job's file where its upstream left a
-/// non-empty directory) fails the attach, and the layer leaves nothing of itself.
+/// non-empty directory) fails the attach, and the attach is all or nothing: the layers before
+/// it are rolled back too, newest first, and the user's own files are as they were.
 #[test]
-fn a_layer_that_cannot_be_written_whole_fails_the_attach() {
+fn a_layer_that_cannot_be_written_whole_fails_the_attach_and_writes_nothing() {
     let s = Sandbox::new();
     s.write("up/x/y", "upstream's directory");
-    assert_eq!(persist(&s, "up", "up", &["x"]).code, 0);
+    s.write("up/v.txt", "1");
+    assert_eq!(persist(&s, "up", "up", &["x", "v.txt"]).code, 0);
+    assert_eq!(attach(&s, "mid", "mid").code, 0);
+    std::fs::write(s.ws.join("mid/v.txt"), "2").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(persist(&s, "mid", "mid", &["v.txt"]).code, 0);
     assert_eq!(attach(&s, "down", "down").code, 0);
     std::fs::remove_dir_all(s.ws.join("down/x")).unwrap();
     s.write("down/x", "downstream's file");
     s.write("down/z", "downstream's other file");
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(persist(&s, "down", "down", &["x", "z"]).code, 0);
+    s.write("last/v.txt", "the job's own");
+    let before = snapshot::without_directory_times(snapshot(&s.ws.join("last"), &|_| false));
     let out = attach(&s, "last", "last");
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
@@ -151,10 +159,9 @@ fn a_layer_that_cannot_be_written_whole_fails_the_attach() {
         "{}",
         out.stderr
     );
-    assert!(
-        !s.ws.join("last/z").exists(),
-        "the failed layer left its files"
-    );
+    let after = snapshot::without_directory_times(snapshot(&s.ws.join("last"), &|_| false));
+    assert_eq!(after, before, "the failed attach left something");
+    assert_eq!(s.read("last/v.txt"), "the job's own");
 }
 
 #[test]

@@ -302,10 +302,35 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<Outcome> {
     })?;
     let started = Instant::now();
     let (mut files, mut bytes) = (0, 0);
+    // All layers or none: each is kept uncommitted until every one is written; a failure
+    // rolls back those written, newest first (each puts back what the one before it wrote).
+    let mut written = Vec::new();
+    let _interrupts = crate::platform::catch_interrupts();
     for l in &layers {
-        let (f, b) = apply(env, l, &at)?;
-        files += f;
-        bytes += b;
+        match apply(env, l, &at) {
+            Ok(done) => {
+                files += done.files;
+                bytes += done.bytes;
+                written.push(done);
+            }
+            Err(e) => {
+                while let Some(done) = written.pop() {
+                    done.rollback();
+                }
+                return Err(e);
+            }
+        }
+    }
+    if let Some(sig) = crate::platform::interrupted() {
+        while let Some(done) = written.pop() {
+            done.rollback();
+        }
+        bail!(archive::stopped(sig));
+    }
+    for done in written {
+        for problem in done.commit() {
+            r.warn(problem);
+        }
     }
     let keys: Vec<String> = layers.iter().map(|l| l.meta.key.clone()).collect();
     let _ = std::fs::write(
@@ -327,8 +352,8 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<Outcome> {
     })
 }
 
-/// Extract one layer under `at`, checked against its sha256 before anything is kept.
-fn apply(env: &Env, l: &Layer, at: &Path) -> Result<(u64, u64)> {
+/// Extract one layer under `at`, checked against its sha256, not yet committed.
+fn apply(env: &Env, l: &Layer, at: &Path) -> Result<archive::Extraction> {
     let tree = Tree::new(at, &[at.to_path_buf()]);
     let mut reader = HashingReader::new(env.store.open(&l.meta)?);
     let opts = UnpackOptions {
@@ -356,9 +381,5 @@ fn apply(env: &Env, l: &Layer, at: &Path) -> Result<(u64, u64)> {
             l.meta.key
         );
     }
-    let (files, bytes) = (done.files, done.bytes);
-    for problem in done.commit() {
-        env.report.warn(problem);
-    }
-    Ok((files, bytes))
+    Ok(done)
 }
