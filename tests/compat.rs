@@ -250,6 +250,12 @@ fn hash_files_agrees_with_the_runner_on_the_real_actions_glob() {
         // One search path holds the other: the walk of the outer one decides the order.
         vec!["src/a.lock", "*.json"],
         vec!["src/*.lock", "a/b/package-lock.json", "**/*.json"],
+        // `!!` cancels out; a trailing `/` matches directories only.
+        vec!["!!a-b/x.lock"],
+        vec!["**/*.lock", "!!src/**", "!src/a.lock"],
+        vec!["a-b/x.lock/"],
+        vec!["src/"],
+        vec!["**", "!a-b/", "!package-lock.json/"],
     ];
     // The same hash from the runner's glob and from kura, for `patterns` in workspace `ws`.
     let agree = |ws: &std::path::Path, patterns: &[&str]| {

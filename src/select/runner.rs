@@ -15,6 +15,8 @@ struct Rule {
     glob: Option<GlobMatcher>,
     /// Where a file it matches can be: its leading components without glob characters.
     root: PathBuf,
+    /// Written with a trailing `/`: it matches directories only (and so what is below them).
+    dirs_only: bool,
 }
 
 fn rules(lines: &[String], base: &Path, home: Option<&Path>) -> Result<Vec<Rule>> {
@@ -23,10 +25,10 @@ fn rules(lines: &[String], base: &Path, home: Option<&Path>) -> Result<Vec<Rule>
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (negate, body) = match line.strip_prefix('!') {
-            Some(rest) => (true, rest.trim_start()),
-            None => (false, line),
-        };
+        // As the runner reads them: an odd number of `!` negates, an even one cancels out.
+        let body = line.trim_start_matches('!');
+        let negate = (line.len() - body.len()) % 2 == 1;
+        let dirs_only = body.ends_with('/');
         let (root, rest) = literal_root(&absolute(body, base, home));
         let glob = match rest.is_empty() {
             true => None,
@@ -36,7 +38,12 @@ fn rules(lines: &[String], base: &Path, home: Option<&Path>) -> Result<Vec<Rule>
                     .compile_matcher(),
             ),
         };
-        out.push(Rule { negate, glob, root });
+        out.push(Rule {
+            negate,
+            glob,
+            root,
+            dirs_only,
+        });
     }
     Ok(out)
 }
@@ -53,7 +60,20 @@ impl Rule {
 /// GitHub's `hashFiles` file list: regular files (or symlinks to them) under `base` that the
 /// patterns match, directories expanded, in the runner's order.
 pub fn glob_files(base: &Path, lines: &[String], home: Option<&Path>) -> Result<Vec<PathBuf>> {
-    let (mut includes, _) = parse(lines, base, home)?;
+    let rules = rules(lines, base, home)?;
+    // The includes, for where to look: `!!x` is an include.
+    let lines: Vec<String> = lines
+        .iter()
+        .map(|l| l.trim())
+        .map(|l| {
+            let body = l.trim_start_matches('!');
+            match (l.len() - body.len()) % 2 {
+                1 => format!("!{body}"),
+                _ => body.to_string(),
+            }
+        })
+        .collect();
+    let (mut includes, _) = parse(&lines, base, home)?;
     // The runner follows no symlink, not even a pattern's root: `link/**` with `link` a
     // symlink to a directory finds `link` itself, which is no file.
     for p in &mut includes {
@@ -62,7 +82,6 @@ pub fn glob_files(base: &Path, lines: &[String], home: Option<&Path>) -> Result<
             p.max_depth = Some(0);
         }
     }
-    let rules = rules(lines, base, home)?;
     let mut ignored = Vec::new();
     let mut files = Vec::new();
     for top in matches(&includes, &mut ignored)? {
@@ -73,14 +92,14 @@ pub fn glob_files(base: &Path, lines: &[String], home: Option<&Path>) -> Result<
             .collect();
         let mut stack = vec![(top, above)];
         while let Some((p, above)) = stack.pop() {
-            let hit: Vec<bool> = rules
-                .iter()
-                .zip(&above)
-                .map(|(r, up)| *up || r.matches(&p))
-                .collect();
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
+            let hit: Vec<bool> = rules
+                .iter()
+                .zip(&above)
+                .map(|(r, up)| *up || (r.matches(&p) && (!r.dirs_only || meta.is_dir())))
+                .collect();
             if meta.is_dir() {
                 if !excluded_for_good(&rules, &hit, &p) {
                     let kids = children_with_meta(&p).unwrap_or_default();
