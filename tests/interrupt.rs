@@ -101,3 +101,25 @@ fn a_save_stopped_by_a_signal_leaves_no_entry() {
         assert!(support::run(s.kura().args(["ls"])).stdout.contains('k'));
     }
 }
+
+/// What a restore killed with SIGKILL leaves aside (`.kura-aside.PID.N`, named as the
+/// stopped restore above showed them) is no part of the next save; other names that look
+/// alike are.
+#[test]
+fn a_save_leaves_out_what_a_killed_restore_moved_aside() {
+    let s = Sandbox::new();
+    s.write("d/kept", "kept");
+    s.write("d/.kura-aside.4242.1", "the user's old file");
+    s.write("d/sub/.kura-aside.17.23", "another");
+    s.write("d/.kura-aside.notes", "a file of the user's");
+    s.write("d/.kura-aside.1.2.3", "one more");
+    assert_eq!(json(&save(&s, "k", &["d"]))["outcome"], "saved");
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = support::restore(&s, &["--key", "k", "--path", "d"]);
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    let names: Vec<String> = support::tree(&s.ws.join("d"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, [".kura-aside.1.2.3", ".kura-aside.notes", "kept"]);
+}

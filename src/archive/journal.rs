@@ -135,6 +135,18 @@ pub(super) fn move_aside(
     }
 }
 
+/// Whether `name` is one a restore gives a file it moved aside (`.kura-aside.PID.N`): left
+/// behind only by a restore killed with SIGKILL, and never part of a cache.
+pub fn is_aside(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b".kura-aside.") else {
+        return false;
+    };
+    let mut parts = rest.split(|b| *b == b'.');
+    let number =
+        |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    number(parts.next()) && number(parts.next()) && parts.next().is_none()
+}
+
 fn is_empty_dir(parent: &OwnedFd, name: &OsStr) -> bool {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let Ok(fd) = rfs::openat(parent, name, flags, Mode::empty()) else {

@@ -306,6 +306,13 @@ pub fn walk(
                 let kids = children_with_meta(&p)
                     .with_context(|| format!("cannot list directory {}", p.display()))?;
                 for (kid, kid_meta) in kids.into_iter().rev() {
+                    // What a killed restore left aside is no part of the tree.
+                    if kid
+                        .file_name()
+                        .is_some_and(|n| crate::archive::is_aside(platform::bytes(n)))
+                    {
+                        continue;
+                    }
                     let kid_name = match kid.file_name() {
                         Some(n) if name == b"." => platform::bytes(n).to_vec(),
                         Some(n) => [&name[..], b"/", platform::bytes(n)].concat(),
