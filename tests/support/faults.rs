@@ -98,7 +98,7 @@ pub fn proxy(upstream: &str) -> Proxy {
 }
 
 fn relay(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
-    let head = read_head(&mut client)?;
+    let head = read_until(&mut client, b"\r\n\r\n")?;
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut words = text.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
@@ -205,14 +205,14 @@ fn relay(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io
 fn read_chunked(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut raw = Vec::new();
     loop {
-        let line = read_line(c)?;
+        let line = read_until(c, b"\r\n")?;
         raw.extend_from_slice(&line);
         let text = String::from_utf8_lossy(&line);
         let size = usize::from_str_radix(text.trim().split(';').next().unwrap_or(""), 16)
             .map_err(|_| std::io::Error::other(format!("a bad chunk size line: {text:?}")))?;
         if size == 0 {
             loop {
-                let trailer = read_line(c)?;
+                let trailer = read_until(c, b"\r\n")?;
                 raw.extend_from_slice(&trailer);
                 if trailer == b"\r\n" {
                     return Ok(raw);
@@ -225,26 +225,15 @@ fn read_chunked(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     }
 }
 
-fn read_line(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut line = Vec::new();
+/// Bytes up to and including `end` (a line, or a head ending in a blank line).
+fn read_until(c: &mut TcpStream, end: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut got = Vec::new();
     let mut byte = [0u8; 1];
-    while !line.ends_with(b"\r\n") {
+    while !got.ends_with(end) {
         if c.read(&mut byte)? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        line.push(byte[0]);
+        got.push(byte[0]);
     }
-    Ok(line)
-}
-
-fn read_head(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if c.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(byte[0]);
-    }
-    Ok(head)
+    Ok(got)
 }
