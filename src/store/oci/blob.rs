@@ -80,20 +80,24 @@ async fn session(
     let Err(e) = finish(reg, &location, digest, size).await else {
         return Ok(());
     };
-    if e.downcast_ref::<Refused>().is_none() {
-        // Lost or late: the registry may still be checking the blob.
-        let until = Instant::now() + close_deadline(reg, size);
-        while Instant::now() < until {
-            if exists(reg, digest).await.unwrap_or(false) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    // Lost or late, the registry may still be checking the blob: look for it for as long as
+    // the PUT had. A refusal is looked for once.
+    let refused = e.downcast_ref::<Refused>().is_some();
+    let until = Instant::now()
+        + if refused {
+            Duration::ZERO
+        } else {
+            close_deadline(reg, size)
+        };
+    loop {
+        if exists(reg, digest).await.unwrap_or(false) {
+            return Ok(());
         }
+        if Instant::now() >= until {
+            return Err(e);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    if exists(reg, digest).await.unwrap_or(false) {
-        return Ok(());
-    }
-    Err(e)
 }
 
 /// Whether a failed session is worth another: a transport failure, a server error, or a
