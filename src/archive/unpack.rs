@@ -307,9 +307,6 @@ fn parse<R: Read>(
         let Some(entry) = entries.next() else { break };
         left.set(u64::MAX);
         let mut entry = entry.context(Corrupt)?;
-        if let Some(sig) = crate::platform::interrupted() {
-            bail!(stopped(sig));
-        }
         if shared.failure.lock().unwrap().is_some() {
             bail!("a file writer failed");
         }
