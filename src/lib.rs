@@ -14,11 +14,15 @@ pub mod chunked;
 pub mod ci;
 pub mod cli;
 pub mod key;
+#[cfg(unix)]
+pub mod nofollow;
 pub mod ops;
 pub mod outcome;
 #[cfg(unix)]
 pub mod platform;
+pub mod random;
 pub mod report;
 pub mod select;
 pub mod store;
+pub mod text;
 pub mod vars;

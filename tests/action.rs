@@ -75,10 +75,8 @@ impl<'a> Runner<'a> {
             .env("KURA_STORE", format!("file://{}", self.s.store.display()))
             .env("KURA_PROGRESS_SECONDS", "0")
             .current_dir(&self.s.ws);
-        for line in std::fs::read_to_string(&self.state).unwrap().lines() {
-            if let Some((k, v)) = line.split_once('=') {
-                c.env(format!("STATE_{k}"), v);
-            }
+        for (k, v) in support::runner_pairs(&self.state) {
+            c.env(format!("STATE_{k}"), v);
         }
         for (k, v) in inputs {
             c.env(format!("INPUT_{}", k.to_uppercase()), v);
@@ -87,7 +85,7 @@ impl<'a> Runner<'a> {
     }
 
     fn outputs(&self) -> String {
-        std::fs::read_to_string(&self.output).unwrap()
+        support::runner_file(&self.output)
     }
 }
 

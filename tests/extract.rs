@@ -19,6 +19,7 @@ fn opts() -> UnpackOptions {
     UnpackOptions {
         writers: 2,
         window_log_max: 27,
+        declared: None,
     }
 }
 

@@ -41,7 +41,11 @@ fn outputs_state_and_summary_follow_actions_cache() {
     let s = Sandbox::new();
     s.write("d/f", "x");
     let f = on_github(&s, &["save", "--key", "out-1", "--path", "d"]);
-    assert_eq!(read(&f.output), "", "a save sets no outputs");
+    assert_eq!(
+        support::runner_file(&f.output),
+        "",
+        "a save sets no outputs"
+    );
     let summary = read(&f.summary);
     assert!(
         summary.contains("| kura save |") && summary.contains("`out-1` | saved |"),
@@ -50,10 +54,13 @@ fn outputs_state_and_summary_follow_actions_cache() {
 
     let f = on_github(&s, &["restore", "--key", "out-1", "--path", "d"]);
     assert_eq!(
-        read(&f.output),
+        support::runner_file(&f.output),
         "cache-hit=true\ncache-primary-key=out-1\ncache-matched-key=out-1\n"
     );
-    assert_eq!(read(&f.state), "CACHE_KEY=out-1\nCACHE_RESULT=out-1\n");
+    assert_eq!(
+        support::runner_file(&f.state),
+        "CACHE_KEY=out-1\nCACHE_RESULT=out-1\n"
+    );
     assert!(read(&f.summary).contains("`out-1` | restored |"));
 
     let f = on_github(
@@ -69,14 +76,14 @@ fn outputs_state_and_summary_follow_actions_cache() {
         ],
     );
     assert_eq!(
-        read(&f.output),
+        support::runner_file(&f.output),
         "cache-hit=false\ncache-primary-key=out-2\ncache-matched-key=out-1\n"
     );
 
     // A miss leaves cache-hit empty, as actions/cache does.
     let f = on_github(&s, &["restore", "--key", "nothing", "--path", "d"]);
     assert_eq!(
-        read(&f.output),
+        support::runner_file(&f.output),
         "cache-hit=\ncache-primary-key=nothing\ncache-matched-key=\n"
     );
     assert!(read(&f.summary).contains("`nothing` | not found |"));

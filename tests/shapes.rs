@@ -233,7 +233,7 @@ fn a_restore_that_could_not_write_everything_is_not_a_hit() {
         "{}",
         out.stderr
     );
-    let outputs = std::fs::read_to_string(&gh_out).unwrap();
+    let outputs = support::runner_file(&gh_out);
     assert!(outputs.contains("cache-hit=false\n"), "{outputs}");
     assert_eq!(
         s.read("nm/x/mine.txt"),

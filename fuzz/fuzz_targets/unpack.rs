@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = UnpackOptions {
         writers: 2,
         window_log_max: 27,
+        declared: None,
     };
     if let Ok(done) = unpack_tar(data, Tree::new(&ws, std::slice::from_ref(&root)), &opts) {
         done.commit();

@@ -14,7 +14,7 @@ pub use journal::is_aside;
 pub use pack::replay;
 pub use pack::{pack, PackOptions, PackStats, Walk};
 pub use tree::Tree;
-pub use unpack::{stopped, unpack, unpack_tar, Corrupt, Extraction, UnpackOptions};
+pub use unpack::{stopped, unpack, unpack_tar, Corrupt, Declared, Extraction, UnpackOptions};
 
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};

@@ -19,6 +19,7 @@ fn unpack_opts() -> UnpackOptions {
     UnpackOptions {
         writers: 2,
         window_log_max: 30,
+        declared: None,
     }
 }
 

@@ -48,6 +48,31 @@ pub struct UnpackOptions {
     /// write today, 30 for actions/cache's older `--long` archives. A frame asking for more
     /// is corrupt: it would set the restore's memory, not kura.
     pub window_log_max: u32,
+    /// What the entry's metadata says the stream holds, where it says: a stream that holds
+    /// more (a manifest repeating one chunk, a zstd bomb) is corrupt, stopped as soon as it
+    /// goes past.
+    pub declared: Option<Declared>,
+}
+
+/// An entry's own account of its tar stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Declared {
+    /// File data, the sum of the entries' sizes.
+    pub bytes: u64,
+    /// Files, directories and links; 0 where not recorded.
+    pub entries: u64,
+    pub files: u64,
+}
+
+impl Declared {
+    /// Most entries the stream may hold: as recorded (a few more for pax records), or where
+    /// not recorded, the files and a million directories and links.
+    fn max_entries(&self) -> u64 {
+        match self.entries {
+            0 => self.files.saturating_add(1 << 20),
+            n => n.saturating_add(16),
+        }
+    }
 }
 
 /// What an extraction wrote. Nothing is final until [`Extraction::commit`]; dropping it, or
@@ -152,7 +177,7 @@ pub fn unpack_tar<R: Read>(src: R, mut tree: Tree, opts: &UnpackOptions) -> Resu
         for _ in 0..opts.writers.max(1) {
             s.spawn(|| writer(&rx, &shared));
         }
-        let parsed = parse(src, &mut tree, &tx, &shared, &mut out);
+        let parsed = parse(src, &mut tree, &tx, &shared, &mut out, opts.declared);
         drop(tx);
         parsed
     });
@@ -294,6 +319,7 @@ fn parse<R: Read>(
     tx: &SyncSender<FileJob>,
     shared: &Shared,
     out: &mut Counts,
+    declared: Option<Declared>,
 ) -> Result<()> {
     let left = Rc::new(Cell::new(HEADER_BUDGET));
     let mut archive = tar::Archive::new(Budget {
@@ -302,11 +328,27 @@ fn parse<R: Read>(
     });
     let umask = tree.umask();
     let mut entries = archive.entries().context(Corrupt)?;
+    let (mut count, mut data) = (0u64, 0u64);
     loop {
         left.set(HEADER_BUDGET);
         let Some(entry) = entries.next() else { break };
         left.set(u64::MAX);
         let mut entry = entry.context(Corrupt)?;
+        count += 1;
+        let kind = entry.header().entry_type();
+        if kind.is_file() || kind == tar::EntryType::Continuous {
+            data = data.saturating_add(entry.size());
+        }
+        if let Some(d) = declared {
+            if data > d.bytes || count > d.max_entries() {
+                return Err(anyhow!(
+                    "the archive holds more than its entry records ({} bytes of files in {} entries); it is not the one saved",
+                    d.bytes,
+                    d.entries
+                ))
+                .context(Corrupt);
+            }
+        }
         if shared.failure.lock().unwrap().is_some() {
             bail!("a file writer failed");
         }

@@ -4,9 +4,12 @@
 //! dropped and fetched again. Least recently used chunks go once the cache is over its size.
 
 use super::ChunkId;
-use std::fs;
-use std::path::{Path, PathBuf};
+use crate::nofollow::{Dir, Kind};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Most bytes of one cached chunk (chunks are at most a few MiB, stored compressed).
+const CHUNK_CAP: u64 = 64 << 20;
 
 pub struct ChunkCache {
     dir: PathBuf,
@@ -15,6 +18,9 @@ pub struct ChunkCache {
     added: AtomicU64,
 }
 
+/// The cache directory is walked like the local store: the user names its root, below it no
+/// symlink is followed and only regular files of bounded size are read, since on a shared
+/// runner another job may plant anything there.
 impl ChunkCache {
     pub fn new(dir: PathBuf, max_bytes: u64) -> ChunkCache {
         ChunkCache {
@@ -24,33 +30,45 @@ impl ChunkCache {
         }
     }
 
-    fn path(&self, id: &ChunkId) -> PathBuf {
+    /// The subdirectory of chunk `id` (made with `create`), and the chunk's name in it.
+    fn place(&self, id: &ChunkId, create: bool) -> Option<(Dir, String)> {
         let hex = hex::encode(id);
-        self.dir.join(&hex[..2]).join(hex)
+        let root = if create {
+            Dir::create(&self.dir)
+        } else {
+            Dir::open(&self.dir)
+        }
+        .ok()?;
+        let sub = root.subdir(&hex[..2], create).ok()??;
+        Some((sub, hex))
     }
 
     /// The stored bytes of chunk `id`, if cached (and marked as used now).
     pub fn get(&self, id: &ChunkId) -> Option<Vec<u8>> {
-        let p = self.path(id);
-        let b = fs::read(&p).ok()?;
-        let _ = filetime::set_file_mtime(&p, filetime::FileTime::now());
+        let (dir, name) = self.place(id, false)?;
+        let b = dir.read(&name, CHUNK_CAP).ok()?;
+        let _ = dir.touch_name(&name);
         Some(b)
     }
 
     /// Keep the stored bytes of chunk `id`. Failing to is no failure: the cache is a help.
     pub fn put(&self, id: &ChunkId, stored: &[u8]) {
-        let p = self.path(id);
-        if p.exists() {
+        let Some((dir, name)) = self.place(id, true) else {
+            return;
+        };
+        if dir.stat(&name).is_ok_and(|st| st.is_some()) {
             return;
         }
-        if crate::store::write_aside(&p, stored, false).is_ok() {
+        if dir.write_aside(&name, stored, false).is_ok() {
             self.added.fetch_add(stored.len() as u64, Ordering::Relaxed);
         }
     }
 
     /// A cached chunk that failed its check.
     pub fn drop_chunk(&self, id: &ChunkId) {
-        let _ = fs::remove_file(self.path(id));
+        if let Some((dir, name)) = self.place(id, false) {
+            let _ = dir.remove_file(&name);
+        }
     }
 
     /// Over its size, the least recently used chunks go until it is at 90 %.
@@ -58,35 +76,36 @@ impl ChunkCache {
         if self.added.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = Vec::new();
-        for sub in read_dir(&self.dir) {
-            for f in read_dir(&sub) {
-                if let Ok(m) = fs::symlink_metadata(&f) {
-                    if m.is_file() {
-                        let used = m.modified().unwrap_or(std::time::UNIX_EPOCH);
-                        files.push((used, m.len(), f));
-                    }
+        let Ok(root) = Dir::open(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(u64, u64, String, String)> = Vec::new();
+        for (sub, kind) in root.entries().unwrap_or_default() {
+            let Ok(d) = root.dir(&sub) else { continue };
+            if kind != Kind::Dir {
+                continue;
+            }
+            for (name, kind) in d.entries().unwrap_or_default() {
+                if kind != Kind::File {
+                    continue;
+                }
+                if let Ok(Some(st)) = d.stat(&name) {
+                    files.push((st.modified_ms, st.size, sub.clone(), name));
                 }
             }
         }
-        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        let mut total = files.iter().map(|f| f.1).fold(0, u64::saturating_add);
         if total <= self.max_bytes {
             return;
         }
         files.sort();
-        for (_, len, f) in files {
+        for (_, len, sub, name) in files {
             if total <= self.max_bytes / 10 * 9 {
                 break;
             }
-            if fs::remove_file(&f).is_ok() {
-                total -= len;
+            if root.dir(&sub).and_then(|d| d.remove_file(&name)).is_ok() {
+                total = total.saturating_sub(len);
             }
         }
     }
-}
-
-fn read_dir(d: &Path) -> Vec<PathBuf> {
-    fs::read_dir(d)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default()
 }

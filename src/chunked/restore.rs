@@ -62,6 +62,8 @@ struct Reader {
     /// Unit buffers the extractor is done with, for the next units: fresh 4 MiB buffers
     /// would each cost a round of page faults.
     spare: Mutex<Vec<Vec<u8>>>,
+    /// Packs found damaged and looked at once already (by any reader).
+    judged: Mutex<std::collections::HashSet<u32>>,
 }
 
 /// The tar stream of a chunked entry, as a `Read`.
@@ -99,6 +101,7 @@ impl ChunkSource {
             repeats: Repeats::new(&manifest),
             frames: Frames::default(),
             spare: Mutex::default(),
+            judged: Mutex::default(),
             packs,
             manifest,
             cache,
@@ -136,7 +139,9 @@ impl ChunkSource {
                                 .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
                         });
                         if let Some(Damaged { pack, .. }) = e.downcast_ref::<Damaged>() {
-                            quarantine(&*shared.packs, &shared.manifest.packs[*pack as usize]);
+                            if shared.judged.lock().unwrap().insert(*pack) {
+                                quarantine(&*shared.packs, &shared.manifest.packs[*pack as usize]);
+                            }
                         } else if !gone {
                             failed.store(true, Ordering::SeqCst);
                         }
@@ -246,11 +251,22 @@ fn quarantine(packs: &dyn Packs, name: &str) {
         return;
     };
     // Only bytes read whole and hashing to another name condemn a pack: a read that failed
-    // (a timeout, a throttled store) says nothing about it.
-    let damaged = packs
-        .get(name, 0..size)
-        .is_ok_and(|b| b.len() as u64 == size && blake3::hash(&b).to_hex().as_str() != name);
-    if damaged {
+    // (a timeout, a throttled store) says nothing about it. Read in pieces: a pack the store
+    // claims is huge costs time, never its size in memory.
+    const PIECE: u64 = 8 << 20;
+    let mut h = blake3::Hasher::new();
+    let mut at = 0;
+    while at < size {
+        let end = (at + PIECE).min(size);
+        match packs.get(name, at..end) {
+            Ok(b) if b.len() as u64 == end - at => {
+                h.update(&b);
+            }
+            _ => return,
+        }
+        at = end;
+    }
+    if h.finalize().to_hex().as_str() != name {
         let _ = packs.delete(name);
     }
 }

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// How far in the future another machine's clock may put an entry's creation.
+const CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+
 /// The largest manifest read back, stored (its limit unpacked is 64 MiB).
 const MANIFEST_MAX: u64 = 64 << 20;
 
@@ -40,7 +43,7 @@ pub(super) fn pack(
         sent,
         got: Arc::default(),
     };
-    let base = base(env, t.scope, t.version);
+    let base = base(env, t);
     let raw = PackOptions {
         raw: true,
         ..opts.clone()
@@ -97,28 +100,39 @@ impl Packs for Counted {
 
 /// The manifest to dedup against: the entry this job restored for these paths, else the
 /// newest chunked entry of these paths in the scope, else none. A base that cannot be read is
-/// no base: the save still works, it only uploads more.
-fn base(env: &Env, scope: &str, version: &str) -> Manifest {
+/// no base: the save still works, it only uploads more. Whoever can write the store can write
+/// an entry, so an entry from the future (which would stay the newest for good) or one that
+/// records other paths is no base either.
+fn base(env: &Env, t: &Target) -> Manifest {
+    let (scope, version) = (t.scope, t.version);
     // Only an entry of this store, from a scope this job may read.
     let restored = state_file(env, version)
         .and_then(|p| read_state(&p))
         .filter(|r| r.store == env.store.location())
         .filter(|r| r.scope == scope || env.read_scopes.contains(&r.scope));
-    // Found again through the store, so that its handle is the store's.
+    // Found again through the store, so that its handle is the store's; and the one restored,
+    // not another entry put under its key since.
     let restored = restored.and_then(|r| {
         env.store
             .list_prefix(&r.scope, version, &r.key)
             .unwrap_or_default()
             .into_iter()
-            .find(|m| m.key == r.key && m.format == Format::Chunked)
+            .find(|m| m.key == r.key && m.format == Format::Chunked && m.sha256 == r.sha256)
     });
+    let now = crate::store::now_ms();
+    let fits = |m: &Meta| {
+        m.format == Format::Chunked
+            && m.created_ms <= now + CLOCK_SKEW_MS
+            && m.paths.as_slice() == t.paths
+    };
+    let restored = restored.filter(fits);
     // Listed only when the restored entry is not there or cannot serve.
     let newest = std::iter::once_with(|| {
         let mut all = env
             .store
             .list_prefix(scope, version, "")
             .unwrap_or_default();
-        all.retain(|m| m.format == Format::Chunked);
+        all.retain(fits);
         all.sort_by_key(|m| std::cmp::Reverse(m.created_ms));
         all
     })
@@ -235,6 +249,9 @@ struct Restored {
     store: String,
     scope: String,
     key: String,
+    /// The manifest's digest, as the restore checked it.
+    #[serde(default)]
+    sha256: Option<String>,
 }
 
 /// Where a restore records the entry it restored for a version, for the save that follows in
@@ -260,17 +277,8 @@ fn state_file(env: &Env, version: &str) -> Option<PathBuf> {
 
 /// The state file, if it is a small regular file (not a link, not a FIFO that would block).
 fn read_state(path: &std::path::Path) -> Option<Restored> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut b = Vec::new();
-    f.take(4096).read_to_end(&mut b).ok()?;
+    let dir = crate::nofollow::Dir::open(path.parent()?).ok()?;
+    let b = dir.read(path.file_name()?.to_str()?, 4096).ok()?;
     serde_json::from_slice(&b).ok()
 }
 
@@ -284,10 +292,14 @@ pub(super) fn record_restored(env: &Env, meta: &Meta) {
         store: env.store.location(),
         scope: meta.scope.clone(),
         key: meta.key.clone(),
+        sha256: meta.sha256.clone(),
     };
     let (Some(path), Ok(b)) = (state_file(env, &meta.version), serde_json::to_vec(&r)) else {
         return;
     };
     // Whole or not at all: a save never reads half of it.
-    let _ = crate::store::write_aside(&path, &b, false);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let _ = crate::nofollow::Dir::create(dir).and_then(|d| d.write_aside(name, &b, false));
 }

@@ -72,6 +72,8 @@ fn print_table(env: &Env, all: &[Meta], prefix: Option<&str>) {
         "{:<50} {:>10} {:>8} {:>9} {:>9}  {:<12}  {:<20}  PATHS",
         "KEY", "SIZE", "FILES", "CREATED", "USED", "VERSION", "SCOPE"
     );
+    // What the store says is printed on one line each, never as a workflow command.
+    let shown = crate::text::untrusted;
     for m in all {
         let scope = if m.scope.is_empty() { "-" } else { &m.scope };
         let paths = if m.paths.is_empty() {
@@ -80,13 +82,15 @@ fn print_table(env: &Env, all: &[Meta], prefix: Option<&str>) {
             m.paths.join(" ")
         };
         println!(
-            "{:<50} {:>10} {:>8} {:>9} {:>9}  {:<12}  {scope:<20}  {paths}",
-            m.key,
+            "{:<50} {:>10} {:>8} {:>9} {:>9}  {:<12}  {:<20}  {}",
+            shown(&m.key),
             m.entry_size().map(human).unwrap_or_else(|| "-".into()),
             m.files,
             when(m.created_ms),
             when(m.used_ms),
-            m.version.get(..12).unwrap_or(&m.version),
+            shown(m.version.get(..12).unwrap_or(&m.version)),
+            shown(scope),
+            shown(&paths),
         );
     }
 }
@@ -145,7 +149,11 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
     all.sort_by_key(|m| m.used_ms.max(m.created_ms));
     let mut packs = PackCounts::new(env, &all)?;
     let now = now_ms();
-    let mut total: u64 = all.iter().filter_map(|m| m.size).sum::<u64>() + packs.live_bytes;
+    // Sizes come from the store: added without overflow, whatever they claim.
+    let mut total: u64 = all
+        .iter()
+        .filter_map(|m| m.size)
+        .fold(packs.live_bytes, u64::saturating_add);
     let mut removed = Vec::new();
     for m in &all {
         let used = m.used_ms.max(m.created_ms);
@@ -153,13 +161,18 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
         let too_big = size_limit.is_some_and(|l| total > l);
         if too_old || too_big {
             if !limits.dry_run {
-                env.store.delete(m)?;
+                // One entry that cannot be deleted is reported and kept; the rest go on.
+                if let Err(e) = env.store.delete(m) {
+                    env.report
+                        .warn(format!("cannot delete the entry {}: {e:#}", m.key));
+                    continue;
+                }
             }
-            total -= m.size.unwrap_or(0) + packs.release(m);
+            total = total.saturating_sub(m.size.unwrap_or(0).saturating_add(packs.release(m)));
             removed.push(m.key.clone());
         }
     }
-    let packs_deleted = packs.sweep(env, limits.dry_run)?;
+    let packs_deleted = packs.sweep(env, limits.dry_run);
     let dead_bytes = packs.dead_bytes();
     let verb = if limits.dry_run {
         "Would prune"
@@ -232,7 +245,7 @@ impl PackCounts {
             .iter()
             .filter(|p| refs.contains_key(&p.name))
             .map(|p| p.size)
-            .sum();
+            .fold(0, u64::saturating_add);
         Ok(PackCounts {
             refs,
             listed,
@@ -262,7 +275,7 @@ impl PackCounts {
                         .iter()
                         .find(|l| l.name == *p)
                         .map_or(0, |l| l.size);
-                    self.live_bytes -= size;
+                    self.live_bytes = self.live_bytes.saturating_sub(size);
                     freed += size;
                 }
             }
@@ -272,20 +285,31 @@ impl PackCounts {
 
     /// Bytes of unreferenced packs left after the sweep (or, in a dry run, that would be).
     fn dead_bytes(&self) -> u64 {
-        let all: u64 = self.listed.iter().map(|p| p.size).sum();
-        all - self.live_bytes - self.swept
+        let all = self
+            .listed
+            .iter()
+            .map(|p| p.size)
+            .fold(0, u64::saturating_add);
+        all.saturating_sub(self.live_bytes)
+            .saturating_sub(self.swept)
     }
 
     /// Delete the packs found unreferenced by a prune at least the grace period ago and
     /// unreferenced still, and note the others as dead from now. A save that reuses a pack
     /// whose last entry this prune deletes commits long before the next prune a day later,
     /// which then finds the pack referenced again: a save in flight never loses its packs.
-    fn sweep(&mut self, env: &Env, dry_run: bool) -> Result<usize> {
+    fn sweep(&mut self, env: &Env, dry_run: bool) -> usize {
         let Some(store) = env.store.packs().filter(|p| !p.collected_by_store()) else {
-            return Ok(0);
+            return 0;
         };
+        // A note that cannot be read is as none: every dead pack is noted from now, and
+        // goes a day later at the earliest.
         let noted: BTreeMap<String, u64> = store
-            .read_note()?
+            .read_note()
+            .unwrap_or_else(|e| {
+                env.report.warn(format!("{e:#}; it is written anew"));
+                None
+            })
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let now = now_ms();
@@ -301,7 +325,11 @@ impl PackCounts {
             let old = p.modified_ms != 0 && now.saturating_sub(p.modified_ms) >= PACK_GRACE_MS;
             if old && now.saturating_sub(since) >= PACK_GRACE_MS {
                 if !dry_run {
-                    store.delete(&p.name)?;
+                    if let Err(e) = store.delete(&p.name) {
+                        env.report.warn(format!("{e:#}"));
+                        still_dead.insert(p.name.clone(), since);
+                        continue;
+                    }
                 }
                 deleted += 1;
                 self.swept += p.size;
@@ -310,8 +338,11 @@ impl PackCounts {
             }
         }
         if !dry_run && (still_dead != noted || deleted > 0) {
-            store.write_note(&serde_json::to_vec(&still_dead)?)?;
+            let note = serde_json::to_vec(&still_dead).unwrap_or_default();
+            if let Err(e) = store.write_note(&note) {
+                env.report.warn(format!("{e:#}"));
+            }
         }
-        Ok(deleted)
+        deleted
     }
 }

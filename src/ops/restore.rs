@@ -317,6 +317,12 @@ fn unpack_options(env: &Env, meta: &Meta, paths: &[String]) -> UnpackOptions {
     UnpackOptions {
         writers: env.workers as usize,
         window_log_max: window_log_max(&meta.version, paths),
+        // What kura recorded itself; other tools' entries (actions/cache) say nothing.
+        declared: (!meta.kura_version.is_empty()).then_some(archive::Declared {
+            bytes: meta.bytes,
+            entries: meta.entries,
+            files: meta.files,
+        }),
     }
 }
 

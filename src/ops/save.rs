@@ -278,6 +278,7 @@ pub(super) fn store_walk(
         kura_version: env!("CARGO_PKG_VERSION").to_string(),
         files: stats.files,
         bytes: stats.bytes,
+        entries: stats.entries,
         paths: t.paths.to_vec(),
         build: env.ctx.ci.build_num.clone(),
         manifest: stats.manifest,

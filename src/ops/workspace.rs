@@ -359,6 +359,11 @@ fn apply(env: &Env, l: &Layer, at: &Path) -> Result<archive::Extraction> {
     let opts = UnpackOptions {
         writers: env.workers as usize,
         window_log_max: 27,
+        declared: Some(crate::archive::Declared {
+            bytes: l.meta.bytes,
+            entries: l.meta.entries,
+            files: l.meta.files,
+        }),
     };
     let done = archive::unpack(&mut reader, tree, &opts)
         .with_context(|| format!("cannot apply workspace layer {}", l.meta.key))?;

@@ -46,7 +46,7 @@ pub fn talk_back(outcome: &Outcome, files: &Files) -> std::io::Result<()> {
         &files.summary,
         &format!(
             "| kura {verb} | key | result | size | time | speed |\n|---|---|---|---|---|---|\n| | `{}` | {what} | {size_s} | {time_s} | {speed_s} |\n\n",
-            key.replace('`', "'"),
+            summary_cell(key),
         ),
     )
 }
@@ -59,14 +59,40 @@ fn restore_row<'a>(
 }
 
 fn outputs(files: &Files, hit: &str, primary: &str, matched: &str) -> std::io::Result<()> {
-    append(
-        &files.output,
-        &format!("cache-hit={hit}\ncache-primary-key={primary}\ncache-matched-key={matched}\n"),
-    )?;
+    let outputs = [
+        ("cache-hit", hit),
+        ("cache-primary-key", primary),
+        ("cache-matched-key", matched),
+    ];
+    append(&files.output, &file_commands(&outputs)?)?;
     append(
         &files.state,
-        &format!("CACHE_KEY={primary}\nCACHE_RESULT={matched}\n"),
+        &file_commands(&[("CACHE_KEY", primary), ("CACHE_RESULT", matched)])?,
     )
+}
+
+/// Name-value pairs in the runner's delimiter form (`name<<DELIM`, the value, `DELIM`), as
+/// `@actions/core` writes them: whatever a value holds (a key a store returned), it cannot
+/// end early or add a pair, since the delimiter is random and checked against it.
+fn file_commands(pairs: &[(&str, &str)]) -> std::io::Result<String> {
+    let delim = format!("ghadelimiter_{}", crate::random::hex());
+    let mut out = String::new();
+    for (name, value) in pairs {
+        if name.contains(&delim) || value.contains(&delim) {
+            return Err(std::io::Error::other(
+                "a value holds the random delimiter: refusing to write it",
+            ));
+        }
+        out.push_str(&format!("{name}<<{delim}\n{value}\n{delim}\n"));
+    }
+    Ok(out)
+}
+
+/// A key in a Markdown table cell: on one line, no cell break, no code span end.
+fn summary_cell(key: &str) -> String {
+    crate::text::untrusted(key)
+        .replace('`', "'")
+        .replace('|', "\\|")
 }
 
 fn append(path: &Option<PathBuf>, text: &str) -> std::io::Result<()> {

@@ -57,12 +57,13 @@ impl Report {
     }
 
     pub fn info(&self, msg: impl Display) {
-        eprintln!("{msg}");
+        eprintln!("{}", shown(msg));
     }
 
     /// On GitHub a `::warning::` annotation (the whole message, escaped as the runner
     /// requires), elsewhere `warning: ...`.
     pub fn warn(&self, msg: impl Display) {
+        let msg = shown(msg);
         if self.github {
             eprintln!("::warning::{}", annotation(&msg.to_string()));
         } else if self.colour {
@@ -73,6 +74,7 @@ impl Report {
     }
 
     pub fn error(&self, msg: impl Display) {
+        let msg = shown(msg);
         if self.github {
             eprintln!("::error::{}", annotation(&msg.to_string()));
         } else if self.colour {
@@ -97,6 +99,15 @@ impl Report {
             }
         }
     }
+}
+
+/// Most bytes of one message: a server's 8 MB error page is cut, not logged whole.
+const MAX_MESSAGE: usize = 16 << 10;
+
+/// Every message may quote text from a store, a server or an archive: bounded, control
+/// characters escaped, and no line of it a workflow command.
+fn shown(msg: impl Display) -> String {
+    crate::text::message(&msg.to_string(), MAX_MESSAGE)
 }
 
 /// A workflow command's data as the runner reads it: `%`, CR and LF escaped, so that a `%2F`

@@ -57,6 +57,22 @@ pub fn idle(vars: &Vars) -> Duration {
     )
 }
 
+/// Redirects that stay on the request's origin (scheme, host and port): for signed requests
+/// whose headers carry a credential reqwest does not know to drop (S3's
+/// `x-amz-security-token`), a redirect to another origin is refused, never followed.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else if first.is_some_and(|o| o != attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// How often and how patiently to try one request again.
 #[derive(Clone, Copy, Debug)]
 pub struct Retry {
@@ -246,14 +262,5 @@ impl Read for PartReader {
 
 /// 128 random bits, for names no other process picks (upload names, block ids).
 pub fn random() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut words = [0u64; 2];
-    for (i, w) in words.iter_mut().enumerate() {
-        // RandomState is seeded from the OS once per process and varies per instance.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(super::now_ms() ^ i as u64);
-        h.write_u32(std::process::id());
-        *w = h.finish();
-    }
-    (words[0] as u128) << 64 | words[1] as u128
+    crate::random::u128()
 }

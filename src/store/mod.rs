@@ -45,6 +45,10 @@ pub struct Meta {
     /// Files and bytes before compression (0 where the store does not record them).
     pub files: u64,
     pub bytes: u64,
+    /// Entries of the tar stream (files, directories, links); 0 where not recorded (entries
+    /// of older kura, other tools).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub entries: u64,
     pub paths: Vec<String>,
     /// The CI build that saved it (CircleCI's "Found a cache from build N").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,9 +96,15 @@ impl Format {
 /// How a store finds an entry again, when its key, version and scope do not say.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Handle {
-    /// The layout follows from key, version and scope (the local store).
+    /// Built by kura from the user's own key, version and scope, never read from a store.
     #[default]
     Derived,
+    /// The local store's scope, version and entry directory names, as found.
+    Dir {
+        scope: String,
+        version: String,
+        name: String,
+    },
     /// The metadata object's name (S3, HTTP).
     Object(String),
     /// An OCI manifest (by digest) and the archive blob it names.
@@ -103,6 +113,10 @@ pub enum Handle {
     Url(String),
     /// A GitHub cache id (GitHub's REST listings).
     Id(u64),
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Early entries wrote `"sha256": ""` for "none".
@@ -131,6 +145,7 @@ impl Meta {
             kura_version: String::new(),
             files: 0,
             bytes: 0,
+            entries: 0,
             paths: Vec::new(),
             build: None,
             manifest: BTreeMap::new(),
@@ -281,36 +296,6 @@ pub fn open(url: Option<&str>, vars: &Vars) -> Result<Box<dyn Store>> {
     }
 }
 
-/// Write `data` to `path` whole or not at all: into a new file beside it (a dot name, unique
-/// across processes and hosts sharing the directory, which may have the same pids), renamed
-/// into place; `durable` syncs it first. The directory is made if missing.
-pub(crate) fn write_aside(
-    path: &std::path::Path,
-    data: &[u8],
-    durable: bool,
-) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}-{:x}", std::process::id(), http::random()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(data)?;
-            if durable {
-                f.sync_all()?;
-            }
-            Ok(())
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
 pub fn default_dir(vars: &Vars) -> Result<PathBuf> {
     if let Some(x) = vars.get("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(x).join("kura"));
@@ -388,6 +373,44 @@ pub(crate) fn entry_name(key: &str) -> String {
     }
     let digest = hex::encode(Sha256::digest(key.as_bytes()));
     format!("{}~{}", &enc[..cut], &digest[..32])
+}
+
+/// The names an entry of this scope, version and key is stored under: the scope's directory
+/// (or object name segment), the version's, the key's.
+pub(crate) fn layout<'a>(scope: &str, version: &'a str, key: &str) -> (String, &'a str, String) {
+    (scope_dir(scope), version, entry_name(key))
+}
+
+/// Whether an entry's metadata agrees with the place it was found (names relative to the
+/// store's root) and holds a key a user could have given. An entry is where it was found:
+/// one that disagrees is damage of that place, never a pointer to another.
+pub(crate) fn agrees(m: &Meta, scope: &str, version: &str, name: &str) -> bool {
+    sane(m)
+        && layout(&m.scope, &m.version, &m.key) == (scope.to_string(), version, name.to_string())
+}
+
+/// [`agrees`] for an object store's metadata object, named relative to the store's prefix
+/// (`<scope>/<version>/<entry>/<object>`).
+pub(crate) fn agrees_object(m: &Meta, rel: &str) -> bool {
+    match rel.split('/').collect::<Vec<_>>()[..] {
+        [scope, version, name, _] => agrees(m, scope, version, name),
+        _ => false,
+    }
+}
+
+/// Whether what a store said of an entry may be printed, matched and written to the CI: its
+/// key follows the rules of the user's keys (no newline can reach the runner's files), its
+/// version and scope are plain names of bounded length.
+pub(crate) fn sane(m: &Meta) -> bool {
+    let plain = |s: &str, max: usize| s.len() <= max && !s.chars().any(|c| c.is_control());
+    crate::key::check_key(&m.key).is_ok()
+        && !m.version.is_empty()
+        && m.version.len() <= 128
+        && !m.version.starts_with('.')
+        && m.version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && plain(&m.scope, 512)
 }
 
 pub fn now_ms() -> u64 {

@@ -270,6 +270,7 @@ pub mod garage;
 pub mod gha;
 pub mod nginx;
 pub mod registry;
+pub mod stub;
 
 /// Pinned npm packages (`name@version`, several separated by spaces) installed once into the test scratch directory, for tests that run
 /// the real tools kura must agree with. Installing needs the npm registry; failing to is a
@@ -334,12 +335,17 @@ pub fn serve_dir(dir: &Path) -> (std::process::Child, String) {
 /// Linux records the starting process's peak at `exec` too (the child shares its memory until
 /// then): a test binary that measures must not itself hold hundreds of megabytes meanwhile.
 pub fn run_measured(cmd: &mut std::process::Command) -> (Out, u64) {
-    use std::io::Read;
-    let mut child = cmd
+    let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    wait_measured(child)
+}
+
+/// Wait for a child spawned with piped stdout and stderr: its output and peak RSS.
+pub fn wait_measured(mut child: std::process::Child) -> (Out, u64) {
+    use std::io::Read;
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -450,4 +456,48 @@ pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The name-value pairs of a runner file (`GITHUB_OUTPUT`, `GITHUB_STATE`), read as the runner
+/// reads them: `name=value` lines and `name<<DELIMITER` blocks ending at a line that is the
+/// delimiter alone. A block that never ends fails the test, as it fails the runner's step.
+pub fn runner_pairs(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        let (eq, heredoc) = (line.find('='), line.find("<<"));
+        match (eq, heredoc) {
+            (Some(e), h) if h.is_none_or(|h| e < h) => {
+                out.push((line[..e].to_string(), line[e + 1..].to_string()))
+            }
+            (_, Some(h)) => {
+                let (name, delim) = (&line[..h], &line[h + 2..]);
+                let mut value = Vec::new();
+                loop {
+                    let l = lines
+                        .next()
+                        .unwrap_or_else(|| panic!("{name}: no closing {delim} in {text:?}"));
+                    if l == delim {
+                        break;
+                    }
+                    value.push(l);
+                }
+                out.push((name.to_string(), value.join("\n")));
+            }
+            _ => panic!("not a runner file line: {line:?}"),
+        }
+    }
+    out
+}
+
+/// A runner file's pairs as `name=value` lines, for comparing.
+pub fn runner_file(path: &Path) -> String {
+    runner_pairs(path)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
 }

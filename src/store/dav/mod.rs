@@ -184,8 +184,10 @@ impl DavStore {
             let mut m: Meta = serde_json::from_slice(&body)
                 .map_err(|e| anyhow!("unreadable metadata {}: {e}", self.url(&object)))?;
             m.used_ms = m.created_ms;
+            // Metadata that disagrees with its name is not an entry of that name.
+            let agrees = super::agrees_object(&m, &object);
             m.handle = Handle::Object(object);
-            if m.key.starts_with(prefix) {
+            if agrees && m.key.starts_with(prefix) {
                 out.push(m);
             }
         }

@@ -251,12 +251,16 @@ impl Store for GhaStore {
         let rest = self.rest("listing caches")?;
         let scope = (!scope.is_empty()).then_some(scope);
         let all = self.rt.block_on(rest.list(prefix, scope))?;
-        Ok(all.into_iter().filter(|m| m.version == version).collect())
+        Ok(all
+            .into_iter()
+            .filter(|m| m.version == version && super::sane(m))
+            .collect())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
         let rest = self.rest("listing caches")?;
-        self.rt.block_on(rest.list(prefix, None))
+        let all = self.rt.block_on(rest.list(prefix, None))?;
+        Ok(all.into_iter().filter(super::sane).collect())
     }
 
     /// The service matches (exact, then prefix, newest first, scope by scope) and picks the
@@ -269,6 +273,12 @@ impl Store for GhaStore {
         };
         let size = self.rt.block_on(blob::size(&self.blobs, &url));
         let mut meta = Meta::bare(&matched, version, "");
+        if !super::sane(&meta) {
+            bail!(
+                "the cache service matched a key kura would never write ({}); it is ignored",
+                crate::text::untrusted(&matched)
+            );
+        }
         meta.size = size;
         meta.handle = Handle::Url(url);
         Ok(Some(meta))

@@ -48,6 +48,7 @@ impl Cache {
             kura_version: String::new(),
             files: 0,
             bytes: 0,
+            entries: 0,
             paths: Vec::new(),
             build: None,
             manifest: Default::default(),
@@ -59,6 +60,9 @@ impl Cache {
         }
     }
 }
+
+/// Most pages of one listing.
+const MAX_PAGES: u32 = 1000;
 
 impl Rest {
     /// None when the environment gives no token or repository.
@@ -85,10 +89,13 @@ impl Rest {
         format!("/repos/{}/actions/caches", self.repo)
     }
 
-    /// Entries whose key starts with `prefix` (and on `git_ref`, when given), every page.
+    /// Entries whose key starts with `prefix` (and on `git_ref`, when given), every page (at
+    /// most [`MAX_PAGES`]).
     pub async fn list(&self, prefix: &str, git_ref: Option<&str>) -> Result<Vec<Meta>> {
         let mut out = Vec::new();
-        for page in 1.. {
+        // 100 entries a page: far more than a repository's 10 GB of caches hold, and a bound
+        // on a service that claims more forever.
+        for page in 1..=MAX_PAGES {
             let mut q: Vec<(&str, String)> =
                 vec![("per_page", "100".into()), ("page", page.to_string())];
             if !prefix.is_empty() {

@@ -72,15 +72,41 @@ impl Registry {
         }
     }
 
+    /// Whether a URL is on the registry's own origin (scheme, host and port): credentials
+    /// and tokens go there and nowhere else, whatever a `Link` or `Location` header names.
+    pub fn own(&self, url: &reqwest::Url) -> bool {
+        url.origin().ascii_serialization() == self.origin_serialized()
+    }
+
+    fn origin_serialized(&self) -> String {
+        url::Url::parse(&self.origin)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| self.origin.clone())
+    }
+
+    /// The request with the registry's credentials, if it goes to the registry's origin.
     fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self.auth.lock().unwrap().clone() {
-            Auth::Bearer(t) => req.bearer_auth(t),
-            Auth::Basic => match &self.creds {
-                Some((u, p)) => req.basic_auth(u, Some(p)),
-                None => req,
-            },
-            Auth::None => req,
+        let (client, built) = req.build_split();
+        let mut r = match built {
+            Ok(r) => r,
+            // Carry the builder's error to `send`, where it is reported.
+            Err(e) => return client.get(format!("invalid request: {e}")),
+        };
+        if self.own(r.url()) {
+            let value = match self.auth.lock().unwrap().clone() {
+                Auth::Bearer(t) => Some(format!("Bearer {t}")),
+                Auth::Basic => self.creds.as_ref().map(|(u, p)| {
+                    let b64 = base64::engine::general_purpose::STANDARD;
+                    format!("Basic {}", b64.encode(format!("{u}:{p}")))
+                }),
+                Auth::None => None,
+            };
+            if let Some(Ok(mut v)) = value.map(|v| reqwest::header::HeaderValue::from_str(&v)) {
+                v.set_sensitive(true);
+                r.headers_mut().insert(reqwest::header::AUTHORIZATION, v);
+            }
         }
+        reqwest::RequestBuilder::from_parts(client, r)
     }
 
     /// One request, authenticated as the registry asks; `ok` lists the statuses that are
@@ -142,6 +168,11 @@ impl Registry {
             if reply.status != 401 || (ok.contains(&401)) {
                 return Ok(reply);
             }
+            // Only the registry's own challenge is met: another origin gets no credentials.
+            let own = make(client).build().is_ok_and(|r| self.own(r.url()));
+            if !own {
+                break;
+            }
             if attempt == 1 {
                 break;
             }
@@ -197,6 +228,14 @@ impl Registry {
         let scope = param("scope").unwrap_or_else(|| format!("repository:{}:pull,push", self.repo));
         let mut token_url = url::Url::parse(&realm)
             .map_err(|e| anyhow!("{}: the token realm {realm:?} is not a URL: {e}", self.host))?;
+        // The credentials go to the token service the registry names, but never in clear
+        // text when the registry itself is spoken to over TLS.
+        if token_url.scheme() != "https" && self.origin.starts_with("https://") {
+            bail!(
+                "{}: the token realm {realm:?} is not https; kura sends no credentials there",
+                self.host
+            );
+        }
         token_url.query_pairs_mut().append_pair("scope", &scope);
         if let Some(service) = param("service") {
             token_url.query_pairs_mut().append_pair("service", &service);

@@ -86,15 +86,26 @@ impl OciStore {
         })
     }
 
-    /// Every tag of the repository (following `Link`; the order is the registry's).
+    /// Every tag of the repository (following `Link`; the order is the registry's). A page
+    /// seen before, a next page on another origin or more than [`MAX_PAGES`] pages is the
+    /// registry's fault: an error, never followed.
     fn tags(&self) -> Result<Vec<String>> {
         self.rt.block_on(async {
             let mut out = Vec::new();
-            let mut next = Some("tags/list?n=1000".to_string());
+            let mut seen = std::collections::HashSet::new();
+            let mut next = Some(self.reg.url("tags/list?n=1000"));
             while let Some(page) = next.take() {
+                let url = reqwest::Url::parse(&page)
+                    .map_err(|e| anyhow::anyhow!("list tags: the next page {:?} is not a URL: {e}", crate::text::untrusted(&page)))?;
+                if !self.reg.own(&url) {
+                    bail!("list tags: the registry links the next page to another origin ({}); kura follows no such link", crate::text::untrusted(&url.origin().ascii_serialization()));
+                }
+                if !seen.insert(url.to_string()) || seen.len() > MAX_PAGES {
+                    bail!("list tags: the registry's pages go round in a loop or do not end ({} pages); the registry is broken", seen.len());
+                }
                 let r = self
                     .reg
-                    .send("list tags", &[200, 404], |h| h.get(self.reg.url(&page)))
+                    .send("list tags", &[200, 404], |h| h.get(url.clone()))
                     .await?;
                 if r.status == 404 {
                     break; // nothing saved yet
@@ -111,9 +122,8 @@ impl OciStore {
                     .headers
                     .get("link")
                     .and_then(|l| l.to_str().ok())
-                    .and_then(|l| l.split_once('<'))
-                    .and_then(|(_, rest)| rest.split_once('>'))
-                    .map(|(u, _)| u.to_string());
+                    .and_then(next_link)
+                    .map(|u| url.join(&u).map(|u| u.to_string()).unwrap_or(u));
             }
             Ok(out)
         })
@@ -132,11 +142,17 @@ impl OciStore {
             if r.status == 404 {
                 return Ok(None);
             }
+            // An entry is the tag it was found under: a manifest whose metadata names another
+            // scope, version or key is not an entry (nor are its packs learnt).
+            let Some((m, v)) = entry_of(&r.body) else {
+                return Ok(None);
+            };
+            if !super::sane(&m) || tag::of(&m.scope, &m.version, &m.key) != tag {
+                return Ok(None);
+            }
             // A chunked entry's manifest names its packs' blobs.
-            Ok(entry_of(&r.body).map(|(m, v)| {
-                self.packs.learn(&v);
-                m
-            }))
+            self.packs.learn(&v);
+            Ok(Some(m))
         })
     }
 
@@ -156,6 +172,26 @@ impl OciStore {
         }
         Ok(out)
     }
+}
+
+/// Most pages of one tag listing (1,000 tags each).
+const MAX_PAGES: usize = 1000;
+
+/// The target of a `Link` header's `rel="next"` (the first link, where none says its rel).
+fn next_link(header: &str) -> Option<String> {
+    let links: Vec<(&str, &str)> = header
+        .split(',')
+        .filter_map(|l| {
+            let (_, rest) = l.split_once('<')?;
+            let (url, params) = rest.split_once('>')?;
+            Some((url.trim(), params))
+        })
+        .collect();
+    links
+        .iter()
+        .find(|(_, p)| p.replace(' ', "").contains("rel=\"next\"") || p.contains("rel=next"))
+        .or(links.first())
+        .map(|(u, _)| u.to_string())
 }
 
 /// kura's metadata from a manifest's bytes, with the manifest's digest and the layer's; and the

@@ -72,7 +72,8 @@ impl Packages {
                 "{}/{owner_kind}/{}/packages/container/{pkg}/versions",
                 self.api, self.owner
             );
-            for page in 1.. {
+            // A bound on an API that claims more pages forever (100 versions each).
+            for page in 1..=1000 {
                 let r = self
                     .send("list the package's versions", &[200, 404], || {
                         client.get(format!("{versions}?per_page={PER_PAGE}&page={page}"))

@@ -7,6 +7,7 @@ use crate::outcome::user_error;
 use crate::vars::Vars;
 use anyhow::Result;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::{HttpClient, HttpConnector};
 use object_store::{ClientOptions, RetryConfig};
 use std::time::Duration;
 
@@ -87,7 +88,13 @@ impl Config {
             ..RetryConfig::default()
         };
         // First: the client options would reset what the settings below put in them.
-        b = b.with_client_options(client).with_retry(retry);
+        b = b
+            .with_client_options(client)
+            .with_retry(retry)
+            .with_http_connector(SameOrigin {
+                connect: quiet.min(Duration::from_secs(5)),
+                read: quiet,
+            });
         for (k, v) in vars.all() {
             if k.starts_with("AWS_") {
                 if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
@@ -107,6 +114,31 @@ impl Config {
                 self.url
             ))
         })
+    }
+}
+
+/// object_store's own client, but one that never follows a redirect to another origin: the
+/// session token travels as a plain header (`x-amz-security-token`) that a redirect would
+/// carry to whoever the reply names.
+#[derive(Debug)]
+struct SameOrigin {
+    connect: Duration,
+    read: Duration,
+}
+
+impl HttpConnector for SameOrigin {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<HttpClient> {
+        reqwest::Client::builder()
+            .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect)
+            .read_timeout(self.read)
+            .redirect(crate::store::http::same_origin_redirects())
+            .build()
+            .map(HttpClient::new)
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })
     }
 }
 

@@ -95,31 +95,10 @@ impl S3Store {
 
     /// Every object name under a string prefix (not a path prefix: restore keys need that).
     fn list_names(&self, prefix: &str) -> Result<Vec<String>> {
-        self.rt.block_on(async {
-            let mut names = Vec::new();
-            let mut token = None;
-            loop {
-                let opts = PaginatedListOptions {
-                    page_token: token.take(),
-                    ..Default::default()
-                };
-                let page = self
-                    .s3
-                    .list_paginated(Some(prefix), opts)
-                    .await
-                    .map_err(|e| explain(e, &self.bucket, "s3:ListBucket"))?;
-                names.extend(
-                    page.result
-                        .objects
-                        .into_iter()
-                        .map(|o| o.location.to_string()),
-                );
-                match page.page_token {
-                    Some(t) => token = Some(t),
-                    None => return Ok(names),
-                }
-            }
-        })
+        Ok(list_objects(&self.s3, &self.rt, &self.bucket, prefix)?
+            .into_iter()
+            .map(|o| o.location.to_string())
+            .collect())
     }
 
     /// The entries among `names`: per key directory, its owner.
@@ -146,12 +125,16 @@ impl S3Store {
                     let mut m: Meta = serde_json::from_slice(&bytes)
                         .with_context(|| format!("unreadable metadata object {o}"))?;
                     m.used_ms = m.created_ms;
+                    // Metadata that disagrees with its name is not an entry of that name.
+                    let rel = o.strip_prefix(&self.join("")).unwrap_or(&o);
+                    let agrees = super::agrees_object(&m, rel);
                     m.handle = Handle::Object(o);
-                    Ok::<_, anyhow::Error>(m)
+                    Ok::<_, anyhow::Error>(agrees.then_some(m))
                 })
                 .buffer_unordered(16)
-                .try_collect()
+                .try_collect::<Vec<_>>()
                 .await
+                .map(|v| v.into_iter().flatten().collect())
         })
     }
 
@@ -166,6 +149,44 @@ impl S3Store {
             .filter(|m| m.key.starts_with(key_prefix))
             .collect())
     }
+}
+
+/// Most pages of one listing (1,000 objects each): far more than a cache prefix holds, and a
+/// bound on a server that never stops answering "more".
+const MAX_PAGES: usize = 5000;
+
+/// Every object under a string prefix, page by page. A continuation token seen before (a loop)
+/// or more than [`MAX_PAGES`] pages is the server's fault, an error, never followed forever.
+fn list_objects(
+    s3: &AmazonS3,
+    rt: &tokio::runtime::Runtime,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<object_store::ObjectMeta>> {
+    rt.block_on(async {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let opts = PaginatedListOptions {
+                page_token: token.take(),
+                ..Default::default()
+            };
+            let page = s3
+                .list_paginated(Some(prefix), opts)
+                .await
+                .map_err(|e| explain(e, bucket, "s3:ListBucket"))?;
+            out.extend(page.result.objects);
+            match page.page_token.filter(|t| !t.is_empty()) {
+                None => return Ok(out),
+                Some(t) if !seen.insert(t.clone()) => {
+                    bail!("the listing of s3://{bucket}/{prefix} goes round in a loop (a continuation token came back); the server is broken")
+                }
+                Some(t) => token = Some(t),
+            }
+        }
+        bail!("the listing of s3://{bucket}/{prefix} did not end after {MAX_PAGES} pages; the server is broken or the prefix is not kura's alone")
+    })
 }
 
 impl Store for S3Store {

@@ -4,9 +4,8 @@
 use super::{explain, obj};
 use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE};
 use anyhow::Result;
-use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -43,11 +42,7 @@ impl Packs for S3Packs {
     }
 
     fn list(&self) -> Result<Vec<PackInfo>> {
-        let prefix = obj(self.dir.trim_end_matches('/'));
-        let listed: Vec<object_store::ObjectMeta> = self
-            .rt
-            .block_on(self.s3.list(Some(&prefix)).try_collect())
-            .map_err(|e| explain(e, &self.bucket, "s3:ListBucket"))?;
+        let listed = super::list_objects(&self.s3, &self.rt, &self.bucket, &self.dir)?;
         Ok(listed
             .into_iter()
             .filter_map(|o| {

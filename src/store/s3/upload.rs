@@ -5,10 +5,9 @@ use super::{archive_of, explain, obj, Tuning, SETTLE};
 use crate::store::settle::{marker_of, owner, verdict, Verdict};
 use crate::store::{Committed, Meta, Upload};
 use anyhow::Result;
-use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -160,13 +159,10 @@ impl Upload for S3Upload {
 impl S3Upload {
     fn list_dir(&self) -> Result<Vec<String>> {
         let h = &self.store;
-        h.rt.block_on(async {
-            h.s3.list(Some(&obj(self.dir.trim_end_matches('/'))))
-                .map_ok(|o| o.location.to_string())
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| explain(e, &h.bucket, "s3:ListBucket"))
-        })
+        Ok(super::list_objects(&h.s3, &h.rt, &h.bucket, &self.dir)?
+            .into_iter()
+            .map(|o| o.location.to_string())
+            .collect())
     }
 }
 

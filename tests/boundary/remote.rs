@@ -1,0 +1,214 @@
+//! Servers that misbehave: a registry whose pages link back to themselves or to another
+//! host, a manifest that claims another entry's tag, an S3 listing that never ends and a
+//! redirect that would carry S3's session token elsewhere. Stand-ins (`support::stub`) show
+//! what the real servers never do.
+
+use crate::support::stub::{self, counter};
+use crate::support::{Out, Sandbox};
+use crate::*;
+use std::sync::atomic::Ordering;
+
+type Reply = (String, Vec<(String, String)>, Vec<u8>);
+
+fn json_reply(body: &str) -> Reply {
+    (
+        "200 OK".into(),
+        vec![("Content-Type".into(), "application/json".into())],
+        body.as_bytes().to_vec(),
+    )
+}
+
+fn oci(s: &Sandbox, registry: &str, args: &[&str]) -> Out {
+    bounded(
+        s.kura_std()
+            .env("KURA_STORE", format!("oci://{registry}/stub/repo"))
+            .env("KURA_OCI_USERNAME", "user")
+            .env("KURA_OCI_PASSWORD", "s3cret")
+            .args(args),
+        60,
+    )
+    .0
+}
+
+/// A registry that asks for Basic credentials and answers tag listings with `tags`.
+fn registry(tags: impl Fn(&stub::Http) -> Reply + Send + 'static) -> String {
+    stub::serve("127.0.0.1", move |r| {
+        if !r.auth {
+            return (
+                "401 Unauthorized".into(),
+                vec![("WWW-Authenticate".into(), "Basic realm=\"stub\"".into())],
+                vec![],
+            );
+        }
+        if r.path.starts_with("/v2/stub/repo/tags/list") {
+            return tags(r);
+        }
+        ("404 Not Found".into(), vec![], b"{}".to_vec())
+    })
+}
+
+#[test]
+fn a_tag_listing_that_links_to_itself_ends() {
+    let s = Sandbox::new();
+    let pages = counter();
+    let p = pages.clone();
+    let reg = registry(move |r| {
+        stub::bump(&p);
+        let mut a = json_reply(r#"{"name":"stub/repo","tags":["t"]}"#);
+        a.1.push(("Link".into(), format!("<{}>; rel=\"next\"", r.path)));
+        a
+    });
+    let out = oci(&s, &reg, &["--json", "ls"]);
+    assert!(out.stderr.contains("loop"), "{}", out.stderr);
+    assert!(
+        pages.load(Ordering::SeqCst) <= 3,
+        "{} pages",
+        pages.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn a_next_page_on_another_host_gets_no_credentials() {
+    let s = Sandbox::new();
+    let (hits, leaked) = (counter(), counter());
+    let (h, l) = (hits.clone(), leaked.clone());
+    let other = stub::serve("127.0.0.2", move |r| {
+        stub::bump(&h);
+        if r.auth {
+            stub::bump(&l);
+        }
+        // As a registry would: ask for credentials, with a token service of its own.
+        (
+            "401 Unauthorized".into(),
+            vec![(
+                "WWW-Authenticate".into(),
+                "Basic realm=\"elsewhere\"".into(),
+            )],
+            vec![],
+        )
+    });
+    let reg = registry(move |_| {
+        let mut a = json_reply(r#"{"name":"stub/repo","tags":["t"]}"#);
+        a.1.push((
+            "Link".into(),
+            format!("<http://{other}/v2/stub/repo/tags/list?last=t>; rel=\"next\""),
+        ));
+        a
+    });
+    let out = oci(&s, &reg, &["--json", "ls"]);
+    assert!(out.stderr.contains("another origin"), "{}", out.stderr);
+    assert_eq!(
+        leaked.load(Ordering::SeqCst),
+        0,
+        "credentials went to the other host"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_manifest_under_another_entrys_tag_is_not_that_entry() {
+    let s = Sandbox::new();
+    // An entry's metadata, served under a tag that is not the one its key, version and scope
+    // give: a registry (or whoever pushed) cannot make it stand for another key.
+    let meta = serde_json::json!({
+        "key": "v1-honest", "version": "0".repeat(64), "scope": "", "size": 1,
+        "sha256": "00".repeat(32), "created_ms": 1, "kura_version": "0.1.0",
+        "files": 1, "bytes": 1, "paths": ["d"],
+    })
+    .to_string();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.kura.entry.v1",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
+        "layers": [{"mediaType": "application/vnd.kura.archive.v1.tar+zstd",
+                    "digest": format!("sha256:{}", "11".repeat(32)), "size": 1}],
+        "annotations": {"dev.kura.meta": meta},
+    })
+    .to_string();
+    let reg = stub::serve("127.0.0.1", move |r| {
+        if r.path.starts_with("/v2/stub/repo/tags/list") {
+            return json_reply(r#"{"name":"stub/repo","tags":["0000000000000000-v1-other"]}"#);
+        }
+        if r.path.starts_with("/v2/stub/repo/manifests/") {
+            return json_reply(&manifest);
+        }
+        ("404 Not Found".into(), vec![], b"{}".to_vec())
+    });
+    let out = oci(&s, &reg, &["--json", "ls"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(crate::support::json(&out)["entries"], serde_json::json!([]));
+}
+
+fn s3(s: &Sandbox, endpoint: &str, args: &[&str]) -> Out {
+    bounded(
+        s.kura_std()
+            .env("KURA_STORE", "s3://bucket/prefix")
+            .env("KURA_S3_ENDPOINT", format!("http://{endpoint}"))
+            .env("AWS_ACCESS_KEY_ID", "id")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_SESSION_TOKEN", "session-token")
+            .env("AWS_REGION", "us-east-1")
+            .env("KURA_HTTP_TIMEOUT", "5")
+            .args(args),
+        60,
+    )
+    .0
+}
+
+fn listing(truncated: bool, token: &str) -> Reply {
+    let body = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bucket</Name><Prefix>prefix/</Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>{truncated}</IsTruncated><NextContinuationToken>{token}</NextContinuationToken></ListBucketResult>"#
+    );
+    (
+        "200 OK".into(),
+        vec![("Content-Type".into(), "application/xml".into())],
+        body.into_bytes(),
+    )
+}
+
+#[test]
+fn an_s3_listing_whose_token_comes_back_ends() {
+    let s = Sandbox::new();
+    let pages = counter();
+    let p = pages.clone();
+    let endpoint = stub::serve("127.0.0.1", move |_| {
+        stub::bump(&p);
+        listing(true, "same")
+    });
+    let out = s3(&s, &endpoint, &["--json", "ls"]);
+    assert!(out.stderr.contains("loop"), "{}", out.stderr);
+    assert!(
+        pages.load(Ordering::SeqCst) <= 3,
+        "{} pages",
+        pages.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn an_s3_redirect_to_another_origin_carries_no_session_token() {
+    let s = Sandbox::new();
+    let (hits, leaked) = (counter(), counter());
+    let (h, l) = (hits.clone(), leaked.clone());
+    let other = stub::serve("127.0.0.2", move |r| {
+        stub::bump(&h);
+        if r.header("x-amz-security-token").is_some() {
+            stub::bump(&l);
+        }
+        listing(false, "")
+    });
+    let endpoint = stub::serve("127.0.0.1", move |r| {
+        (
+            "307 Temporary Redirect".into(),
+            vec![("Location".into(), format!("http://{other}{}", r.path))],
+            vec![],
+        )
+    });
+    s3(&s, &endpoint, &["--json", "ls"]);
+    assert_eq!(
+        leaked.load(Ordering::SeqCst),
+        0,
+        "the session token went to the other host"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
