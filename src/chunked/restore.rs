@@ -133,16 +133,16 @@ impl ChunkSource {
                         shared.read(u, &mut unzstd)
                     }))
                     .unwrap_or_else(|_| Err(anyhow!("a chunk reader failed")));
+                    // Only bytes that fail their own hash (or a range the store says is past
+                    // the pack's end) are the entry's fault; anything else, a pack that is not
+                    // there included (a proxy's 404, a name another manifest claims), is the
+                    // store's: the entry stays.
                     let got = read.map_err(|e| {
-                        let gone = e.chain().any(|c| {
-                            c.downcast_ref::<io::Error>()
-                                .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
-                        });
                         if let Some(Damaged { pack, .. }) = e.downcast_ref::<Damaged>() {
                             if shared.judged.lock().unwrap().insert(*pack) {
                                 quarantine(&*shared.packs, &shared.manifest.packs[*pack as usize]);
                             }
-                        } else if !gone {
+                        } else {
                             failed.store(true, Ordering::SeqCst);
                         }
                         io::Error::other(format!("{e:#}"))

@@ -258,6 +258,11 @@ struct Restored {
 /// the same job: the runner's temporary directory (GitHub), else the user's cache directory.
 /// Never a shared `/tmp`, where another user could plant it.
 fn state_file(env: &Env, version: &str) -> Option<PathBuf> {
+    state_path(env, "restored", version)
+}
+
+/// `<state dir>/<what>-<version's first 16 digits>.json`.
+fn state_path(env: &Env, what: &str, version: &str) -> Option<PathBuf> {
     let var = |v: &str| {
         env.ctx
             .env
@@ -269,10 +274,32 @@ fn state_file(env: &Env, version: &str) -> Option<PathBuf> {
         .map(|d| d.join("kura"))
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("kura").join(".state")))
         .or_else(|| env.ctx.home.as_ref().map(|h| h.join(".cache/kura/.state")))?;
-    Some(dir.join(format!(
-        "restored-{}.json",
-        &version[..16.min(version.len())]
-    )))
+    Some(dir.join(format!("{what}-{}.json", &version[..16.min(version.len())])))
+}
+
+/// Record that this job could not read the entry `meta` (a store error, not proven damage:
+/// the entry stays). A save of the same key later in the job replaces that entry, so that an
+/// entry nobody can read does not hold its key for good.
+pub(super) fn record_unreadable(env: &Env, meta: &Meta) {
+    let r = Restored {
+        store: env.store.location(),
+        scope: meta.scope.clone(),
+        key: meta.key.clone(),
+        sha256: meta.sha256.clone(),
+    };
+    write_state(state_path(env, "unreadable", &meta.version), &r);
+}
+
+/// Whether this job found the entry `meta` unreadable (the same entry: its digest too).
+pub(super) fn was_unreadable(env: &Env, meta: &Meta) -> bool {
+    state_path(env, "unreadable", &meta.version)
+        .and_then(|p| read_state(&p))
+        .is_some_and(|r| {
+            r.store == env.store.location()
+                && r.scope == meta.scope
+                && r.key == meta.key
+                && r.sha256 == meta.sha256
+        })
 }
 
 /// The state file, if it is a small regular file (not a link, not a FIFO that would block).
@@ -294,10 +321,15 @@ pub(super) fn record_restored(env: &Env, meta: &Meta) {
         key: meta.key.clone(),
         sha256: meta.sha256.clone(),
     };
-    let (Some(path), Ok(b)) = (state_file(env, &meta.version), serde_json::to_vec(&r)) else {
+    write_state(state_file(env, &meta.version), &r);
+}
+
+/// Write a record whole or not at all: a save never reads half of one. Failing to write costs
+/// what the record was for (dedup, a replaced entry), nothing else.
+fn write_state(path: Option<PathBuf>, r: &Restored) {
+    let (Some(path), Ok(b)) = (path, serde_json::to_vec(r)) else {
         return;
     };
-    // Whole or not at all: a save never reads half of it.
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return;
     };

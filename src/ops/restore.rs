@@ -240,7 +240,12 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
     let started = Instant::now();
     // Caught until the tree is committed: a cancelled job's restore is undone, not left half.
     let _interrupts = crate::platform::catch_interrupts();
-    let mut done = match extract(env, &meta, paths, Tree::new(&env.base, &roots))? {
+    let extracted = extract(env, &meta, paths, Tree::new(&env.base, &roots));
+    if extracted.is_err() && crate::platform::interrupted().is_none() {
+        // Not proven damage: the entry stays, but a save of its key may replace it.
+        chunked::record_unreadable(env, &meta);
+    }
+    let mut done = match extracted? {
         Ok(done) => done,
         Err(why) => {
             forget_corrupt(env, &meta, &why);

@@ -26,9 +26,18 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     let version = cache_version(&paths);
     let scope = env.write_scope.as_str();
     // A dry run says what a save would do, and a save would skip a key that is taken.
-    let taken = !args.overwrite
-        && match env.store.exists(scope, &version, &key) {
-            Ok(taken) => taken,
+    let mut overwrite = args.overwrite;
+    let taken = !overwrite
+        && match taken_by(env, scope, &version, &key) {
+            // An entry this job could not restore does not hold its key: this save replaces it.
+            Ok(Some(m)) if super::chunked::was_unreadable(env, &m) => {
+                env.report.info(format!(
+                    "The entry for key {key} could not be read earlier in this job: this save replaces it"
+                ));
+                overwrite = true;
+                false
+            }
+            Ok(found) => found.is_some(),
             // A dry run plans without the store if it must.
             Err(e) if args.dry_run => {
                 env.report
@@ -62,7 +71,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
         version: &version,
         key: &key,
         paths: &paths,
-        overwrite: args.overwrite,
+        overwrite,
         parents: Vec::new(),
         format: args.format,
         chunk_size: args.chunk_size,
@@ -181,6 +190,24 @@ fn exists_line(env: &Env, key: &str) -> String {
 }
 
 /// Where a packed selection goes, and what its metadata says.
+/// The entry that holds `key` in the scope and version, if any.
+fn taken_by(env: &Env, scope: &str, version: &str, key: &str) -> Result<Option<Meta>> {
+    if !env.store.exists(scope, version, key)? {
+        return Ok(None);
+    }
+    // Stores that only answer yes or no (GitHub's) give no entry to compare.
+    let listed = env
+        .store
+        .list_prefix(scope, version, key)
+        .unwrap_or_default();
+    Ok(Some(
+        listed
+            .into_iter()
+            .find(|m| m.key == key)
+            .unwrap_or_else(|| Meta::bare(key, version, scope)),
+    ))
+}
+
 pub(super) struct Target<'a> {
     pub scope: &'a str,
     pub version: &'a str,

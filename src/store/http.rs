@@ -194,10 +194,9 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
     rt.spawn(async move {
-        let ranges: Vec<Range<u64>> = (0..size)
-            .step_by(part.max(1) as usize)
-            .map(|s| s..(s + part).min(size))
-            .collect();
+        // Made as they are needed: a size from a store never sizes an allocation.
+        let part = part.max(1);
+        let ranges = (0..size.div_ceil(part)).map(move |i| i * part..((i + 1) * part).min(size));
         let work = async {
             let mut parts = futures_util::stream::iter(ranges)
                 .map(|r| {
@@ -206,17 +205,25 @@ where
                     let got = fetch(r);
                     async move {
                         let b = got.await?;
-                        if b.len() as u64 != want {
+                        if b.len() as u64 > want {
                             bail!("download: asked for {want} bytes at {at}, got {}", b.len());
                         }
-                        Ok(b)
+                        Ok((b, want))
                     }
                 })
                 .buffered(parallel.max(1));
             while let Some(part) = parts.next().await {
-                let item = part.map_err(std::io::Error::other);
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
+                // A part shorter than asked for is where the store's object ends: the stream
+                // ends there, and the reader finds it shorter than its entry says (damage of
+                // the entry's own bytes, not a failure of the store).
+                let (item, last) = match part {
+                    Ok((b, want)) => {
+                        let short = (b.len() as u64) < want;
+                        (Ok(b), short)
+                    }
+                    Err(e) => (Err(std::io::Error::other(e)), true),
+                };
+                if tx.send(item).await.is_err() || last {
                     return;
                 }
             }

@@ -400,10 +400,14 @@ pub(crate) fn agrees_object(m: &Meta, rel: &str) -> bool {
 
 /// Whether what a store said of an entry may be printed, matched and written to the CI: its
 /// key follows the rules of the user's keys (no newline can reach the runner's files), its
-/// version and scope are plain names of bounded length.
+/// version and scope are plain names of bounded length, its sizes possible.
 pub(crate) fn sane(m: &Meta) -> bool {
     let plain = |s: &str, max: usize| s.len() <= max && !s.chars().any(|c| c.is_control());
+    // S3's largest object: no store holds a larger archive or manifest.
+    const MAX_OBJECT: u64 = 5 << 40;
     crate::key::check_key(&m.key).is_ok()
+        && m.size.is_none_or(|s| s <= MAX_OBJECT)
+        && m.stored.is_none_or(|s| s <= MAX_OBJECT)
         && !m.version.is_empty()
         && m.version.len() <= 128
         && !m.version.starts_with('.')

@@ -4,7 +4,7 @@
 
 use crate::suite::{entries, ns, Job};
 use crate::Fixture;
-use kura::outcome::{MissReason, Outcome};
+use kura::outcome::Outcome;
 use kura::store::Format;
 
 fn tree(job: &Job) -> Vec<(std::path::PathBuf, Vec<u8>)> {
@@ -66,7 +66,7 @@ pub fn restore_whole_and_reuse(f: &dyn Fixture) {
     }
 }
 
-pub fn missing_pack_is_a_miss(f: &dyn Fixture) {
+pub fn a_missing_pack_fails_and_the_next_save_replaces_the_entry(f: &dyn Fixture) {
     let ns = ns("chunkgone");
     let job = Job::new(f, &ns);
     if job.env.store.packs().is_none() {
@@ -79,15 +79,24 @@ pub fn missing_pack_is_a_miss(f: &dyn Fixture) {
     // The last pack goes: the first chunks are good, so the extractor has begun writing.
     f.delete_pack(&ns, &*job.env.store, &meta, meta.packs.last().unwrap());
     std::fs::remove_dir_all(job.ws.join("d")).unwrap();
-    match job.restore(&key) {
-        Outcome::Miss(m) => assert_eq!(m.reason, MissReason::Corrupt),
-        other => panic!("an entry without its pack restored as {other:?}"),
-    }
+    // A pack that is not there is no proof against the entry (a proxy's 404, a pack name
+    // another manifest claims): the restore fails, writes nothing, and the entry stays.
+    let args = job.restore_args(&key);
+    let err = kura::ops::restore(&job.env, &args).expect_err("restored without its pack");
+    assert!(format!("{err:#}").contains("gone"), "{err:#}");
     assert_eq!(entries(&job.ws), Vec::<std::path::PathBuf>::new());
-    assert!(
-        job.env.store.list(&key).unwrap().is_empty(),
-        "the entry is deleted"
+    assert_eq!(
+        job.env.store.list(&key).unwrap().len(),
+        1,
+        "the entry stays"
     );
+    // It does not hold its key for good: this job's next save of the key replaces it.
+    job.fill(48);
+    let want = tree(&job);
+    saved(job.save_as(&key, Format::Chunked));
+    std::fs::remove_dir_all(job.ws.join("d")).unwrap();
+    assert!(matches!(job.restore(&key), Outcome::Hit(_)));
+    assert_eq!(tree(&job), want);
 }
 
 pub fn concurrent_saves_share_chunks(f: &dyn Fixture) {

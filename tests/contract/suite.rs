@@ -373,7 +373,11 @@ impl Job {
     }
 
     pub fn restore(&self, key: &str) -> Outcome {
-        let args = RestoreArgs {
+        kura::ops::restore(&self.env, &self.restore_args(key)).unwrap()
+    }
+
+    pub fn restore_args(&self, key: &str) -> RestoreArgs {
+        RestoreArgs {
             key: Some(key.into()),
             restore_keys: Vec::new(),
             keys: Vec::new(),
@@ -383,8 +387,7 @@ impl Job {
             lookup_only: false,
             fail_on_miss: false,
             dry_run: false,
-        };
-        kura::ops::restore(&self.env, &args).unwrap()
+        }
     }
 
     pub fn fill(&self, files: usize) {
@@ -410,14 +413,22 @@ pub(crate) fn entries(dir: &Path) -> Vec<PathBuf> {
 }
 
 pub fn a_corrupt_entry_is_a_miss_and_is_deleted(f: &dyn Fixture) {
-    let ns = ns("corrupt");
+    // Bytes that fail their digest, and an archive shorter than its metadata (the store says
+    // where it ends): proven damage of the entry's own bytes, so it goes.
+    for how in [crate::Damage::Spoil, crate::Damage::Shorten] {
+        corrupt_once(f, how);
+    }
+}
+
+fn corrupt_once(f: &dyn Fixture, how: crate::Damage) {
+    let ns = ns(&format!("corrupt{how:?}").to_lowercase());
     let job = Job::new(f, &ns);
     let key = format!("{ns}-c");
     job.fill(48);
     assert!(matches!(job.save(&key), Outcome::Saved(_)));
     let meta = job.env.store.list(&key).unwrap().pop().unwrap();
     // The first half stays good: the extractor has begun writing files when it fails.
-    f.corrupt(&ns, &meta);
+    f.corrupt(&ns, &meta, how);
     std::fs::remove_dir_all(job.ws.join("d")).unwrap();
     match job.restore(&key) {
         Outcome::Miss(m) => assert_eq!(m.reason, MissReason::Corrupt),

@@ -29,7 +29,7 @@ impl Packs for S3Packs {
 
     fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let path = obj(format!("{}{name}", self.dir));
-        match self.rt.block_on(self.s3.get_range(&path, range)) {
+        match self.rt.block_on(self.s3.get_range(&path, range.clone())) {
             Ok(b) => Ok(b.to_vec()),
             // A pack gone is the entry's fault, not the network's: named as such.
             Err(object_store::Error::NotFound { .. }) => Err(std::io::Error::new(
@@ -37,7 +37,21 @@ impl Packs for S3Packs {
                 format!("pack {name} is gone from s3://{}/{}", self.bucket, self.dir),
             )
             .into()),
-            Err(e) => Err(explain(e, &self.bucket, "s3:GetObject")),
+            // A range past the pack's end: what the store has of it, which the restore finds
+            // is short (damage); any other failure is the store's.
+            Err(e) => match self.rt.block_on(self.s3.head(&path)) {
+                Ok(head) if head.size < range.end => {
+                    let start = range.start.min(head.size);
+                    if start == head.size {
+                        return Ok(Vec::new());
+                    }
+                    self.rt
+                        .block_on(self.s3.get_range(&path, start..head.size))
+                        .map(|b| b.to_vec())
+                        .map_err(|e| explain(e, &self.bucket, "s3:GetObject"))
+                }
+                _ => Err(explain(e, &self.bucket, "s3:GetObject")),
+            },
         }
     }
 
