@@ -91,8 +91,10 @@ fn failed(e: anyhow::Error, strict: bool) -> Outcome {
             reason: s.0.clone(),
         };
     }
+    // A server's error text may be megabytes: the outcome (and its JSON) keeps a bounded,
+    // escaped form of it.
     Outcome::Error {
-        error: format!("{e:#}"),
+        error: kura::text::message(&format!("{e:#}"), 16 << 10),
         strict,
     }
 }

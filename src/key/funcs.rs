@@ -148,9 +148,21 @@ pub fn resolve(p: &str, base: &Path, home: Option<&Path>) -> PathBuf {
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::open(path)?;
-    if f.metadata()?.is_dir() {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Without blocking: a FIFO (or a device) where a file should be is an error, not a key
+    // function that waits for ever.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let md = f.metadata()?;
+    if md.is_dir() {
         return Err(std::io::Error::other("it is a directory, not a file"));
+    }
+    if !md.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file (a FIFO, socket or device)",
+        ));
     }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

@@ -528,3 +528,16 @@ fn one_entry_that_cannot_be_deleted_does_not_stop_prune() {
     assert_eq!(json(&out)["removed"], serde_json::json!([]));
     assert!(entry_dir(&s, "a").join("meta.json").exists());
 }
+
+#[test]
+fn a_fifo_where_a_key_file_belongs_is_bad_input_not_a_hang() {
+    let s = Sandbox::new();
+    mkfifo(&s.ws.join("go.sum"));
+    let out = kura_bounded(&s, &["key", r#"v1-{{ checksum "go.sum" }}"#]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+    // hashFiles matches files only, as the runner's glob: a FIFO is no match.
+    let out = kura_bounded(&s, &["key", r#"v1-{{ hashFiles "go.sum" }}"#]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("matched no file"), "{}", out.stderr);
+}
