@@ -137,7 +137,12 @@ fn base(env: &Env, t: &Target) -> Manifest {
         all
     })
     .flatten();
-    let candidates = restored.into_iter().chain(newest);
+    // An entry this job could not read is no base: the pack it missed may be listed still
+    // (an OCI registry lists what manifests claim, not what it holds).
+    let candidates = restored
+        .into_iter()
+        .chain(newest)
+        .filter(|m| !was_unreadable(env, m));
     for m in candidates.take(2) {
         // Only an entry of the save's own scope is replaced by it: rewriting the sparse packs
         // of another scope's entry (a branch's save based on main's) would copy them once per
