@@ -1,19 +1,18 @@
 //! Where entries live. One file per store behind the [`Store`] trait; `ops/` talks only to
 //! the trait. Stores know nothing of tar: an entry is opaque bytes plus its [`Meta`].
 
+pub mod blob;
 mod dav;
 mod gha;
 pub(crate) mod http;
 mod local;
+pub mod objects;
 mod oci;
 mod s3;
-mod settle;
 
-pub use dav::DavStore;
 pub use gha::GhaStore;
 pub use local::LocalStore;
 pub use oci::OciStore;
-pub use s3::S3Store;
 
 use crate::outcome::user_error;
 use crate::vars::Vars;
@@ -282,13 +281,13 @@ pub fn open(url: Option<&str>, vars: &Vars) -> Result<Box<dyn Store>> {
             Ok(Box::new(LocalStore::new(PathBuf::from(path))))
         }
         Some(u) if u.starts_with('/') => Ok(Box::new(LocalStore::new(PathBuf::from(u)))),
-        Some(u) if u.starts_with("s3://") => Ok(Box::new(S3Store::open(u, vars)?)),
+        Some(u) if u.starts_with("s3://") => Ok(Box::new(s3::open(u, vars)?)),
         Some(u) if u.starts_with("gha://") => Ok(Box::new(GhaStore::open(u, vars)?)),
         Some(u) if u.starts_with("oci://") || u.starts_with("oci+http://") => {
             Ok(Box::new(OciStore::open(u, vars)?))
         }
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
-            Ok(Box::new(DavStore::open(u, vars)?))
+            Ok(Box::new(dav::open(u, vars)?))
         }
         Some(u) => Err(user_error(format!(
             "store URL {u:?} is not understood; use file:///DIR, s3://BUCKET/PREFIX, oci://HOST/REPOSITORY, http(s)://HOST/PATH or gha://"

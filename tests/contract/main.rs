@@ -165,9 +165,11 @@ impl S3 {
             .unwrap()
     }
 
-    fn object(meta: &Meta) -> String {
+    /// The metadata object's name in the bucket: the store's name under the namespace's
+    /// prefix.
+    fn object(ns: &str, meta: &Meta) -> String {
         match &meta.handle {
-            Handle::Object(o) => o.clone(),
+            Handle::Object(o) => format!("contract-{ns}/{o}"),
             h => panic!("an S3 entry without its object name: {h:?}"),
         }
     }
@@ -202,8 +204,8 @@ impl Fixture for S3 {
         store::open(Some(&url), &S3::vars()).unwrap()
     }
 
-    fn corrupt(&self, _ns: &str, meta: &Meta, how: Damage) {
-        let o = S3::object(meta);
+    fn corrupt(&self, ns: &str, meta: &Meta, how: Damage) {
+        let o = S3::object(ns, meta);
         let archive = format!("{}.tzst", o.trim_end_matches(".json"));
         S3::put(&archive, spoil(S3::get(&archive), how, 78));
     }
@@ -227,15 +229,15 @@ impl Fixture for S3 {
             .unwrap()
             .iter()
             .flat_map(|m| {
-                let stem = S3::object(m).trim_end_matches(".json").to_string();
+                let stem = S3::object(ns, m).trim_end_matches(".json").to_string();
                 ["json", "tzst", "won"].map(|x| format!("{stem}.{x}"))
             })
             .collect();
         names.into_iter().filter(|n| !kept.contains(n)).collect()
     }
 
-    fn backdate(&self, _ns: &str, meta: &Meta, days: u64) {
-        let o = S3::object(meta);
+    fn backdate(&self, ns: &str, meta: &Meta, days: u64) {
+        let o = S3::object(ns, meta);
         let mut m: serde_json::Value = serde_json::from_slice(&S3::get(&o)).unwrap();
         let then = m["created_ms"].as_u64().unwrap() - days * 86_400_000;
         m["created_ms"] = then.into();
@@ -486,6 +488,11 @@ macro_rules! contract {
             #[test]
             fn concurrent_saves_of_one_key_leave_one_entry() {
                 suite::concurrent_saves_of_one_key_leave_one_entry(&$fixture)
+            }
+
+            #[test]
+            fn concurrent_overwrites_leave_one_whole_entry() {
+                suite::concurrent_overwrites_leave_one_whole_entry(&$fixture)
             }
 
             #[test]

@@ -32,6 +32,22 @@ enum Put {
 
 /// One save through the trait: create, write, commit.
 fn put(store: &dyn Store, scope: &str, version: &str, key: &str, data: &[u8]) -> Put {
+    put_with(store, scope, version, key, data, false)
+}
+
+/// One save, `overwrite` as `save --overwrite` asks it: room made first, then create, write,
+/// commit.
+fn put_with(
+    store: &dyn Store,
+    scope: &str,
+    version: &str,
+    key: &str,
+    data: &[u8],
+    overwrite: bool,
+) -> Put {
+    if overwrite {
+        store.prepare_overwrite(scope, version, key).unwrap();
+    }
     let Some(mut up) = store.create(scope, version, key).unwrap() else {
         return Put::Exists;
     };
@@ -42,7 +58,7 @@ fn put(store: &dyn Store, scope: &str, version: &str, key: &str, data: &[u8]) ->
         created_ms: now_ms(),
         ..Meta::bare(key, version, scope)
     };
-    match up.commit(&meta, false).unwrap() {
+    match up.commit(&meta, overwrite).unwrap() {
         Committed::Saved => Put::Saved,
         Committed::Exists => Put::Exists,
     }
@@ -243,6 +259,50 @@ pub fn concurrent_saves_of_one_key_leave_one_entry(f: &dyn Fixture) {
         f.stray(&ns, &*s),
         Vec::<String>::new(),
         "the losers left nothing"
+    );
+}
+
+/// One rule for every store: of overwrites racing each other over an existing entry, one
+/// ends up the entry, whole, and it is the bytes of a writer told "saved"; nothing of the
+/// others stays.
+pub fn concurrent_overwrites_leave_one_whole_entry(f: &dyn Fixture) {
+    let ns = ns("overrace");
+    let v = version("d");
+    let key = format!("{ns}-o");
+    let s = f.store(&ns, MAIN, &[MAIN]);
+    assert_eq!(put(&*s, MAIN, &v, &key, b"old"), Put::Saved);
+    const WRITERS: usize = 3;
+    let barrier = std::sync::Barrier::new(WRITERS);
+    let results: Vec<(Put, Vec<u8>)> = std::thread::scope(|t| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|i| {
+                let (barrier, ns, v, key) = (&barrier, &ns, &v, &key);
+                t.spawn(move || {
+                    let s = f.store(ns, MAIN, &[MAIN]);
+                    let data = crate::support::noise(2 << 20, 200 + i as u64);
+                    barrier.wait();
+                    (put_with(&*s, MAIN, v, key, &data, true), data)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let saved: Vec<&Vec<u8>> = results
+        .iter()
+        .filter(|(p, _)| *p == Put::Saved)
+        .map(|(_, d)| d)
+        .collect();
+    assert!(!saved.is_empty(), "some overwrite saves");
+    assert_eq!(keys_of(&*s, &key).len(), 1);
+    let got = found(&*s, &[MAIN], &v, &[(&key, true)]).unwrap();
+    assert!(
+        saved.contains(&&got),
+        "the entry is whole and one a writer was told was saved"
+    );
+    assert_eq!(
+        f.stray(&ns, &*s),
+        Vec::<String>::new(),
+        "nothing else stays"
     );
 }
 

@@ -366,31 +366,45 @@ impl Store for GhaStore {
             return self.rt.block_on(rest.delete_id(id));
         }
         // Found by a lookup, which tells no id: the entries with this key and version.
-        self.rt.block_on(async {
-            for m in rest.list(&meta.key, None).await? {
-                if let (true, Handle::Id(id)) =
-                    (m.key == meta.key && m.version == meta.version, m.handle)
-                {
-                    rest.delete_id(id).await?;
-                }
-            }
-            Ok(())
-        })
+        self.rt
+            .block_on(delete_all(rest, &meta.key, None, &meta.version))
     }
 
     /// Entries are immutable on GitHub: an overwrite deletes the old entry first (REST).
     fn prepare_overwrite(&self, scope: &str, version: &str, key: &str) -> Result<()> {
         let rest = self.rest("--overwrite")?;
         let scope = (!scope.is_empty()).then_some(scope);
-        self.rt.block_on(async {
-            for m in rest.list(key, scope).await? {
-                if let (true, Handle::Id(id)) = (m.key == key && m.version == version, m.handle) {
-                    rest.delete_id(id).await?;
-                }
-            }
-            Ok(())
-        })
+        self.rt.block_on(delete_all(rest, key, scope, version))
     }
+}
+
+/// Delete every entry of `key` and `version` (in `scope`, or in any). One that another job
+/// deleted first (GitHub's 404) is gone all the same: only an entry still listed after a
+/// failed delete is a failure.
+async fn delete_all(
+    rest: &rest::Rest,
+    key: &str,
+    scope: Option<&str>,
+    version: &str,
+) -> Result<()> {
+    let ids = |listed: Vec<Meta>| -> Vec<u64> {
+        listed
+            .into_iter()
+            .filter(|m| m.key == key && m.version == version)
+            .filter_map(|m| match m.handle {
+                Handle::Id(id) => Some(id),
+                _ => None,
+            })
+            .collect()
+    };
+    for id in ids(rest.list(key, scope).await?) {
+        if let Err(e) = rest.delete_id(id).await {
+            if ids(rest.list(key, scope).await?).contains(&id) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 struct GhaUpload {

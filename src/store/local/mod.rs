@@ -370,9 +370,13 @@ impl Upload for LocalUpload {
                     self.root.shown(scope).join(version).display()
                 )
             })?;
-        if overwrite && dir.stat(name)?.is_some() {
-            // Swap the old entry out, the new one in; the old one is removed afterwards.
-            dir.rename(name, &self.tmp, &self.trash)?;
+        if overwrite {
+            // Swap the old entry out, the new one in; the old one is removed afterwards. A
+            // racing overwrite may have moved it first: then it is gone all the same.
+            match dir.rename(name, &self.tmp, &self.trash) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
         }
         match self.tmp.rename(&self.building, &dir, name) {
             Ok(()) => Ok(Committed::Saved),

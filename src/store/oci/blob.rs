@@ -187,3 +187,12 @@ fn location_of(r: &crate::store::http::Reply) -> Option<String> {
         .and_then(|l| l.to_str().ok())
         .map(str::to_string)
 }
+
+/// Upload a blob held in memory (a pack) unless the registry has it.
+pub(super) async fn put_bytes(reg: &Registry, digest: &str, data: &[u8]) -> Result<()> {
+    put(reg, digest, data.len() as u64, |at, len| {
+        let at = at as usize;
+        Ok(bytes::Bytes::copy_from_slice(&data[at..at + len]))
+    })
+    .await
+}

@@ -5,8 +5,8 @@
 //! its blobs, and its own garbage collection deletes those no manifest references: prune only
 //! forgets entries here.
 
+use super::blob::put_bytes;
 use super::client::Registry;
-use super::upload::put_blob;
 use crate::chunked::{PackInfo, Packs};
 use anyhow::Result;
 use sha2::{Digest, Sha256};
@@ -107,7 +107,7 @@ impl OciPacks {
 impl Packs for OciPacks {
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
-        self.rt.block_on(put_blob(&self.reg, &digest, data))?;
+        self.rt.block_on(put_bytes(&self.reg, &digest, data))?;
         self.known.lock().unwrap().insert(
             name.to_string(),
             Known {

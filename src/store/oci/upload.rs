@@ -71,15 +71,6 @@ impl OciUpload {
     }
 }
 
-/// Upload a blob held in memory (a pack) unless the registry has it.
-pub(super) async fn put_blob(reg: &Registry, digest: &str, data: &[u8]) -> Result<()> {
-    blob::put(reg, digest, data.len() as u64, |at, len| {
-        let at = at as usize;
-        Ok(bytes::Bytes::copy_from_slice(&data[at..at + len]))
-    })
-    .await
-}
-
 impl Write for OciUpload {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.as_mut().expect("write after commit").write(buf)?;

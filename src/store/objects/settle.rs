@@ -1,7 +1,7 @@
 //! Which of several concurrent saves of one key owns it, in stores without create-if-absent
 //! (S3-compatible servers that ignore `If-None-Match`, WebDAV servers), decided from the names
 //! listed in the key's directory, by writers and readers alike. The rule is described in the
-//! module comment of `s3`.
+//! module comment of `store::objects`.
 
 pub(crate) fn marker_of(meta_object: &str) -> String {
     format!("{}.won", meta_object.trim_end_matches(".json"))

@@ -1,0 +1,253 @@
+//! The entries of an object store, written once over the blob primitive ([`Blobs`]): the S3
+//! and HTTP/WebDAV stores are adapters of a few operations each, and every entry rule (the
+//! layout, the metadata, who owns a key, overwrite, the sweep of killed saves, the packs) is
+//! here alone.
+//!
+//! Layout, names relative to the store's root:
+//! `<scope>/<version>/<encoded key>/<created>-<nonce>.{tzst,json,won}`, packs in
+//! `.packs/<name>`. The archive is written first, its metadata object next (the commit), so an
+//! entry is visible only once complete.
+//!
+//! Not every object store has create-if-absent (Garage ignores `If-None-Match`, WebDAV servers
+//! have none), so concurrent saves of one key are settled with plain writes and strongly
+//! consistent listings (`settle`): each writer lists the key's directory after writing its
+//! metadata object. A writer that sees only its own object has won: of any two writers at
+//! least one sees the other, so at most one can be alone, and every other writer sees it. The
+//! winner writes a `.won` marker. A writer that sees others loses to any marked entry; when
+//! none is marked yet it waits [`SETTLE`] for a lone winner's marker, lists again and, still
+//! without one, the earliest metadata object wins. Losers delete their objects and report
+//! "exists". Readers apply the same rule (the earliest marked entry, else the earliest), so
+//! all see one entry.
+
+mod packs;
+mod settle;
+mod upload;
+
+use super::blob::Blobs;
+use super::{entry_name, name_prefix, now_ms, scope_dir, Handle, Meta, Store, Upload};
+use anyhow::{anyhow, bail, Result};
+use futures_util::{StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::sync::Arc;
+
+/// How long a writer that met other writers of its key waits for a winner's marker.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The largest metadata object read: far above any entry's (paths and workspace manifests),
+/// far below what would hurt.
+const META_CAP: u64 = 4 << 20;
+/// Where packs live, beside the scopes (a scope's directory never starts with a dot).
+const PACKS: &str = ".packs/";
+
+/// An object store's entries.
+pub struct Objects<B: Blobs> {
+    blobs: Arc<B>,
+}
+
+impl<B: Blobs> Objects<B> {
+    pub fn new(blobs: B) -> Objects<B> {
+        Objects {
+            blobs: Arc::new(blobs),
+        }
+    }
+
+    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.blobs.runtime().block_on(f)
+    }
+
+    fn names(&self, prefix: &str) -> Result<Vec<String>> {
+        let listed = self.block(self.blobs.list(prefix))?;
+        Ok(listed.into_iter().map(|b| b.name).collect())
+    }
+
+    /// The entries of the metadata objects `objects`. An object that is gone by now, cannot
+    /// be read as metadata, or disagrees with its name is no entry.
+    fn read_metas(&self, objects: Vec<String>) -> Result<Vec<Meta>> {
+        let blobs = &self.blobs;
+        self.block(async {
+            futures_util::stream::iter(objects)
+                .map(|o| async move {
+                    let Some(bytes) = blobs.get(&o, META_CAP).await? else {
+                        return Ok(None);
+                    };
+                    let Ok(mut m) = serde_json::from_slice::<Meta>(&bytes) else {
+                        return Ok(None);
+                    };
+                    m.used_ms = m.created_ms;
+                    let agrees = super::agrees_object(&m, &o);
+                    m.handle = Handle::Object(o);
+                    Ok::<_, anyhow::Error>(agrees.then_some(m))
+                })
+                .buffer_unordered(16)
+                .try_collect::<Vec<_>>()
+                .await
+                .map(|v| v.into_iter().flatten().collect())
+        })
+    }
+
+    /// The entries under a name prefix whose key starts with `key_prefix`.
+    fn metas_under(&self, prefix: &str, key_prefix: &str) -> Result<Vec<Meta>> {
+        let mut names = self.names(prefix)?;
+        names.retain(|n| !n.starts_with(PACKS));
+        let metas = self.read_metas(winners(&names))?;
+        Ok(metas
+            .into_iter()
+            .filter(|m| m.key.starts_with(key_prefix))
+            .collect())
+    }
+}
+
+/// The entries among `names`: per key directory, its owner.
+fn winners(names: &[String]) -> Vec<String> {
+    let mut dirs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for n in names {
+        let dir = n.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        dirs.entry(dir).or_default().push(n.clone());
+    }
+    dirs.values().filter_map(|d| settle::owner(d)).collect()
+}
+
+/// The metadata object an entry was read from.
+fn object_of(meta: &Meta) -> Result<&str> {
+    match &meta.handle {
+        Handle::Object(o) => Ok(o),
+        _ => bail!("the entry {} was not read from this store", meta.key),
+    }
+}
+
+fn archive_of(meta_object: &str) -> String {
+    format!("{}.tzst", meta_object.trim_end_matches(".json"))
+}
+
+/// Saves killed before they committed (an archive or marker without its metadata object),
+/// over a day old by the time their names start with.
+fn orphans(names: &[String], now_ms: u64) -> Vec<&String> {
+    let all: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let cutoff = now_ms.saturating_sub(86_400_000);
+    names
+        .iter()
+        .filter(|n| !n.starts_with(PACKS))
+        .filter(|n| {
+            let Some(stem) = n.strip_suffix(".tzst").or_else(|| n.strip_suffix(".won")) else {
+                return false;
+            };
+            let file = stem.rsplit('/').next().unwrap_or("");
+            let old = file
+                .get(..13)
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|t| t < cutoff);
+            old && !all.contains(format!("{stem}.json").as_str())
+        })
+        .collect()
+}
+
+impl<B: Blobs> Store for Objects<B> {
+    fn location(&self) -> String {
+        self.blobs.location()
+    }
+
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+        let from = format!("{}/{version}/{}", scope_dir(scope), name_prefix(prefix));
+        self.metas_under(&from, prefix)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
+        self.metas_under("", prefix)
+    }
+
+    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+        let archive = archive_of(object_of(meta)?);
+        // The archive's size as the store has it: one shorter (or longer) than its metadata
+        // says is read as it is, and the restore finds it is not what was saved (damage of
+        // the entry's own bytes), instead of failing on a range past its end.
+        let size = self.block(self.blobs.head(&archive))?.unwrap_or(0);
+        let (part, parallel) = self.blobs.ranges();
+        let blobs = self.blobs.clone();
+        Ok(super::http::ranged(
+            self.blobs.runtime(),
+            size,
+            part,
+            parallel,
+            None,
+            move |r| {
+                let (blobs, archive) = (blobs.clone(), archive.clone());
+                async move {
+                    let got = blobs.get_range(&archive, r).await?;
+                    got.ok_or_else(|| anyhow!("the archive {archive} is gone"))
+                }
+            },
+        ))
+    }
+
+    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
+        let dir = format!("{}/{version}/{}/", scope_dir(scope), entry_name(key));
+        let name = format!(
+            "{dir}{:013}-{:016x}",
+            now_ms(),
+            super::http::random() as u64
+        );
+        Ok(Some(Box::new(upload::ObjectUpload::new(
+            self.blobs.clone(),
+            dir,
+            name,
+        ))))
+    }
+
+    fn delete(&self, meta: &Meta) -> Result<()> {
+        let object = object_of(meta)?;
+        // The marker first: cut short, the entry stays whole (unmarked, still found). An
+        // entry may have no marker (its writer was killed before writing it).
+        for name in [
+            settle::marker_of(object),
+            object.to_string(),
+            archive_of(object),
+        ] {
+            self.block(self.blobs.delete(&name))?;
+        }
+        Ok(())
+    }
+
+    fn packs(&self) -> Option<Arc<dyn crate::chunked::Packs>> {
+        Some(Arc::new(packs::BlobPacks(self.blobs.clone())))
+    }
+
+    fn clean_incomplete(&self) {
+        let Ok(names) = self.names("") else { return };
+        for o in orphans(&names, now_ms()) {
+            let _ = self.block(self.blobs.delete(o));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn readers_pick_one_owner_per_key_directory() {
+        let listed = owned(&["a/1.json", "a/2.json", "a/2.won", "b/3.json", "c/4.tzst"]);
+        assert_eq!(winners(&listed), ["a/2.json", "b/3.json"]);
+    }
+
+    #[test]
+    fn the_sweep_takes_old_archives_and_markers_without_metadata_only() {
+        let day = 86_400_000u64;
+        let old = format!("{:013}", 5 * day);
+        let young = format!("{:013}", 10 * day - 1000);
+        let listed = owned(&[
+            &format!("s/v/k/{old}-a.tzst"),
+            &format!("s/v/k/{old}-a.won"),
+            &format!("s/v/k/{old}-b.tzst"),
+            &format!("s/v/k/{old}-b.json"),
+            &format!("s/v/k/{young}-c.tzst"),
+            &format!(".packs/{old}-d.tzst"),
+            "s/v/k/garbage.tzst",
+        ]);
+        let swept: Vec<&String> = orphans(&listed, 10 * day);
+        assert_eq!(swept, [&listed[0], &listed[1]]);
+    }
+}

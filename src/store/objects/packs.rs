@@ -1,0 +1,75 @@
+//! The packs of chunked entries on an object store: `.packs/<name>`, one put each (a pack is
+//! about 32 MiB), read by ranges, listed with their sizes and times for `prune`.
+
+use super::PACKS;
+use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE};
+use crate::store::blob::Blobs;
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Prune's note names each dead pack with a time: a few dozen bytes a pack.
+const NOTE_CAP: u64 = 64 << 20;
+
+pub(super) struct BlobPacks<B: Blobs>(pub Arc<B>);
+
+impl<B: Blobs> BlobPacks<B> {
+    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.0.runtime().block_on(f)
+    }
+}
+
+impl<B: Blobs> Packs for BlobPacks<B> {
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        let body = Bytes::copy_from_slice(data);
+        self.block(self.0.put(&format!("{PACKS}{name}"), body))
+    }
+
+    fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        let want = range.end.saturating_sub(range.start);
+        match self.block(self.0.get_range(&format!("{PACKS}{name}"), range))? {
+            Some(b) if b.len() as u64 > want => {
+                bail!(
+                    "pack {name}: asked for {want} bytes, the store sent {}",
+                    b.len()
+                )
+            }
+            Some(b) => Ok(b.to_vec()),
+            // A pack gone is the entry's fault, not the network's: named as such.
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("pack {name} is gone from {}{PACKS}", self.0.location()),
+            )
+            .into()),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<PackInfo>> {
+        let listed = self.block(self.0.list(PACKS))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|b| {
+                let name = b.name.strip_prefix(PACKS)?;
+                valid_pack_name(name).then(|| PackInfo {
+                    name: name.to_string(),
+                    size: b.size,
+                    modified_ms: b.modified_ms,
+                })
+            })
+            .collect())
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.block(self.0.delete(&format!("{PACKS}{name}")))
+    }
+
+    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+        let got = self.block(self.0.get(&format!("{PACKS}{NOTE}"), NOTE_CAP))?;
+        Ok(got.map(|b| b.to_vec()))
+    }
+
+    fn write_note(&self, data: &[u8]) -> Result<()> {
+        self.put(NOTE, data)
+    }
+}
