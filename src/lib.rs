@@ -24,5 +24,7 @@ pub mod random;
 pub mod report;
 pub mod select;
 pub mod store;
+#[cfg(test)]
+mod structure;
 pub mod text;
 pub mod vars;

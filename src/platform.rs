@@ -104,3 +104,21 @@ pub fn interrupted() -> Option<i32> {
         sig => Some(sig),
     }
 }
+
+/// The name a restore gives a file it moves aside (`.kura-aside.PID.N`), the `n`th of this
+/// process: never a name of the tree, so selections pass over it (`is_aside`).
+pub fn aside_name(n: u64) -> std::ffi::OsString {
+    format!(".kura-aside.{}.{n}", std::process::id()).into()
+}
+
+/// Whether `name` is one a restore gives a file it moved aside (`.kura-aside.PID.N`): left
+/// behind only by a restore killed with SIGKILL, and never part of a cache.
+pub fn is_aside(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b".kura-aside.") else {
+        return false;
+    };
+    let mut parts = rest.split(|b| *b == b'.');
+    let number =
+        |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    number(parts.next()) && number(parts.next()) && parts.next().is_none()
+}

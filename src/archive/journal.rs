@@ -119,7 +119,7 @@ pub(super) fn move_aside(
     }
     loop {
         let n = journal.asides.fetch_add(1, Ordering::Relaxed) + 1;
-        let aside = OsString::from(format!(".kura-aside.{}.{n}", std::process::id()));
+        let aside = crate::platform::aside_name(n);
         match rfs::renameat_with(parent, name, parent, &aside, RenameFlags::NOREPLACE) {
             Ok(()) => {
                 journal.push(Change::Aside {
@@ -133,18 +133,6 @@ pub(super) fn move_aside(
             Err(e) => return Err(Fail::Io(write_error(Path::new(shown), e.into()))),
         }
     }
-}
-
-/// Whether `name` is one a restore gives a file it moved aside (`.kura-aside.PID.N`): left
-/// behind only by a restore killed with SIGKILL, and never part of a cache.
-pub fn is_aside(name: &[u8]) -> bool {
-    let Some(rest) = name.strip_prefix(b".kura-aside.") else {
-        return false;
-    };
-    let mut parts = rest.split(|b| *b == b'.');
-    let number =
-        |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
-    number(parts.next()) && number(parts.next()) && parts.next().is_none()
 }
 
 fn is_empty_dir(parent: &OwnedFd, name: &OsStr) -> bool {

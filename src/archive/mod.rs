@@ -9,7 +9,6 @@ mod pack;
 mod tree;
 mod unpack;
 
-pub use journal::is_aside;
 #[cfg(test)]
 pub use pack::replay;
 pub use pack::{pack, PackOptions, PackStats, Walk};

@@ -1,8 +1,8 @@
 //! The verbs' side of chunked entries: which entry a save dedups against, packing the tar
 //! stream into chunks, and reading a chunked entry back for the extractor.
 
-use super::save::Target;
 use super::Env;
+use super::Target;
 use crate::archive::{self, PackOptions, PackStats, Walk};
 use crate::chunked::{self, ChunkSource, Manifest, PackInfo, Packs, SaveStats};
 use crate::report::human;

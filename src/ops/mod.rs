@@ -13,7 +13,7 @@ pub use workspace::{attach, persist};
 
 use crate::key::Context;
 use crate::report::Report;
-use crate::store::Store;
+use crate::store::{Format, Store};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -32,6 +32,21 @@ pub struct Env {
 }
 
 pub use crate::outcome::{user_error, UserError};
+
+/// Where a save (or persist) puts its entry, and how.
+pub(super) struct Target<'a> {
+    pub scope: &'a str,
+    pub version: &'a str,
+    pub key: &'a str,
+    pub paths: &'a [String],
+    pub overwrite: bool,
+    /// Workspace layers: the layers the job had attached.
+    pub parents: Vec<String>,
+    /// Chunked where the store takes it, else an archive.
+    pub format: Format,
+    /// The average chunk size of a chunked save.
+    pub chunk_size: u32,
+}
 
 impl Env {
     /// On CircleCI kura prints its native step's lines, which users know from their logs.

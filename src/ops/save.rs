@@ -1,7 +1,7 @@
 //! `kura save`: plan (key, paths, version) → skip what exists → select, pack straight into
 //! the store, commit atomically → the outcome.
 
-use super::{cache_version, path_lines, user_error, Env};
+use super::{cache_version, path_lines, user_error, Env, Target};
 use crate::archive::{self, HashingWriter, PackOptions, Walk};
 use crate::cli::SaveArgs;
 use crate::outcome::{Outcome, Planned, Saved};
@@ -206,20 +206,6 @@ fn taken_by(env: &Env, scope: &str, version: &str, key: &str) -> Result<Option<M
             .find(|m| m.key == key)
             .unwrap_or_else(|| Meta::bare(key, version, scope)),
     ))
-}
-
-pub(super) struct Target<'a> {
-    pub scope: &'a str,
-    pub version: &'a str,
-    pub key: &'a str,
-    pub paths: &'a [String],
-    pub overwrite: bool,
-    /// Workspace layers: the layers the job had attached.
-    pub parents: Vec<String>,
-    /// Chunked where the store takes it, else an archive.
-    pub format: Format,
-    /// The average chunk size of a chunked save.
-    pub chunk_size: u32,
 }
 
 pub(super) fn warn_missing(env: &Env, missing: &[String]) {

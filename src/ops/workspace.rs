@@ -6,7 +6,8 @@
 //! replaces its earlier layers) and, first, fails on CircleCI's rule: two layers from jobs
 //! that did not see each other may not hold the same path with different content.
 
-use super::save::{store_walk, warn_missing, Target, Walked};
+use super::save::{store_walk, warn_missing, Walked};
+use super::Target;
 use super::{path_lines, user_error, Env};
 use crate::archive::{self, HashingReader, PackOptions, Tree, UnpackOptions};
 use crate::cli::{AttachArgs, PersistArgs, RunArgs};

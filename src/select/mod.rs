@@ -309,7 +309,7 @@ pub fn walk(
                     // What a killed restore left aside is no part of the tree.
                     if kid
                         .file_name()
-                        .is_some_and(|n| crate::archive::is_aside(platform::bytes(n)))
+                        .is_some_and(|n| platform::is_aside(platform::bytes(n)))
                     {
                         continue;
                     }

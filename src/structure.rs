@@ -1,0 +1,175 @@
+//! The layering rule, checked on the sources: no import cycle between the crate's top-level
+//! modules, nor between the files of one module. A file's imports are the `crate::`, `super::`
+//! and `self::` paths it names; a file and its own parent or child modules do not count as a
+//! cycle (a `mod.rs` declares its children and hands their names on).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Every source file's module path (`src/ops/save.rs` → `ops::save`), and its text.
+fn sources(dir: &Path, module: &[String], out: &mut BTreeMap<Vec<String>, String>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            sources(&path, &[module, &[name]].concat(), out);
+        } else if let Some(stem) = name.strip_suffix(".rs") {
+            let m = match stem {
+                "mod" | "lib" => module.to_vec(),
+                "main" => continue,
+                _ => [module, &[stem.to_string()]].concat(),
+            };
+            out.insert(m, std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+/// The paths a text names from `crate`, `super` or `self`, braces expanded one level deep
+/// (`use super::{a, b::c}` names `super::a` and `super::b::c`).
+fn paths(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for root in ["crate::", "super::", "self::"] {
+        for (at, _) in code.match_indices(root) {
+            if code[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
+            {
+                continue;
+            }
+            let rest = &code[at..];
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            let head = rest[..end].trim_end_matches(':');
+            let segs: Vec<String> = head.split("::").map(str::to_string).collect();
+            if rest[end..].starts_with('{') && rest[..end].ends_with("::") {
+                let inner = &rest[end + 1..rest[end..].find('}').map_or(end + 1, |c| end + c)];
+                for item in inner.split(',') {
+                    let item = item.trim();
+                    if !item.is_empty() {
+                        let more = item.split(" as ").next().unwrap_or("").trim();
+                        out.push(
+                            [segs.clone(), more.split("::").map(str::to_string).collect()].concat(),
+                        );
+                    }
+                }
+            } else {
+                out.push(segs);
+            }
+        }
+    }
+    out
+}
+
+/// The module a path names from module `from`: the longest prefix that is a source file.
+/// (`super` is the parent of the naming module, whether a file or a `mod.rs` names it.)
+fn resolve(from: &[String], path: &[String], known: &BTreeSet<Vec<String>>) -> Option<Vec<String>> {
+    let mut base: Vec<String> = from.to_vec();
+    let mut rest = path;
+    match path.first().map(String::as_str) {
+        Some("crate") => {
+            base.clear();
+            rest = &rest[1..];
+        }
+        Some("self") => rest = &rest[1..],
+        _ => {
+            while rest.first().map(String::as_str) == Some("super") {
+                base.pop();
+                rest = &rest[1..];
+            }
+        }
+    }
+    let full = [base.as_slice(), rest].concat();
+    (0..=full.len())
+        .rev()
+        .map(|n| full[..n].to_vec())
+        .find(|m| known.contains(m))
+}
+
+/// A cycle in `edges`, if there is one, as the modules along it.
+fn cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        done: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == n) {
+            return Some(path[at..].to_vec());
+        }
+        if !done.insert(n.to_string()) {
+            return None;
+        }
+        path.push(n.to_string());
+        for m in edges.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, edges, done, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    edges
+        .keys()
+        .find_map(|n| visit(n, edges, &mut done, &mut Vec::new()))
+}
+
+#[test]
+fn no_module_imports_itself_in_a_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = BTreeMap::new();
+    sources(&src, &[], &mut files);
+    let known: BTreeSet<Vec<String>> = files.keys().cloned().collect();
+    let (mut top, mut inner) = (BTreeMap::new(), BTreeMap::new());
+    for (m, text) in &files {
+        for p in paths(text) {
+            let Some(to) = resolve(m, &p, &known) else {
+                continue;
+            };
+            // A module and its own parents or children: declared and handed on, not a cycle.
+            if to.starts_with(m) || m.starts_with(&to) {
+                continue;
+            }
+            // Between the two rooms under the deepest module both are in.
+            let k = m.iter().zip(&to).take_while(|(a, b)| a == b).count();
+            let edges = if k == 0 { &mut top } else { &mut inner };
+            edges
+                .entry(m[..=k].join("::"))
+                .or_insert_with(BTreeSet::new)
+                .insert(to[..=k].join("::"));
+        }
+    }
+    assert!(top.len() > 5, "the modules were not read: {top:?}");
+    assert_eq!(cycle(&top), None, "top-level modules import each other");
+    assert_eq!(cycle(&inner), None, "files of one module import each other");
+}
+
+#[test]
+fn the_cycle_check_sees_a_cycle() {
+    let edges: BTreeMap<String, BTreeSet<String>> =
+        [("a", vec!["b"]), ("b", vec!["c"]), ("c", vec!["a"])]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+            .collect();
+    assert_eq!(cycle(&edges).map(|c| c.len()), Some(3));
+    let known: BTreeSet<Vec<String>> = [vec!["ops".to_string()], vec!["ops".into(), "save".into()]]
+        .into_iter()
+        .collect();
+    let from = ["ops".to_string(), "chunked".to_string()];
+    let p = paths("use super::{save::Target, Env};");
+    let got: Vec<_> = p.iter().filter_map(|p| resolve(&from, p, &known)).collect();
+    assert_eq!(
+        got,
+        [
+            known.iter().nth(1).unwrap().clone(),
+            vec!["ops".to_string()]
+        ]
+    );
+}
