@@ -252,8 +252,14 @@ impl Registry {
             )
         })?;
         let status = resp.status().as_u16();
+        // A token is a few KiB: the token service chooses no more than that.
+        let limits = http::BodyLimits {
+            cap: 1 << 20,
+            ..http::BODY
+        };
         let body: serde_json::Value =
-            serde_json::from_slice(&resp.bytes().await.unwrap_or_default()).unwrap_or_default();
+            serde_json::from_slice(&http::body(resp, limits).await.unwrap_or_default())
+                .unwrap_or_default();
         let token = body["token"]
             .as_str()
             .or_else(|| body["access_token"].as_str())

@@ -108,11 +108,86 @@ pub enum Verdict<T> {
     Fail(anyhow::Error),
 }
 
+/// What a reply body may be: at most `cap` bytes, and, after `grace`, arriving at
+/// `min_rate` bytes a second on average or faster. A server that sends without end, or a
+/// byte now and then (each within the connection's idle limit), is given up on.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    pub cap: usize,
+    pub grace: Duration,
+    pub min_rate: u64,
+}
+
+/// Every reply kura reads whole is far smaller (JSON, listings, ranges of at most 16 MiB).
+pub const BODY: BodyLimits = BodyLimits {
+    cap: 64 << 20,
+    grace: Duration::from_secs(60),
+    min_rate: 16 << 10,
+};
+
+/// Why a body was not read.
+#[derive(Debug, PartialEq)]
+pub enum BodyError {
+    TooLarge(usize),
+    TooSlow,
+    Broke(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge(cap) => {
+                write!(f, "the reply is larger than the {cap} bytes it may be")
+            }
+            BodyError::TooSlow => f.write_str("the reply came too slowly"),
+            BodyError::Broke(e) => write!(f, "stalled or broke off ({e})"),
+        }
+    }
+}
+
+/// A reply's body, read within `limits`: a declared length over the cap is refused before
+/// a byte is read, and reading stops at the cap whatever was declared.
+pub async fn body(resp: reqwest::Response, limits: BodyLimits) -> Result<bytes::Bytes, BodyError> {
+    if resp.content_length().is_some_and(|n| n > limits.cap as u64) {
+        return Err(BodyError::TooLarge(limits.cap));
+    }
+    let started = tokio::time::Instant::now();
+    let mut resp = resp;
+    let mut got = bytes::BytesMut::new();
+    loop {
+        // The time the bytes so far may have taken; the next chunk must come within it.
+        let allowed = limits.grace + Duration::from_secs(got.len() as u64 / limits.min_rate.max(1));
+        let left = allowed.saturating_sub(started.elapsed());
+        let chunk = match tokio::time::timeout(left, resp.chunk()).await {
+            Err(_) => return Err(BodyError::TooSlow),
+            Ok(Err(e)) => return Err(BodyError::Broke(e.without_url().to_string())),
+            Ok(Ok(None)) => return Ok(got.freeze()),
+            Ok(Ok(Some(c))) => c,
+        };
+        if got.len() + chunk.len() > limits.cap {
+            return Err(BodyError::TooLarge(limits.cap));
+        }
+        got.extend_from_slice(&chunk);
+    }
+}
+
 /// Send `make()` until `judge` is satisfied or the attempts run out. Transport failures and
-/// bodies cut short are tried again; a `Retry-After` header (at most 60 s) replaces the wait.
-/// URLs never reach the message: signed URLs carry secrets.
+/// bodies cut short or too slow are tried again; a body over [`BODY`]'s cap is not. A
+/// `Retry-After` header (at most 60 s) replaces the wait. URLs never reach the message:
+/// signed URLs carry secrets.
 pub async fn send<T>(
     policy: Retry,
+    what: &str,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    judge: impl Fn(Reply) -> Verdict<T>,
+) -> Result<T> {
+    send_within(policy, BODY, what, make, judge).await
+}
+
+/// [`send`], with the body read within `limits`.
+pub async fn send_within<T>(
+    policy: Retry,
+    limits: BodyLimits,
     what: &str,
     make: impl Fn() -> reqwest::RequestBuilder,
     judge: impl Fn(Reply) -> Verdict<T>,
@@ -139,10 +214,11 @@ pub async fn send<T>(
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = match resp.bytes().await {
+        let body = match body(resp, limits).await {
             Ok(b) => b,
+            Err(e @ BodyError::TooLarge(_)) => bail!("{what}: {e}; the server is broken"),
             Err(e) => {
-                last = format!("{what}: stalled or broke off ({})", e.without_url());
+                last = format!("{what}: {e}");
                 continue;
             }
         };
@@ -271,3 +347,6 @@ impl Read for PartReader {
 pub fn random() -> u128 {
     crate::random::u128()
 }
+
+#[cfg(test)]
+mod tests;
