@@ -13,12 +13,12 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --
 corpus="$PWD/fuzz/corpus/$target"
 mkdir -p "$corpus"
 case "$target" in
-  unpack) KURA_FUZZ_SEEDS="$corpus" cargo test --quiet --test extract hostile_corpus ;;
+  unpack) FUZZ_SEEDS="$corpus" cargo test --quiet --test extract hostile_corpus ;;
   template)
     printf 'v1-{{ .Branch }}-{{ checksum "go.sum" }}' > "$corpus/seed-checksum"
     printf '<< .Environment.NAME >>-{{ hashFiles "**/Cargo.lock" "x" }}' > "$corpus/seed-hashfiles"
     printf '{{ epoch }}-{{ arch }}-{{ os }}-{{ env "NAME" }}-`raw`' > "$corpus/seed-funcs" ;;
-  manifest) KURA_FUZZ_SEEDS="$corpus" cargo test --quiet --lib real_manifests ;;
+  manifest) FUZZ_SEEDS="$corpus" cargo test --quiet --lib real_manifests ;;
 esac
 cd fuzz
 cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=1024 -timeout=20

@@ -244,10 +244,10 @@ pub struct AttachArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The workflow run (default: from the CI, e.g. CIRCLE_WORKFLOW_ID, GITHUB_RUN_ID).
-    #[arg(long, env = "KURA_WORKFLOW")]
+    #[arg(long, env = crate::settings::WORKFLOW.name)]
     pub workflow: Option<String>,
     /// This job's name (default: from the CI, e.g. CIRCLE_JOB, GITHUB_JOB).
-    #[arg(long, env = "KURA_JOB")]
+    #[arg(long, env = crate::settings::JOB.name)]
     pub job: Option<String>,
 }
 

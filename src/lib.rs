@@ -1,5 +1,6 @@
-//! kura: cache and workspace verbs for every CI. The binary (`main.rs`) parses flags and runs
-//! one verb; everything else lives here, so tests and fuzz targets drive the same code.
+//! kura: cache and workspace verbs for every CI. The binary (`main.rs`) parses flags and hands
+//! them to the composition root (`app.rs`); everything else lives here, so tests and fuzz
+//! targets drive the same code.
 
 // The extractor is built on Unix directory handles (openat, renameat2, O_NOFOLLOW); the
 // release targets are Linux and macOS.
@@ -9,6 +10,7 @@ compile_error!(
 );
 
 pub mod action;
+pub mod app;
 pub mod archive;
 pub mod chunked;
 pub mod ci;
@@ -23,6 +25,7 @@ pub mod platform;
 pub mod random;
 pub mod report;
 pub mod select;
+pub mod settings;
 pub mod store;
 #[cfg(test)]
 mod structure;

@@ -1,5 +1,5 @@
 //! What a verb did. Every verb returns one [`Outcome`]; `--json` prints it, the GitHub
-//! talk-back (`report::github`) turns it into step outputs and a summary row, and `main` maps
+//! talk-back (`report::github`) turns it into step outputs and a summary row, and `app` maps
 //! it to the exit code. Field names are the `--json` interface: keep them stable.
 
 use serde::Serialize;

@@ -87,7 +87,7 @@ fn extract_all(entries: &[Entry], tree: Tree) {
 fn hostile_corpus_writes_nothing_outside_the_roots() {
     let corpus = hostile::corpus(Path::new("/placeholder/outside"));
     assert!(corpus.len() >= 20, "{} shapes", corpus.len());
-    let seeds = std::env::var_os("KURA_FUZZ_SEEDS").map(PathBuf::from);
+    let seeds = std::env::var_os("FUZZ_SEEDS").map(PathBuf::from);
     for (i, (what, _)) in corpus.iter().enumerate() {
         let sb = sandbox();
         // The shapes name the real sandbox's outside directory.

@@ -374,7 +374,7 @@ mod tests {
 
     /// Real manifests, as the fuzz target `manifest` takes them (the unpacked layout): a cold
     /// save with repeated content, and a warm one that reuses most of it. With
-    /// `KURA_FUZZ_SEEDS=DIR` (`fuzz/run.sh`), they are written there as the corpus' seeds.
+    /// `FUZZ_SEEDS=DIR` (`fuzz/run.sh`), they are written there as the corpus' seeds.
     #[test]
     fn real_manifests_read_back_from_their_unpacked_layout() {
         let mut data = noise(200_000, 1);
@@ -387,7 +387,7 @@ mod tests {
             let raw = zstd::bulk::decompress(&m.encode().unwrap(), 1 << 20).unwrap();
             let again = Manifest::decode(&zstd::bulk::compress(&raw, 1).unwrap()).unwrap();
             assert_eq!(&again, m);
-            if let Some(dir) = std::env::var_os("KURA_FUZZ_SEEDS") {
+            if let Some(dir) = std::env::var_os("FUZZ_SEEDS") {
                 std::fs::write(std::path::Path::new(&dir).join(name), &raw).unwrap();
             }
         }

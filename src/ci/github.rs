@@ -1,6 +1,7 @@
 //! GitHub Actions.
 
 use super::{CiInfo, Provider};
+use crate::settings;
 use crate::vars::Vars;
 use std::path::PathBuf;
 
@@ -26,7 +27,7 @@ pub fn detect(env: &Vars) -> Option<CiInfo> {
         let mut read = vec![own.clone()];
         let base = env.string("GITHUB_BASE_REF");
         let default = env
-            .string("KURA_DEFAULT_BRANCH")
+            .string(settings::DEFAULT_BRANCH.name)
             .or_else(|| default_branch(env));
         for b in [base, default].into_iter().flatten() {
             let r = format!("refs/heads/{b}");

@@ -8,6 +8,7 @@ mod github;
 mod gitlab;
 mod local;
 
+use crate::settings;
 use crate::vars::Vars;
 use std::path::PathBuf;
 
@@ -70,14 +71,11 @@ pub fn detect(env: &Vars) -> CiInfo {
             *v = Some(x);
         }
     };
-    over(&mut info.branch, "KURA_BRANCH");
-    over(&mut info.revision, "KURA_REVISION");
-    over(&mut info.build_num, "KURA_BUILD_NUM");
-    over(&mut info.workflow_id, "KURA_WORKFLOW");
-    over(&mut info.job, "KURA_JOB");
-    if let Some(ws) = env.string("KURA_BASE_DIR") {
-        info.workspace = Some(PathBuf::from(ws));
-    }
+    over(&mut info.branch, settings::BRANCH.name);
+    over(&mut info.revision, settings::REVISION.name);
+    over(&mut info.build_num, settings::BUILD_NUM.name);
+    over(&mut info.workflow_id, settings::WORKFLOW.name);
+    over(&mut info.job, settings::JOB.name);
     info
 }
 

@@ -1,6 +1,7 @@
 //! What each variable and function of the template language evaluates to.
 
 use super::{Action, Arg, Context};
+use crate::settings;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -29,11 +30,11 @@ fn field(path: &[String], ctx: &Context) -> Result<String, String> {
     };
     match path {
         [one] => match one.as_str() {
-            "Branch" => need(&ci.branch, ".Branch", "KURA_BRANCH or run inside a git checkout"),
-            "Revision" => need(&ci.revision, ".Revision", "KURA_REVISION or run inside a git checkout"),
-            "BuildNum" => need(&ci.build_num, ".BuildNum", "KURA_BUILD_NUM"),
-            "Workflow" => need(&ci.workflow_id, ".Workflow", "KURA_WORKFLOW"),
-            "Job" => need(&ci.job, ".Job", "KURA_JOB"),
+            "Branch" => need(&ci.branch, ".Branch", &format!("{} or run inside a git checkout", settings::BRANCH.name)),
+            "Revision" => need(&ci.revision, ".Revision", &format!("{} or run inside a git checkout", settings::REVISION.name)),
+            "BuildNum" => need(&ci.build_num, ".BuildNum", settings::BUILD_NUM.name),
+            "Workflow" => need(&ci.workflow_id, ".Workflow", settings::WORKFLOW.name),
+            "Job" => need(&ci.job, ".Job", settings::JOB.name),
             "Arch" => Ok(stable_arch()),
             "OS" => Ok(os_name().to_string()),
             "Environment" => Err(".Environment needs a variable name, as in .Environment.HOME".into()),

@@ -17,7 +17,7 @@ use crate::store::{Format, Store};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
-/// What every verb needs, built once by `main`.
+/// What every verb needs, built once by the composition root (`app`).
 pub struct Env {
     pub ctx: Context,
     pub store: Box<dyn Store>,

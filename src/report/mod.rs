@@ -11,6 +11,7 @@ pub use progress::{Progress, Ticker};
 pub use units::{human, parse_duration, parse_size, size, speed};
 
 use crate::outcome::Outcome;
+use crate::settings;
 use crate::vars::Vars;
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ pub struct Report {
 impl Report {
     pub fn new(json: bool, github: bool, vars: &Vars) -> Report {
         let secs = vars
-            .get("KURA_PROGRESS_SECONDS")
+            .get(settings::PROGRESS_SECONDS.name)
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(10.0);
         let path = |k: &str| vars.get(k).map(PathBuf::from);

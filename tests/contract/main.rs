@@ -259,7 +259,7 @@ impl Fixture for Gha {
             ("GITHUB_REPOSITORY", "octo/repo".into()),
             ("GITHUB_API_URL", svc.url.clone()),
             ("GITHUB_TOKEN", "gh-token".into()),
-            ("KURA_GHA_BACKOFF_MS", "100".into()),
+            ("GHA_TEST_BACKOFF_MS", "100".into()),
         ]);
         store::open(Some("gha://"), &vars).unwrap()
     }

@@ -188,7 +188,7 @@ impl Service {
             .env("GITHUB_REPOSITORY", "octo/repo")
             .env("GITHUB_API_URL", &self.url)
             .env("GITHUB_TOKEN", "gh-token")
-            .env("KURA_GHA_BACKOFF_MS", "100");
+            .env("GHA_TEST_BACKOFF_MS", "100");
         c
     }
 

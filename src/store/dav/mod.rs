@@ -11,6 +11,7 @@ use super::blob::{BlobInfo, BlobWrite, Blobs};
 use super::http::{self, Reply, Retry, Verdict};
 use super::objects::Objects;
 use crate::outcome::user_error;
+use crate::settings;
 use crate::vars::Vars;
 use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
@@ -56,8 +57,12 @@ pub fn open(url: &str, vars: &Vars) -> Result<Objects<DavBlobs>> {
             decode(base.password().unwrap_or("")),
         )
     });
-    if let Some(user) = vars.string("KURA_HTTP_USERNAME") {
-        auth = Some((user, vars.string("KURA_HTTP_PASSWORD").unwrap_or_default()));
+    if let Some(user) = vars.string(settings::HTTP_USERNAME.name) {
+        auth = Some((
+            user,
+            vars.string(settings::HTTP_PASSWORD.name)
+                .unwrap_or_default(),
+        ));
     }
     // Credentials never travel in the URL kura keeps: it is shown in messages.
     let _ = base.set_username("");

@@ -2,6 +2,7 @@
 //! synchronous `Store` trait to async clients, the HTTP client (rustls with ring), the retry
 //! policy, and the ranged parallel download handed on in order as one `Read`.
 
+use crate::settings;
 use crate::vars::Vars;
 use anyhow::{bail, Result};
 use futures_util::StreamExt;
@@ -50,7 +51,7 @@ pub fn upload_client() -> Result<reqwest::Client> {
 /// `KURA_HTTP_TIMEOUT`: how long a connection may stay quiet (default 30 s).
 pub fn idle(vars: &Vars) -> Duration {
     Duration::from_secs(
-        vars.get("KURA_HTTP_TIMEOUT")
+        vars.get(settings::HTTP_TIMEOUT.name)
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(30)
             .max(1),

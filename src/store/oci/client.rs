@@ -3,6 +3,7 @@
 //! (resend with the credentials) or `Bearer` (get a token from the realm, with the credentials
 //! when there are any, and resend with it).
 
+use crate::settings;
 use crate::store::http::{self, Reply, Retry, Verdict};
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
@@ -384,8 +385,11 @@ pub(super) fn fork_pr(vars: &crate::vars::Vars) -> bool {
 /// wrote to `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), else on GitHub Actions
 /// `GITHUB_ACTOR` / `GITHUB_TOKEN` for ghcr.io.
 pub(super) fn credentials(host: &str, vars: &crate::vars::Vars) -> Option<(String, String)> {
-    if let Some(user) = vars.string("KURA_OCI_USERNAME") {
-        return Some((user, vars.string("KURA_OCI_PASSWORD").unwrap_or_default()));
+    if let Some(user) = vars.string(settings::OCI_USERNAME.name) {
+        return Some((
+            user,
+            vars.string(settings::OCI_PASSWORD.name).unwrap_or_default(),
+        ));
     }
     let config = vars
         .get("DOCKER_CONFIG")

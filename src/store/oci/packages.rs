@@ -3,6 +3,7 @@
 //! package's versions (under the organisation, else under the user), then deleted; its tags go
 //! with it.
 
+use crate::settings;
 use crate::store::http::{self, Reply, Retry, Verdict};
 use crate::vars::Vars;
 use anyhow::{anyhow, Result};
@@ -32,7 +33,7 @@ pub(super) fn for_registry(
     creds: &Option<(String, String)>,
     vars: &Vars,
 ) -> Option<Packages> {
-    let api = vars.string("KURA_OCI_PACKAGES_API").or_else(|| {
+    let api = vars.string(settings::OCI_PACKAGES_API.name).or_else(|| {
         (host == "ghcr.io").then(|| {
             vars.string("GITHUB_API_URL")
                 .unwrap_or_else(|| "https://api.github.com".into())

@@ -4,6 +4,7 @@
 
 use super::{Tuning, PARALLEL, PART};
 use crate::outcome::user_error;
+use crate::settings;
 use crate::vars::Vars;
 use anyhow::Result;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -39,10 +40,10 @@ impl Config {
                 "the prefix {prefix:?} has an empty, '.' or '..' segment (or a control character); write it like s3://{bucket}/team/cache"
             )));
         }
-        let mut endpoint = vars.string("KURA_S3_ENDPOINT");
+        let mut endpoint = vars.string(settings::S3_ENDPOINT.name);
         let mut region = None;
-        let mut part = vars.string("KURA_S3_PART_SIZE");
-        let mut parallel = vars.string("KURA_S3_CONCURRENCY");
+        let mut part = vars.string(settings::S3_PART_SIZE.name);
+        let mut parallel = vars.string(settings::S3_CONCURRENCY.name);
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             let v = Some(v.into_owned());
             match &*k {
@@ -75,7 +76,7 @@ impl Config {
         // An endpoint that hangs is given up within KURA_HTTP_TIMEOUT (default 30 s) in all:
         // each attempt may stay quiet a third of it, retries stop once two thirds are spent.
         let limit = vars
-            .get("KURA_HTTP_TIMEOUT")
+            .get(settings::HTTP_TIMEOUT.name)
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|s| *s > 0.0)
             .unwrap_or(30.0);

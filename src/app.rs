@@ -1,0 +1,344 @@
+//! The composition root: flags and environment into one verb's context, run, and its outcome
+//! into what the user sees and the exit code. The policy that belongs to no verb lives here:
+//! which failures fail the job, how the action's save steps treat bad input, and that a
+//! CircleCI workspace needs a shared store. `main.rs` only parses the flags.
+
+use crate::cli::{Cli, Command, Step};
+use crate::outcome::{Outcome, UserError};
+use crate::report::Report;
+use crate::vars::Vars;
+use crate::{action, ci, key, ops, select, store};
+
+/// The command line's parser, with the environment settings in its help.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let settings = crate::settings::help();
+    Cli::command()
+        .after_help(settings.clone())
+        .after_long_help(settings)
+}
+
+/// Run one command; the exit code.
+pub fn run(mut cli: Cli, vars: Vars) -> u8 {
+    if let Command::Action { .. } = cli.command {
+        action::globals(&mut cli.global, &vars);
+    }
+    let ci = ci::detect(&vars);
+    let report = Report::new(cli.global.json, ci.provider == ci::Provider::GitHub, &vars);
+    let policy = Policy::of(&cli);
+    let outcome = match verb(cli, ci, &vars, report.clone()) {
+        Ok(o) => o,
+        Err(e) => failed(e, policy.strict),
+    };
+    let outcome = match outcome {
+        // The action's save steps treat bad inputs as actions/cache does: a warning.
+        Outcome::Invalid { error } if policy.save_step => Outcome::Error {
+            error,
+            strict: policy.strict,
+        },
+        outcome => outcome,
+    };
+    tell(&report, &outcome, policy.failed_to);
+    report.finish(&outcome);
+    // Stopped by a signal during an extraction (and rolled back): exit as the signal would.
+    if let Some(sig) = crate::platform::interrupted() {
+        return 128 + sig as u8;
+    }
+    exit_code(&outcome)
+}
+
+/// What the command's kind decides about failures.
+struct Policy {
+    /// Failures fail the job: `--strict`, and always for workspaces and `key`.
+    strict: bool,
+    /// actions/cache's words for a failed cache step, which users grep their logs for.
+    failed_to: &'static str,
+    /// The action's save and post steps.
+    save_step: bool,
+}
+
+impl Policy {
+    fn of(cli: &Cli) -> Policy {
+        let save_step = matches!(
+            cli.command,
+            Command::Action {
+                step: Step::Save | Step::Post
+            }
+        );
+        let strict = cli.global.strict
+            || matches!(
+                cli.command,
+                Command::Persist(_) | Command::Attach(_) | Command::Key { .. }
+            );
+        let failed_to = match &cli.command {
+            Command::Save(_) => "Failed to save: ",
+            _ if save_step => "Failed to save: ",
+            Command::Restore(_) | Command::Action { .. } => "Failed to restore: ",
+            _ => "",
+        };
+        Policy {
+            strict,
+            failed_to,
+            save_step,
+        }
+    }
+}
+
+/// The outcome's line, for outcomes that are not reported as they happen.
+fn tell(report: &Report, outcome: &Outcome, failed_to: &str) {
+    match outcome {
+        Outcome::Invalid { error } => report.error(error),
+        Outcome::Skipped { reason } => report.info(reason),
+        Outcome::Error {
+            error,
+            strict: true,
+        } => report.error(format!("{failed_to}{error}")),
+        Outcome::Error { error, .. } => report.warn(format!(
+            "{failed_to}{error}\n(the job goes on: a cache failure is not fatal; pass --strict to make it so)"
+        )),
+        _ => {}
+    }
+}
+
+/// The one place an outcome becomes an exit code: 2 for bad input, 1 for what the user asked
+/// to fail on (a miss with --fail-on-miss, a workspace conflict, any failure under --strict),
+/// else 0: a cache failure never fails the job unasked. Every outcome is named, so a new one
+/// must be given its code.
+pub fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Invalid { .. } => 2,
+        Outcome::Miss(m) => u8::from(m.fail),
+        Outcome::Conflict { .. } => 1,
+        Outcome::Error { strict, .. } => u8::from(*strict),
+        Outcome::Hit(_)
+        | Outcome::Partial(_)
+        | Outcome::Saved(_)
+        | Outcome::Exists { .. }
+        | Outcome::Empty { .. }
+        | Outcome::DryRun(_)
+        | Outcome::Persisted { .. }
+        | Outcome::Attached { .. }
+        | Outcome::Listed { .. }
+        | Outcome::Deleted { .. }
+        | Outcome::Pruned { .. }
+        | Outcome::Keys { .. }
+        | Outcome::Skipped { .. } => 0,
+    }
+}
+
+fn failed(e: anyhow::Error, strict: bool) -> Outcome {
+    if let Some(u) = e.downcast_ref::<UserError>() {
+        return Outcome::Invalid { error: u.0.clone() };
+    }
+    if let Some(s) = e.downcast_ref::<store::Skipped>() {
+        return Outcome::Skipped {
+            reason: s.0.clone(),
+        };
+    }
+    // A server's error text may be megabytes: the outcome (and its JSON) keeps a bounded,
+    // escaped form of it.
+    Outcome::Error {
+        error: crate::text::message(&format!("{e:#}"), 16 << 10),
+        strict,
+    }
+}
+
+/// The context every verb runs in, from the global flags and the CI.
+fn env(
+    g: &crate::cli::Global,
+    ci: ci::CiInfo,
+    vars: &Vars,
+    report: Report,
+) -> anyhow::Result<ops::Env> {
+    let ctx = key::Context::new(ci, vars);
+    let store = store::open(g.store.as_deref(), vars)?;
+    let base = ctx.ci.workspace.clone().unwrap_or_else(|| ctx.cwd.clone());
+    let base = select::normalize(&ctx.cwd.join(base));
+    let (write_scope, read_scopes) = match &g.scope {
+        Some(s) => (s.clone(), vec![s.clone()]),
+        None => (ctx.ci.write_scope.clone(), ctx.ci.read_scopes.clone()),
+    };
+    let chunk_cache = match &g.chunk_cache {
+        Some(dir) => {
+            let max = crate::report::parse_size(&g.chunk_cache_size)?;
+            Some(std::sync::Arc::new(crate::chunked::ChunkCache::new(
+                dir.clone(),
+                max,
+            )))
+        }
+        None => None,
+    };
+    Ok(ops::Env {
+        ctx,
+        store,
+        chunk_cache,
+        report,
+        base,
+        write_scope,
+        read_scopes,
+        // zstd's own -T0 counts physical cores; count what the machine gives us instead.
+        workers: g.workers.filter(|w| *w > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(2)
+        }),
+    })
+}
+
+fn verb(cli: Cli, mut ci: ci::CiInfo, vars: &Vars, report: Report) -> anyhow::Result<Outcome> {
+    let g = &cli.global;
+    // `--base-dir` (or KURA_BASE_DIR) is the workspace the CI would otherwise name.
+    if let Some(b) = &g.base_dir {
+        ci.workspace = Some(b.clone());
+    }
+    if let Command::Key { templates } = &cli.command {
+        let ctx = key::Context::new(ci, vars);
+        let keys = ops::render_all(templates, &ctx, &report)?;
+        if !report.json {
+            for k in &keys {
+                println!("{k}");
+            }
+        }
+        return Ok(Outcome::Keys { keys });
+    }
+    // CircleCI's jobs run on separate machines: a workspace in the default job-local
+    // directory would persist fine and attach nothing in the next job.
+    let workspace = matches!(cli.command, Command::Persist(_) | Command::Attach(_));
+    let store_given = g.store.as_deref().is_some_and(|s| !s.trim().is_empty());
+    if workspace && !store_given && ci.provider == ci::Provider::CircleCi {
+        return Err(crate::outcome::user_error(
+            "a CircleCI workspace needs a store every job of the workflow reaches: set KURA_STORE (or the orb's store parameter) to a bucket, such as s3://BUCKET/kura; the default store is a directory on this job's machine",
+        ));
+    }
+    let env = env(g, ci, vars, report)?;
+    match &cli.command {
+        Command::Key { .. } => unreachable!("answered above"),
+        Command::Restore(a) => ops::restore(&env, a),
+        Command::Save(a) => ops::save(&env, a),
+        Command::Action { step } => match step {
+            Step::Restore => ops::restore(&env, &action::restore_args(vars)?),
+            Step::Save | Step::Post => match action::save_args(*step, vars)? {
+                action::Post::Skip(reason) => Ok(Outcome::Skipped { reason }),
+                action::Post::Save(a) => ops::save(&env, &a),
+            },
+        },
+        Command::Persist(a) => ops::persist(&env, a),
+        Command::Attach(a) => ops::attach(&env, a),
+        Command::Ls { prefix } => ops::ls(&env, prefix.as_deref()),
+        Command::Rm {
+            key,
+            git_ref,
+            dry_run,
+        } => ops::rm(&env, key, git_ref.as_deref(), *dry_run),
+        Command::Prune {
+            max_size,
+            max_age,
+            dry_run,
+        } => ops::prune(
+            &env,
+            ops::Limits {
+                max_size: max_size.as_deref(),
+                max_age: max_age.as_deref(),
+                dry_run: *dry_run,
+            },
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    fn readme() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+    }
+
+    /// Every variable a flag reads, from the parser itself.
+    fn flag_variables() -> BTreeSet<String> {
+        fn walk(c: &clap::Command, out: &mut BTreeSet<String>) {
+            for a in c.get_arguments() {
+                if let Some(e) = a.get_env() {
+                    out.insert(e.to_string_lossy().into_owned());
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, out);
+            }
+        }
+        let mut out = BTreeSet::new();
+        walk(&super::command(), &mut out);
+        out
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_as_declared() {
+        let readme = readme();
+        // The settings table: each row as declared, doc and all.
+        for s in crate::settings::ALL {
+            let row = format!("| `{}` | {} |", s.name, s.doc);
+            assert!(readme.contains(&row), "the README lacks the row {row}");
+        }
+        let rows = readme.lines().filter(|l| l.starts_with("| `KURA_")).count();
+        assert_eq!(
+            rows,
+            crate::settings::ALL.len(),
+            "a README row no setting declares"
+        );
+        // The flags' variables: the paragraph that lists them names each, and no other.
+        let start = readme
+            .find("Every flag also reads an environment variable")
+            .unwrap();
+        let para = &readme[start..start + readme[start..].find("\n\n").unwrap()];
+        let named: BTreeSet<String> = para
+            .split('`')
+            .filter(|w| {
+                w.starts_with("KURA_") && w[5..].chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+            .map(str::to_string)
+            .collect();
+        assert_eq!(named, flag_variables());
+    }
+
+    #[test]
+    fn help_shows_every_setting() {
+        let help = super::command().render_long_help().to_string();
+        for s in crate::settings::ALL {
+            assert!(help.contains(s.name), "--help lacks {}", s.name);
+        }
+    }
+
+    #[test]
+    fn settings_are_read_by_their_declaration_only() {
+        // A variable name spelled out in the code is a setting declared twice.
+        let mut found = Vec::new();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut dirs = vec![src];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                    continue;
+                }
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                if ["cli.rs", "settings.rs", "tests.rs"].contains(&name.as_str()) {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                // Tests name variables to set them.
+                let code = text.split("#[cfg(test)]").next().unwrap();
+                for (at, _) in code.match_indices("\"KURA_") {
+                    let next = code[at + 6..].chars().next();
+                    if next.is_some_and(|c| c.is_ascii_uppercase()) {
+                        found.push(format!(
+                            "{}: {}",
+                            p.display(),
+                            &code[at..at + 30.min(code.len() - at)]
+                        ));
+                    }
+                }
+            }
+        }
+        assert_eq!(found, Vec::<String>::new());
+    }
+}
