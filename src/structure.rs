@@ -173,3 +173,65 @@ fn the_cycle_check_sees_a_cycle() {
         ]
     );
 }
+
+/// The functions of `dir` (outside test code) longer than `max` lines, with their files.
+fn long_functions(dir: &Path, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            if p.file_name().is_some_and(|n| n == "tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            let lines: Vec<&str> = code.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                let t = l.trim_start();
+                let indent = &l[..l.len() - t.len()];
+                let is_fn = [
+                    "fn ",
+                    "pub fn ",
+                    "pub(super) fn ",
+                    "pub(crate) fn ",
+                    "async fn ",
+                    "pub async fn ",
+                    "pub(super) async fn ",
+                ]
+                .iter()
+                .any(|s| t.starts_with(s));
+                if !is_fn || t.trim_end().ends_with(';') {
+                    continue;
+                }
+                let close = format!("{indent}}}");
+                let end = lines[i..].iter().position(|l| *l == close).unwrap_or(0);
+                if end + 1 > max {
+                    let name = t
+                        .split("fn ")
+                        .nth(1)
+                        .unwrap_or("")
+                        .split(['(', '<'])
+                        .next()
+                        .unwrap_or("");
+                    out.push(format!("{} {name}: {} lines", p.display(), end + 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_of_the_verbs_or_the_stores_is_over_60_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for dir in ["ops", "store"] {
+        assert_eq!(long_functions(&src.join(dir), 60), Vec::<String>::new());
+    }
+    // The check sees a long one.
+    assert!(!long_functions(&src.join("ops"), 20).is_empty());
+}

@@ -105,20 +105,7 @@ impl Packs for Counted {
 /// records other paths is no base either.
 fn base(env: &Env, t: &Target) -> Manifest {
     let (scope, version) = (t.scope, t.version);
-    // Only an entry of this store, from a scope this job may read.
-    let restored = state_file(env, version)
-        .and_then(|p| read_state(&p))
-        .filter(|r| r.store == env.store.location())
-        .filter(|r| r.scope == scope || env.read_scopes.contains(&r.scope));
-    // Found again through the store, so that its handle is the store's; and the one restored,
-    // not another entry put under its key since.
-    let restored = restored.and_then(|r| {
-        env.store
-            .list_prefix(&r.scope, version, &r.key)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|m| m.key == r.key && m.format == Format::Chunked && m.sha256 == r.sha256)
-    });
+    let restored = restored_entry(env, scope, version);
     let now = crate::store::now_ms();
     let fits = |m: &Meta| {
         m.format == Format::Chunked
@@ -163,6 +150,21 @@ fn base(env: &Env, t: &Target) -> Manifest {
         }
     }
     Manifest::default()
+}
+
+/// The chunked entry this job restored for these paths: only one of this store, from a scope
+/// this job may read, found again through the store (so that its handle is the store's), and
+/// the one restored, not another entry put under its key since.
+fn restored_entry(env: &Env, scope: &str, version: &str) -> Option<Meta> {
+    let r = state_file(env, version)
+        .and_then(|p| read_state(&p))
+        .filter(|r| r.store == env.store.location())
+        .filter(|r| r.scope == scope || env.read_scopes.contains(&r.scope))?;
+    env.store
+        .list_prefix(&r.scope, version, &r.key)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.key == r.key && m.format == Format::Chunked && m.sha256 == r.sha256)
 }
 
 /// The base's chunks that a save may reference: those whose packs are there and long enough

@@ -174,11 +174,28 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
     }
     let packs_deleted = packs.sweep(env, limits.dry_run);
     let dead_bytes = packs.dead_bytes();
-    let verb = if limits.dry_run {
-        "Would prune"
-    } else {
-        "Pruned"
-    };
+    tell_pruned(env, &packs, &removed, total, packs_deleted, limits.dry_run);
+    Ok(Outcome::Pruned {
+        removed,
+        remaining_bytes: total,
+        dry_run: limits.dry_run,
+        live_pack_bytes: packs.live_bytes,
+        dead_pack_bytes: dead_bytes,
+        packs_deleted,
+    })
+}
+
+/// What a prune did (or would do), in the log.
+fn tell_pruned(
+    env: &Env,
+    packs: &PackCounts,
+    removed: &[String],
+    total: u64,
+    packs_deleted: usize,
+    dry_run: bool,
+) {
+    let dead_bytes = packs.dead_bytes();
+    let verb = if dry_run { "Would prune" } else { "Pruned" };
     env.report.info(format!(
         "{verb} {} entr{}; {} remain in {}",
         removed.len(),
@@ -194,26 +211,17 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
             human(dead_bytes),
         ));
     } else if !packs.listed.is_empty() {
+        let done = if dry_run {
+            "would be deleted"
+        } else {
+            "deleted"
+        };
         env.report.info(format!(
-            "Packs: {} live, {} dead; {} dead pack(s) {}",
+            "Packs: {} live, {} dead; {packs_deleted} dead pack(s) {done}",
             human(packs.live_bytes),
             human(dead_bytes),
-            packs_deleted,
-            if limits.dry_run {
-                "would be deleted"
-            } else {
-                "deleted"
-            }
         ));
     }
-    Ok(Outcome::Pruned {
-        removed,
-        remaining_bytes: total,
-        dry_run: limits.dry_run,
-        live_pack_bytes: packs.live_bytes,
-        dead_pack_bytes: dead_bytes,
-        packs_deleted,
-    })
 }
 
 /// A pack no entry references is deleted once it is this old and a prune this long ago found

@@ -18,34 +18,19 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     if paths.is_empty() {
         return Err(user_error("no path given: pass --path"));
     }
-    let key = if args.literal_key {
-        args.key.clone()
-    } else {
-        super::render_all(std::slice::from_ref(&args.key), &env.ctx, &env.report)?.remove(0)
+    let key = match args.literal_key {
+        true => args.key.clone(),
+        false => {
+            super::render_all(std::slice::from_ref(&args.key), &env.ctx, &env.report)?.remove(0)
+        }
     };
     let version = cache_version(&paths);
     let scope = env.write_scope.as_str();
     // A dry run says what a save would do, and a save would skip a key that is taken.
-    let mut overwrite = args.overwrite;
-    let taken = !overwrite
-        && match taken_by(env, scope, &version, &key) {
-            // An entry this job could not restore does not hold its key: this save replaces it.
-            Ok(Some(m)) if super::chunked::was_unreadable(env, &m) => {
-                env.report.info(format!(
-                    "The entry for key {key} could not be read earlier in this job: this save replaces it"
-                ));
-                overwrite = true;
-                false
-            }
-            Ok(found) => found.is_some(),
-            // A dry run plans without the store if it must.
-            Err(e) if args.dry_run => {
-                env.report
-                    .warn(format!("cannot tell whether the key is taken: {e:#}"));
-                false
-            }
-            Err(e) => return Err(e),
-        };
+    let (taken, overwrite) = match args.overwrite {
+        true => (false, true),
+        false => taken(env, args.dry_run, scope, &version, &key)?,
+    };
     if args.dry_run && !taken {
         return dry_run(env, &key, &version, &paths);
     }
@@ -60,11 +45,9 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     let started = Instant::now();
     let opts = PackOptions {
         level: args.compression_level,
-        workers: env.workers,
         readers: env.workers as usize * 2,
-        manifest: false,
-        progress: None,
-        raw: false,
+        workers: env.workers,
+        ..PackOptions::default()
     };
     let target = Target {
         scope,
@@ -85,16 +68,20 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     warn_missing(env, &missing);
     let mut out = saved(env, stored, chunks.as_ref(), key, version, &paths, started);
     if let (Outcome::Saved(s), Some(c)) = (&mut out, chunks) {
-        env.report.info(format!(
-            "Chunks: {} reused of {}; uploaded {} in {} new pack(s)",
-            c.reused,
-            c.chunks,
-            size(c.uploaded),
-            c.packs
-        ));
+        env.report.info(chunks_line(&c));
         s.chunks = Some(c);
     }
     Ok(out)
+}
+
+fn chunks_line(c: &crate::chunked::SaveStats) -> String {
+    format!(
+        "Chunks: {} reused of {}; uploaded {} in {} new pack(s)",
+        c.reused,
+        c.chunks,
+        size(c.uploaded),
+        c.packs
+    )
 }
 
 fn dry_run(env: &Env, key: &str, version: &str, paths: &[String]) -> Result<Outcome> {
@@ -189,7 +176,27 @@ fn exists_line(env: &Env, key: &str) -> String {
     }
 }
 
-/// Where a packed selection goes, and what its metadata says.
+/// Whether the key is taken, and whether this save overwrites (an entry this job could not
+/// restore does not hold its key: this save replaces it).
+fn taken(env: &Env, dry_run: bool, scope: &str, version: &str, key: &str) -> Result<(bool, bool)> {
+    match taken_by(env, scope, version, key) {
+        Ok(Some(m)) if super::chunked::was_unreadable(env, &m) => {
+            env.report.info(format!(
+                "The entry for key {key} could not be read earlier in this job: this save replaces it"
+            ));
+            Ok((false, true))
+        }
+        Ok(found) => Ok((found.is_some(), false)),
+        // A dry run plans without the store if it must.
+        Err(e) if dry_run => {
+            env.report
+                .warn(format!("cannot tell whether the key is taken: {e:#}"));
+            Ok((false, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The entry that holds `key` in the scope and version, if any.
 fn taken_by(env: &Env, scope: &str, version: &str, key: &str) -> Result<Option<Meta>> {
     if !env.store.exists(scope, version, key)? {
@@ -223,6 +230,16 @@ pub(super) struct Walked {
     pub chunks: Option<crate::chunked::SaveStats>,
 }
 
+impl Walked {
+    fn stored(stored: (Committed, Meta)) -> Walked {
+        Walked {
+            stored: Some(stored),
+            missing: Vec::new(),
+            chunks: None,
+        }
+    }
+}
+
 /// Walk `t.paths` under `base`, pack what they match straight into a new entry and commit it.
 /// Shared by `save` and `persist`. When nothing matched the upload is dropped, so no empty
 /// entry ever blocks the key.
@@ -233,19 +250,10 @@ pub(super) fn store_walk(
     opts: &PackOptions,
     t: Target,
 ) -> Result<Walked> {
-    // Bad patterns are bad input (exit 2), found before anything is uploaded.
-    crate::select::allowed_roots(t.paths, base, home).map_err(|e| user_error(format!("{e:#}")))?;
-    if t.overwrite {
-        env.store.prepare_overwrite(t.scope, t.version, t.key)?;
-    }
-    let Some(upload) = env.store.create(t.scope, t.version, t.key)? else {
+    let Some(upload) = open_upload(env, base, home, &t)? else {
         // The store knows at once that another save holds the key: nothing is packed.
         let meta = Meta::bare(t.key, t.version, t.scope);
-        return Ok(Walked {
-            stored: Some((Committed::Exists, meta)),
-            missing: Vec::new(),
-            chunks: None,
-        });
+        return Ok(Walked::stored((Committed::Exists, meta)));
     };
     // The walk runs ahead of the packer and adds up the total as it goes.
     let sent = Arc::new(AtomicU64::new(0));
@@ -255,17 +263,7 @@ pub(super) fn store_walk(
     };
     let ticker = Ticker::start(&env.report, "Packed", progress.clone());
     let missing = Mutex::new(Vec::new());
-    let (total, known) = (progress.total.clone(), progress.total_known.clone());
-    let missing_ref = &missing;
-    let walk: Walk = Box::new(move |each| {
-        let mut counted = |e: crate::select::Entry| {
-            total.fetch_add(e.size, Ordering::Relaxed);
-            each(e)
-        };
-        *missing_ref.lock().unwrap() = crate::select::walk(base, t.paths, home, &mut counted)?;
-        known.store(true, Ordering::Relaxed);
-        Ok(())
-    });
+    let walk = counted_walk(base, t.paths, home, &progress, &missing);
     let opts = PackOptions {
         progress: Some(progress.done.clone()),
         ..opts.clone()
@@ -287,6 +285,26 @@ pub(super) fn store_walk(
     let meta = Meta {
         size: Some(size),
         sha256: Some(sha256),
+        format: if chunked {
+            Format::Chunked
+        } else {
+            Format::Archive
+        },
+        packs,
+        stored: chunks.as_ref().map(|c| c.stored),
+        ..described(env, &t, stats)
+    };
+    let committed = upload.commit(&meta, t.overwrite)?;
+    Ok(Walked {
+        stored: Some((committed, meta)),
+        missing,
+        chunks,
+    })
+}
+
+/// An entry's metadata from what was packed; the archive's own facts are the caller's.
+fn described(env: &Env, t: &Target, stats: archive::PackStats) -> Meta {
+    Meta {
         created_ms: now_ms(),
         kura_version: env!("CARGO_PKG_VERSION").to_string(),
         files: stats.files,
@@ -295,21 +313,45 @@ pub(super) fn store_walk(
         paths: t.paths.to_vec(),
         build: env.ctx.ci.build_num.clone(),
         manifest: stats.manifest,
-        parents: t.parents,
-        format: if chunked {
-            Format::Chunked
-        } else {
-            Format::Archive
-        },
-        packs,
-        stored: chunks.as_ref().map(|c| c.stored),
+        parents: t.parents.clone(),
         ..Meta::bare(t.key, t.version, t.scope)
-    };
-    let committed = upload.commit(&meta, t.overwrite)?;
-    Ok(Walked {
-        stored: Some((committed, meta)),
-        missing,
-        chunks,
+    }
+}
+
+/// The store's upload of the entry, once the patterns are known to be good (bad ones are bad
+/// input, exit 2, found before anything is uploaded); None when the store knows at once that
+/// another save holds the key.
+fn open_upload(
+    env: &Env,
+    base: &Path,
+    home: Option<&Path>,
+    t: &Target,
+) -> Result<Option<Box<dyn crate::store::Upload>>> {
+    crate::select::allowed_roots(t.paths, base, home).map_err(|e| user_error(format!("{e:#}")))?;
+    if t.overwrite {
+        env.store.prepare_overwrite(t.scope, t.version, t.key)?;
+    }
+    env.store.create(t.scope, t.version, t.key)
+}
+
+/// The walk of the selection, which adds up the total for progress as it goes and leaves the
+/// patterns that matched nothing in `missing`.
+fn counted_walk<'a>(
+    base: &'a Path,
+    paths: &'a [String],
+    home: Option<&'a Path>,
+    progress: &Progress,
+    missing: &'a Mutex<Vec<String>>,
+) -> Walk<'a> {
+    let (total, known) = (progress.total.clone(), progress.total_known.clone());
+    Box::new(move |each| {
+        let mut counted = |e: crate::select::Entry| {
+            total.fetch_add(e.size, Ordering::Relaxed);
+            each(e)
+        };
+        *missing.lock().unwrap() = crate::select::walk(base, paths, home, &mut counted)?;
+        known.store(true, Ordering::Relaxed);
+        Ok(())
     })
 }
 

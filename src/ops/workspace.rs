@@ -75,14 +75,6 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let opts = PackOptions {
-        level: 3,
-        workers: env.workers,
-        readers: env.workers as usize * 2,
-        manifest: true,
-        progress: None,
-        raw: false,
-    };
     let started = Instant::now();
     let target = Target {
         scope: &scope,
@@ -96,7 +88,7 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
     };
     let Walked {
         stored, missing, ..
-    } = store_walk(env, &root, None, &opts, target)?;
+    } = store_walk(env, &root, None, &layer_options(env), target)?;
     warn_missing(env, &missing);
     let Some((committed, meta)) = stored else {
         env.report.warn(format!(
@@ -124,6 +116,18 @@ pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
         bytes: meta.bytes,
         size: meta.size.unwrap_or(0),
     })
+}
+
+/// How a layer is packed: with the manifest of its files' digests (for conflicts).
+fn layer_options(env: &Env) -> PackOptions {
+    PackOptions {
+        level: 3,
+        workers: env.workers,
+        readers: env.workers as usize * 2,
+        manifest: true,
+        progress: None,
+        raw: false,
+    }
 }
 
 /// The root and the paths under it, checked.
@@ -283,17 +287,7 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<Outcome> {
     }
     let clash = conflicts(&layers);
     if !clash.is_empty() {
-        let list: Vec<String> = clash
-            .iter()
-            .map(|(p, jobs)| format!("  {p} (jobs {})", jobs.join(", ")))
-            .collect();
-        r.error(format!(
-            "Concurrent upstream jobs persisted the same file(s) into the workspace:\n{}\nPersist each path from one job only, or make one job depend on the other.",
-            list.join("\n")
-        ));
-        return Ok(Outcome::Conflict {
-            paths: clash.into_keys().collect(),
-        });
+        return Ok(conflict(env, clash));
     }
     std::fs::create_dir_all(&at).with_context(|| {
         format!(
@@ -302,13 +296,51 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<Outcome> {
         )
     })?;
     let started = Instant::now();
+    let (files, bytes) = apply_all(env, &layers, &at)?;
+    let keys: Vec<String> = layers.iter().map(|l| l.meta.key.clone()).collect();
+    let _ = std::fs::write(
+        attached_file(env, &workflow, &job),
+        serde_json::to_vec(&keys)?,
+    );
+    r.info(format!(
+        "Attached {} layer(s) of workflow {workflow} under {}: {files} files, {} in {}",
+        layers.len(),
+        at.display(),
+        human(bytes),
+        speed(bytes, started.elapsed())
+    ));
+    Ok(Outcome::Attached {
+        workflow,
+        layers: keys,
+        files,
+        bytes,
+    })
+}
+
+/// The outcome of layers that conflict, with the error that names them.
+fn conflict(env: &Env, clash: std::collections::BTreeMap<String, Vec<String>>) -> Outcome {
+    let list: Vec<String> = clash
+        .iter()
+        .map(|(p, jobs)| format!("  {p} (jobs {})", jobs.join(", ")))
+        .collect();
+    env.report.error(format!(
+        "Concurrent upstream jobs persisted the same file(s) into the workspace:\n{}\nPersist each path from one job only, or make one job depend on the other.",
+        list.join("\n")
+    ));
+    Outcome::Conflict {
+        paths: clash.into_keys().collect(),
+    }
+}
+
+/// Every layer under `at`, all or none: each is kept uncommitted until every one is written;
+/// a failure (or a signal) rolls back those written, newest first (each puts back what the
+/// one before it wrote). The files and bytes written.
+fn apply_all(env: &Env, layers: &[Layer], at: &Path) -> Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
-    // All layers or none: each is kept uncommitted until every one is written; a failure
-    // rolls back those written, newest first (each puts back what the one before it wrote).
     let mut written = Vec::new();
     let _interrupts = crate::platform::catch_interrupts();
-    for l in &layers {
-        match apply(env, l, &at) {
+    for l in layers {
+        match apply(env, l, at) {
             Ok(done) => {
                 files += done.files;
                 bytes += done.bytes;
@@ -330,27 +362,10 @@ pub fn attach(env: &Env, args: &AttachArgs) -> Result<Outcome> {
     }
     for done in written {
         for problem in done.commit() {
-            r.warn(problem);
+            env.report.warn(problem);
         }
     }
-    let keys: Vec<String> = layers.iter().map(|l| l.meta.key.clone()).collect();
-    let _ = std::fs::write(
-        attached_file(env, &workflow, &job),
-        serde_json::to_vec(&keys)?,
-    );
-    r.info(format!(
-        "Attached {} layer(s) of workflow {workflow} under {}: {files} files, {} in {}",
-        layers.len(),
-        at.display(),
-        human(bytes),
-        speed(bytes, started.elapsed())
-    ));
-    Ok(Outcome::Attached {
-        workflow,
-        layers: keys,
-        files,
-        bytes,
-    })
+    Ok((files, bytes))
 }
 
 /// Extract one layer under `at`, checked against its sha256, not yet committed.

@@ -271,40 +271,7 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
     rt.spawn(async move {
-        // Made as they are needed: a size from a store never sizes an allocation.
-        let part = part.max(1);
-        let ranges = (0..size.div_ceil(part)).map(move |i| i * part..((i + 1) * part).min(size));
-        let work = async {
-            let mut parts = futures_util::stream::iter(ranges)
-                .map(|r| {
-                    let want = r.end - r.start;
-                    let at = r.start;
-                    let got = fetch(r);
-                    async move {
-                        let b = got.await?;
-                        if b.len() as u64 > want {
-                            bail!("download: asked for {want} bytes at {at}, got {}", b.len());
-                        }
-                        Ok((b, want))
-                    }
-                })
-                .buffered(parallel.max(1));
-            while let Some(part) = parts.next().await {
-                // A part shorter than asked for is where the store's object ends: the stream
-                // ends there, and the reader finds it shorter than its entry says (damage of
-                // the entry's own bytes, not a failure of the store).
-                let (item, last) = match part {
-                    Ok((b, want)) => {
-                        let short = (b.len() as u64) < want;
-                        (Ok(b), short)
-                    }
-                    Err(e) => (Err(std::io::Error::other(e)), true),
-                };
-                if tx.send(item).await.is_err() || last {
-                    return;
-                }
-            }
-        };
+        let work = hand_on(size, part, parallel, fetch, &tx);
         let Some((deadline, setting)) = deadline else {
             return work.await;
         };
@@ -321,6 +288,52 @@ where
         rx,
         chunk: bytes::Bytes::new(),
     })
+}
+
+/// Fetch the parts, `parallel` at a time, and send them on in order until the first failure
+/// or short part.
+async fn hand_on<F, Fut>(
+    size: u64,
+    part: u64,
+    parallel: usize,
+    fetch: F,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+) where
+    F: Fn(Range<u64>) -> Fut,
+    Fut: Future<Output = Result<bytes::Bytes>>,
+{
+    // Made as they are needed: a size from a store never sizes an allocation.
+    let part = part.max(1);
+    let ranges = (0..size.div_ceil(part)).map(move |i| i * part..((i + 1) * part).min(size));
+    let mut parts = futures_util::stream::iter(ranges)
+        .map(|r| {
+            let want = r.end - r.start;
+            let at = r.start;
+            let got = fetch(r);
+            async move {
+                let b = got.await?;
+                if b.len() as u64 > want {
+                    bail!("download: asked for {want} bytes at {at}, got {}", b.len());
+                }
+                Ok((b, want))
+            }
+        })
+        .buffered(parallel.max(1));
+    while let Some(part) = parts.next().await {
+        // A part shorter than asked for is where the store's object ends: the stream ends
+        // there, and the reader finds it shorter than its entry says (damage of the entry's
+        // own bytes, not a failure of the store).
+        let (item, last) = match part {
+            Ok((b, want)) => {
+                let short = (b.len() as u64) < want;
+                (Ok(b), short)
+            }
+            Err(e) => (Err(std::io::Error::other(e)), true),
+        };
+        if tx.send(item).await.is_err() || last {
+            return;
+        }
+    }
 }
 
 /// What a download task hands on, part after part in order, read as one stream.

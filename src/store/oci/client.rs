@@ -217,7 +217,14 @@ impl Registry {
                 self.host
             );
         }
-        let params = challenge_params(params);
+        let token_url = self.token_url(&challenge_params(params))?;
+        let token = self.token(&token_url).await?;
+        *self.auth.lock().unwrap() = Auth::Bearer(token);
+        Ok(())
+    }
+
+    /// Where a Bearer challenge sends kura for a token, for this repository's scope.
+    fn token_url(&self, params: &[(String, String)]) -> Result<url::Url> {
         let param = |name: &str| {
             params
                 .iter()
@@ -241,6 +248,11 @@ impl Registry {
         if let Some(service) = param("service") {
             token_url.query_pairs_mut().append_pair("service", &service);
         }
+        Ok(token_url)
+    }
+
+    /// A token from the token service, given the credentials.
+    async fn token(&self, token_url: &url::Url) -> Result<String> {
         let mut req = self.http.get(token_url.as_str());
         if let Some((u, p)) = &self.creds {
             req = req.basic_auth(u, Some(p));
@@ -261,18 +273,17 @@ impl Registry {
         let body: serde_json::Value =
             serde_json::from_slice(&http::body(resp, limits).await.unwrap_or_default())
                 .unwrap_or_default();
-        let token = body["token"]
+        body["token"]
             .as_str()
             .or_else(|| body["access_token"].as_str())
             .filter(|_| status == 200)
+            .map(str::to_string)
             .ok_or_else(|| {
                 anyhow!(
                     "the token service of {} refused (HTTP {status}); check the credentials",
                     self.host
                 )
-            })?;
-        *self.auth.lock().unwrap() = Auth::Bearer(token.to_string());
-        Ok(())
+            })
     }
 
     /// A refusal in one line, with the registry's own message and, for GHCR, the fix.

@@ -98,50 +98,16 @@ impl Upload for OciUpload {
             this.blob(&digest).await?;
             blob::put(&reg, EMPTY, 2, |_, _| Ok(bytes::Bytes::from_static(b"{}"))).await?;
             // Right before the commit: a key saved meanwhile is kept.
-            let taken = reg
-                .send("check the tag", &[200, 404], |h| {
-                    h.head(&tag_url).header("accept", MANIFEST)
-                })
-                .await?;
-            if taken.status == 200 && !overwrite {
+            if tag_head(&reg, &tag_url).await?.status == 200 && !overwrite {
                 return Ok(Committed::Exists);
             }
-            let body = bytes::Bytes::from(manifest.clone());
-            // distribution's filesystem driver can refuse one of several manifests put to one
-            // tag at once (400, "digest did not match"): then another save has the key, or
-            // the put goes through when tried again.
-            let mut tries = 0;
-            loop {
-                let put = reg
-                    .send("save the manifest", &[201], |h| {
-                        h.put(&tag_url)
-                            .header("content-type", MANIFEST)
-                            .body(body.clone())
-                    })
-                    .await;
-                let Err(e) = put else { break };
-                tries += 1;
-                let again = reg
-                    .send("check the tag", &[200, 404], |h| {
-                        h.head(&tag_url).header("accept", MANIFEST)
-                    })
-                    .await?;
-                if again.status == 200 && !overwrite {
-                    return Ok(Committed::Exists);
-                }
-                if tries == 3 {
-                    return Err(e);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            if !put_manifest(&reg, &tag_url, manifest, overwrite).await? {
+                return Ok(Committed::Exists);
             }
             // Concurrent saves of the key have put their manifests by now: the tag names the
             // last, and only its writer reports "saved".
             tokio::time::sleep(SETTLE).await;
-            let now = reg
-                .send("check the tag", &[200, 404], |h| {
-                    h.head(&tag_url).header("accept", MANIFEST)
-                })
-                .await?;
+            let now = tag_head(&reg, &tag_url).await?;
             let named = now
                 .headers
                 .get("docker-content-digest")
@@ -156,6 +122,46 @@ impl Upload for OciUpload {
                 Committed::Exists
             })
         })
+    }
+}
+
+/// What the registry says of a tag: 200 with the manifest's digest, or 404.
+async fn tag_head(reg: &Registry, tag_url: &str) -> Result<crate::store::http::Reply> {
+    reg.send("check the tag", &[200, 404], |h| {
+        h.head(tag_url).header("accept", MANIFEST)
+    })
+    .await
+}
+
+/// Put the manifest under the tag; false when another save has the key meanwhile.
+/// distribution's filesystem driver can refuse one of several manifests put to one tag at once
+/// (400, "digest did not match"): then another save has the key, or the put goes through when
+/// tried again.
+async fn put_manifest(
+    reg: &Registry,
+    tag_url: &str,
+    manifest: Vec<u8>,
+    overwrite: bool,
+) -> Result<bool> {
+    let body = bytes::Bytes::from(manifest);
+    let mut tries = 0;
+    loop {
+        let put = reg
+            .send("save the manifest", &[201], |h| {
+                h.put(tag_url)
+                    .header("content-type", MANIFEST)
+                    .body(body.clone())
+            })
+            .await;
+        let Err(e) = put else { return Ok(true) };
+        tries += 1;
+        if tag_head(reg, tag_url).await?.status == 200 && !overwrite {
+            return Ok(false);
+        }
+        if tries == 3 {
+            return Err(e);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
