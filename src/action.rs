@@ -3,7 +3,7 @@
 //! the report (`report::github`).
 
 use crate::cli::{Global, PathArgs, RestoreArgs, SaveArgs, Step};
-use crate::outcome::user_error;
+use crate::error::user_error;
 use crate::vars::{truthy, Vars};
 
 /// An input as the runner passes it: `INPUT_` and the name upper-cased, spaces as `_`.

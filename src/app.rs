@@ -4,7 +4,8 @@
 //! CircleCI workspace needs a shared store. `main.rs` only parses the flags.
 
 use crate::cli::{Cli, Command, Step};
-use crate::outcome::{Outcome, UserError};
+use crate::error::UserError;
+use crate::outcome::Outcome;
 use crate::report::Report;
 use crate::vars::Vars;
 use crate::{action, ci, key, ops, select, store};
@@ -160,7 +161,7 @@ fn env(
     };
     let chunk_cache = match &g.chunk_cache {
         Some(dir) => {
-            let max = crate::report::parse_size(&g.chunk_cache_size)?;
+            let max = crate::units::parse_size(&g.chunk_cache_size)?;
             Some(std::sync::Arc::new(crate::chunked::ChunkCache::new(
                 dir.clone(),
                 max,
@@ -206,7 +207,7 @@ fn verb(cli: Cli, mut ci: ci::CiInfo, vars: &Vars, report: Report) -> anyhow::Re
     let workspace = matches!(cli.command, Command::Persist(_) | Command::Attach(_));
     let store_given = g.store.as_deref().is_some_and(|s| !s.trim().is_empty());
     if workspace && !store_given && ci.provider == ci::Provider::CircleCi {
-        return Err(crate::outcome::user_error(
+        return Err(crate::error::user_error(
             "a CircleCI workspace needs a store every job of the workflow reaches: set KURA_STORE (or the orb's store parameter) to a bucket, such as s3://BUCKET/kura; the default store is a directory on this job's machine",
         ));
     }

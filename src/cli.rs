@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// A chunk size: a power of two from 4 KiB to 1 MiB.
 fn chunk_size(s: &str) -> Result<u32, String> {
-    let n = crate::report::parse_size(s).map_err(|e| e.to_string())?;
+    let n = crate::units::parse_size(s).map_err(|e| e.to_string())?;
     if !n.is_power_of_two() || !(4 << 10..=1 << 20).contains(&n) {
         return Err(format!("{s} is not a power of two from 4K to 1M"));
     }

@@ -15,6 +15,7 @@ pub mod archive;
 pub mod chunked;
 pub mod ci;
 pub mod cli;
+pub mod error;
 pub mod key;
 #[cfg(unix)]
 pub mod nofollow;
@@ -30,4 +31,5 @@ pub mod store;
 #[cfg(test)]
 mod structure;
 pub mod text;
+pub mod units;
 pub mod vars;

@@ -180,20 +180,3 @@ pub struct Listed {
     /// The paths it was saved from (empty where the store does not record them).
     pub paths: Vec<String>,
 }
-
-/// Bad input: a template, a path pattern, a flag, a store URL. Exit 2, whatever `--strict`
-/// says.
-#[derive(Debug, PartialEq)]
-pub struct UserError(pub String);
-
-impl std::fmt::Display for UserError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UserError {}
-
-pub fn user_error(msg: impl Into<String>) -> anyhow::Error {
-    UserError(msg.into()).into()
-}

@@ -73,7 +73,7 @@ fn a_chunked_entry_restores_the_tree_exactly() {
     let size = bytes(&on_disk) + bytes(&[manifest]);
     assert_eq!(j["size"].as_u64(), Some(size), "{}", out.stderr);
     assert_eq!(j["chunks"]["stored"].as_u64(), Some(size));
-    let line = format!("Cache Size: {}", kura::report::size(size));
+    let line = format!("Cache Size: {}", kura::units::size(size));
     assert!(out.stderr.contains(&line), "{line:?} in {}", out.stderr);
     let before = tree(&s.ws.join("d"));
     std::fs::remove_dir_all(s.ws.join("d")).unwrap();

@@ -49,3 +49,24 @@ fn default_branch(env: &Vars) -> Option<String> {
         .as_str()
         .map(str::to_string)
 }
+
+/// Whether the job runs for a pull request from a fork (its token is read-only), from the
+/// event payload the runner writes.
+pub fn fork_pr(vars: &Vars) -> bool {
+    let pr = matches!(
+        vars.get("GITHUB_EVENT_NAME"),
+        Some("pull_request" | "pull_request_review" | "pull_request_review_comment")
+    );
+    let event = vars
+        .get("GITHUB_EVENT_PATH")
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(e) = event.filter(|_| pr) else {
+        return false;
+    };
+    let head = &e["pull_request"]["head"]["repo"];
+    head["fork"].as_bool() == Some(true)
+        || head["full_name"]
+            .as_str()
+            .is_some_and(|h| Some(h) != e["repository"]["full_name"].as_str())
+}

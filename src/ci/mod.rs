@@ -8,6 +8,8 @@ mod github;
 mod gitlab;
 mod local;
 
+pub use github::fork_pr;
+
 use crate::settings;
 use crate::vars::Vars;
 use std::path::PathBuf;

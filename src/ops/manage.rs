@@ -2,8 +2,8 @@
 
 use super::{user_error, Env};
 use crate::outcome::{Listed, Outcome};
-use crate::report::{human, parse_duration, parse_size};
 use crate::store::{now_ms, Meta};
+use crate::units::{human, parse_duration, parse_size};
 use anyhow::Result;
 use std::collections::BTreeMap;
 

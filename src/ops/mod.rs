@@ -31,7 +31,7 @@ pub struct Env {
     pub chunk_cache: Option<std::sync::Arc<crate::chunked::ChunkCache>>,
 }
 
-pub use crate::outcome::{user_error, UserError};
+pub use crate::error::{user_error, UserError};
 
 /// Where a save (or persist) puts its entry, and how.
 pub(super) struct Target<'a> {

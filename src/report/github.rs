@@ -4,8 +4,8 @@
 //! `CACHE_RESULT`), and a row in the job summary. Files the runner did not provide are
 //! skipped; a file that cannot be written is reported, never fatal.
 
-use super::human;
 use crate::outcome::{Missed, Outcome, Restored};
+use crate::units::human;
 use std::io::Write;
 use std::path::PathBuf;
 

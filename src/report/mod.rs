@@ -5,10 +5,8 @@
 
 mod github;
 mod progress;
-mod units;
 
 pub use progress::{Progress, Ticker};
-pub use units::{human, parse_duration, parse_size, size, speed};
 
 use crate::outcome::Outcome;
 use crate::settings;

@@ -1,7 +1,8 @@
 //! Transfer progress. In CI logs (no terminal) a line every `KURA_PROGRESS_SECONDS`:
 //! `Received 120.0 MiB of 1.1 GiB (10.9%), 85.0 MiB/s`; on a terminal an in-place bar.
 
-use super::{human, Report};
+use super::Report;
+use crate::units::human;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

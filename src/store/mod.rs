@@ -14,7 +14,7 @@ pub use gha::GhaStore;
 pub use local::LocalStore;
 pub use oci::OciStore;
 
-use crate::outcome::user_error;
+use crate::error::user_error;
 use crate::vars::Vars;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};

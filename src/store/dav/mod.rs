@@ -10,7 +10,7 @@ mod listing;
 use super::blob::{BlobInfo, BlobWrite, Blobs};
 use super::http::{self, Reply, Retry, Verdict};
 use super::objects::Objects;
-use crate::outcome::user_error;
+use crate::error::user_error;
 use crate::settings;
 use crate::vars::Vars;
 use anyhow::{anyhow, bail, Result};

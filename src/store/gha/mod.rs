@@ -14,7 +14,7 @@ mod twirp;
 mod v1;
 
 use super::{Candidate, Committed, Handle, Meta, Skipped, Store, Upload};
-use crate::outcome::user_error;
+use crate::error::user_error;
 use crate::vars::Vars;
 use anyhow::{anyhow, bail, Result};
 use std::io::{Read, Write};

@@ -370,27 +370,6 @@ fn challenge_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Whether the job runs for a pull request from a fork (its token is read-only), from the
-/// event payload the runner writes.
-pub(super) fn fork_pr(vars: &crate::vars::Vars) -> bool {
-    let pr = matches!(
-        vars.get("GITHUB_EVENT_NAME"),
-        Some("pull_request" | "pull_request_review" | "pull_request_review_comment")
-    );
-    let event = vars
-        .get("GITHUB_EVENT_PATH")
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-    let Some(e) = event.filter(|_| pr) else {
-        return false;
-    };
-    let head = &e["pull_request"]["head"]["repo"];
-    head["fork"].as_bool() == Some(true)
-        || head["full_name"]
-            .as_str()
-            .is_some_and(|h| Some(h) != e["repository"]["full_name"].as_str())
-}
-
 /// Credentials for `host` (with its port, as docker keys them): `KURA_OCI_USERNAME` /
 /// `KURA_OCI_PASSWORD`, else what `docker login`
 /// wrote to `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), else on GitHub Actions

@@ -21,7 +21,7 @@ mod tag;
 mod upload;
 
 use super::{Handle, Meta, Store, Upload};
-use crate::outcome::user_error;
+use crate::error::user_error;
 use crate::vars::Vars;
 use anyhow::{bail, Result};
 use client::Registry;
@@ -73,7 +73,7 @@ impl OciStore {
             repo.to_string(),
             creds,
         );
-        reg.fork_pr = client::fork_pr(vars);
+        reg.fork_pr = crate::ci::fork_pr(vars);
         reg.uploads = super::http::upload_client()?;
         reg.idle = super::http::idle(vars);
         let (rt, reg) = (super::http::runtime()?, Arc::new(reg));

@@ -3,7 +3,7 @@
 //! `KURA_S3_CONCURRENCY`, and the `AWS_*` variables the AWS tools read).
 
 use super::{Tuning, PARALLEL, PART};
-use crate::outcome::user_error;
+use crate::error::user_error;
 use crate::settings;
 use crate::vars::Vars;
 use anyhow::Result;
@@ -145,7 +145,7 @@ impl HttpConnector for SameOrigin {
 
 fn tuning(part: Option<String>, parallel: Option<String>) -> Result<Tuning> {
     let part = match part {
-        Some(p) => crate::report::parse_size(&p)? as usize,
+        Some(p) => crate::units::parse_size(&p)? as usize,
         None => PART,
     };
     if !(5 << 20..=5 << 30).contains(&part) {

@@ -1,7 +1,7 @@
 //! Sizes and durations, read from flags and written to the log. Sizes are binary
 //! everywhere: `10G` in a flag and `1.5 GiB` in the log both count in powers of 1024.
 
-use crate::outcome::UserError;
+use crate::error::UserError;
 use std::time::Duration;
 
 /// `12.3 MiB (12897484 B)`.
