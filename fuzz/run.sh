@@ -13,7 +13,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --
 corpus="$PWD/fuzz/corpus/$target"
 mkdir -p "$corpus"
 case "$target" in
-  unpack) FUZZ_SEEDS="$corpus" cargo test --quiet --test extract hostile_corpus ;;
+  unpack) FUZZ_SEEDS="$corpus" cargo test --quiet --test it extract::hostile_corpus ;;
   template)
     printf 'v1-{{ .Branch }}-{{ checksum "go.sum" }}' > "$corpus/seed-checksum"
     printf '<< .Environment.NAME >>-{{ hashFiles "**/Cargo.lock" "x" }}' > "$corpus/seed-hashfiles"

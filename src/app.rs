@@ -313,30 +313,16 @@ mod tests {
         // A variable name spelled out in the code is a setting declared twice.
         let mut found = Vec::new();
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut dirs = vec![src];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    dirs.push(p);
-                    continue;
-                }
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                if ["cli.rs", "settings.rs", "tests.rs"].contains(&name.as_str()) {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&p).unwrap();
-                // Tests name variables to set them.
-                let code = text.split("#[cfg(test)]").next().unwrap();
-                for (at, _) in code.match_indices("\"KURA_") {
-                    let next = code[at + 6..].chars().next();
-                    if next.is_some_and(|c| c.is_ascii_uppercase()) {
-                        found.push(format!(
-                            "{}: {}",
-                            p.display(),
-                            &code[at..at + 30.min(code.len() - at)]
-                        ));
-                    }
+        for (p, code) in crate::structure::code_below(&src) {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if ["cli.rs", "settings.rs"].contains(&name.as_str()) {
+                continue;
+            }
+            for (at, _) in code.match_indices("\"KURA_") {
+                let next = code[at + 6..].chars().next();
+                if next.is_some_and(|c| c.is_ascii_uppercase()) {
+                    let shown: String = code[at..].chars().take(30).collect();
+                    found.push(format!("{}: {shown}", p.display()));
                 }
             }
         }

@@ -174,8 +174,9 @@ fn the_cycle_check_sees_a_cycle() {
     );
 }
 
-/// The functions of `dir` (outside test code) longer than `max` lines, with their files.
-fn long_functions(dir: &Path, max: usize) -> Vec<String> {
+/// Every Rust file below `dir` but the test modules (`tests.rs`), each with its code before
+/// any `#[cfg(test)]` (tests name what the code may not).
+pub(crate) fn code_below(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
     let mut out = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -183,43 +184,44 @@ fn long_functions(dir: &Path, max: usize) -> Vec<String> {
             let p = e.path();
             if p.is_dir() {
                 dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && p.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap().to_string();
+                out.push((p, code));
+            }
+        }
+    }
+    out
+}
+
+/// The functions of `dir` (outside test code) longer than `max` lines, with their files.
+fn long_functions(dir: &Path, max: usize) -> Vec<String> {
+    const FN: [&str; 7] = [
+        "fn ",
+        "pub fn ",
+        "pub(super) fn ",
+        "pub(crate) fn ",
+        "async fn ",
+        "pub async fn ",
+        "pub(super) async fn ",
+    ];
+    let mut out = Vec::new();
+    for (p, code) in code_below(dir) {
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim_start();
+            let indent = &l[..l.len() - t.len()];
+            if !FN.iter().any(|s| t.starts_with(s)) || t.trim_end().ends_with(';') {
                 continue;
             }
-            if p.file_name().is_some_and(|n| n == "tests.rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&p).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap();
-            let lines: Vec<&str> = code.lines().collect();
-            for (i, l) in lines.iter().enumerate() {
-                let t = l.trim_start();
-                let indent = &l[..l.len() - t.len()];
-                let is_fn = [
-                    "fn ",
-                    "pub fn ",
-                    "pub(super) fn ",
-                    "pub(crate) fn ",
-                    "async fn ",
-                    "pub async fn ",
-                    "pub(super) async fn ",
-                ]
-                .iter()
-                .any(|s| t.starts_with(s));
-                if !is_fn || t.trim_end().ends_with(';') {
-                    continue;
-                }
-                let close = format!("{indent}}}");
-                let end = lines[i..].iter().position(|l| *l == close).unwrap_or(0);
-                if end + 1 > max {
-                    let name = t
-                        .split("fn ")
-                        .nth(1)
-                        .unwrap_or("")
-                        .split(['(', '<'])
-                        .next()
-                        .unwrap_or("");
-                    out.push(format!("{} {name}: {} lines", p.display(), end + 1));
-                }
+            let close = format!("{indent}}}");
+            let end = lines[i..].iter().position(|l| *l == close).unwrap_or(0);
+            if end + 1 > max {
+                let name = t.split("fn ").nth(1).unwrap_or("");
+                let name = name.split(['(', '<']).next().unwrap_or("");
+                out.push(format!("{} {name}: {} lines", p.display(), end + 1));
             }
         }
     }

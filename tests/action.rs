@@ -2,11 +2,10 @@
 //! kura the way the runner runs a node24 action (INPUT_* variables, the GITHUB_* files,
 //! STATE_* for the post step).
 
-mod support;
-
+use crate::support;
+use crate::support::{npm_package, Sandbox};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{npm_package, Sandbox};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

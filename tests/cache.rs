@@ -1,12 +1,11 @@
 //! `kura save` / `kura restore` / `kura key` driven as a user would, on real directory trees.
 
-#[path = "support/snapshot.rs"]
-mod snapshot;
-mod support;
+use crate::snapshot;
+use crate::support;
 
+use crate::support::{json, restore, run, save, tree, walk_find, Sandbox};
 use snapshot::snapshot;
 use std::time::Duration;
-use support::{json, restore, run, save, tree, walk_find, Sandbox};
 
 #[test]
 fn round_trip_with_paths_outside_the_workspace() {

@@ -2,12 +2,11 @@
 //! what a warm save uploads, and what a hostile store (a pack gone, a pack damaged, a save
 //! killed between packs and manifest) does to a restore.
 
-#[path = "support/snapshot.rs"]
-mod snapshot;
-mod support;
+use crate::snapshot;
+use crate::support;
 
+use crate::support::{json, noise, run, tree, Out, Sandbox};
 use snapshot::snapshot;
-use support::{json, noise, run, tree, Out, Sandbox};
 
 fn save(s: &Sandbox, key: &str) -> Out {
     run(s.kura().args([
@@ -526,15 +525,6 @@ fn a_pack_gone_late_in_a_long_stream_stops_every_reader_cleanly() {
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert!(!s.ws.join("d").exists());
-}
-
-#[test]
-fn a_gib_chunked_entry_both_ways_in_bounded_memory() {
-    let s = Sandbox::new();
-    support::gib_both_ways_in_bounded_memory(
-        &format!("file://{}", s.dir.path().join("gib").display()),
-        "chunked",
-    );
 }
 
 #[test]

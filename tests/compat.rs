@@ -1,9 +1,8 @@
 //! Compatibility: archives as GNU tar and the official GitHub client write and read them, and
 //! the scoping rules of GitHub and GitLab.
 
-mod support;
-
-use support::{json, restore, run, walk_find, Sandbox};
+use crate::support;
+use crate::support::{json, restore, run, walk_find, Sandbox};
 
 fn sh(cmd: &str, dir: &std::path::Path) {
     let st = std::process::Command::new("sh")

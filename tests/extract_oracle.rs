@@ -4,10 +4,8 @@
 //! - when kura refuses no entry, the tree it restores equals GNU tar's extraction of the same
 //!   archive with default options.
 
-#[path = "support/hostile.rs"]
-mod hostile;
-#[path = "support/snapshot.rs"]
-mod snapshot;
+use crate::hostile;
+use crate::snapshot;
 
 use hostile::{Entry, Kind};
 use kura::archive::{unpack_tar, Tree, UnpackOptions};

@@ -3,10 +3,9 @@
 //! halfway. A save must still save what is on disk (or fail and say so); a restore must give
 //! back exactly the tree, never a torn one. The proxy reports that each fault fired.
 
-mod support;
-
-use support::faults::{proxy, rule, Fault, Rule};
-use support::{json, noise, run, tree, Sandbox};
+use crate::support;
+use crate::support::faults::{proxy, rule, Fault, Rule};
+use crate::support::{json, noise, run, tree, Sandbox};
 
 /// Save `d` (40 MiB of noise and a small file: three upload pieces of 16 MiB) to `store`
 /// through faults `on_save`, restore it through faults `on_restore`, and compare.

@@ -2,10 +2,9 @@
 //! refusals, scopes, the REST API and the legacy service (interop with the official client is
 //! in `gha_interop.rs`).
 
-mod support;
-
-use support::gha::{after, kura, main_token, populate, service, token, wipe};
-use support::{assert_clean_hit, json, run, Out, Sandbox};
+use crate::support;
+use crate::support::gha::{after, kura, main_token, populate, service, token, wipe};
+use crate::support::{assert_clean_hit, json, run, Out, Sandbox};
 
 #[test]
 fn save_then_restore_with_github_matching() {

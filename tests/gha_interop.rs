@@ -2,10 +2,8 @@
 //! each restores what the other saved, byte for byte (trees inside and outside the workspace,
 //! single files, globs, archives over 128 MiB).
 
-mod support;
-
-use support::gha::{after, deps, kura, main_token, populate, service, wipe};
-use support::{assert_clean_hit, json, Sandbox};
+use crate::support::gha::{after, deps, kura, main_token, populate, service, wipe};
+use crate::support::{assert_clean_hit, json, Sandbox};
 
 #[test]
 fn official_client_saves_and_kura_restores_byte_for_byte() {

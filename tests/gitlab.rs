@@ -1,11 +1,10 @@
 //! The GitLab CI template: its before_script and after_script, run under bash in a simulated
 //! GitLab job, do what GitLab's `cache:` does (policy, fallback keys, when, protected refs).
 
-mod support;
-
+use crate::support;
+use crate::support::{npm_package, Sandbox};
 use std::path::PathBuf;
 use std::process::Command;
-use support::{npm_package, Sandbox};
 
 fn template_part(parts: &[&str]) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

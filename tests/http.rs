@@ -2,10 +2,9 @@
 //! store contract (`tests/contract`) does not cover — credentials, and errors that name the
 //! server setting to change.
 
-mod support;
-
-use support::nginx::{nginx, PASSWORD, USER};
-use support::{json, run, tree, Sandbox};
+use crate::support;
+use crate::support::nginx::{nginx, PASSWORD, USER};
+use crate::support::{json, run, tree, Sandbox};
 
 fn with_store(s: &Sandbox, url: &str) -> assert_cmd::Command {
     let mut c = s.kura();
@@ -88,20 +87,4 @@ fn refusals_name_the_server_setting_to_change() {
             "{url}"
         );
     }
-}
-
-#[test]
-fn a_gib_archive_both_ways_in_bounded_memory() {
-    support::gib_both_ways_in_bounded_memory(
-        &format!("{}rss-{}/", nginx().url, std::process::id()),
-        "archive",
-    );
-}
-
-#[test]
-fn a_gib_chunked_entry_both_ways_in_bounded_memory() {
-    support::gib_both_ways_in_bounded_memory(
-        &format!("{}rss-chunked-{}/", nginx().url, std::process::id()),
-        "chunked",
-    );
 }

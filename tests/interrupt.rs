@@ -2,12 +2,11 @@
 //! stopped midway undoes what it wrote, puts the user's files back where they were, and exits
 //! as the signal would; a save that is stopped leaves no entry.
 
-#[path = "support/snapshot.rs"]
-mod snapshot;
-mod support;
+use crate::snapshot;
+use crate::support;
 
+use crate::support::{json, noise, save, Sandbox};
 use snapshot::{snapshot, without_directory_times};
-use support::{json, noise, save, Sandbox};
 
 /// Stop a restore over a changed tree as soon as it has moved a first file aside; the whole
 /// workspace must be as it was before the restore began, byte for byte.

@@ -2,10 +2,9 @@
 //! store contract (`tests/contract`) does not cover — credentials, and an unchanged archive
 //! that is not uploaded again.
 
-mod support;
-
-use support::registry::{basic, open, token, PASSWORD, USER};
-use support::{json, run, tree, Sandbox};
+use crate::support;
+use crate::support::registry::{basic, open, token, PASSWORD, USER};
+use crate::support::{json, run, tree, Sandbox};
 
 fn kura(s: &Sandbox, url: &str) -> assert_cmd::Command {
     let mut c = s.kura();
@@ -140,7 +139,7 @@ fn token_auth_gets_a_token_for_what_each_request_needs() {
     assert!(!out.stderr.contains("wrong"), "{}", out.stderr);
 }
 
-use support::stub;
+use crate::support::stub;
 
 /// The tag kura gives a key (its encoding, written again here from the README's description).
 fn tag_of(scope: &str, version: &str, key: &str) -> String {
@@ -409,14 +408,6 @@ fn a_fork_pull_request_skips_its_save_and_other_refusals_say_what_to_grant() {
         .env("GITHUB_EVENT_PATH", &event)
         .args(["--json", "restore", "--key", "k", "--path", "d"]));
     assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
-}
-
-#[test]
-fn a_gib_archive_both_ways_in_bounded_memory() {
-    support::gib_both_ways_in_bounded_memory(
-        &format!("oci://{}/kura/rss-{}", open().addr, std::process::id()),
-        "archive",
-    );
 }
 
 /// GHCR answers 405 to the registry API's delete; kura finds the package version that is the

@@ -2,11 +2,10 @@
 //! against CircleCI's schema, its scripts are shellcheck-clean, and they do under bash, in a
 //! simulated CircleCI job, what the native steps do.
 
-mod support;
-
+use crate::support;
+use crate::support::{npm_package, Sandbox};
 use std::path::PathBuf;
 use std::process::Command;
-use support::{npm_package, Sandbox};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,12 +1,11 @@
 //! Promises the README makes that the other test files do not hold, each asserted on what
 //! is on disk or in the store, from the command line as a user runs it.
 
-#[path = "support/snapshot.rs"]
-mod snapshot;
-mod support;
+use crate::snapshot;
+use crate::support;
 
+use crate::support::{json, restore, run, save, tree, Sandbox};
 use snapshot::snapshot;
-use support::{json, restore, run, save, tree, Sandbox};
 
 fn entries(s: &Sandbox) -> Vec<serde_json::Value> {
     let out = run(s.kura().args(["--json", "ls"]));

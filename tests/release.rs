@@ -2,11 +2,10 @@
 //! the action, the orb and the GitLab template, and the orb's install then accepts exactly
 //! that binary.
 
-mod support;
-
+use crate::support;
+use crate::support::{npm_package, Sandbox};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{npm_package, Sandbox};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

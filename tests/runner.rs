@@ -1,9 +1,8 @@
 //! What kura tells the GitHub runner: step outputs, state and the job summary, as
 //! `actions/cache` writes them.
 
-mod support;
-
-use support::{run, Sandbox};
+use crate::support;
+use crate::support::{run, Sandbox};
 
 struct Files {
     output: std::path::PathBuf,

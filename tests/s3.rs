@@ -2,10 +2,9 @@
 //! contract (`tests/contract`) does not cover — URL options, multipart sizes, errors that
 //! name their cause, killed processes, odd keys.
 
-mod support;
-
-use support::garage::{garage, ABORT_BUCKET, BUCKET, KEY_ID, RO_KEY_ID, RO_SECRET, SECRET};
-use support::{assert_clean_hit, json, run, tree, Sandbox};
+use crate::support;
+use crate::support::garage::{garage, ABORT_BUCKET, BUCKET, KEY_ID, RO_KEY_ID, RO_SECRET, SECRET};
+use crate::support::{assert_clean_hit, json, run, tree, Sandbox};
 
 /// How to run kura against a fresh prefix of the Garage bucket.
 struct S3 {
@@ -123,30 +122,19 @@ fn wrong_credentials_and_missing_bucket_say_so_and_do_not_fail_the_job() {
     assert_eq!(out.code, 1, "{}", out.stderr);
 }
 
-/// A client of the test bucket for writing behind kura's back.
-fn bucket() -> object_store::aws::AmazonS3 {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(&garage().endpoint)
-        .with_allow_http(true)
-        .with_region("garage")
-        .with_access_key_id(KEY_ID)
-        .with_secret_access_key(SECRET)
-        .build()
-        .unwrap()
-}
-
 fn names(prefix: &str) -> Vec<String> {
     use object_store::list::{PaginatedListOptions, PaginatedListStore};
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(bucket().list_paginated(Some(prefix), PaginatedListOptions::default()))
-        .unwrap()
-        .result
-        .objects
-        .into_iter()
-        .map(|o| o.location.to_string())
-        .collect()
+    rt.block_on(
+        crate::support::garage::client()
+            .list_paginated(Some(prefix), PaginatedListOptions::default()),
+    )
+    .unwrap()
+    .result
+    .objects
+    .into_iter()
+    .map(|o| o.location.to_string())
+    .collect()
 }
 
 #[test]
@@ -275,7 +263,7 @@ fn prune_removes_archives_whose_save_never_committed() {
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     for o in [&old, &fresh] {
-        rt.block_on(bucket().put(
+        rt.block_on(crate::support::garage::client().put(
             &object_store::path::Path::parse(o).unwrap(),
             b"partial".to_vec().into(),
         ))

@@ -2,13 +2,12 @@
 //! file, a nested file, a Python venv, a pnpm symlink farm, a root that is a symlink, names
 //! that are not UTF-8. And a restore that could not write everything says so.
 
-mod support;
-
+use crate::support;
+use crate::support::{assert_clean_hit, json, restore, run, save, Sandbox};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use support::{assert_clean_hit, json, restore, run, save, Sandbox};
 
 /// Everything below `dir` (links not followed): type, content or target, mode.
 fn full_tree(dir: &Path) -> BTreeMap<PathBuf, String> {

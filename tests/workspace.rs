@@ -1,14 +1,13 @@
 //! `kura persist` / `kura attach`, and the store management verbs.
 
-#[path = "support/snapshot.rs"]
-mod snapshot;
-mod support;
+use crate::snapshot;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 
+use crate::support::{json, run, tree, Sandbox};
 use snapshot::snapshot;
 use std::time::Duration;
-use support::{json, run, tree, Sandbox};
 
 fn persist(s: &Sandbox, job: &str, root: &str, paths: &[&str]) -> support::Out {
     let mut c = s.kura();

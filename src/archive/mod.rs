@@ -13,7 +13,7 @@ mod unpack;
 pub use pack::replay;
 pub use pack::{pack, PackOptions, PackStats, Walk};
 pub use tree::Tree;
-pub use unpack::{stopped, unpack, unpack_tar, Corrupt, Declared, Extraction, UnpackOptions};
+pub use unpack::{stopped, unpack, unpack_tar, Declared, Extraction, UnpackError, UnpackOptions};
 
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};

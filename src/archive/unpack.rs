@@ -29,10 +29,40 @@ const QUEUE: usize = 32;
 /// compressed archive could declare a header of gigabytes.
 const HEADER_BUDGET: u64 = 1 << 20;
 
-/// Marks errors that come from the archive's bytes (as opposed to writing files): a restore
-/// treats them as a corrupt entry.
+/// Why an extraction stopped; nothing of it is left on disk.
 #[derive(Debug)]
-pub struct Corrupt;
+pub enum UnpackError {
+    /// The archive's bytes: not a whole archive, or one that breaks what its entry declares.
+    /// (Unless the source failed or a signal came: the caller knows those.)
+    Corrupt(anyhow::Error),
+    /// Anything else: the disk, the source, a signal.
+    Failed(anyhow::Error),
+}
+
+impl UnpackError {
+    fn of(e: anyhow::Error) -> UnpackError {
+        if e.is::<Corrupt>() {
+            UnpackError::Corrupt(e)
+        } else {
+            UnpackError::Failed(e)
+        }
+    }
+}
+
+impl std::fmt::Display for UnpackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnpackError::Corrupt(e) | UnpackError::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for UnpackError {}
+
+/// Marks, inside the extractor, errors that come from the archive's bytes (as opposed to
+/// writing files); [`UnpackError::Corrupt`] at its edge.
+#[derive(Debug)]
+struct Corrupt;
 
 impl std::fmt::Display for Corrupt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,7 +177,11 @@ impl Shared {
 
 /// Read a compressed archive from `src` and write it out through `tree`. After the tar end
 /// marker the rest of `src` is drained, so a hashing reader around it sees every byte.
-pub fn unpack<R: Read + Send>(src: R, tree: Tree, opts: &UnpackOptions) -> Result<Extraction> {
+pub fn unpack<R: Read + Send>(
+    src: R,
+    tree: Tree,
+    opts: &UnpackOptions,
+) -> std::result::Result<Extraction, UnpackError> {
     // Decompression runs on its own thread, a pipe ahead of parsing and writing, as
     // `zstd -d | tar -x` runs in two processes.
     let (chunks_tx, chunks_rx) = sync_channel::<std::io::Result<Vec<u8>>>(16);
@@ -162,12 +196,20 @@ pub fn unpack<R: Read + Send>(src: R, tree: Tree, opts: &UnpackOptions) -> Resul
             chunk: Vec::new(),
             pos: 0,
         };
-        unpack_tar(pipe, tree, opts)
+        extract_stream(pipe, tree, opts).map_err(UnpackError::of)
     })
 }
 
 /// Extract an uncompressed tar stream through `tree`.
-pub fn unpack_tar<R: Read>(src: R, mut tree: Tree, opts: &UnpackOptions) -> Result<Extraction> {
+pub fn unpack_tar<R: Read>(
+    src: R,
+    tree: Tree,
+    opts: &UnpackOptions,
+) -> std::result::Result<Extraction, UnpackError> {
+    extract_stream(src, tree, opts).map_err(UnpackError::of)
+}
+
+fn extract_stream<R: Read>(src: R, mut tree: Tree, opts: &UnpackOptions) -> Result<Extraction> {
     let _interrupts = crate::platform::catch_interrupts();
     let (tx, rx) = sync_channel::<FileJob>(QUEUE);
     let rx = Mutex::new(rx);

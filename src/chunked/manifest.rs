@@ -24,21 +24,29 @@ pub const FRAME_LIMIT: u32 = 16 << 20;
 /// No manifest is bigger than this decompressed: 1.2 million chunks, an 80 GB tree.
 const MAX_SIZE: u64 = 64 << 20;
 
-/// A manifest of another layout version: written by another kura, not damaged.
+/// Why stored bytes are no manifest this kura reads.
 #[derive(Debug)]
-pub struct OtherVersion(char);
+pub enum DecodeError {
+    /// A manifest of another layout version: written by another kura, not damaged.
+    OtherVersion(char),
+    /// Not a manifest, or a damaged one.
+    Damaged(anyhow::Error),
+}
 
-impl std::fmt::Display for OtherVersion {
+impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the chunk manifest is of layout {} (this kura reads {}): saved by another kura version",
-            self.0, MAGIC[7] as char
-        )
+        match self {
+            DecodeError::OtherVersion(v) => write!(
+                f,
+                "the chunk manifest is of layout {v} (this kura reads {}): saved by another kura version",
+                MAGIC[7] as char
+            ),
+            DecodeError::Damaged(e) => write!(f, "{e:#}"),
+        }
     }
 }
 
-impl std::error::Error for OtherVersion {}
+impl std::error::Error for DecodeError {}
 
 /// One chunk of the stream: the frame that holds it, and where in the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +109,17 @@ impl Manifest {
         Ok(zstd::bulk::compress(&raw, 3)?)
     }
 
-    pub fn decode(stored: &[u8]) -> Result<Manifest> {
+    pub fn decode(stored: &[u8]) -> std::result::Result<Manifest, DecodeError> {
+        let raw = Self::decompress(stored).map_err(DecodeError::Damaged)?;
+        match raw.get(..8) {
+            Some(m) if m != MAGIC && m.starts_with(b"KURACHK") => {
+                Err(DecodeError::OtherVersion(m[7] as char))
+            }
+            _ => Self::parse(&raw).map_err(DecodeError::Damaged),
+        }
+    }
+
+    fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
         let mut raw = Vec::new();
         let mut dec = zstd::stream::read::Decoder::new(stored).context("not a chunk manifest")?;
         std::io::copy(&mut std::io::Read::take(&mut dec, MAX_SIZE + 1), &mut raw)
@@ -110,11 +128,12 @@ impl Manifest {
             (raw.len() as u64) <= MAX_SIZE,
             "the chunk manifest is too big"
         );
-        let mut r = Cursor(&raw);
+        Ok(raw)
+    }
+
+    fn parse(raw: &[u8]) -> Result<Manifest> {
+        let mut r = Cursor(raw);
         let magic = r.take(8)?;
-        if magic != MAGIC && magic.starts_with(b"KURACHK") {
-            bail!(OtherVersion(magic[7] as char));
-        }
         ensure!(magic == MAGIC, "not a chunk manifest (bad magic)");
         let n_packs = r.u32()? as usize;
         ensure!(n_packs <= r.left() / 65, "the chunk manifest is cut short");
@@ -234,10 +253,10 @@ mod tests {
             zstd::bulk::decompress(&manifest(1, vec![]).encode().unwrap(), 1 << 20).unwrap();
         raw[7] = b'9';
         let err = Manifest::decode(&zstd::bulk::compress(&raw, 1).unwrap()).unwrap_err();
-        assert!(err.is::<OtherVersion>(), "{err}");
+        assert!(matches!(err, DecodeError::OtherVersion('9')), "{err}");
         raw[0] = b'X';
         let err = Manifest::decode(&zstd::bulk::compress(&raw, 1).unwrap()).unwrap_err();
-        assert!(!err.is::<OtherVersion>(), "{err}");
+        assert!(matches!(err, DecodeError::Damaged(_)), "{err}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod sparse;
 
 pub use cache::ChunkCache;
 pub use cut::ChunkSink;
-pub use manifest::{Chunk, Manifest, OtherVersion, FRAME_LIMIT};
+pub use manifest::{Chunk, DecodeError, Manifest, FRAME_LIMIT};
 pub use restore::ChunkSource;
 pub use save::{save, SaveStats, Tuning};
 pub use sparse::{sparse_packs, MIN_LIVE};

@@ -204,7 +204,7 @@ fn present(env: &Env, mut base: Manifest, rewrite_sparse: bool) -> Result<Manife
 pub(super) fn read_manifest(env: &Env, meta: &Meta) -> Result<Manifest> {
     let stored = read_stored(env, meta)?;
     check(meta, &stored).map_err(|e| anyhow!(e))?;
-    Manifest::decode(&stored)
+    Ok(Manifest::decode(&stored)?)
 }
 
 /// A chunked entry's object as stored: its manifest, compressed, at most `MANIFEST_MAX`.

@@ -2,7 +2,9 @@
 //! extractor and verify what was read → the outcome.
 
 use super::{cache_version, chunked, path_lines, render_all, user_error, Env};
+use crate::archive::UnpackError;
 use crate::archive::{self, Extraction, HashingReader, Tree, UnpackOptions};
+use crate::chunked::DecodeError;
 use crate::cli::RestoreArgs;
 use crate::outcome::{MissReason, Missed, Outcome, Restored};
 use crate::report::{Progress, Ticker};
@@ -334,13 +336,15 @@ fn unpack_options(env: &Env, meta: &Meta, paths: &[String]) -> UnpackOptions {
 
 /// Whose fault a failed extraction is: the entry's (`Ok(why)`: corrupt, forgotten) when the
 /// bytes were bad, else the store's or the disk's (an error).
-fn blame(e: anyhow::Error, source_failed: bool, meta: &Meta) -> Result<String> {
+fn blame(e: UnpackError, source_failed: bool, meta: &Meta) -> Result<String> {
     // Stopped by a signal: the entry is not to blame, and stays.
     let stopped = crate::platform::interrupted().is_some();
-    if e.is::<archive::Corrupt>() && !source_failed && !stopped {
-        return Ok(format!("{e:#}"));
+    match e {
+        UnpackError::Corrupt(e) if !source_failed && !stopped => Ok(format!("{e:#}")),
+        UnpackError::Corrupt(e) | UnpackError::Failed(e) => {
+            Err(e.context(format!("cannot restore the cache from key {}", meta.key)))
+        }
     }
-    Err(e.context(format!("cannot restore the cache from key {}", meta.key)))
 }
 
 /// A chunked entry: its manifest (checked), then its chunks from the packs. A chunk that is
@@ -358,8 +362,8 @@ fn extract_chunked(
     let manifest = match crate::chunked::Manifest::decode(&stored) {
         Ok(m) => m,
         // Another kura's entry is not damaged: a failure to restore, and it stays.
-        Err(e) if e.is::<crate::chunked::OtherVersion>() => return Err(e),
-        Err(e) => return Ok(Err(format!("{e:#}"))),
+        Err(e @ DecodeError::OtherVersion(_)) => return Err(e.into()),
+        Err(e @ DecodeError::Damaged(_)) => return Ok(Err(e.to_string())),
     };
     // Progress in the tar stream's bytes: the manifest knows them all up front.
     let progress = Progress::of(Some(manifest.stream_len()));

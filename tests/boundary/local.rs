@@ -1,9 +1,9 @@
 //! The local directory store and the files kura keeps itself: metadata, archives, packs and
 //! prune's note as whoever shares the directory may leave them.
 
+use super::*;
 use crate::snapshot;
 use crate::support::{json, run, Out, Sandbox};
-use crate::*;
 use kura::chunked::{Chunk, Manifest};
 use sha2::Digest;
 use std::path::Path;

@@ -3,9 +3,9 @@
 //! redirect that would carry S3's session token elsewhere. Stand-ins (`support::stub`) show
 //! what the real servers never do.
 
+use super::*;
 use crate::support::stub::{self, counter};
 use crate::support::{Out, Sandbox};
-use crate::*;
 use std::sync::atomic::Ordering;
 
 type Reply = (String, Vec<(String, String)>, Vec<u8>);

@@ -2,8 +2,8 @@
 //! (a `--format chunked` save never fails for want of packs). What a restore writes is
 //! compared with the tree saved, file by file.
 
-use crate::suite::{entries, ns, Job};
-use crate::Fixture;
+use super::suite::{entries, ns, Job};
+use super::Fixture;
 use kura::outcome::Outcome;
 use kura::store::Format;
 

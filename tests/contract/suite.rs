@@ -1,7 +1,7 @@
 //! What every store must do. Each test takes a fresh namespace; keys carry it, so stores
 //! shared between tests (the GitHub stand-in) never mix them up.
 
-use crate::Fixture;
+use super::Fixture;
 use kura::cli::{PathArgs, RestoreArgs, SaveArgs};
 use kura::outcome::{MissReason, Outcome};
 use kura::store::{now_ms, Candidate, Committed, Meta, Store};
@@ -222,39 +222,42 @@ pub fn an_existing_key_is_kept_unless_overwritten(f: &dyn Fixture) {
     assert_eq!(keys_of(&*s, &key), [(key.clone(), v.clone())]);
 }
 
-pub fn concurrent_saves_of_one_key_leave_one_entry(f: &dyn Fixture) {
-    let ns = ns("race");
+/// `writers` saves of one key at once, each from its own store handle, `overwrite` as asked:
+/// what each was told, and the bytes it saved. Only the writers told "saved".
+fn race(f: &dyn Fixture, ns: &str, key: &str, writers: usize, overwrite: bool) -> Vec<Vec<u8>> {
     let v = version("d");
-    let key = format!("{ns}-r");
-    const WRITERS: usize = 4;
-    let barrier = std::sync::Barrier::new(WRITERS);
+    let barrier = std::sync::Barrier::new(writers);
     let results: Vec<(Put, Vec<u8>)> = std::thread::scope(|t| {
-        let handles: Vec<_> = (0..WRITERS)
+        let handles: Vec<_> = (0..writers)
             .map(|i| {
-                let (barrier, ns, v, key) = (&barrier, &ns, &v, &key);
+                let (barrier, v) = (&barrier, &v);
                 t.spawn(move || {
                     let s = f.store(ns, MAIN, &[MAIN]);
-                    let data = crate::support::noise(3 << 20, 100 + i as u64);
+                    let data = crate::support::noise(2 << 20, 100 + i as u64);
                     barrier.wait();
-                    (put(&*s, MAIN, v, key, &data), data)
+                    (put_with(&*s, MAIN, v, key, &data, overwrite), data)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let saved: Vec<&Vec<u8>> = results
-        .iter()
+    results
+        .into_iter()
         .filter(|(p, _)| *p == Put::Saved)
         .map(|(_, d)| d)
-        .collect();
+        .collect()
+}
+
+pub fn concurrent_saves_of_one_key_leave_one_entry(f: &dyn Fixture) {
+    let ns = ns("race");
+    let v = version("d");
+    let key = format!("{ns}-r");
+    let saved = race(f, &ns, &key, 4, false);
     assert_eq!(saved.len(), 1, "exactly one writer saves");
     let s = f.store(&ns, MAIN, &[MAIN]);
     assert_eq!(keys_of(&*s, &key).len(), 1);
     let got = found(&*s, &[MAIN], &v, &[(&key, true)]).unwrap();
-    assert!(
-        got == *saved[0],
-        "the entry holds the winner's bytes, whole"
-    );
+    assert!(got == saved[0], "the entry holds the winner's bytes, whole");
     assert_eq!(
         f.stray(&ns, &*s),
         Vec::<String>::new(),
@@ -271,32 +274,12 @@ pub fn concurrent_overwrites_leave_one_whole_entry(f: &dyn Fixture) {
     let key = format!("{ns}-o");
     let s = f.store(&ns, MAIN, &[MAIN]);
     assert_eq!(put(&*s, MAIN, &v, &key, b"old"), Put::Saved);
-    const WRITERS: usize = 3;
-    let barrier = std::sync::Barrier::new(WRITERS);
-    let results: Vec<(Put, Vec<u8>)> = std::thread::scope(|t| {
-        let handles: Vec<_> = (0..WRITERS)
-            .map(|i| {
-                let (barrier, ns, v, key) = (&barrier, &ns, &v, &key);
-                t.spawn(move || {
-                    let s = f.store(ns, MAIN, &[MAIN]);
-                    let data = crate::support::noise(2 << 20, 200 + i as u64);
-                    barrier.wait();
-                    (put_with(&*s, MAIN, v, key, &data, true), data)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let saved: Vec<&Vec<u8>> = results
-        .iter()
-        .filter(|(p, _)| *p == Put::Saved)
-        .map(|(_, d)| d)
-        .collect();
+    let saved = race(f, &ns, &key, 3, true);
     assert!(!saved.is_empty(), "some overwrite saves");
     assert_eq!(keys_of(&*s, &key).len(), 1);
     let got = found(&*s, &[MAIN], &v, &[(&key, true)]).unwrap();
     assert!(
-        saved.contains(&&got),
+        saved.contains(&got),
         "the entry is whole and one a writer was told was saved"
     );
     assert_eq!(
@@ -390,7 +373,7 @@ pub(crate) struct Job {
 
 impl Job {
     pub fn new(f: &dyn Fixture, ns: &str) -> Job {
-        let dir = crate::scratch(ns);
+        let dir = super::scratch(ns);
         let ws = dir.join("ws");
         std::fs::create_dir_all(&ws).unwrap();
         let vars = Vars::from_pairs([
@@ -475,12 +458,12 @@ pub(crate) fn entries(dir: &Path) -> Vec<PathBuf> {
 pub fn a_corrupt_entry_is_a_miss_and_is_deleted(f: &dyn Fixture) {
     // Bytes that fail their digest, and an archive shorter than its metadata (the store says
     // where it ends): proven damage of the entry's own bytes, so it goes.
-    for how in [crate::Damage::Spoil, crate::Damage::Shorten] {
+    for how in [super::Damage::Spoil, super::Damage::Shorten] {
         corrupt_once(f, how);
     }
 }
 
-fn corrupt_once(f: &dyn Fixture, how: crate::Damage) {
+fn corrupt_once(f: &dyn Fixture, how: super::Damage) {
     let ns = ns(&format!("corrupt{how:?}").to_lowercase());
     let job = Job::new(f, &ns);
     let key = format!("{ns}-c");

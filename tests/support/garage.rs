@@ -200,3 +200,17 @@ api_bind_addr = "127.0.0.1:{admin}"
     ]);
     Ok(g)
 }
+
+/// A client of the test bucket, for writing behind kura's back.
+pub fn client() -> object_store::aws::AmazonS3 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(&garage().endpoint)
+        .with_allow_http(true)
+        .with_region("garage")
+        .with_access_key_id(KEY_ID)
+        .with_secret_access_key(SECRET)
+        .build()
+        .unwrap()
+}

@@ -343,7 +343,9 @@ pub fn run_measured(cmd: &mut std::process::Command) -> (Out, u64) {
     wait_measured(child)
 }
 
-/// Wait for a child spawned with piped stdout and stderr: its output and peak RSS.
+/// Wait for a child spawned with piped stdout and stderr: its output and peak RSS. The peak
+/// counts the spawning process's own at the exec: measure only from a small process (the
+/// `memory` test binary).
 pub fn wait_measured(mut child: std::process::Child) -> (Out, u64) {
     use std::io::Read;
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());

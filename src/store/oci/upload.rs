@@ -107,15 +107,7 @@ impl Upload for OciUpload {
             // Concurrent saves of the key have put their manifests by now: the tag names the
             // last, and only its writer reports "saved".
             tokio::time::sleep(SETTLE).await;
-            let now = tag_head(&reg, &tag_url).await?;
-            let named = now
-                .headers
-                .get("docker-content-digest")
-                .and_then(|d| d.to_str().ok())
-                .unwrap_or_default();
-            if named.is_empty() {
-                bail!("{} did not say which manifest the tag names", reg.host);
-            }
+            let named = named_by(&reg, &tag_url).await?;
             Ok(if named == mine {
                 Committed::Saved
             } else {
@@ -131,6 +123,29 @@ async fn tag_head(reg: &Registry, tag_url: &str) -> Result<crate::store::http::R
         h.head(tag_url).header("accept", MANIFEST)
     })
     .await
+}
+
+/// The digest of the manifest the tag names. A registry may answer a moment without it (the
+/// filesystem driver rewrites a tag's link in place): asked again, a few times.
+async fn named_by(reg: &Registry, tag_url: &str) -> Result<String> {
+    let mut status = 0;
+    for _ in 0..5 {
+        let now = tag_head(reg, tag_url).await?;
+        let named = now
+            .headers
+            .get("docker-content-digest")
+            .and_then(|d| d.to_str().ok())
+            .filter(|d| d.starts_with("sha256:"));
+        if let (200, Some(d)) = (now.status, named) {
+            return Ok(d.to_string());
+        }
+        status = now.status;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "{} did not say which manifest the tag names (HTTP {status})",
+        reg.host
+    )
 }
 
 /// Put the manifest under the tag; false when another save has the key meanwhile.

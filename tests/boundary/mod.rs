@@ -7,15 +7,13 @@
 
 mod local;
 mod remote;
-#[path = "../support/snapshot.rs"]
-mod snapshot;
-#[path = "../support/mod.rs"]
-mod support;
+use crate::snapshot;
+use crate::support;
 
+use crate::support::{json, run, Out, Sandbox};
 use snapshot::outside_the_root;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{json, run, Out, Sandbox};
 
 /// Run `cmd`, killed after `secs`: its output, peak RSS and wall time. A command still running
 /// at the deadline fails the test.

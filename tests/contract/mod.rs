@@ -9,13 +9,12 @@
 
 mod chunks;
 mod suite;
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
+use crate::support::garage::{garage, BUCKET, KEY_ID, SECRET};
 use kura::store::{self, Handle, Meta, Store};
 use kura::vars::Vars;
 use std::path::PathBuf;
-use support::garage::{garage, BUCKET, KEY_ID, SECRET};
 
 /// How to reach one kind of store, and how to tamper with it behind kura's back.
 pub trait Fixture: Sync {
@@ -152,19 +151,6 @@ impl S3 {
         ])
     }
 
-    fn client() -> object_store::aws::AmazonS3 {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(BUCKET)
-            .with_endpoint(&garage().endpoint)
-            .with_allow_http(true)
-            .with_region("garage")
-            .with_access_key_id(KEY_ID)
-            .with_secret_access_key(SECRET)
-            .build()
-            .unwrap()
-    }
-
     /// The metadata object's name in the bucket: the store's name under the namespace's
     /// prefix.
     fn object(ns: &str, meta: &Meta) -> String {
@@ -177,8 +163,11 @@ impl S3 {
     fn put(name: &str, data: Vec<u8>) {
         use object_store::ObjectStoreExt;
         let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(S3::client().put(&object_store::path::Path::parse(name).unwrap(), data.into()))
-            .unwrap();
+        rt.block_on(
+            support::garage::client()
+                .put(&object_store::path::Path::parse(name).unwrap(), data.into()),
+        )
+        .unwrap();
     }
 
     fn get(name: &str) -> Vec<u8> {
@@ -186,7 +175,7 @@ impl S3 {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let path = object_store::path::Path::parse(name).unwrap();
-            S3::client()
+            support::garage::client()
                 .get(&path)
                 .await
                 .unwrap()
@@ -214,7 +203,7 @@ impl Fixture for S3 {
         use object_store::list::{PaginatedListOptions, PaginatedListStore};
         let rt = tokio::runtime::Runtime::new().unwrap();
         let names: Vec<String> = rt
-            .block_on(S3::client().list_paginated(
+            .block_on(support::garage::client().list_paginated(
                 Some(&format!("contract-{ns}/")),
                 PaginatedListOptions::default(),
             ))
