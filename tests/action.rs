@@ -15,7 +15,7 @@ fn root() -> PathBuf {
 fn action_files_validate_against_the_schema() {
     let ajv = npm_package("ajv@8.17.1");
     let yaml = npm_package("yaml@2.6.1");
-    let schema = root().join("../shared/reference/github/github-action.schema.json");
+    let schema = support::vendored_schema("github-actions");
     let out = Command::new("node")
         .arg(root().join("tests/support/validate.cjs"))
         .args([&ajv, &yaml, &schema])

@@ -35,7 +35,7 @@ fn the_packed_orb_validates_against_circleci_schema() {
         .arg(root().join("tests/support/validate.cjs"))
         .arg(npm_package("ajv@8.17.1"))
         .arg(yaml())
-        .arg(root().join("../shared/reference/circleci/schema.json"))
+        .arg(crate::support::vendored_schema("circle-ci"))
         .arg(root().join("orb/orb.yml"))
         .output()
         .unwrap();

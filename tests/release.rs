@@ -17,7 +17,7 @@ fn workflows_validate_against_the_schema() {
         .arg(root().join("tests/support/validate.cjs"))
         .arg(npm_package("ajv@8.17.1"))
         .arg(npm_package("yaml@2.6.1"))
-        .arg(root().join("../shared/reference/github/github-workflow.schema.json"))
+        .arg(crate::support::vendored_schema("github-workflows"))
         .args(["ci.yml", "release.yml"].map(|f| root().join(".github/workflows").join(f)))
         .output()
         .unwrap();

@@ -65,6 +65,8 @@ pub trait Packs: Send + Sync {
 
 /// The name of prune's note among the packs.
 pub const NOTE: &str = "dead.json";
+/// The largest note read: it names each dead pack with a time, a few dozen bytes a pack.
+pub const NOTE_CAP: u64 = 64 << 20;
 
 /// Whether a pack name is one kura writes (64 lowercase hex digits): never a path.
 pub fn valid_pack_name(name: &str) -> bool {

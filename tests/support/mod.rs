@@ -302,6 +302,49 @@ pub fn npm_package(spec: &str) -> PathBuf {
     dir
 }
 
+/// A JSON schema of SchemaStore's (`github-actions`, `github-workflows`, `circle-ci`), as
+/// the pinned PyPI package check-jsonschema 0.39.0 vendors them: its wheel is fetched once into
+/// `target/tmp/schemas`, checked against its published sha256, and the file read out of it.
+pub fn vendored_schema(name: &str) -> PathBuf {
+    const WHEEL: &str = "https://files.pythonhosted.org/packages/06/e9/644e47c8b929f14cbda2b6779be047caa2098cc06f8bd7e04e8c62416cdc/check_jsonschema-0.39.0-py3-none-any.whl";
+    const SHA256: &str = "14ce5c94871c551268ea948ffe21e9f1464dc48fb20bf9a4c13deeaaf756cf9b";
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("schemas");
+    let wheel = dir.join("check_jsonschema-0.39.0-py3-none-any.whl");
+    let sound = |p: &Path| {
+        use sha2::Digest;
+        std::fs::read(p).is_ok_and(|b| hex::encode(sha2::Sha256::digest(&b)) == SHA256)
+    };
+    if !sound(&wheel) {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])",
+                WHEEL,
+            ])
+            .arg(&wheel)
+            .status()
+            .expect("python3 runs");
+        assert!(st.success() && sound(&wheel), "cannot fetch {WHEEL}");
+    }
+    let out = dir.join(format!("{name}.json"));
+    if !out.exists() {
+        let inner = format!("check_jsonschema/builtin_schemas/vendor/{name}.json");
+        let got = std::process::Command::new("python3")
+            .args(["-c", "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))"])
+            .arg(&wheel)
+            .arg(&inner)
+            .output()
+            .expect("python3 runs");
+        assert!(got.status.success(), "{inner} is not in the wheel");
+        serde_json::from_slice::<serde_json::Value>(&got.stdout).expect("the schema is JSON");
+        std::fs::write(&out, &got.stdout).unwrap();
+    }
+    out
+}
+
 /// A directory served over http on 127.0.0.1 (python's http.server), for download tests.
 /// Kill the child to stop it.
 pub fn serve_dir(dir: &Path) -> (std::process::Child, String) {

@@ -2,15 +2,13 @@
 //! renamed into place, read and listed through no-follow handles (a `.packs` replaced by a
 //! symlink holds no packs, and prune removes nothing through it).
 
-use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE};
+use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE, NOTE_CAP};
 use crate::nofollow::{Dir, Kind};
 use anyhow::{anyhow, Context as _, Result};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 const PACKS: &str = ".packs";
-/// Most bytes of prune's note: a name and a time per dead pack, for a million packs.
-const NOTE_CAP: u64 = 128 << 20;
 
 pub(super) struct LocalPacks {
     root: PathBuf,

@@ -2,15 +2,12 @@
 //! about 32 MiB), read by ranges, listed with their sizes and times for `prune`.
 
 use super::PACKS;
-use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE};
+use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE, NOTE_CAP};
 use crate::store::blob::Blobs;
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
-
-/// Prune's note names each dead pack with a time: a few dozen bytes a pack.
-const NOTE_CAP: u64 = 64 << 20;
 
 pub(super) struct BlobPacks<B: Blobs>(pub Arc<B>);
 
