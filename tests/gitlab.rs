@@ -18,6 +18,24 @@ fn template_part(parts: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+#[test]
+fn the_template_validates_against_gitlab_ci_schema() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(root.join("tests/support/validate.cjs"))
+        .arg(npm_package("ajv@8.17.1"))
+        .arg(npm_package("yaml@2.6.1"))
+        .arg(support::vendored_schema("gitlab-ci"))
+        .arg(root.join("templates/gitlab/kura.gitlab-ci.yml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("kura.gitlab-ci.yml: valid"),
+        "{text}"
+    );
+}
+
 /// One job phase under bash: "before" (install, restore) or "after" (save).
 fn phase(s: &Sandbox, which: &str, vars: &[(&str, &str)]) -> support::Out {
     let script = match which {

@@ -212,3 +212,92 @@ fn an_s3_redirect_to_another_origin_carries_no_session_token() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
+
+/// Every file below `dir`.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_below(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// A name planted in a key's directory of an HTTP store that a URL parser reads as a path
+/// elsewhere (`\` for `/`, `..`, a `#` fragment), old enough for the sweep: the sweep, an
+/// overwrite and a restore delete nothing outside the store, and the real entry stays.
+#[test]
+fn a_planted_name_that_climbs_in_a_url_deletes_nothing_outside_the_store() {
+    let n = crate::support::nginx::nginx();
+    let prefix = format!("climb-{}", std::process::id());
+    let store = format!("{}{prefix}/", n.url);
+    let s = Sandbox::new();
+    s.write("d/f", "cached");
+    let save = |extra: &[&str]| {
+        run(s
+            .kura()
+            .env("KURA_STORE", &store)
+            .args([
+                "--json", "save", "--key", "k", "--path", "d", "--format", "archive",
+            ])
+            .args(extra))
+    };
+    assert_eq!(json(&save(&[]))["outcome"], "saved");
+    let meta = files_below(&n.root.join(&prefix))
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|x| x == "json"))
+        .expect("the entry's metadata");
+    let victim = n.root.join(format!("victim-{}", std::process::id()));
+    std::fs::write(&victim, "keep").unwrap();
+    // key → version → scope → prefix → the server's root, after the name's own segment.
+    let climb = "\\..".repeat(5);
+    let name = format!("1000000000000{climb}\\victim-{}#.tzst", std::process::id());
+    std::fs::write(meta.parent().unwrap().join(&name), "bait").unwrap();
+    let out = run(s
+        .kura()
+        .env("KURA_STORE", &store)
+        .args(["--json", "prune", "--max-age", "30d"]));
+    assert_eq!(json(&out)["outcome"], "pruned", "{}", out.stderr);
+    assert_eq!(json(&save(&["--overwrite"]))["outcome"], "saved");
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let out = run(s
+        .kura()
+        .env("KURA_STORE", &store)
+        .args(["--json", "restore", "--key", "k", "--path", "d"]));
+    assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert!(
+        meta.parent().unwrap().join(&name).exists(),
+        "not kura's: left alone"
+    );
+}
+
+/// An HTTP store that takes the start of an upload and then neither reads nor answers: the
+/// save gives up within KURA_HTTP_TIMEOUT's bounds (2 s here: the stall, then the clean-up's
+/// tries, about 12 s in all), warns, and exits 0, never waiting on the upload to end by itself
+/// (which took 40 s here, and forever against some servers).
+#[test]
+fn an_http_store_that_stops_reading_an_upload_does_not_hang_the_save() {
+    let addr = stub::serve("127.0.0.1", |r| {
+        if r.method == "PUT" {
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        ("404 Not Found".into(), Vec::new(), Vec::new())
+    });
+    let s = Sandbox::new();
+    s.write_bytes("d/noise", &crate::support::noise(24 << 20, 9));
+    let (out, _) = bounded(
+        s.kura_std()
+            .env("KURA_STORE", format!("http://{addr}/"))
+            .env("KURA_HTTP_TIMEOUT", "2")
+            .args([
+                "--json", "save", "--key", "k", "--path", "d", "--format", "archive",
+            ]),
+        30,
+    );
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

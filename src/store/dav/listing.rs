@@ -23,13 +23,19 @@ impl Listed {
     }
 }
 
-/// The members of a PROPFIND `Depth: 1` answer: each `<response>`'s last `href` segment
-/// (percent-decoded: the stored name), a directory when its resource type is a collection. The
-/// directory itself (its `href` ends in `/` and is the first) is left out.
-pub(super) fn multistatus(xml: &str) -> Vec<Listed> {
+/// The members of a PROPFIND `Depth: 1` answer for the directory whose URL path is `dir`:
+/// each `<response>`'s last `href` segment (percent-decoded: the stored name), a directory
+/// when its `resourcetype` holds a `collection` (or its `href` ends in `/`). The response for
+/// the directory itself is left out, wherever it stands.
+pub(super) fn multistatus(xml: &str, dir: &str) -> Vec<Listed> {
+    let decoded = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .to_string()
+    };
+    let own = decoded(dir.trim_end_matches('/'));
     let lower = xml.to_ascii_lowercase();
     let mut out = Vec::new();
-    let mut first = true;
     for (at, _) in lower.match_indices("response>") {
         // Only opening tags: `<D:response>` or `<response>`, not `</D:response>`.
         let open = lower[..at].rfind('<').unwrap_or(0);
@@ -40,29 +46,34 @@ pub(super) fn multistatus(xml: &str) -> Vec<Listed> {
         let end = lower[start..]
             .find("response>")
             .map_or(lower.len(), |e| start + e);
-        let block = &xml[start..end];
-        let Some(href) = block
-            .to_ascii_lowercase()
+        let (block, low) = (&xml[start..end], &lower[start..end]);
+        let Some(href) = low
             .find("href>")
             .and_then(|h| block[h + 5..].split('<').next().map(str::trim))
         else {
             continue;
         };
-        let dir = href.ends_with('/') || block.to_ascii_lowercase().contains("collection");
-        let last = href.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-        let name = percent_encoding::percent_decode_str(last)
-            .decode_utf8_lossy()
-            .to_string();
-        if std::mem::take(&mut first) && href.ends_with('/') {
+        // An absolute href names its path after the authority.
+        let path = match href.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => href,
+        };
+        if decoded(path.trim_end_matches('/')) == own {
             continue; // the listed directory itself
         }
+        let collection = low.find("resourcetype").is_some_and(|r| {
+            let rest = &low[r + "resourcetype".len()..];
+            let close = rest.find("resourcetype").unwrap_or(rest.len());
+            rest[..close].contains("collection")
+        });
+        let dir = href.ends_with('/') || collection;
+        let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
         let prop = |tag: &str| {
-            let lower = block.to_ascii_lowercase();
-            let at = lower.find(&format!("{tag}>"))? + tag.len() + 1;
+            let at = low.find(&format!("{tag}>"))? + tag.len() + 1;
             block[at..].split('<').next().map(|v| v.trim().to_string())
         };
         out.push(Listed {
-            name,
+            name: decoded(last),
             kind: if dir { "directory" } else { "file" }.to_string(),
             size: prop("getcontentlength").and_then(|v| v.parse().ok()),
             mtime: prop("getlastmodified"),
@@ -82,7 +93,7 @@ mod tests {
 <D:response><D:href>/a%252Fb/sub/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
 <D:response><D:href>/a%252Fb/1795-ab.json</D:href><D:propstat><D:prop><D:getcontentlength>3</D:getcontentlength><D:resourcetype></D:resourcetype></D:prop></D:propstat></D:response>
 </D:multistatus>"#;
-        let got: Vec<(String, String)> = super::multistatus(xml)
+        let got: Vec<(String, String)> = super::multistatus(xml, "/a%252Fb/")
             .into_iter()
             .map(|l| (l.name, l.kind))
             .collect();
@@ -93,5 +104,25 @@ mod tests {
                 ("1795-ab.json".to_string(), "file".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_name_with_collection_in_it_is_a_file_and_the_directory_may_come_anywhere() {
+        let xml = r#"<D:multistatus xmlns:D="DAV:">
+<D:response><D:href>/collections/k/1795-ab.json</D:href><D:propstat><D:prop><D:resourcetype/></D:prop></D:propstat></D:response>
+<D:response><D:href>http://h:8/collections/k/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+<D:response><D:href>/collections/k/maven-collection</D:href><D:propstat><D:prop><D:resourcetype></D:resourcetype></D:prop></D:propstat></D:response>
+<D:response><D:href>/collections/k/sub</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+</D:multistatus>"#;
+        let got: Vec<(String, String)> = super::multistatus(xml, "/collections/k/")
+            .into_iter()
+            .map(|l| (l.name, l.kind))
+            .collect();
+        let want = [
+            ("1795-ab.json", "file"),
+            ("maven-collection", "file"),
+            ("sub", "directory"),
+        ];
+        assert_eq!(got, want.map(|(n, k)| (n.to_string(), k.to_string())));
     }
 }

@@ -31,6 +31,13 @@ const RANGE: u64 = 4 << 20;
 const PARALLEL: usize = 4;
 /// Bodies up to this size go in one PUT that can be sent again; larger ones stream.
 const CHUNK: usize = 1 << 20;
+/// The slowest an upload may go before it is given up on (after KURA_HTTP_TIMEOUT).
+const UPLOAD_RATE: u64 = 64 << 10;
+
+/// How long `bytes` may take to go up at [`UPLOAD_RATE`].
+fn upload_time(bytes: u64) -> Duration {
+    Duration::from_secs(bytes / UPLOAD_RATE)
+}
 /// The entry layer's names are at most this many directories deep (`scope/version/key/file`):
 /// a server that lists deeper is not followed down.
 const MAX_DEPTH: usize = 4;
@@ -95,10 +102,21 @@ pub struct DavBlobs {
 }
 
 impl DavBlobs {
-    /// The URL of a stored name. Names hold `%` escapes of their own (`store::encode`), which
-    /// the server must see as literal `%`.
+    /// The URL of a stored name: every byte but `[A-Za-z0-9._~-]` and the `/` between segments
+    /// is escaped, so a name is one path on the server whatever it holds (names hold `%`
+    /// escapes of their own, `store::encode`, which the server must see as literal `%`).
     fn url(&self, rel: &str) -> String {
-        format!("{}{}", self.base, rel.replace('%', "%25"))
+        const PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~')
+            .remove(b'-')
+            .remove(b'/');
+        format!(
+            "{}{}",
+            self.base,
+            percent_encoding::utf8_percent_encode(rel, PATH)
+        )
     }
 
     fn request_with(
@@ -125,8 +143,19 @@ impl DavBlobs {
         ok: &'static [u16],
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
+        self.send_within(what, ok, http::BODY, make).await
+    }
+
+    /// [`DavBlobs::send`], the reply's body read within `limits`.
+    async fn send_within(
+        &self,
+        what: &str,
+        ok: &'static [u16],
+        limits: http::BodyLimits,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Reply> {
         let location = self.base.to_string();
-        http::send(RETRY, what, make, |r| {
+        http::send_within(RETRY, limits, what, make, |r| {
             if ok.contains(&r.status) {
                 Verdict::Done(r)
             } else if r.transient() {
@@ -139,13 +168,11 @@ impl DavBlobs {
     }
 
     /// The names in a directory (`rel` ends in `/`, or is empty for the base); none when it
-    /// does not exist. Names that are not one plain path segment are left out: a listing
-    /// never leads outside the directory.
+    /// does not exist. Only names kura could have written are listed (`[A-Za-z0-9._~%-]`, not
+    /// `.` or `..`): a listing never leads outside the directory, whatever the server holds.
     async fn list_dir(&self, rel: &str) -> Result<Vec<Listed>> {
         let mut listed = self.list_dir_any(rel).await?;
-        listed.retain(|l| {
-            !l.name.is_empty() && l.name != "." && l.name != ".." && !l.name.contains('/')
-        });
+        listed.retain(|l| kura_name(&l.name));
         Ok(listed)
     }
 
@@ -172,7 +199,11 @@ impl DavBlobs {
             })
             .await?;
         match r.status {
-            207 => Ok(multistatus(&r.text())),
+            207 => {
+                let url = self.url(rel);
+                let path = url::Url::parse(&url).map_or(String::new(), |u| u.path().to_string());
+                Ok(multistatus(&r.text(), &path))
+            }
             404 => Ok(Vec::new()),
             _ => bail!(
                 "{} lists directories neither as JSON nor with PROPFIND; the server must do one (nginx: autoindex on; autoindex_format json; or dav_ext_methods PROPFIND;)",
@@ -180,6 +211,28 @@ impl DavBlobs {
             ),
         }
     }
+}
+
+/// Whether a listed name is one kura writes: a segment of `[A-Za-z0-9._~%-]`, not `.` or `..`.
+fn kura_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~%-".contains(&b))
+}
+
+/// The range a 206 reply says it holds (`Content-Range: bytes A-B/N`), inclusive.
+fn sent_range(r: &Reply) -> Option<(u64, u64)> {
+    let v = r.headers.get("content-range")?.to_str().ok()?;
+    let (a, b) = v
+        .strip_prefix("bytes ")?
+        .split_once('/')?
+        .0
+        .split_once('-')?;
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a <= b).then_some((a, b))
 }
 
 /// A refusal in one line that names the setting to change.
@@ -256,6 +309,11 @@ impl Blobs for DavBlobs {
             404 => None,
             // Past the blob's end: nothing of it.
             416 => Some(Bytes::new()),
+            // Shorter than the range the server says it sends: cut off on the way, which is no
+            // word on where the blob ends (that is what a shorter range says).
+            206 if sent_range(&r).is_some_and(|(a, b)| (r.body.len() as u64) < b + 1 - a) => {
+                bail!("download: the reply was cut short (HTTP 206 shorter than its Content-Range)")
+            }
             206 => Some(r.body),
             // A server that ignores ranges sends the whole blob.
             _ => {
@@ -267,18 +325,16 @@ impl Blobs for DavBlobs {
     }
 
     async fn get(&self, name: &str, cap: u64) -> Result<Option<Bytes>> {
+        let limits = http::BodyLimits {
+            cap: cap.try_into().unwrap_or(usize::MAX),
+            ..http::BODY
+        };
         let r = self
-            .send("read", &[200, 404], || {
+            .send_within("read", &[200, 404], limits, || {
                 self.request(reqwest::Method::GET, name)
             })
             .await?;
-        if r.status == 404 {
-            return Ok(None);
-        }
-        if r.body.len() as u64 > cap {
-            bail!("{}: more than the {cap} bytes it may have", self.url(name));
-        }
-        Ok(Some(r.body))
+        Ok((r.status == 200).then_some(r.body))
     }
 
     async fn head(&self, name: &str) -> Result<Option<u64>> {
@@ -290,26 +346,48 @@ impl Blobs for DavBlobs {
         if r.status == 404 {
             return Ok(None);
         }
-        let length = r
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok());
-        match length.and_then(|l| l.parse().ok()) {
-            Some(n) => Ok(Some(n)),
-            None => bail!("{}: the server does not say its size", self.url(name)),
+        let header = |r: &Reply, h: &str| {
+            r.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        if let Some(n) = header(&r, "content-length").and_then(|l| l.parse().ok()) {
+            return Ok(Some(n));
+        }
+        // No length in the answer to HEAD: the total of a one-byte range (`bytes 0-0/N`).
+        let r = self
+            .send("look up", &[206, 404, 416], || {
+                self.request(reqwest::Method::GET, name)
+                    .header("range", "bytes=0-0")
+            })
+            .await?;
+        let total = header(&r, "content-range")
+            .and_then(|c| c.rsplit_once('/').and_then(|(_, n)| n.trim().parse().ok()));
+        match (r.status, total) {
+            (404, _) => Ok(None),
+            (_, Some(n)) => Ok(Some(n)),
+            _ => bail!("{}: the server does not say its size", self.url(name)),
         }
     }
 
     async fn put(&self, name: &str, data: Bytes) -> Result<()> {
         // A slow server may take longer than the idle limit to answer a large body.
-        let client = if data.len() > CHUNK {
-            &self.uploads
-        } else {
-            &self.http
+        let (client, deadline) = match data.len() > CHUNK {
+            // Slower than UPLOAD_RATE, a large PUT is given up on (and tried again).
+            true => (
+                &self.uploads,
+                Some(self.idle + upload_time(data.len() as u64)),
+            ),
+            false => (&self.http, None),
         };
         self.send("upload", &[200, 201, 204], || {
-            self.request_with(client, reqwest::Method::PUT, name)
-                .body(data.clone())
+            let r = self.request_with(client, reqwest::Method::PUT, name);
+            match deadline {
+                Some(d) => r.timeout(d),
+                None => r,
+            }
+            .body(data.clone())
         })
         .await
         .map(drop)
@@ -334,6 +412,8 @@ type Chunk = std::io::Result<Bytes>;
 struct DavWriter {
     store: DavBlobs,
     buf: Vec<u8>,
+    /// Bytes handed to the PUT so far.
+    sent: u64,
     tx: Option<tokio::sync::mpsc::Sender<Chunk>>,
     put: Option<tokio::task::JoinHandle<Result<u16>>>,
 }
@@ -357,6 +437,7 @@ impl DavWriter {
         DavWriter {
             store,
             buf: Vec::with_capacity(CHUNK),
+            sent: 0,
             tx: Some(tx),
             put: Some(put),
         }
@@ -364,6 +445,7 @@ impl DavWriter {
 
     fn send_buf(&mut self) -> std::io::Result<()> {
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.sent += chunk.len() as u64;
         let tx = self.tx.as_ref().expect("the stream is open");
         // A server that stops taking bytes for KURA_HTTP_TIMEOUT is given up on.
         let idle = self.store.idle;
@@ -402,8 +484,20 @@ impl BlobWrite for DavWriter {
             self.send_buf()?;
         }
         self.tx.take();
-        let put = self.put.take().expect("finished twice");
-        let status = self.store.rt.block_on(put)??;
+        let mut put = self.put.take().expect("finished twice");
+        // The body is handed on; what is in flight and the server's answer get their time.
+        let wait = self.store.idle + upload_time(self.sent.min(64 << 20));
+        let answer = async { tokio::time::timeout(wait, &mut put).await };
+        let status = match self.store.rt.block_on(answer) {
+            Ok(done) => done??,
+            Err(_) => {
+                put.abort();
+                bail!(
+                    "the HTTP store did not answer the upload within {} s (KURA_HTTP_TIMEOUT)",
+                    wait.as_secs()
+                );
+            }
+        };
         if !(200..300).contains(&status) {
             return Err(refusal("upload", status, self.store.base.as_str()));
         }
@@ -413,11 +507,11 @@ impl BlobWrite for DavWriter {
 
 impl Drop for DavWriter {
     fn drop(&mut self) {
-        // Not finished: break the PUT off, so the server discards what it received.
+        // Not finished: break the PUT off (never wait for a server that may not answer), so
+        // the server discards what it received; the entry layer removes what it kept.
         if let Some(put) = self.put.take() {
-            if let Some(tx) = self.tx.take() {
-                let _ = tx.try_send(Err(std::io::Error::other("upload abandoned")));
-            }
+            self.tx.take();
+            put.abort();
             let _ = self.store.rt.block_on(put);
         }
     }

@@ -149,21 +149,38 @@ impl std::fmt::Display for BodyError {
 /// A reply's body, read within `limits`: a declared length over the cap is refused before
 /// a byte is read, and reading stops at the cap whatever was declared.
 pub async fn body(resp: reqwest::Response, limits: BodyLimits) -> Result<bytes::Bytes, BodyError> {
-    if resp.content_length().is_some_and(|n| n > limits.cap as u64) {
+    let declared = resp.content_length();
+    // Signed URLs carry secrets: no error names one.
+    let pieces = resp.bytes_stream().map(|r| r.map_err(|e| e.without_url()));
+    read_within(pieces, declared, limits).await
+}
+
+/// A stream of a body's pieces, read within `limits` (`declared`: the length the reply
+/// claims, if it does). Every client's replies go through here (reqwest's, object_store's).
+pub async fn read_within<S, E>(
+    stream: S,
+    declared: Option<u64>,
+    limits: BodyLimits,
+) -> Result<bytes::Bytes, BodyError>
+where
+    S: futures_util::Stream<Item = std::result::Result<bytes::Bytes, E>>,
+    E: std::fmt::Display,
+{
+    if declared.is_some_and(|n| n > limits.cap as u64) {
         return Err(BodyError::TooLarge(limits.cap));
     }
     let started = tokio::time::Instant::now();
-    let mut resp = resp;
+    let mut stream = std::pin::pin!(stream);
     let mut got = bytes::BytesMut::new();
     loop {
-        // The time the bytes so far may have taken; the next chunk must come within it.
+        // The time the bytes so far may have taken; the next piece must come within it.
         let allowed = limits.grace + Duration::from_secs(got.len() as u64 / limits.min_rate.max(1));
         let left = allowed.saturating_sub(started.elapsed());
-        let chunk = match tokio::time::timeout(left, resp.chunk()).await {
+        let chunk = match tokio::time::timeout(left, stream.next()).await {
             Err(_) => return Err(BodyError::TooSlow),
-            Ok(Err(e)) => return Err(BodyError::Broke(e.without_url().to_string())),
-            Ok(Ok(None)) => return Ok(got.freeze()),
-            Ok(Ok(Some(c))) => c,
+            Ok(Some(Err(e))) => return Err(BodyError::Broke(e.to_string())),
+            Ok(None) => return Ok(got.freeze()),
+            Ok(Some(Ok(c))) => c,
         };
         if got.len() + chunk.len() > limits.cap {
             return Err(BodyError::TooLarge(limits.cap));

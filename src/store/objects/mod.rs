@@ -88,7 +88,7 @@ impl<B: Blobs> Objects<B> {
     /// The entries under a name prefix whose key starts with `key_prefix`.
     fn metas_under(&self, prefix: &str, key_prefix: &str) -> Result<Vec<Meta>> {
         let mut names = self.names(prefix)?;
-        names.retain(|n| !n.starts_with(PACKS));
+        names.retain(|n| !n.starts_with(PACKS) && entry_object(n));
         let metas = self.read_metas(winners(&names))?;
         Ok(metas
             .into_iter()
@@ -119,26 +119,64 @@ fn archive_of(meta_object: &str) -> String {
     format!("{}.tzst", meta_object.trim_end_matches(".json"))
 }
 
-/// Saves killed before they committed (an archive or marker without its metadata object),
-/// over a day old by the time their names start with.
+/// Whether the last segment of `name` is one kura writes for an entry:
+/// `<13 digits>-<16 hex digits>.{json,tzst,won}`. Nothing else in a key's directory counts
+/// for owning it, and nothing else is ever deleted from it.
+fn entry_object(name: &str) -> bool {
+    let file = name.rsplit('/').next().unwrap_or("");
+    let Some((stem, ext)) = file.rsplit_once('.') else {
+        return false;
+    };
+    let Some((time, nonce)) = stem.split_once('-') else {
+        return false;
+    };
+    ["json", "tzst", "won"].contains(&ext)
+        && time.len() == 13
+        && time.bytes().all(|b| b.is_ascii_digit())
+        && nonce.len() == 16
+        && nonce
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// A save's name without its extension (`<dir>/<created>-<nonce>`), and its creation time.
+fn stem_of(name: &str) -> (&str, u64) {
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    let file = stem.rsplit('/').next().unwrap_or("");
+    (
+        stem,
+        file.get(..13).and_then(|t| t.parse().ok()).unwrap_or(0),
+    )
+}
+
+/// What the sweep removes: in each key's directory, the objects of every save but the one
+/// that owns the key, once they are a day old (saves killed before they committed, losers
+/// that could not clean up), and the metadata of an entry whose archive is gone.
 fn orphans(names: &[String], now_ms: u64) -> Vec<&String> {
-    let all: HashSet<&str> = names.iter().map(String::as_str).collect();
     let cutoff = now_ms.saturating_sub(86_400_000);
-    names
+    let all: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut dirs: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for n in names
         .iter()
-        .filter(|n| !n.starts_with(PACKS))
-        .filter(|n| {
-            let Some(stem) = n.strip_suffix(".tzst").or_else(|| n.strip_suffix(".won")) else {
-                return false;
-            };
-            let file = stem.rsplit('/').next().unwrap_or("");
-            let old = file
-                .get(..13)
-                .and_then(|t| t.parse::<u64>().ok())
-                .is_some_and(|t| t < cutoff);
-            old && !all.contains(format!("{stem}.json").as_str())
-        })
-        .collect()
+        .filter(|n| !n.starts_with(PACKS) && entry_object(n))
+    {
+        let dir = n.rsplit_once('/').map_or("", |(d, _)| d);
+        dirs.entry(dir).or_default().push(n);
+    }
+    let mut out = Vec::new();
+    for files in dirs.values() {
+        let listed: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        let owner = settle::owner(&listed).map(|o| stem_of(&o).0.to_string());
+        for f in files {
+            let (stem, created) = stem_of(f);
+            let archived = all.contains(format!("{stem}.tzst").as_str());
+            let stray = owner.as_deref() != Some(stem) || !archived;
+            if stray && created < cutoff {
+                out.push(*f);
+            }
+        }
+    }
+    out
 }
 
 impl<B: Blobs> Store for Objects<B> {
@@ -234,20 +272,42 @@ mod tests {
     }
 
     #[test]
-    fn the_sweep_takes_old_archives_and_markers_without_metadata_only() {
+    fn the_sweep_takes_what_no_owner_holds_once_a_day_old() {
         let day = 86_400_000u64;
-        let old = format!("{:013}", 5 * day);
-        let young = format!("{:013}", 10 * day - 1000);
-        let listed = owned(&[
-            &format!("s/v/k/{old}-a.tzst"),
-            &format!("s/v/k/{old}-a.won"),
-            &format!("s/v/k/{old}-b.tzst"),
-            &format!("s/v/k/{old}-b.json"),
-            &format!("s/v/k/{young}-c.tzst"),
-            &format!(".packs/{old}-d.tzst"),
-            "s/v/k/garbage.tzst",
-        ]);
+        let at = |t: u64, n: u8, ext: &str| format!("s/v/k/{t:013}-{:016x}.{ext}", n);
+        let (old, young) = (5 * day, 10 * day - 1000);
+        let listed = vec![
+            // The owner: kept whole.
+            at(old, 1, "json"),
+            at(old, 1, "tzst"),
+            at(old, 1, "won"),
+            // A killed save and a loser that could not clean up: old, swept.
+            at(old, 2, "tzst"),
+            at(old, 3, "json"),
+            at(old, 3, "tzst"),
+            // A save in flight: young, kept.
+            at(young, 4, "tzst"),
+            // Not kura's: never touched.
+            "s/v/k/garbage.tzst".to_string(),
+            format!(".packs/{old:013}-{:016x}.tzst", 5),
+            // An entry whose archive is gone: its metadata goes.
+            at(old, 6, "json").replace("/k/", "/j/"),
+        ];
         let swept: Vec<&String> = orphans(&listed, 10 * day);
-        assert_eq!(swept, [&listed[0], &listed[1]]);
+        assert_eq!(swept, [&listed[9], &listed[3], &listed[4], &listed[5]]);
+    }
+
+    #[test]
+    fn only_names_kura_writes_are_entry_objects() {
+        assert!(entry_object("s/v/k/1796646836553-00f04614f47df692.won"));
+        for bad in [
+            "s/v/k/9.json",
+            "s/v/k/1796646836553-00F04614F47DF692.json",
+            "s/v/k/1796646836553-00f04614f47df692.json.bak",
+            "s/v/k/179664683655-00f04614f47df692.json",
+            "s/v/k/1796646836553-00f04614f47df69.tzst",
+        ] {
+            assert!(!entry_object(bad), "{bad}");
+        }
     }
 }

@@ -23,6 +23,8 @@ pub(super) struct ObjectUpload<B: Blobs> {
     size: u64,
     /// Whether some of the archive may be in the store.
     sent: bool,
+    /// Whether the metadata object may be (its put was tried).
+    described: bool,
     /// Committed: what is in the store is the entry's (or a loser's, already removed).
     done: bool,
 }
@@ -37,6 +39,7 @@ impl<B: Blobs> ObjectUpload<B> {
             stream: None,
             size: 0,
             sent: false,
+            described: false,
             done: false,
         }
     }
@@ -49,9 +52,14 @@ impl<B: Blobs> ObjectUpload<B> {
         self.blobs.runtime().block_on(f)
     }
 
+    /// The entry objects in the key's directory (only names kura writes).
     fn list_dir(&self) -> Result<Vec<String>> {
         let listed = self.block(self.blobs.list(&self.dir))?;
-        Ok(listed.into_iter().map(|b| b.name).collect())
+        Ok(listed
+            .into_iter()
+            .map(|b| b.name)
+            .filter(|n| super::entry_object(n))
+            .collect())
     }
 
     /// The archive, whole under its name.
@@ -95,9 +103,13 @@ impl<B: Blobs> ObjectUpload<B> {
         if !newest(&names, meta_obj) {
             return Ok(false);
         }
-        let stem = &self.name;
-        for older in names.iter().filter(|n| n.as_str() < stem.as_str()) {
-            let _ = self.block(self.blobs.delete(older));
+        // Each older save as a delete would take it: marker, metadata, archive, so that one
+        // cut short leaves an entry whole or none.
+        let rank = |n: &str| ["won", "json", "tzst"].iter().position(|x| n.ends_with(x));
+        let mut older: Vec<&String> = names.iter().filter(|n| **n < self.name).collect();
+        older.sort_by_key(|n| (super::stem_of(n).0, rank(n)));
+        for n in older {
+            let _ = self.block(self.blobs.delete(n));
         }
         Ok(true)
     }
@@ -133,16 +145,24 @@ impl<B: Blobs> Upload for ObjectUpload<B> {
         self.send_archive()?;
         let meta_obj = format!("{}.json", self.name);
         let body = Bytes::from(serde_json::to_vec(meta)?);
+        self.described = true;
         self.block(self.blobs.put(&meta_obj, body))?;
         self.done = true;
         if self.settle(&meta_obj, overwrite)? {
             // Not empty: some servers (nginx) refuse an empty PUT body.
             let mark = Bytes::from_static(b"won");
             self.block(self.blobs.put(&marker_of(&meta_obj), mark))?;
-            // A newer overwrite that listed before the marker was there removes this save's
-            // objects but not the marker. It wrote its metadata before listing, this save its
-            // marker before listing again: one of the two sees the other.
-            if !overwrite || newest(&self.list_dir()?, &meta_obj) {
+            // Looked at again once marked: a save whose marker came late (a slow put) gives way
+            // to an earlier one marked meanwhile, and a newer overwrite that listed before the
+            // marker was there removes this save's objects but not the marker. Each wrote
+            // before it listed, this save its marker before listing again: one of the two sees
+            // the other (and what both miss, the sweep removes a day later).
+            let names = self.list_dir()?;
+            let kept = match overwrite {
+                true => newest(&names, &meta_obj),
+                false => owner(&names).as_deref() == Some(meta_obj.as_str()),
+            };
+            if kept {
                 return Ok(Committed::Saved);
             }
         }
@@ -163,8 +183,12 @@ impl<B: Blobs> Drop for ObjectUpload<B> {
             return;
         }
         // Not committed: the streamed write is broken off (dropping it aborts), and whatever
-        // the store kept of the archive goes.
+        // the store kept goes: the metadata first (a put whose reply was lost may have made
+        // it), so that no entry is ever seen without its archive.
         drop(self.stream.take());
+        if self.described {
+            let _ = self.block(self.blobs.delete(&format!("{}.json", self.name)));
+        }
         if self.sent {
             let _ = self.block(self.blobs.delete(&self.archive()));
         }

@@ -14,6 +14,7 @@ use explain::explain;
 use config::Config;
 
 use crate::store::blob::{BlobInfo, BlobWrite, Blobs};
+use crate::store::http;
 use crate::store::objects::Objects;
 use crate::vars::Vars;
 use anyhow::{bail, Result};
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub fn open(url: &str, vars: &Vars) -> Result<Objects<S3Blobs>> {
     let c = Config::parse(url, vars)?;
     let s3 = c.client(vars)?;
     Ok(Objects::new(S3Blobs {
-        rt: crate::store::http::runtime()?,
+        rt: http::runtime()?,
         s3: Arc::new(s3),
         bucket: c.bucket,
         prefix: c.prefix,
@@ -116,6 +117,36 @@ impl S3Blobs {
     }
 }
 
+impl S3Blobs {
+    /// An object, or a range of it, read within `cap` bytes and at `http::BODY`'s pace (the
+    /// client would collect any body whole); None when there is no such object.
+    async fn read(
+        &self,
+        path: &ObjPath,
+        range: Option<Range<u64>>,
+        cap: u64,
+    ) -> Result<Option<Bytes>> {
+        let opts = object_store::GetOptions {
+            range: range.map(Into::into),
+            ..Default::default()
+        };
+        let got = match self.s3.get_opts(path, opts).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.explain("s3:GetObject")(e)),
+        };
+        let declared = got.range.end - got.range.start;
+        let limits = http::BodyLimits {
+            cap: cap.try_into().unwrap_or(usize::MAX),
+            ..http::BODY
+        };
+        match http::read_within(got.into_stream(), Some(declared), limits).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) => bail!("s3://{}/{path}: {e}", self.bucket),
+        }
+    }
+}
+
 impl Blobs for S3Blobs {
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
@@ -153,9 +184,9 @@ impl Blobs for S3Blobs {
 
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Option<Bytes>> {
         let path = self.path(name);
-        let e = match self.s3.get_range(&path, range.clone()).await {
-            Ok(b) => return Ok(Some(b)),
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        let want = range.end - range.start;
+        let e = match self.read(&path, Some(range.clone()), want).await {
+            Ok(got) => return Ok(got),
             Err(e) => e,
         };
         // A range past the object's end: what the store has of it; any other failure is the
@@ -166,32 +197,15 @@ impl Blobs for S3Blobs {
                 if start == head.size {
                     return Ok(Some(Bytes::new()));
                 }
-                let got = self.s3.get_range(&path, start..head.size).await;
-                got.map(Some).map_err(self.explain("s3:GetObject"))
+                self.read(&path, Some(start..head.size), want).await
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            _ => Err(self.explain("s3:GetObject")(e)),
+            _ => Err(e),
         }
     }
 
     async fn get(&self, name: &str, cap: u64) -> Result<Option<Bytes>> {
-        let got = match self.s3.get(&self.path(name)).await {
-            Ok(g) => g,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.explain("s3:GetObject")(e)),
-        };
-        if got.meta.size > cap {
-            bail!(
-                "s3://{}/{}: {} bytes, more than the {cap} this object may have",
-                self.bucket,
-                self.full(name),
-                got.meta.size
-            );
-        }
-        got.bytes()
-            .await
-            .map(Some)
-            .map_err(self.explain("s3:GetObject"))
+        self.read(&self.path(name), None, cap).await
     }
 
     async fn head(&self, name: &str) -> Result<Option<u64>> {
