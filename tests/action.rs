@@ -241,7 +241,7 @@ fn the_shim_downloads_verifies_and_caches_the_release_binary() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("not running it"), "{text}");
-    let left: Vec<_> = walk(&tool_cache);
+    let left: Vec<_> = support::files_below(&tool_cache);
     assert!(
         left.is_empty(),
         "a refused binary was left behind: {left:?}"
@@ -275,19 +275,6 @@ fn the_shim_downloads_verifies_and_caches_the_release_binary() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-}
-
-/// Files below `dir` (empty directories do not count).
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
 }
 
 fn kura_hex(bytes: &[u8]) -> String {

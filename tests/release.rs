@@ -103,7 +103,7 @@ fn release_sums_reach_every_installer_and_the_orb_installs_that_binary() {
             let out = install(&tree, installer, &home, &url);
             let text = String::from_utf8_lossy(&out.stderr).to_string()
                 + &String::from_utf8_lossy(&out.stdout);
-            let files = files_below(&home);
+            let files = support::files_below(&home);
             if genuine {
                 assert!(out.status.success(), "{installer}: {text}");
                 assert!(text.contains("kura 0.1.0"), "{installer} ran it: {text}");
@@ -115,7 +115,7 @@ fn release_sums_reach_every_installer_and_the_orb_installs_that_binary() {
                 );
                 assert!(text.contains("not installing it"), "{installer}: {text}");
                 assert!(
-                    files.iter().all(|f| !f.contains("kura")),
+                    files.iter().all(|f| !f.to_string_lossy().contains("kura")),
                     "{installer} left {files:?}"
                 );
             }
@@ -151,19 +151,6 @@ fn install(tree: &Path, installer: &str, home: &Path, url: &str) -> std::process
         .env("KURA_DOWNLOAD_URL", url)
         .output()
         .unwrap()
-}
-
-/// Files and links below `dir` (directories left empty do not count).
-fn files_below(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(files_below(&e.path()));
-        } else {
-            out.push(e.path().display().to_string());
-        }
-    }
-    out
 }
 
 #[test]

@@ -213,19 +213,6 @@ fn an_s3_redirect_to_another_origin_carries_no_session_token() {
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
-/// Every file below `dir`.
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(files_below(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
 /// A name planted in a key's directory of an HTTP store that a URL parser reads as a path
 /// elsewhere (`\` for `/`, `..`, a `#` fragment), old enough for the sweep: the sweep, an
 /// overwrite and a restore delete nothing outside the store, and the real entry stays.
@@ -246,7 +233,7 @@ fn a_planted_name_that_climbs_in_a_url_deletes_nothing_outside_the_store() {
             .args(extra))
     };
     assert_eq!(json(&save(&[]))["outcome"], "saved");
-    let meta = files_below(&n.root.join(&prefix))
+    let meta = crate::support::files_below(&n.root.join(&prefix))
         .into_iter()
         .find(|f| f.extension().is_some_and(|x| x == "json"))
         .expect("the entry's metadata");

@@ -320,18 +320,8 @@ impl Fixture for Dav {
     }
 
     fn stray(&self, ns: &str, store: &dyn Store) -> Vec<String> {
-        fn files(d: &std::path::Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_type().unwrap().is_dir() {
-                    files(&e.path(), out);
-                } else {
-                    out.push(e.path());
-                }
-            }
-        }
         let root = self.dir(ns);
-        let mut all = Vec::new();
-        files(&root, &mut all);
+        let all = support::files_below(&root);
         let kept: Vec<PathBuf> = store
             .list("")
             .unwrap()

@@ -182,6 +182,18 @@ pub fn json(out: &Out) -> serde_json::Value {
     })
 }
 
+/// Files and links below `dir` (directories left empty do not count).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_below(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
 /// Every regular file below `dir`, relative, sorted, with its content.
 pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
