@@ -133,7 +133,7 @@ def start_garage(work):
     with open(cfg, "w") as f:
         f.write(f"""metadata_dir = "{d}/meta"
 data_dir = "{d}/data"
-db_engine = "sqlite"
+db_engine = "lmdb"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:{rpc}"
 rpc_public_addr = "127.0.0.1:{rpc}"
