@@ -5,6 +5,7 @@
 #[cfg(unix)]
 mod journal;
 mod pack;
+mod pipe;
 #[cfg(unix)]
 mod tree;
 mod unpack;
