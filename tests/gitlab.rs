@@ -20,20 +20,7 @@ fn template_part(parts: &[&str]) -> String {
 
 #[test]
 fn the_template_validates_against_gitlab_ci_schema() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("node")
-        .arg(root.join("tests/support/validate.cjs"))
-        .arg(npm_package("ajv@8.17.1"))
-        .arg(npm_package("yaml@2.6.1"))
-        .arg(support::vendored_schema("gitlab-ci"))
-        .arg(root.join("templates/gitlab/kura.gitlab-ci.yml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("kura.gitlab-ci.yml: valid"),
-        "{text}"
-    );
+    support::assert_valid("gitlab-ci", &["templates/gitlab/kura.gitlab-ci.yml"]);
 }
 
 /// One job phase under bash: "before" (install, restore) or "after" (save).

@@ -13,17 +13,10 @@ fn root() -> PathBuf {
 
 #[test]
 fn workflows_validate_against_the_schema() {
-    let out = Command::new("node")
-        .arg(root().join("tests/support/validate.cjs"))
-        .arg(npm_package("ajv@8.17.1"))
-        .arg(npm_package("yaml@2.6.1"))
-        .arg(crate::support::vendored_schema("github-workflows"))
-        .args(["ci.yml", "release.yml"].map(|f| root().join(".github/workflows").join(f)))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    assert_eq!(text.matches(": valid").count(), 2, "{text}");
+    support::assert_valid(
+        "github-workflows",
+        &[".github/workflows/ci.yml", ".github/workflows/release.yml"],
+    );
 }
 
 fn copy(from: &Path, to: &Path) {

@@ -37,6 +37,11 @@ pub trait Blobs: Send + Sync + 'static {
     /// The runtime the futures run on.
     fn runtime(&self) -> &tokio::runtime::Runtime;
 
+    /// Wait for one of these futures (the entry layer is synchronous).
+    fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
+        self.runtime().block_on(f)
+    }
+
     /// Writes of at most this many bytes go up in one `put` (retried whole); larger ones stream.
     fn whole_put_limit(&self) -> usize;
 

@@ -357,6 +357,30 @@ pub fn vendored_schema(name: &str) -> PathBuf {
     out
 }
 
+/// Validate YAML files of the repository (paths from its root) against a vendored schema
+/// ([`vendored_schema`]) with the pinned ajv and yaml; every file must be valid.
+pub fn assert_valid(schema: &str, files: &[&str]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("node")
+        .arg(root.join("tests/support/validate.cjs"))
+        .arg(npm_package("ajv@8.17.1"))
+        .arg(npm_package("yaml@2.6.1"))
+        .arg(vendored_schema(schema))
+        .args(files.iter().map(|f| root.join(f)))
+        .output()
+        .expect("node runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in files {
+        let line = format!("{}: valid", root.join(f).display());
+        assert!(text.contains(&line), "{f} against {schema}: {text}");
+    }
+}
+
 /// A directory served over http on 127.0.0.1 (python's http.server), for download tests.
 /// Kill the child to stop it.
 pub fn serve_dir(dir: &Path) -> (std::process::Child, String) {

@@ -223,16 +223,18 @@ fn kura_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._~%-".contains(&b))
 }
 
-/// The range a 206 reply says it holds (`Content-Range: bytes A-B/N`), inclusive.
-fn sent_range(r: &Reply) -> Option<(u64, u64)> {
-    let v = r.headers.get("content-range")?.to_str().ok()?;
-    let (a, b) = v
-        .strip_prefix("bytes ")?
-        .split_once('/')?
-        .0
-        .split_once('-')?;
-    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-    (a <= b).then_some((a, b))
+/// What a reply's `Content-Range` says (`bytes A-B/N`, `bytes */N`): the range it holds
+/// (inclusive) and the blob's whole length, where it says them.
+fn content_range(r: &Reply) -> (Option<(u64, u64)>, Option<u64>) {
+    let v = r.headers.get("content-range").and_then(|v| v.to_str().ok());
+    let Some((range, total)) = v.and_then(|v| v.strip_prefix("bytes ")?.split_once('/')) else {
+        return (None, None);
+    };
+    let range = range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .filter(|(a, b)| a <= b);
+    (range, total.trim().parse().ok())
 }
 
 /// A refusal in one line that names the setting to change.
@@ -311,7 +313,10 @@ impl Blobs for DavBlobs {
             416 => Some(Bytes::new()),
             // Shorter than the range the server says it sends: cut off on the way, which is no
             // word on where the blob ends (that is what a shorter range says).
-            206 if sent_range(&r).is_some_and(|(a, b)| (r.body.len() as u64) < b + 1 - a) => {
+            206 if content_range(&r)
+                .0
+                .is_some_and(|(a, b)| (r.body.len() as u64) < b + 1 - a) =>
+            {
                 bail!("download: the reply was cut short (HTTP 206 shorter than its Content-Range)")
             }
             206 => Some(r.body),
@@ -325,10 +330,7 @@ impl Blobs for DavBlobs {
     }
 
     async fn get(&self, name: &str, cap: u64) -> Result<Option<Bytes>> {
-        let limits = http::BodyLimits {
-            cap: cap.try_into().unwrap_or(usize::MAX),
-            ..http::BODY
-        };
+        let limits = http::BODY.with_cap(cap);
         let r = self
             .send_within("read", &[200, 404], limits, || {
                 self.request(reqwest::Method::GET, name)
@@ -346,13 +348,11 @@ impl Blobs for DavBlobs {
         if r.status == 404 {
             return Ok(None);
         }
-        let header = |r: &Reply, h: &str| {
-            r.headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        if let Some(n) = header(&r, "content-length").and_then(|l| l.parse().ok()) {
+        let length = r
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok());
+        if let Some(n) = length.and_then(|l| l.parse().ok()) {
             return Ok(Some(n));
         }
         // No length in the answer to HEAD: the total of a one-byte range (`bytes 0-0/N`).
@@ -362,9 +362,7 @@ impl Blobs for DavBlobs {
                     .header("range", "bytes=0-0")
             })
             .await?;
-        let total = header(&r, "content-range")
-            .and_then(|c| c.rsplit_once('/').and_then(|(_, n)| n.trim().parse().ok()));
-        match (r.status, total) {
+        match (r.status, content_range(&r).1) {
             (404, _) => Ok(None),
             (_, Some(n)) => Ok(Some(n)),
             _ => bail!("{}: the server does not say its size", self.url(name)),

@@ -126,6 +126,16 @@ pub const BODY: BodyLimits = BodyLimits {
     min_rate: 16 << 10,
 };
 
+impl BodyLimits {
+    /// The same limits with at most `cap` bytes.
+    pub fn with_cap(self, cap: u64) -> BodyLimits {
+        BodyLimits {
+            cap: cap.try_into().unwrap_or(usize::MAX),
+            ..self
+        }
+    }
+}
+
 /// Why a body was not read.
 #[derive(Debug, PartialEq)]
 pub enum BodyError {

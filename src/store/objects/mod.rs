@@ -51,12 +51,8 @@ impl<B: Blobs> Objects<B> {
         }
     }
 
-    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        self.blobs.runtime().block_on(f)
-    }
-
     fn names(&self, prefix: &str) -> Result<Vec<String>> {
-        let listed = self.block(self.blobs.list(prefix))?;
+        let listed = self.blobs.block_on(self.blobs.list(prefix))?;
         Ok(listed.into_iter().map(|b| b.name).collect())
     }
 
@@ -64,7 +60,7 @@ impl<B: Blobs> Objects<B> {
     /// be read as metadata, or disagrees with its name is no entry.
     fn read_metas(&self, objects: Vec<String>) -> Result<Vec<Meta>> {
         let blobs = &self.blobs;
-        self.block(async {
+        self.blobs.block_on(async {
             futures_util::stream::iter(objects)
                 .map(|o| async move {
                     let Some(bytes) = blobs.get(&o, META_CAP).await? else {
@@ -198,7 +194,7 @@ impl<B: Blobs> Store for Objects<B> {
         // The archive's size as the store has it: one shorter (or longer) than its metadata
         // says is read as it is, and the restore finds it is not what was saved (damage of
         // the entry's own bytes), instead of failing on a range past its end.
-        let size = self.block(self.blobs.head(&archive))?.unwrap_or(0);
+        let size = self.blobs.block_on(self.blobs.head(&archive))?.unwrap_or(0);
         let (part, parallel) = self.blobs.ranges();
         let blobs = self.blobs.clone();
         Ok(super::http::ranged(
@@ -240,7 +236,7 @@ impl<B: Blobs> Store for Objects<B> {
             object.to_string(),
             archive_of(object),
         ] {
-            self.block(self.blobs.delete(&name))?;
+            self.blobs.block_on(self.blobs.delete(&name))?;
         }
         Ok(())
     }
@@ -252,7 +248,7 @@ impl<B: Blobs> Store for Objects<B> {
     fn clean_incomplete(&self) {
         let Ok(names) = self.names("") else { return };
         for o in orphans(&names, now_ms()) {
-            let _ = self.block(self.blobs.delete(o));
+            let _ = self.blobs.block_on(self.blobs.delete(o));
         }
     }
 }

@@ -11,21 +11,20 @@ use std::sync::Arc;
 
 pub(super) struct BlobPacks<B: Blobs>(pub Arc<B>);
 
-impl<B: Blobs> BlobPacks<B> {
-    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        self.0.runtime().block_on(f)
-    }
-}
+impl<B: Blobs> BlobPacks<B> {}
 
 impl<B: Blobs> Packs for BlobPacks<B> {
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         let body = Bytes::copy_from_slice(data);
-        self.block(self.0.put(&format!("{PACKS}{name}"), body))
+        self.0.block_on(self.0.put(&format!("{PACKS}{name}"), body))
     }
 
     fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let want = range.end.saturating_sub(range.start);
-        match self.block(self.0.get_range(&format!("{PACKS}{name}"), range))? {
+        match self
+            .0
+            .block_on(self.0.get_range(&format!("{PACKS}{name}"), range))?
+        {
             Some(b) if b.len() as u64 > want => {
                 bail!(
                     "pack {name}: asked for {want} bytes, the store sent {}",
@@ -43,7 +42,7 @@ impl<B: Blobs> Packs for BlobPacks<B> {
     }
 
     fn list(&self) -> Result<Vec<PackInfo>> {
-        let listed = self.block(self.0.list(PACKS))?;
+        let listed = self.0.block_on(self.0.list(PACKS))?;
         Ok(listed
             .into_iter()
             .filter_map(|b| {
@@ -58,11 +57,13 @@ impl<B: Blobs> Packs for BlobPacks<B> {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        self.block(self.0.delete(&format!("{PACKS}{name}")))
+        self.0.block_on(self.0.delete(&format!("{PACKS}{name}")))
     }
 
     fn read_note(&self) -> Result<Option<Vec<u8>>> {
-        let got = self.block(self.0.get(&format!("{PACKS}{NOTE}"), NOTE_CAP))?;
+        let got = self
+            .0
+            .block_on(self.0.get(&format!("{PACKS}{NOTE}"), NOTE_CAP))?;
         Ok(got.map(|b| b.to_vec()))
     }
 

@@ -48,13 +48,9 @@ impl<B: Blobs> ObjectUpload<B> {
         format!("{}.tzst", self.name)
     }
 
-    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        self.blobs.runtime().block_on(f)
-    }
-
     /// The entry objects in the key's directory (only names kura writes).
     fn list_dir(&self) -> Result<Vec<String>> {
-        let listed = self.block(self.blobs.list(&self.dir))?;
+        let listed = self.blobs.block_on(self.blobs.list(&self.dir))?;
         Ok(listed
             .into_iter()
             .map(|b| b.name)
@@ -67,7 +63,7 @@ impl<B: Blobs> ObjectUpload<B> {
         let archive = self.archive();
         let Some(stream) = self.stream.take() else {
             let body = Bytes::from(std::mem::take(&mut self.buf));
-            return self.block(self.blobs.put(&archive, body));
+            return self.blobs.block_on(self.blobs.put(&archive, body));
         };
         let Err(e) = stream.finish() else {
             return Ok(());
@@ -75,10 +71,10 @@ impl<B: Blobs> ObjectUpload<B> {
         // The reply can be lost after the store took the whole archive (a streamed body cannot
         // be sent again): an archive of the right size under this save's own name is this
         // upload, done. A store that writes in place may have kept part of it.
-        match self.block(self.blobs.head(&archive)) {
+        match self.blobs.block_on(self.blobs.head(&archive)) {
             Ok(Some(n)) if n == self.size => Ok(()),
             Ok(Some(_)) => {
-                let _ = self.block(self.blobs.delete(&archive));
+                let _ = self.blobs.block_on(self.blobs.delete(&archive));
                 Err(e)
             }
             _ => Err(e),
@@ -109,7 +105,7 @@ impl<B: Blobs> ObjectUpload<B> {
         let mut older: Vec<&String> = names.iter().filter(|n| **n < self.name).collect();
         older.sort_by_key(|n| (super::stem_of(n).0, rank(n)));
         for n in older {
-            let _ = self.block(self.blobs.delete(n));
+            let _ = self.blobs.block_on(self.blobs.delete(n));
         }
         Ok(true)
     }
@@ -146,12 +142,13 @@ impl<B: Blobs> Upload for ObjectUpload<B> {
         let meta_obj = format!("{}.json", self.name);
         let body = Bytes::from(serde_json::to_vec(meta)?);
         self.described = true;
-        self.block(self.blobs.put(&meta_obj, body))?;
+        self.blobs.block_on(self.blobs.put(&meta_obj, body))?;
         self.done = true;
         if self.settle(&meta_obj, overwrite)? {
             // Not empty: some servers (nginx) refuse an empty PUT body.
             let mark = Bytes::from_static(b"won");
-            self.block(self.blobs.put(&marker_of(&meta_obj), mark))?;
+            self.blobs
+                .block_on(self.blobs.put(&marker_of(&meta_obj), mark))?;
             // Looked at again once marked: a save whose marker came late (a slow put) gives way
             // to an earlier one marked meanwhile, and a newer overwrite that listed before the
             // marker was there removes this save's objects but not the marker. Each wrote
@@ -171,7 +168,7 @@ impl<B: Blobs> Upload for ObjectUpload<B> {
             meta_obj.clone(),
             archive_of(&meta_obj),
         ] {
-            let _ = self.block(self.blobs.delete(&o));
+            let _ = self.blobs.block_on(self.blobs.delete(&o));
         }
         Ok(Committed::Exists)
     }
@@ -187,10 +184,12 @@ impl<B: Blobs> Drop for ObjectUpload<B> {
         // it), so that no entry is ever seen without its archive.
         drop(self.stream.take());
         if self.described {
-            let _ = self.block(self.blobs.delete(&format!("{}.json", self.name)));
+            let _ = self
+                .blobs
+                .block_on(self.blobs.delete(&format!("{}.json", self.name)));
         }
         if self.sent {
-            let _ = self.block(self.blobs.delete(&self.archive()));
+            let _ = self.blobs.block_on(self.blobs.delete(&self.archive()));
         }
     }
 }

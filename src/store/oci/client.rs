@@ -266,10 +266,7 @@ impl Registry {
         })?;
         let status = resp.status().as_u16();
         // A token is a few KiB: the token service chooses no more than that.
-        let limits = http::BodyLimits {
-            cap: 1 << 20,
-            ..http::BODY
-        };
+        let limits = http::BODY.with_cap(1 << 20);
         let body: serde_json::Value =
             serde_json::from_slice(&http::body(resp, limits).await.unwrap_or_default())
                 .unwrap_or_default();

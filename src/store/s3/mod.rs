@@ -136,10 +136,7 @@ impl S3Blobs {
             Err(e) => return Err(self.explain("s3:GetObject")(e)),
         };
         let declared = got.range.end - got.range.start;
-        let limits = http::BodyLimits {
-            cap: cap.try_into().unwrap_or(usize::MAX),
-            ..http::BODY
-        };
+        let limits = http::BODY.with_cap(cap);
         match http::read_within(got.into_stream(), Some(declared), limits).await {
             Ok(b) => Ok(Some(b)),
             Err(e) => bail!("s3://{}/{path}: {e}", self.bucket),
