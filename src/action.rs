@@ -2,8 +2,9 @@
 //! `STATE_*` variables in, the arguments of a verb out. Outputs and state go back through
 //! the report (`report::github`).
 
-use crate::cli::{Global, PathArgs, RestoreArgs, SaveArgs, Step};
+use crate::cli::{Global, Step};
 use crate::error::user_error;
+use crate::ops::{Keys, RestoreOptions, SaveKey, SaveOptions};
 use crate::vars::{truthy, Vars};
 
 /// An input as the runner passes it: `INPUT_` and the name upper-cased, spaces as `_`.
@@ -71,15 +72,14 @@ pub fn globals(g: &mut Global, vars: &Vars) {
     g.strict |= truthy(&input(vars, "strict"));
 }
 
-pub fn restore_args(vars: &Vars) -> anyhow::Result<RestoreArgs> {
+pub fn restore_args(vars: &Vars) -> anyhow::Result<RestoreOptions> {
     flag(vars, "strict")?;
-    Ok(RestoreArgs {
-        key: Some(required(vars, "key")?),
-        restore_keys: lines(vars, "restore-keys"),
-        keys: Vec::new(),
-        paths: PathArgs {
-            paths: vec![required(vars, "path")?],
+    Ok(RestoreOptions {
+        keys: Keys::Exact {
+            key: required(vars, "key")?,
+            restore_keys: lines(vars, "restore-keys"),
         },
+        paths: vec![required(vars, "path")?],
         lookup_only: flag(vars, "lookup-only")?,
         fail_on_miss: flag(vars, "fail-on-cache-miss")?,
         dry_run: false,
@@ -89,7 +89,7 @@ pub fn restore_args(vars: &Vars) -> anyhow::Result<RestoreArgs> {
 /// What the post step does: skip, with the reason, or save.
 pub enum Post {
     Skip(String),
-    Save(SaveArgs),
+    Save(SaveOptions),
 }
 
 pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
@@ -112,17 +112,14 @@ pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
             "Key Validation Error: {key} cannot contain commas."
         )));
     }
-    let mut args = SaveArgs {
-        key,
-        paths: PathArgs {
-            paths: vec![required(vars, "path")?],
-        },
-        compression_level: level,
+    let mut args = SaveOptions {
+        key: SaveKey::Template(key),
+        paths: vec![required(vars, "path")?],
+        level,
         overwrite: flag(vars, "overwrite")?,
         dry_run: false,
         format: format(vars)?,
         chunk_size: crate::chunked::AVG_CHUNK,
-        literal_key: false,
     };
     if step == Step::Post {
         let state = |k: &str| vars.string(&format!("STATE_{k}")).unwrap_or_default();
@@ -135,8 +132,7 @@ pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
         // The key as the restore evaluated it: hashFiles over a tree the job has since
         // changed would give another one.
         if !primary.is_empty() {
-            args.key = primary;
-            args.literal_key = true;
+            args.key = SaveKey::Literal(primary);
         }
     }
     Ok(Post::Save(args))

@@ -3,7 +3,7 @@
 //! which failures fail the job, how the action's save steps treat bad input, and that a
 //! CircleCI workspace needs a shared store. `main.rs` only parses the flags.
 
-use crate::cli::{Cli, Command, Step};
+use crate::cli::{self, Cli, Command, Step};
 use crate::error::UserError;
 use crate::outcome::Outcome;
 use crate::report::Report;
@@ -131,9 +131,9 @@ fn failed(e: anyhow::Error, strict: bool) -> Outcome {
     if let Some(u) = e.downcast_ref::<UserError>() {
         return Outcome::Invalid { error: u.0.clone() };
     }
-    if let Some(s) = e.downcast_ref::<store::Skipped>() {
+    if let Some(store::StoreError::Skipped(reason)) = store::StoreError::within(&e) {
         return Outcome::Skipped {
-            reason: s.0.clone(),
+            reason: reason.clone(),
         };
     }
     // A server's error text may be megabytes: the outcome (and its JSON) keeps a bounded,
@@ -214,8 +214,8 @@ fn verb(cli: Cli, mut ci: ci::CiInfo, vars: &Vars, report: Report) -> anyhow::Re
     let env = env(g, ci, vars, report)?;
     match &cli.command {
         Command::Key { .. } => unreachable!("answered above"),
-        Command::Restore(a) => ops::restore(&env, a),
-        Command::Save(a) => ops::save(&env, a),
+        Command::Restore(a) => ops::restore(&env, &restore_options(a)),
+        Command::Save(a) => ops::save(&env, &save_options(a)),
         Command::Action { step } => match step {
             Step::Restore => ops::restore(&env, &action::restore_args(vars)?),
             Step::Save | Step::Post => match action::save_args(*step, vars)? {
@@ -223,8 +223,8 @@ fn verb(cli: Cli, mut ci: ci::CiInfo, vars: &Vars, report: Report) -> anyhow::Re
                 action::Post::Save(a) => ops::save(&env, &a),
             },
         },
-        Command::Persist(a) => ops::persist(&env, a),
-        Command::Attach(a) => ops::attach(&env, a),
+        Command::Persist(a) => ops::persist(&env, &persist_options(a)),
+        Command::Attach(a) => ops::attach(&env, &attach_options(a)),
         Command::Ls { prefix } => ops::ls(&env, prefix.as_deref()),
         Command::Rm {
             key,
@@ -243,6 +243,60 @@ fn verb(cli: Cli, mut ci: ci::CiInfo, vars: &Vars, report: Report) -> anyhow::Re
                 dry_run: *dry_run,
             },
         ),
+    }
+}
+
+// The verbs' requests from their flags: the verbs never see the parser's types.
+
+fn restore_options(a: &cli::RestoreArgs) -> ops::RestoreOptions {
+    ops::RestoreOptions {
+        // The parser lets --key and --keys not both be given, and one of them must be.
+        keys: match &a.key {
+            Some(key) => ops::Keys::Exact {
+                key: key.clone(),
+                restore_keys: a.restore_keys.clone(),
+            },
+            None => ops::Keys::Prefixes(a.keys.clone()),
+        },
+        paths: a.paths.paths.clone(),
+        lookup_only: a.lookup_only,
+        fail_on_miss: a.fail_on_miss,
+        dry_run: a.dry_run,
+    }
+}
+
+fn save_options(a: &cli::SaveArgs) -> ops::SaveOptions {
+    ops::SaveOptions {
+        key: ops::SaveKey::Template(a.key.clone()),
+        paths: a.paths.paths.clone(),
+        level: a.compression_level,
+        overwrite: a.overwrite,
+        dry_run: a.dry_run,
+        format: a.format,
+        chunk_size: a.chunk_size,
+    }
+}
+
+fn run_ids(r: &cli::RunArgs) -> ops::RunIds {
+    ops::RunIds {
+        workflow: r.workflow.clone(),
+        job: r.job.clone(),
+    }
+}
+
+fn persist_options(a: &cli::PersistArgs) -> ops::PersistOptions {
+    ops::PersistOptions {
+        root: a.root.clone(),
+        paths: a.paths.clone(),
+        run: run_ids(&a.run),
+        dry_run: a.dry_run,
+    }
+}
+
+fn attach_options(a: &cli::AttachArgs) -> ops::AttachOptions {
+    ops::AttachOptions {
+        at: a.at.clone(),
+        run: run_ids(&a.run),
     }
 }
 

@@ -207,9 +207,6 @@ pub struct SaveArgs {
     /// more to reuse when small files change; larger compresses better and lists fewer chunks).
     #[arg(long, default_value = "16K", env = "KURA_CHUNK_SIZE", value_parser = chunk_size)]
     pub chunk_size: u32,
-    /// The key is already evaluated (the action's post step): not a template.
-    #[arg(skip)]
-    pub literal_key: bool,
 }
 
 #[derive(Args, Debug)]

@@ -121,8 +121,11 @@ fn cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
         .find_map(|n| visit(n, edges, &mut done, &mut Vec::new()))
 }
 
-#[test]
-fn no_module_imports_itself_in_a_circle() {
+/// The imports between the crate's top-level modules, and between the files (or folders) of
+/// one module, as edges from importer to imported.
+type Edges = BTreeMap<String, BTreeSet<String>>;
+
+fn imports() -> (Edges, Edges) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = BTreeMap::new();
     sources(&src, &[], &mut files);
@@ -139,16 +142,63 @@ fn no_module_imports_itself_in_a_circle() {
             }
             // Between the two rooms under the deepest module both are in.
             let k = m.iter().zip(&to).take_while(|(a, b)| a == b).count();
-            let edges = if k == 0 { &mut top } else { &mut inner };
+            let edges: &mut Edges = if k == 0 { &mut top } else { &mut inner };
             edges
                 .entry(m[..=k].join("::"))
-                .or_insert_with(BTreeSet::new)
+                .or_default()
                 .insert(to[..=k].join("::"));
         }
     }
     assert!(top.len() > 5, "the modules were not read: {top:?}");
+    (top, inner)
+}
+
+#[test]
+fn no_module_imports_itself_in_a_circle() {
+    let (top, inner) = imports();
     assert_eq!(cycle(&top), None, "top-level modules import each other");
     assert_eq!(cycle(&inner), None, "files of one module import each other");
+}
+
+/// The layers of the design, from the top: the parser and the composition root; the verbs;
+/// the entry formats, selection and the stores beside them. A layer never reaches up.
+#[test]
+fn no_layer_imports_one_above_it() {
+    let (top, _) = imports();
+    let forbidden: &[(&str, &[&str])] = &[
+        // The verbs take options the composition root built, never the parser's types.
+        ("ops", &["cli", "app", "action"]),
+        // Stores return typed errors; the verbs and the root decide what they mean.
+        (
+            "store",
+            &["cli", "app", "action", "ops", "outcome", "report"],
+        ),
+        // The chunk format is given its packs; it does not know which store holds them.
+        ("chunked", &["cli", "app", "ops", "store", "report"]),
+        // The archive packs what selection chose; selection knows nothing of archives.
+        ("archive", &["cli", "app", "ops", "store", "chunked"]),
+        (
+            "select",
+            &["cli", "app", "ops", "store", "archive", "chunked"],
+        ),
+    ];
+    let mut broken = Vec::new();
+    for (from, above) in forbidden {
+        for to in top.get(*from).into_iter().flatten() {
+            if above.contains(&to.as_str()) {
+                broken.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    assert!(
+        top.contains_key("ops") && top.contains_key("store"),
+        "{top:?}"
+    );
+    assert_eq!(
+        broken,
+        Vec::<String>::new(),
+        "imports that reach up a layer"
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub use restore::ChunkSource;
 pub use save::{save, SaveStats, Tuning};
 pub use sparse::{sparse_packs, MIN_LIVE};
 
-use anyhow::Result;
+use crate::error::StoreResult;
 use std::ops::Range;
 
 /// FastCDC's average chunk size by default; the minimum is a quarter of the average, the
@@ -46,16 +46,15 @@ pub struct PackInfo {
 /// Where a store keeps packs: immutable objects under one prefix, read by byte ranges.
 pub trait Packs: Send + Sync {
     /// Store a whole pack; its name is its hash, so a pack that exists already is left alone.
-    fn put(&self, name: &str, data: &[u8]) -> Result<()>;
-    /// Bytes `range` of a pack. A pack that is gone is an error whose chain holds a
-    /// `std::io::Error` of kind `NotFound`.
-    fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>>;
-    fn list(&self) -> Result<Vec<PackInfo>>;
-    fn delete(&self, name: &str) -> Result<()>;
+    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()>;
+    /// Bytes `range` of a pack. A pack that is gone is [`StoreError::NotFound`].
+    fn get(&self, name: &str, range: Range<u64>) -> StoreResult<Vec<u8>>;
+    fn list(&self) -> StoreResult<Vec<PackInfo>>;
+    fn delete(&self, name: &str) -> StoreResult<()>;
     /// Prune's note beside the packs (`dead.json`: which packs it found unreferenced, since
     /// when); None when there is none.
-    fn read_note(&self) -> Result<Option<Vec<u8>>>;
-    fn write_note(&self, data: &[u8]) -> Result<()>;
+    fn read_note(&self) -> StoreResult<Option<Vec<u8>>>;
+    fn write_note(&self, data: &[u8]) -> StoreResult<()>;
     /// Whether the store deletes packs no entry references itself (an OCI registry's garbage
     /// collection): then prune leaves them to it.
     fn collected_by_store(&self) -> bool {

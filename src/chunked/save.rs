@@ -311,6 +311,7 @@ fn assemble(
 mod tests {
     use super::*;
     use crate::chunked::PackInfo;
+    use crate::error::StoreResult;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
     use std::io::Write;
@@ -319,24 +320,24 @@ mod tests {
     struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
 
     impl Packs for Mem {
-        fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
             self.0.lock().unwrap().insert(name.into(), data.to_vec());
             Ok(())
         }
-        fn get(&self, name: &str, r: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        fn get(&self, name: &str, r: std::ops::Range<u64>) -> StoreResult<Vec<u8>> {
             Ok(self.0.lock().unwrap()[name][r.start as usize..r.end as usize].to_vec())
         }
-        fn list(&self) -> Result<Vec<PackInfo>> {
+        fn list(&self) -> StoreResult<Vec<PackInfo>> {
             Ok(Vec::new())
         }
-        fn delete(&self, name: &str) -> Result<()> {
+        fn delete(&self, name: &str) -> StoreResult<()> {
             self.0.lock().unwrap().remove(name);
             Ok(())
         }
-        fn read_note(&self) -> Result<Option<Vec<u8>>> {
+        fn read_note(&self) -> StoreResult<Option<Vec<u8>>> {
             Ok(None)
         }
-        fn write_note(&self, _: &[u8]) -> Result<()> {
+        fn write_note(&self, _: &[u8]) -> StoreResult<()> {
             Ok(())
         }
     }

@@ -5,6 +5,7 @@ use super::Env;
 use super::Target;
 use crate::archive::{self, PackOptions, PackStats, Walk};
 use crate::chunked::{self, ChunkSource, Manifest, PackInfo, Packs, SaveStats};
+use crate::store::StoreResult;
 use crate::store::{Format, Meta};
 use crate::units::human;
 use anyhow::{anyhow, Result};
@@ -71,26 +72,26 @@ struct Counted {
 }
 
 impl Packs for Counted {
-    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
         self.packs.put(name, data)?;
         self.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(())
     }
-    fn get(&self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+    fn get(&self, name: &str, range: std::ops::Range<u64>) -> StoreResult<Vec<u8>> {
         let data = self.packs.get(name, range)?;
         self.got.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
     }
-    fn list(&self) -> Result<Vec<PackInfo>> {
+    fn list(&self) -> StoreResult<Vec<PackInfo>> {
         self.packs.list()
     }
-    fn delete(&self, name: &str) -> Result<()> {
+    fn delete(&self, name: &str) -> StoreResult<()> {
         self.packs.delete(name)
     }
-    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+    fn read_note(&self) -> StoreResult<Option<Vec<u8>>> {
         self.packs.read_note()
     }
-    fn write_note(&self, data: &[u8]) -> Result<()> {
+    fn write_note(&self, data: &[u8]) -> StoreResult<()> {
         self.packs.write_note(data)
     }
     fn collected_by_store(&self) -> bool {

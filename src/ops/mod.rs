@@ -7,9 +7,9 @@ mod save;
 mod workspace;
 
 pub use manage::{ls, prune, rm, Limits};
-pub use restore::restore;
-pub use save::save;
-pub use workspace::{attach, persist};
+pub use restore::{restore, Keys, RestoreOptions};
+pub use save::{save, SaveKey, SaveOptions};
+pub use workspace::{attach, persist, AttachOptions, PersistOptions, RunIds};
 
 use crate::key::Context;
 use crate::report::Report;

@@ -5,7 +5,6 @@ use super::{cache_version, chunked, path_lines, render_all, user_error, Env};
 use crate::archive::UnpackError;
 use crate::archive::{self, Extraction, HashingReader, Tree, UnpackOptions};
 use crate::chunked::DecodeError;
-use crate::cli::RestoreArgs;
 use crate::outcome::{MissReason, Missed, Outcome, Restored};
 use crate::report::{Progress, Ticker};
 use crate::store::{Candidate, Format, Meta};
@@ -36,7 +35,37 @@ impl Plan {
     }
 }
 
-pub fn restore(env: &Env, args: &RestoreArgs) -> Result<Outcome> {
+/// What a restore is asked for, from flags or the action's inputs.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub keys: Keys,
+    /// Path patterns, one per item or line; none for `Keys::Prefixes` restores the entry's
+    /// own paths.
+    pub paths: Vec<String>,
+    pub lookup_only: bool,
+    pub fail_on_miss: bool,
+    pub dry_run: bool,
+}
+
+/// The key templates and the order they are tried in.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    /// GitHub order: the key exactly, then as a prefix; then each restore key the same way.
+    Exact {
+        key: String,
+        restore_keys: Vec<String>,
+    },
+    /// CircleCI order: every key a prefix, the newest match winning even over an exact one.
+    Prefixes(Vec<String>),
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::Prefixes(Vec::new())
+    }
+}
+
+pub fn restore(env: &Env, args: &RestoreOptions) -> Result<Outcome> {
     let plan = plan(env, args)?;
     let Some(meta) = find(env, &plan)? else {
         if env.circleci() {
@@ -58,22 +87,21 @@ pub fn restore(env: &Env, args: &RestoreArgs) -> Result<Outcome> {
     transfer(env, &plan, meta)
 }
 
-fn plan(env: &Env, args: &RestoreArgs) -> Result<Plan> {
-    let paths = path_lines(&args.paths.paths);
+fn plan(env: &Env, args: &RestoreOptions) -> Result<Plan> {
+    let paths = path_lines(&args.paths);
     // CircleCI's restore_cache names no paths: the entry's own paths say where it goes.
-    if paths.is_empty() && args.key.is_some() {
+    if paths.is_empty() && matches!(args.keys, Keys::Exact { .. }) {
         return Err(user_error(
             "no path given: pass --path (the same paths the save used), or use --keys, which restores entries to the paths they were saved from",
         ));
     }
     // GitHub order (--key, --restore-key) tries each key exactly first; CircleCI order
     // (--keys) treats every key as a prefix.
-    let (templates, exact_first): (Vec<&String>, bool) = match &args.key {
-        Some(key) => (
-            std::iter::once(key).chain(&args.restore_keys).collect(),
-            true,
-        ),
-        None => (args.keys.iter().collect(), false),
+    let (templates, exact_first): (Vec<&String>, bool) = match &args.keys {
+        Keys::Exact { key, restore_keys } => {
+            (std::iter::once(key).chain(restore_keys).collect(), true)
+        }
+        Keys::Prefixes(keys) => (keys.iter().collect(), false),
     };
     let templates: Vec<String> = templates
         .into_iter()
@@ -117,6 +145,7 @@ fn find(env: &Env, plan: &Plan) -> Result<Option<Meta>> {
     } else {
         env.store
             .lookup(&env.read_scopes, &plan.version, &plan.candidates)
+            .map_err(anyhow::Error::from)
     };
     found.map_err(|e| {
         e.context(format!(

@@ -3,7 +3,6 @@
 
 use super::{cache_version, path_lines, user_error, Env, Target};
 use crate::archive::{self, HashingWriter, PackOptions, Walk};
-use crate::cli::SaveArgs;
 use crate::outcome::{Outcome, Planned, Saved};
 use crate::report::{Progress, Ticker};
 use crate::store::{now_ms, Committed, Format, Meta};
@@ -14,15 +13,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
-    let paths = path_lines(&args.paths.paths);
+/// What a save is asked for, from flags or the action's inputs.
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    pub key: SaveKey,
+    /// Path patterns, one per item or line.
+    pub paths: Vec<String>,
+    /// zstd level, 1 to 22.
+    pub level: i32,
+    pub overwrite: bool,
+    pub dry_run: bool,
+    pub format: Format,
+    /// Chunked entries: the average chunk size.
+    pub chunk_size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum SaveKey {
+    /// A template, rendered now.
+    Template(String),
+    /// A key already rendered (the action's post step saves under the key its restore
+    /// rendered, before the job changed the files a checksum reads).
+    Literal(String),
+}
+
+pub fn save(env: &Env, args: &SaveOptions) -> Result<Outcome> {
+    let paths = path_lines(&args.paths);
     if paths.is_empty() {
         return Err(user_error("no path given: pass --path"));
     }
-    let key = match args.literal_key {
-        true => args.key.clone(),
-        false => {
-            super::render_all(std::slice::from_ref(&args.key), &env.ctx, &env.report)?.remove(0)
+    let key = match &args.key {
+        SaveKey::Literal(k) => k.clone(),
+        SaveKey::Template(t) => {
+            super::render_all(std::slice::from_ref(t), &env.ctx, &env.report)?.remove(0)
         }
     };
     let version = cache_version(&paths);
@@ -45,7 +68,7 @@ pub fn save(env: &Env, args: &SaveArgs) -> Result<Outcome> {
     }
     let started = Instant::now();
     let opts = PackOptions {
-        level: args.compression_level,
+        level: args.level,
         readers: env.workers as usize * 2,
         workers: env.workers,
         ..PackOptions::default()
@@ -332,7 +355,7 @@ fn open_upload(
     if t.overwrite {
         env.store.prepare_overwrite(t.scope, t.version, t.key)?;
     }
-    env.store.create(t.scope, t.version, t.key)
+    Ok(env.store.create(t.scope, t.version, t.key)?)
 }
 
 /// The walk of the selection, which adds up the total for progress as it goes and leaves the

@@ -10,7 +10,6 @@ use super::save::{store_walk, warn_missing, Walked};
 use super::Target;
 use super::{path_lines, user_error, Env};
 use crate::archive::{self, HashingReader, PackOptions, Tree, UnpackOptions};
-use crate::cli::{AttachArgs, PersistArgs, RunArgs};
 use crate::outcome::{Outcome, Planned};
 use crate::store::{encode, Committed, Format, Meta};
 use crate::units::{human, speed};
@@ -22,7 +21,32 @@ use std::time::Instant;
 /// Layers are never restored as caches: their own version keeps them apart.
 const LAYER_VERSION: &str = "workspace-1";
 
-fn ids(env: &Env, run: &RunArgs) -> Result<(String, String)> {
+/// What `persist` is asked for.
+#[derive(Debug, Clone)]
+pub struct PersistOptions {
+    /// The directory the paths are relative to.
+    pub root: PathBuf,
+    pub paths: Vec<String>,
+    pub run: RunIds,
+    pub dry_run: bool,
+}
+
+/// What `attach` is asked for.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// The directory the workspace is applied under.
+    pub at: PathBuf,
+    pub run: RunIds,
+}
+
+/// The workflow run and job, where the user names them (else the CI's own).
+#[derive(Debug, Clone, Default)]
+pub struct RunIds {
+    pub workflow: Option<String>,
+    pub job: Option<String>,
+}
+
+fn ids(env: &Env, run: &RunIds) -> Result<(String, String)> {
     let ci = &env.ctx.ci;
     let workflow = run.workflow.clone().or_else(|| ci.workflow_id.clone()).ok_or_else(|| {
         user_error(format!(
@@ -61,7 +85,7 @@ fn absolute(env: &Env, p: &Path) -> PathBuf {
     crate::select::normalize(&env.ctx.cwd.join(p))
 }
 
-pub fn persist(env: &Env, args: &PersistArgs) -> Result<Outcome> {
+pub fn persist(env: &Env, args: &PersistOptions) -> Result<Outcome> {
     let (workflow, job) = ids(env, &args.run)?;
     let (root, paths) = persist_plan(env, args)?;
     let scope = scope(&workflow);
@@ -131,7 +155,7 @@ fn layer_options(env: &Env) -> PackOptions {
 }
 
 /// The root and the paths under it, checked.
-fn persist_plan(env: &Env, args: &PersistArgs) -> Result<(PathBuf, Vec<String>)> {
+fn persist_plan(env: &Env, args: &PersistOptions) -> Result<(PathBuf, Vec<String>)> {
     let root = absolute(env, &args.root);
     if !root.is_dir() {
         return Err(user_error(format!(
@@ -270,7 +294,7 @@ fn conflicts(layers: &[Layer]) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-pub fn attach(env: &Env, args: &AttachArgs) -> Result<Outcome> {
+pub fn attach(env: &Env, args: &AttachOptions) -> Result<Outcome> {
     let (workflow, job) = ids(env, &args.run)?;
     let at = absolute(env, &args.at);
     let r = &env.report;

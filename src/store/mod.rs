@@ -14,6 +14,8 @@ pub use gha::GhaStore;
 pub use local::LocalStore;
 pub use oci::OciStore;
 
+pub use crate::error::{StoreError, StoreResult};
+
 use crate::error::user_error;
 use crate::vars::Vars;
 use anyhow::Result;
@@ -157,19 +159,6 @@ impl Meta {
     }
 }
 
-/// The store will not do this for this job, by the job's own settings (GitHub's cache-mode,
-/// a read-only token): reported as information, never as a failure.
-#[derive(Debug)]
-pub struct Skipped(pub String);
-
-impl std::fmt::Display for Skipped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Skipped {}
-
 /// One restore candidate. GitHub order tries the exact key before prefixes; CircleCI order
 /// treats every candidate as a prefix, newest wins.
 #[derive(Debug, Clone)]
@@ -186,7 +175,7 @@ pub enum Committed {
 
 /// A streaming write of one entry. Nothing is visible until `commit`; dropping it aborts.
 pub trait Upload: Write + Send {
-    fn commit(self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed>;
+    fn commit(self: Box<Self>, meta: &Meta, overwrite: bool) -> StoreResult<Committed>;
 }
 
 pub trait Store: Send + Sync {
@@ -194,18 +183,19 @@ pub trait Store: Send + Sync {
     fn location(&self) -> String;
 
     /// Entries in one scope and version whose key starts with `prefix`.
-    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>>;
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> StoreResult<Vec<Meta>>;
 
     /// Every entry whose key starts with `prefix`, in every scope and version.
-    fn list(&self, prefix: &str) -> Result<Vec<Meta>>;
+    fn list(&self, prefix: &str) -> StoreResult<Vec<Meta>>;
 
-    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>>;
+    fn open(&self, meta: &Meta) -> StoreResult<Box<dyn Read + Send>>;
 
     /// A new upload, or None when an entry with this key, version and scope exists or is
     /// being saved (stores that know this before any byte is sent).
-    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>>;
+    fn create(&self, scope: &str, version: &str, key: &str)
+        -> StoreResult<Option<Box<dyn Upload>>>;
 
-    fn delete(&self, meta: &Meta) -> Result<()>;
+    fn delete(&self, meta: &Meta) -> StoreResult<()>;
 
     /// Most keys one restore may try (GitHub's service takes ten).
     fn max_keys(&self) -> Option<usize> {
@@ -213,7 +203,7 @@ pub trait Store: Send + Sync {
     }
 
     /// Make room for `save --overwrite` where entries cannot be replaced in place.
-    fn prepare_overwrite(&self, _scope: &str, _version: &str, _key: &str) -> Result<()> {
+    fn prepare_overwrite(&self, _scope: &str, _version: &str, _key: &str) -> StoreResult<()> {
         Ok(())
     }
 
@@ -236,7 +226,7 @@ pub trait Store: Send + Sync {
         scopes: &[String],
         version: &str,
         candidates: &[Candidate],
-    ) -> Result<Option<Meta>> {
+    ) -> StoreResult<Option<Meta>> {
         for scope in scopes {
             for c in candidates {
                 let found = self.list_prefix(scope, version, &c.key)?;
@@ -253,7 +243,7 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
-    fn exists(&self, scope: &str, version: &str, key: &str) -> Result<bool> {
+    fn exists(&self, scope: &str, version: &str, key: &str) -> StoreResult<bool> {
         Ok(self
             .list_prefix(scope, version, key)?
             .iter()

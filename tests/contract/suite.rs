@@ -2,7 +2,7 @@
 //! shared between tests (the GitHub stand-in) never mix them up.
 
 use super::Fixture;
-use kura::cli::{PathArgs, RestoreArgs, SaveArgs};
+use kura::ops::{Keys, RestoreOptions, SaveKey, SaveOptions};
 use kura::outcome::{MissReason, Outcome};
 use kura::store::{now_ms, Candidate, Committed, Meta, Store};
 use kura::vars::Vars;
@@ -400,17 +400,14 @@ impl Job {
     }
 
     pub fn save_as(&self, key: &str, format: kura::store::Format) -> Outcome {
-        let args = SaveArgs {
-            key: key.into(),
-            paths: PathArgs {
-                paths: vec!["d".into()],
-            },
-            compression_level: 3,
+        let args = SaveOptions {
+            key: SaveKey::Literal(key.into()),
+            paths: vec!["d".into()],
+            level: 3,
             overwrite: false,
             dry_run: false,
             format,
             chunk_size: kura::chunked::AVG_CHUNK,
-            literal_key: true,
         };
         kura::ops::save(&self.env, &args).unwrap()
     }
@@ -419,17 +416,14 @@ impl Job {
         kura::ops::restore(&self.env, &self.restore_args(key)).unwrap()
     }
 
-    pub fn restore_args(&self, key: &str) -> RestoreArgs {
-        RestoreArgs {
-            key: Some(key.into()),
-            restore_keys: Vec::new(),
-            keys: Vec::new(),
-            paths: PathArgs {
-                paths: vec!["d".into()],
+    pub fn restore_args(&self, key: &str) -> RestoreOptions {
+        RestoreOptions {
+            keys: Keys::Exact {
+                key: key.into(),
+                restore_keys: Vec::new(),
             },
-            lookup_only: false,
-            fail_on_miss: false,
-            dry_run: false,
+            paths: vec!["d".into()],
+            ..RestoreOptions::default()
         }
     }
 

@@ -13,14 +13,15 @@ mod rest;
 mod twirp;
 mod v1;
 
-use super::{Candidate, Committed, Handle, Meta, Skipped, Store, Upload};
+use super::{Candidate, Committed, Handle, Meta, Store, Upload};
 use crate::error::user_error;
+use crate::store::{StoreError, StoreResult};
 use crate::vars::Vars;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
-use twirp::{Refusal, Twirp};
+use twirp::Twirp;
 use v1::V1;
 
 /// Blocks of uploads: an archive of at most one block is a single Put Blob. Smaller than the
@@ -180,14 +181,11 @@ impl GhaStore {
     fn find(&self, keys: &[String], version: &str) -> Result<Option<(String, String)>> {
         match self.api()? {
             Api::V2(t) => {
-                let f = self
-                    .rt
-                    .block_on(t.find(&keys[0], &keys[1..], version))
-                    .map_err(refused)?;
+                let f = self.rt.block_on(t.find(&keys[0], &keys[1..], version))?;
                 Ok((f.ok && !f.signed_download_url.is_empty())
                     .then_some((f.matched_key, f.signed_download_url)))
             }
-            Api::V1(v) => self.rt.block_on(v.find(keys, version)).map_err(refused),
+            Api::V1(v) => self.rt.block_on(v.find(keys, version)),
         }
     }
 
@@ -198,7 +196,7 @@ impl GhaStore {
 
     fn may_read(&self) -> Result<()> {
         if matches!(self.mode, Mode::None | Mode::WriteOnly) {
-            return Err(Skipped(
+            return Err(StoreError::Skipped(
                 "Cache restore skipped: this job's cache-mode (ACTIONS_CACHE_MODE) does not allow reads"
                     .into(),
             )
@@ -209,7 +207,7 @@ impl GhaStore {
 
     fn may_write(&self) -> Result<()> {
         if matches!(self.mode, Mode::None | Mode::Read) {
-            return Err(Skipped(
+            return Err(StoreError::Skipped(
                 "Cache save skipped: this job's cache-mode (ACTIONS_CACHE_MODE) does not allow writes"
                     .into(),
             )
@@ -219,18 +217,9 @@ impl GhaStore {
     }
 }
 
-/// Refusals of the service as kura's outcomes: "denied" is a skip with its reason.
-fn refused(e: anyhow::Error) -> anyhow::Error {
-    match e.downcast::<Refusal>() {
-        Ok(Refusal::Denied(m)) => Skipped(m).into(),
-        Ok(other) => other.into(),
-        Err(e) => e,
-    }
-}
-
 /// The service's 409: the key is taken.
 fn exists(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref::<Refusal>(), Some(Refusal::Exists))
+    matches!(StoreError::within(e), Some(StoreError::Exists))
 }
 
 impl Store for GhaStore {
@@ -250,7 +239,7 @@ impl Store for GhaStore {
         Some(10)
     }
 
-    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> StoreResult<Vec<Meta>> {
         let rest = self.rest("listing caches")?;
         let scope = (!scope.is_empty()).then_some(scope);
         let all = self.rt.block_on(rest.list(prefix, scope))?;
@@ -260,7 +249,7 @@ impl Store for GhaStore {
             .collect())
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
+    fn list(&self, prefix: &str) -> StoreResult<Vec<Meta>> {
         let rest = self.rest("listing caches")?;
         let all = self.rt.block_on(rest.list(prefix, None))?;
         Ok(all.into_iter().filter(super::sane).collect())
@@ -268,7 +257,12 @@ impl Store for GhaStore {
 
     /// The service matches (exact, then prefix, newest first, scope by scope) and picks the
     /// scopes from the token; kura only asks.
-    fn lookup(&self, _scopes: &[String], version: &str, c: &[Candidate]) -> Result<Option<Meta>> {
+    fn lookup(
+        &self,
+        _scopes: &[String],
+        version: &str,
+        c: &[Candidate],
+    ) -> StoreResult<Option<Meta>> {
         self.may_read()?;
         let keys: Vec<String> = c.iter().map(|c| c.key.clone()).collect();
         let Some((matched, url)) = self.find(&keys, version)? else {
@@ -277,17 +271,18 @@ impl Store for GhaStore {
         let size = self.rt.block_on(blob::size(&self.blobs, &url));
         let mut meta = Meta::bare(&matched, version, "");
         if !super::sane(&meta) {
-            bail!(
+            return Err(anyhow!(
                 "the cache service matched a key kura would never write ({}); it is ignored",
                 crate::text::untrusted(&matched)
-            );
+            )
+            .into());
         }
         meta.size = size;
         meta.handle = Handle::Url(url);
         Ok(Some(meta))
     }
 
-    fn exists(&self, _scope: &str, version: &str, key: &str) -> Result<bool> {
+    fn exists(&self, _scope: &str, version: &str, key: &str) -> StoreResult<bool> {
         self.may_write()?;
         // A read-denied job may still save: a failed probe is "no".
         Ok(match self.find(&[key.to_string()], version) {
@@ -296,12 +291,12 @@ impl Store for GhaStore {
         })
     }
 
-    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+    fn open(&self, meta: &Meta) -> StoreResult<Box<dyn Read + Send>> {
         let Handle::Url(url) = &meta.handle else {
-            bail!(
+            return Err(StoreError::NotFound(format!(
                 "the GitHub cache entry {} was not found by a lookup: it cannot be downloaded",
                 meta.key
-            );
+            )));
         };
         let size = match meta.size {
             Some(s) => s,
@@ -321,30 +316,36 @@ impl Store for GhaStore {
         ))
     }
 
-    fn create(&self, _scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
+    fn create(
+        &self,
+        _scope: &str,
+        version: &str,
+        key: &str,
+    ) -> StoreResult<Option<Box<dyn Upload>>> {
         self.may_write()?;
         let api = self.api()?.clone();
         let (dest, reservation) = match &api {
             Api::V2(twirp) => {
                 let created = match self.rt.block_on(twirp.create(key, version)) {
                     Err(e) if exists(&e) => return Ok(None),
-                    r => r.map_err(refused)?,
+                    r => r?,
                 };
                 if !created.ok || created.signed_upload_url.is_empty() {
                     if created.message.contains("cache write denied:") {
-                        return Err(Skipped(twirp::denied(&created.message)).into());
+                        return Err(StoreError::Skipped(twirp::denied(&created.message)));
                     }
-                    bail!(
+                    return Err(anyhow!(
                         "the GitHub cache service would not reserve key {key}: {}",
                         created.message
-                    );
+                    )
+                    .into());
                 }
                 (blob::Dest::Azure(created.signed_upload_url), 0)
             }
             Api::V1(v1) => {
                 let id = match self.rt.block_on(v1.reserve(key, version)) {
                     Err(e) if exists(&e) => return Ok(None),
-                    r => r.map_err(refused)?,
+                    r => r?,
                 };
                 (blob::Dest::Service(v1.clone(), id), id)
             }
@@ -363,21 +364,22 @@ impl Store for GhaStore {
         })))
     }
 
-    fn delete(&self, meta: &Meta) -> Result<()> {
+    fn delete(&self, meta: &Meta) -> StoreResult<()> {
         let rest = self.rest("deleting a cache")?;
         if let Handle::Id(id) = meta.handle {
-            return self.rt.block_on(rest.delete_id(id));
+            return Ok(self.rt.block_on(rest.delete_id(id))?);
         }
         // Found by a lookup, which tells no id: the entries with this key and version.
-        self.rt
-            .block_on(delete_all(rest, &meta.key, None, &meta.version))
+        Ok(self
+            .rt
+            .block_on(delete_all(rest, &meta.key, None, &meta.version))?)
     }
 
     /// Entries are immutable on GitHub: an overwrite deletes the old entry first (REST).
-    fn prepare_overwrite(&self, scope: &str, version: &str, key: &str) -> Result<()> {
+    fn prepare_overwrite(&self, scope: &str, version: &str, key: &str) -> StoreResult<()> {
         let rest = self.rest("--overwrite")?;
         let scope = (!scope.is_empty()).then_some(scope);
-        self.rt.block_on(delete_all(rest, key, scope, version))
+        Ok(self.rt.block_on(delete_all(rest, key, scope, version))?)
     }
 }
 
@@ -433,7 +435,7 @@ impl Write for GhaUpload {
 }
 
 impl Upload for GhaUpload {
-    fn commit(mut self: Box<Self>, meta: &Meta, _overwrite: bool) -> Result<Committed> {
+    fn commit(mut self: Box<Self>, meta: &Meta, _overwrite: bool) -> StoreResult<Committed> {
         let size = self.blob.take().expect("committed twice").finish()?;
         let done = match &self.api {
             Api::V2(twirp) => self
@@ -452,7 +454,7 @@ impl Upload for GhaUpload {
         match done {
             Ok(()) => Ok(Committed::Saved),
             Err(e) if exists(&e) => Ok(Committed::Exists),
-            Err(e) => Err(refused(e)),
+            Err(e) => Err(e.into()),
         }
     }
 }

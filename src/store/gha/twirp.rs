@@ -2,6 +2,7 @@
 //! (snake_case names, int64 as strings, empty fields left out), parsed leniently.
 
 use crate::store::http::{self, Retry, Verdict};
+use crate::store::StoreError;
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -9,27 +10,6 @@ use std::time::Duration;
 
 const SERVICE: &str = "/twirp/github.actions.results.api.v1.CacheService/";
 const ATTEMPTS: u32 = 5;
-
-/// Why a call did not give an answer, where the caller acts on the difference.
-#[derive(Debug)]
-pub enum Refusal {
-    /// 409: an entry with this key, version and scope exists (or is being saved).
-    Exists,
-    /// The service refused a read or write for this token (`cache read denied:` /
-    /// `cache write denied:`).
-    Denied(String),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Exists => f.write_str("an entry with this key already exists"),
-            Refusal::Denied(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for Refusal {}
 
 pub struct Twirp {
     pub origin: String,
@@ -133,7 +113,7 @@ impl Twirp {
                     Ok(t) => Verdict::Done(t),
                     Err(_) => Verdict::Again(format!("{method}: unreadable answer {text:?}")),
                 },
-                409 => Verdict::Fail(Refusal::Exists.into()),
+                409 => Verdict::Fail(StoreError::Exists.into()),
                 429 => Verdict::Again(format!(
                     "{method}: rate limited by the GitHub cache service ({msg})"
                 )),
@@ -150,7 +130,7 @@ impl Twirp {
 /// A refusal in one line that names what to change.
 fn refusal(method: &str, status: u16, msg: &str) -> anyhow::Error {
     if msg.contains("cache write denied:") || msg.contains("cache read denied:") {
-        return Refusal::Denied(denied(msg)).into();
+        return StoreError::Skipped(denied(msg)).into();
     }
     match status {
         401 => anyhow!("{method}: the GitHub cache service rejected ACTIONS_RUNTIME_TOKEN ({msg}); it is valid only inside the job that received it"),

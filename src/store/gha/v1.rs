@@ -2,8 +2,8 @@
 //! `act` still speak: lookup by comma-joined keys, reserve, PATCH the archive in ranges to
 //! the service itself, commit with the size.
 
-use super::twirp::Refusal;
 use crate::store::http::{self, Retry, Verdict};
+use crate::store::StoreError;
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -55,11 +55,11 @@ impl V1 {
                 .unwrap_or_else(|| body.chars().take(200).collect());
             match r.status {
                 200..=299 => Verdict::Done((r.status, body)),
-                409 => Verdict::Fail(Refusal::Exists.into()),
+                409 => Verdict::Fail(StoreError::Exists.into()),
                 429 => Verdict::Again(format!("{what}: rate limited ({msg})")),
                 500..=599 => Verdict::Again(format!("{what}: HTTP {} ({msg})", r.status)),
                 401 | 403 if msg.contains("write") => Verdict::Fail(
-                    Refusal::Denied(format!(
+                    StoreError::Skipped(format!(
                         "cache write denied: {msg} — this job's cache token may not write; the save is skipped"
                     ))
                     .into(),

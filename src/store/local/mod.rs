@@ -15,6 +15,7 @@ mod packs;
 
 use super::{agrees, Committed, Handle, Meta, Store, Upload};
 use crate::nofollow::{Dir, Kind};
+use crate::store::StoreResult;
 use anyhow::{anyhow, bail, Context as _, Result};
 use packs::LocalPacks;
 use std::fs::File;
@@ -190,15 +191,15 @@ impl Store for LocalStore {
         format!("file://{}", self.root.display())
     }
 
-    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> StoreResult<Vec<Meta>> {
         let Some(root) = self.root()? else {
             return Ok(Vec::new());
         };
         let (scope, version, _) = super::layout(scope, version, "");
-        self.metas_in(&root, &scope, version, prefix)
+        Ok(self.metas_in(&root, &scope, version, prefix)?)
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
+    fn list(&self, prefix: &str) -> StoreResult<Vec<Meta>> {
         let Some(root) = self.root()? else {
             return Ok(Vec::new());
         };
@@ -212,7 +213,7 @@ impl Store for LocalStore {
         Ok(out)
     }
 
-    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+    fn open(&self, meta: &Meta) -> StoreResult<Box<dyn Read + Send>> {
         let (_, dir, name) = self.version_dir(meta)?;
         let entry = dir
             .dir(&name)
@@ -222,13 +223,18 @@ impl Store for LocalStore {
             // Torn by a crash (the store does not fsync): nothing to read, which the restore
             // finds is not what was saved, so the entry is a miss and is removed.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Box::new(std::io::empty())),
-            Err(e) => {
-                Err(e).with_context(|| format!("cannot open {}", entry.shown(ARCHIVE).display()))
-            }
+            Err(e) => Err(anyhow::Error::from(e)
+                .context(format!("cannot open {}", entry.shown(ARCHIVE).display()))
+                .into()),
         }
     }
 
-    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
+    fn create(
+        &self,
+        scope: &str,
+        version: &str,
+        key: &str,
+    ) -> StoreResult<Option<Box<dyn Upload>>> {
         let (scope, version, name) = super::layout(scope, version, key);
         let root = self.root_made()?;
         let tmp = Self::tmp(&root)?;
@@ -250,7 +256,7 @@ impl Store for LocalStore {
         })))
     }
 
-    fn delete(&self, meta: &Meta) -> Result<()> {
+    fn delete(&self, meta: &Meta) -> StoreResult<()> {
         let (root, dir, name) = self.version_dir(meta)?;
         let (scope, version, _) = place(meta)?;
         // Move aside first so that a reader never sees a half-deleted entry.
@@ -267,8 +273,9 @@ impl Store for LocalStore {
                 return Ok(());
             }
         }
-        tmp.remove_tree(&trash)
-            .with_context(|| format!("cannot remove {}", tmp.shown(&trash).display()))
+        Ok(tmp
+            .remove_tree(&trash)
+            .with_context(|| format!("cannot remove {}", tmp.shown(&trash).display()))?)
     }
 
     fn clean_incomplete(&self) {
@@ -349,7 +356,7 @@ impl Write for LocalUpload {
 }
 
 impl Upload for LocalUpload {
-    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed> {
+    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> StoreResult<Committed> {
         let file = self.file.take().expect("committed twice");
         // No fsync: an entry torn by a crash fails its sha256 check on restore, which makes it
         // a miss and deletes it, so durability is not worth a flush of the whole archive.
@@ -381,13 +388,14 @@ impl Upload for LocalUpload {
         match self.tmp.rename(&self.building, &dir, name) {
             Ok(()) => Ok(Committed::Saved),
             Err(_) if dir.stat(name)?.is_some() && !whole_in(&dir, scope, version, name) => {
-                self.replace_torn(&dir)
+                Ok(self.replace_torn(&dir)?)
             }
             Err(_) if dir.stat(name)?.is_some() => Ok(Committed::Exists),
-            Err(e) => bail!(
+            Err(e) => Err(anyhow!(
                 "cannot store the entry at {}: {e}",
                 dir.shown(name).display()
-            ),
+            )
+            .into()),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE, NOTE_CAP};
 use crate::nofollow::{Dir, Kind};
+use crate::store::{StoreError, StoreResult};
 use anyhow::{anyhow, Context as _, Result};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -62,42 +63,57 @@ impl LocalPacks {
 }
 
 impl Packs for LocalPacks {
-    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
         let dir = self.made()?;
         if dir.stat(name)?.is_some_and(|st| st.kind == Kind::File) {
             // Reused: its time is renewed, so that a prune which found it unreferenced a day
             // ago does not delete it under the entry about to reference it.
-            return dir
+            return Ok(dir
                 .touch_name(name)
-                .with_context(|| format!("cannot renew {}", dir.shown(name).display()));
+                .with_context(|| format!("cannot renew {}", dir.shown(name).display()))?);
         }
-        self.write(&dir, name, data)
+        Ok(self.write(&dir, name, data)?)
     }
 
-    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+    fn read_note(&self) -> StoreResult<Option<Vec<u8>>> {
         let Some(dir) = self.dir(false)? else {
             return Ok(None);
         };
         match dir.read(NOTE, NOTE_CAP) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).context("cannot read prune's note"),
+            Err(e) => Err(anyhow::Error::from(e)
+                .context("cannot read prune's note")
+                .into()),
         }
     }
 
-    fn write_note(&self, data: &[u8]) -> Result<()> {
+    fn write_note(&self, data: &[u8]) -> StoreResult<()> {
         let dir = self.made()?;
-        self.write(&dir, NOTE, data)
+        Ok(self.write(&dir, NOTE, data)?)
     }
 
-    fn get(&self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
-        let dir = self
-            .dir(false)?
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
-            .with_context(|| format!("cannot open {}", self.root.join(PACKS).display()))?;
-        let (mut f, size) = dir
-            .file(name)
-            .with_context(|| format!("cannot open {}", dir.shown(name).display()))?;
+    fn get(&self, name: &str, range: std::ops::Range<u64>) -> StoreResult<Vec<u8>> {
+        let gone = |what: &std::path::Path| {
+            StoreError::NotFound(format!(
+                "pack {name} is gone ({} is not there)",
+                what.display()
+            ))
+        };
+        let Some(dir) = self.dir(false)? else {
+            return Err(gone(&self.root.join(PACKS)));
+        };
+        let (mut f, size) = match dir.file(name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(gone(&dir.shown(name)))
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("cannot open {}", dir.shown(name).display()))
+                    .into())
+            }
+        };
         // A range past the end reads short, which the restore finds is not what its entry
         // says (damage); nothing is allocated beyond what the file holds.
         let (start, end) = (
@@ -110,7 +126,7 @@ impl Packs for LocalPacks {
         Ok(out)
     }
 
-    fn list(&self) -> Result<Vec<PackInfo>> {
+    fn list(&self) -> StoreResult<Vec<PackInfo>> {
         let Some(dir) = self.dir(false)? else {
             return Ok(Vec::new());
         };
@@ -131,11 +147,12 @@ impl Packs for LocalPacks {
         Ok(out)
     }
 
-    fn delete(&self, name: &str) -> Result<()> {
+    fn delete(&self, name: &str) -> StoreResult<()> {
         let Some(dir) = self.dir(false)? else {
             return Ok(());
         };
-        dir.remove_file(name)
-            .with_context(|| format!("cannot remove {}", dir.shown(name).display()))
+        Ok(dir
+            .remove_file(name)
+            .with_context(|| format!("cannot remove {}", dir.shown(name).display()))?)
     }
 }

@@ -25,6 +25,7 @@ mod upload;
 
 use super::blob::Blobs;
 use super::{entry_name, name_prefix, now_ms, scope_dir, Handle, Meta, Store, Upload};
+use crate::store::StoreResult;
 use anyhow::{anyhow, bail, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashSet};
@@ -180,16 +181,16 @@ impl<B: Blobs> Store for Objects<B> {
         self.blobs.location()
     }
 
-    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> StoreResult<Vec<Meta>> {
         let from = format!("{}/{version}/{}", scope_dir(scope), name_prefix(prefix));
-        self.metas_under(&from, prefix)
+        Ok(self.metas_under(&from, prefix)?)
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
-        self.metas_under("", prefix)
+    fn list(&self, prefix: &str) -> StoreResult<Vec<Meta>> {
+        Ok(self.metas_under("", prefix)?)
     }
 
-    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+    fn open(&self, meta: &Meta) -> StoreResult<Box<dyn Read + Send>> {
         let archive = archive_of(object_of(meta)?);
         // The archive's size as the store has it: one shorter (or longer) than its metadata
         // says is read as it is, and the restore finds it is not what was saved (damage of
@@ -213,7 +214,12 @@ impl<B: Blobs> Store for Objects<B> {
         ))
     }
 
-    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
+    fn create(
+        &self,
+        scope: &str,
+        version: &str,
+        key: &str,
+    ) -> StoreResult<Option<Box<dyn Upload>>> {
         let dir = format!("{}/{version}/{}/", scope_dir(scope), entry_name(key));
         let name = format!(
             "{dir}{:013}-{:016x}",
@@ -227,7 +233,7 @@ impl<B: Blobs> Store for Objects<B> {
         ))))
     }
 
-    fn delete(&self, meta: &Meta) -> Result<()> {
+    fn delete(&self, meta: &Meta) -> StoreResult<()> {
         let object = object_of(meta)?;
         // The marker first: cut short, the entry stays whole (unmarked, still found). An
         // entry may have no marker (its writer was killed before writing it).

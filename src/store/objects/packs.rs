@@ -4,7 +4,8 @@
 use super::PACKS;
 use crate::chunked::{valid_pack_name, PackInfo, Packs, NOTE, NOTE_CAP};
 use crate::store::blob::Blobs;
-use anyhow::{bail, Result};
+use crate::store::{StoreError, StoreResult};
+use anyhow::anyhow;
 use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,34 +15,34 @@ pub(super) struct BlobPacks<B: Blobs>(pub Arc<B>);
 impl<B: Blobs> BlobPacks<B> {}
 
 impl<B: Blobs> Packs for BlobPacks<B> {
-    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
         let body = Bytes::copy_from_slice(data);
-        self.0.block_on(self.0.put(&format!("{PACKS}{name}"), body))
+        Ok(self
+            .0
+            .block_on(self.0.put(&format!("{PACKS}{name}"), body))?)
     }
 
-    fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
+    fn get(&self, name: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         let want = range.end.saturating_sub(range.start);
         match self
             .0
             .block_on(self.0.get_range(&format!("{PACKS}{name}"), range))?
         {
-            Some(b) if b.len() as u64 > want => {
-                bail!(
-                    "pack {name}: asked for {want} bytes, the store sent {}",
-                    b.len()
-                )
-            }
-            Some(b) => Ok(b.to_vec()),
-            // A pack gone is the entry's fault, not the network's: named as such.
-            None => Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("pack {name} is gone from {}{PACKS}", self.0.location()),
+            Some(b) if b.len() as u64 > want => Err(anyhow!(
+                "pack {name}: asked for {want} bytes, the store sent {}",
+                b.len()
             )
             .into()),
+            Some(b) => Ok(b.to_vec()),
+            // A pack gone is the entry's fault, not the network's: named as such.
+            None => Err(StoreError::NotFound(format!(
+                "pack {name} is gone from {}{PACKS}",
+                self.0.location()
+            ))),
         }
     }
 
-    fn list(&self) -> Result<Vec<PackInfo>> {
+    fn list(&self) -> StoreResult<Vec<PackInfo>> {
         let listed = self.0.block_on(self.0.list(PACKS))?;
         Ok(listed
             .into_iter()
@@ -56,18 +57,18 @@ impl<B: Blobs> Packs for BlobPacks<B> {
             .collect())
     }
 
-    fn delete(&self, name: &str) -> Result<()> {
-        self.0.block_on(self.0.delete(&format!("{PACKS}{name}")))
+    fn delete(&self, name: &str) -> StoreResult<()> {
+        Ok(self.0.block_on(self.0.delete(&format!("{PACKS}{name}")))?)
     }
 
-    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+    fn read_note(&self) -> StoreResult<Option<Vec<u8>>> {
         let got = self
             .0
             .block_on(self.0.get(&format!("{PACKS}{NOTE}"), NOTE_CAP))?;
         Ok(got.map(|b| b.to_vec()))
     }
 
-    fn write_note(&self, data: &[u8]) -> Result<()> {
+    fn write_note(&self, data: &[u8]) -> StoreResult<()> {
         self.put(NOTE, data)
     }
 }

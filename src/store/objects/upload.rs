@@ -4,6 +4,7 @@
 use super::settle::{marker_of, owner, verdict, Verdict};
 use super::{archive_of, SETTLE};
 use crate::store::blob::{BlobWrite, Blobs};
+use crate::store::StoreResult;
 use crate::store::{Committed, Meta, Upload};
 use anyhow::Result;
 use bytes::Bytes;
@@ -136,11 +137,11 @@ impl<B: Blobs> Write for ObjectUpload<B> {
 }
 
 impl<B: Blobs> Upload for ObjectUpload<B> {
-    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed> {
+    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> StoreResult<Committed> {
         self.sent = true;
         self.send_archive()?;
         let meta_obj = format!("{}.json", self.name);
-        let body = Bytes::from(serde_json::to_vec(meta)?);
+        let body = Bytes::from(serde_json::to_vec(meta).map_err(anyhow::Error::from)?);
         self.described = true;
         self.blobs.block_on(self.blobs.put(&meta_obj, body))?;
         self.done = true;

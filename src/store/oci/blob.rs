@@ -11,7 +11,8 @@
 //! blob: kura looks for the blob for as long as the PUT had before sending anything again. A
 //! refusal (no push rights, no such repository, too large) is not tried again.
 
-use super::client::{Refused, Registry};
+use super::client::Registry;
+use crate::store::StoreError;
 use anyhow::{anyhow, Result};
 use std::time::{Duration, Instant};
 
@@ -82,7 +83,7 @@ async fn session(
     };
     // Lost or late, the registry may still be checking the blob: look for it for as long as
     // the PUT had. A refusal is looked for once.
-    let refused = e.downcast_ref::<Refused>().is_some();
+    let refused = matches!(StoreError::within(&e), Some(StoreError::Refused { .. }));
     let until = Instant::now()
         + if refused {
             Duration::ZERO
@@ -104,23 +105,22 @@ async fn session(
 /// session the registry lost or refused to go on with; not a refusal of the upload itself,
 /// and not a file kura could not read.
 fn worth_another_session(e: &anyhow::Error) -> bool {
-    if e.downcast_ref::<crate::store::Skipped>().is_some()
-        || e.downcast_ref::<std::io::Error>().is_some()
-    {
+    if e.downcast_ref::<std::io::Error>().is_some() {
         return false;
     }
-    match e.downcast_ref::<Refused>() {
-        None => true,
-        Some(r) => {
-            matches!(r.status, 416)
+    match StoreError::within(e) {
+        None | Some(StoreError::Failed(_)) => true,
+        Some(StoreError::Refused { status, code, .. }) => {
+            *status == 416
                 || matches!(
-                    r.code.as_str(),
+                    code.as_str(),
                     "BLOB_UPLOAD_INVALID"
                         | "BLOB_UPLOAD_UNKNOWN"
                         | "DIGEST_INVALID"
                         | "SIZE_INVALID"
                 )
         }
+        Some(_) => false,
     }
 }
 

@@ -179,10 +179,10 @@ impl Registry {
             }
             self.answer(&reply).await?;
         }
-        Err(Refused {
-            status: 401,
-            code: String::new(),
-            message: format!(
+        Err(crate::store::StoreError::refused(
+            401,
+            "",
+            format!(
                 "{what}: {} refused the credentials (HTTP 401 after authenticating){}",
                 self.host,
                 if self.creds.is_none() {
@@ -191,7 +191,7 @@ impl Registry {
                     "; check KURA_OCI_USERNAME and KURA_OCI_PASSWORD (or the docker login) and their rights on the repository"
                 }
             ),
-        }
+        )
         .into())
     }
 
@@ -299,7 +299,7 @@ impl Registry {
         let message = match status {
             // Expected, not a failure: a fork's token may read but never write.
             403 if self.fork_pr => {
-                return crate::store::Skipped(format!(
+                return crate::store::StoreError::Skipped(format!(
                     "Cache save skipped: this job runs for a pull request from a fork, whose token is read-only ({} said: {said}); restores still work",
                     self.host
                 ))
@@ -314,31 +314,9 @@ impl Registry {
                 if self.host == "ghcr.io" { "; GHCR deletes through GitHub's Packages API (set KURA_OCI_PACKAGES_API if this host is GitHub Enterprise Server's)" } else { "; enable it in the registry (distribution: storage.delete.enabled: true)" }),
             _ => format!("{what}: HTTP {status} from {} ({said})", self.host),
         };
-        Refused {
-            status,
-            code,
-            message,
-        }
-        .into()
+        crate::store::StoreError::refused(status, code, message).into()
     }
 }
-
-/// A request the registry answered with a refusal (not a transient failure): its status, the
-/// distribution error code if any, and what to tell the user.
-#[derive(Debug)]
-pub(super) struct Refused {
-    pub status: u16,
-    pub code: String,
-    message: String,
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Refused {}
 
 impl Registry {}
 

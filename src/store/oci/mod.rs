@@ -22,6 +22,7 @@ mod upload;
 
 use super::{Handle, Meta, Store, Upload};
 use crate::error::user_error;
+use crate::store::StoreResult;
 use crate::vars::Vars;
 use anyhow::{bail, Result};
 use client::Registry;
@@ -235,7 +236,7 @@ impl Store for OciStore {
         )
     }
 
-    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> Result<Vec<Meta>> {
+    fn list_prefix(&self, scope: &str, version: &str, prefix: &str) -> StoreResult<Vec<Meta>> {
         let metas = self.metas(&tag::prefix(scope, version, prefix), prefix)?;
         Ok(metas
             .into_iter()
@@ -243,19 +244,21 @@ impl Store for OciStore {
             .collect())
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<Meta>> {
-        self.metas("", prefix)
+    fn list(&self, prefix: &str) -> StoreResult<Vec<Meta>> {
+        Ok(self.metas("", prefix)?)
     }
 
-    fn exists(&self, scope: &str, version: &str, key: &str) -> Result<bool> {
+    fn exists(&self, scope: &str, version: &str, key: &str) -> StoreResult<bool> {
         Ok(self
             .read(&tag::of(scope, version, key))?
             .is_some_and(|m| m.key == key && m.scope == scope && m.version == version))
     }
 
-    fn open(&self, meta: &Meta) -> Result<Box<dyn Read + Send>> {
+    fn open(&self, meta: &Meta) -> StoreResult<Box<dyn Read + Send>> {
         let Handle::Manifest { blob, .. } = &meta.handle else {
-            bail!("the entry {} was not read from this registry", meta.key);
+            return Err(
+                anyhow::anyhow!("the entry {} was not read from this registry", meta.key).into(),
+            );
         };
         let size = meta.size.unwrap_or(0);
         let (reg, blob) = (self.reg.clone(), blob.clone());
@@ -281,7 +284,12 @@ impl Store for OciStore {
         ))
     }
 
-    fn create(&self, scope: &str, version: &str, key: &str) -> Result<Option<Box<dyn Upload>>> {
+    fn create(
+        &self,
+        scope: &str,
+        version: &str,
+        key: &str,
+    ) -> StoreResult<Option<Box<dyn Upload>>> {
         let up = upload::OciUpload::new(
             self.rt.clone(),
             self.reg.clone(),
@@ -296,12 +304,14 @@ impl Store for OciStore {
         Some(self.packs.clone())
     }
 
-    fn delete(&self, meta: &Meta) -> Result<()> {
+    fn delete(&self, meta: &Meta) -> StoreResult<()> {
         let Handle::Manifest { digest, .. } = &meta.handle else {
-            bail!("the entry {} was not read from this registry", meta.key);
+            return Err(
+                anyhow::anyhow!("the entry {} was not read from this registry", meta.key).into(),
+            );
         };
         // By digest: distribution 2.8 cannot delete by tag; this also removes the tag.
-        self.rt.block_on(async {
+        Ok(self.rt.block_on(async {
             let r = self
                 .reg
                 .send("delete an entry", &[202, 404, 405], |h| {
@@ -313,7 +323,7 @@ impl Store for OciStore {
                 (405, None) => Err(self.reg.refused("delete an entry", &r)),
                 _ => Ok(()),
             }
-        })
+        })?)
     }
 }
 

@@ -8,7 +8,7 @@
 use super::blob::put_bytes;
 use super::client::Registry;
 use crate::chunked::{PackInfo, Packs};
-use anyhow::Result;
+use crate::store::{StoreError, StoreResult};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -92,20 +92,16 @@ impl OciPacks {
         self.known.lock().unwrap().get(name).cloned()
     }
 
-    fn gone(&self, name: &str) -> anyhow::Error {
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!(
-                "pack {name} is gone from {}/{}",
-                self.reg.host, self.reg.repo
-            ),
-        )
-        .into()
+    fn gone(&self, name: &str) -> StoreError {
+        StoreError::NotFound(format!(
+            "pack {name} is gone from {}/{}",
+            self.reg.host, self.reg.repo
+        ))
     }
 }
 
 impl Packs for OciPacks {
-    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
         self.rt.block_on(put_bytes(&self.reg, &digest, data))?;
         self.known.lock().unwrap().insert(
@@ -119,7 +115,7 @@ impl Packs for OciPacks {
         Ok(())
     }
 
-    fn get(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
+    fn get(&self, name: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         let Some(k) = self.blob(name) else {
             return Err(self.gone(name));
         };
@@ -149,7 +145,7 @@ impl Packs for OciPacks {
     }
 
     /// The packs this store has learned of: a registry cannot list its blobs.
-    fn list(&self) -> Result<Vec<PackInfo>> {
+    fn list(&self) -> StoreResult<Vec<PackInfo>> {
         Ok(self
             .known
             .lock()
@@ -166,17 +162,17 @@ impl Packs for OciPacks {
     /// Forgets the pack; the blob stays. A registry checks every blob's digest as it takes
     /// it, so a pack that does not hash to its name was named wrongly by a manifest, and its
     /// blob may be another entry's: the registry's garbage collection decides.
-    fn delete(&self, name: &str) -> Result<()> {
+    fn delete(&self, name: &str) -> StoreResult<()> {
         self.known.lock().unwrap().remove(name);
         self.conflicting.lock().unwrap().insert(name.to_string());
         Ok(())
     }
 
-    fn read_note(&self) -> Result<Option<Vec<u8>>> {
+    fn read_note(&self) -> StoreResult<Option<Vec<u8>>> {
         Ok(None)
     }
 
-    fn write_note(&self, _data: &[u8]) -> Result<()> {
+    fn write_note(&self, _data: &[u8]) -> StoreResult<()> {
         Ok(())
     }
 

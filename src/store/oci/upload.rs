@@ -6,6 +6,7 @@ use super::blob;
 use super::client::Registry;
 use super::packs::{OciPacks, PACK_LAYER, PACK_NAME};
 use super::{ARTIFACT, CHUNKS_LAYER, LAYER, MANIFEST, META};
+use crate::store::StoreResult;
 use crate::store::{Committed, Format, Meta, Upload};
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest, Sha256};
@@ -85,7 +86,7 @@ impl Write for OciUpload {
 }
 
 impl Upload for OciUpload {
-    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> Result<Committed> {
+    fn commit(mut self: Box<Self>, meta: &Meta, overwrite: bool) -> StoreResult<Committed> {
         let file = self.file.take().expect("committed twice");
         file.into_inner().map_err(|e| e.into_error())?;
         let digest = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
