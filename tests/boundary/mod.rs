@@ -7,6 +7,7 @@
 
 mod local;
 mod remote;
+mod replies;
 use crate::snapshot;
 use crate::support;
 

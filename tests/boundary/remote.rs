@@ -31,7 +31,7 @@ fn oci(s: &Sandbox, registry: &str, args: &[&str]) -> Out {
 }
 
 /// A registry that asks for Basic credentials and answers tag listings with `tags`.
-fn registry(tags: impl Fn(&stub::Http) -> Reply + Send + 'static) -> String {
+fn registry(tags: impl Fn(&stub::Http) -> Reply + Send + Sync + 'static) -> String {
     stub::serve("127.0.0.1", move |r| {
         if !r.auth {
             return (

@@ -119,10 +119,11 @@ pub struct BodyLimits {
     pub min_rate: u64,
 }
 
-/// Every reply kura reads whole is far smaller (JSON, listings, ranges of at most 16 MiB).
+/// Every reply kura reads whole is far smaller (JSON, listings, ranges of at most 16 MiB),
+/// and comes at far more than 16 KiB/s on any link a CI job has.
 pub const BODY: BodyLimits = BodyLimits {
     cap: 64 << 20,
-    grace: Duration::from_secs(60),
+    grace: Duration::from_secs(20),
     min_rate: 16 << 10,
 };
 
@@ -200,7 +201,8 @@ where
 }
 
 /// Send `make()` until `judge` is satisfied or the attempts run out. Transport failures and
-/// bodies cut short or too slow are tried again; a body over [`BODY`]'s cap is not. A
+/// bodies cut short are tried again; a body over [`BODY`]'s cap, or slower than its pace, is
+/// not (a server that trickles would trickle again, and each try would take the grace). A
 /// `Retry-After` header (at most 60 s) replaces the wait. URLs never reach the message:
 /// signed URLs carry secrets.
 pub async fn send<T>(
@@ -244,7 +246,9 @@ pub async fn send_within<T>(
         let headers = resp.headers().clone();
         let body = match body(resp, limits).await {
             Ok(b) => b,
-            Err(e @ BodyError::TooLarge(_)) => bail!("{what}: {e}; the server is broken"),
+            Err(e @ (BodyError::TooLarge(_) | BodyError::TooSlow)) => {
+                bail!("{what}: {e}; the server is broken")
+            }
             Err(e) => {
                 last = format!("{what}: {e}");
                 continue;

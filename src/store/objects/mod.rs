@@ -84,8 +84,14 @@ impl<B: Blobs> Objects<B> {
 
     /// The entries under a name prefix whose key starts with `key_prefix`.
     fn metas_under(&self, prefix: &str, key_prefix: &str) -> Result<Vec<Meta>> {
-        let mut names = self.names(prefix)?;
-        names.retain(|n| !n.starts_with(PACKS) && entry_object(n));
+        let listed = self.blobs.block_on(self.blobs.list(prefix))?;
+        // Metadata the listing says is larger than any kura writes is no entry: not read.
+        let names: Vec<String> = listed
+            .into_iter()
+            .filter(|b| !(b.name.ends_with(".json") && b.size > META_CAP))
+            .map(|b| b.name)
+            .filter(|n| !n.starts_with(PACKS) && entry_object(n))
+            .collect();
         let metas = self.read_metas(winners(&names))?;
         Ok(metas
             .into_iter()

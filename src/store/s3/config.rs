@@ -118,9 +118,9 @@ impl Config {
     }
 }
 
-/// object_store's own client, but one that never follows a redirect to another origin: the
-/// session token travels as a plain header (`x-amz-security-token`) that a redirect would
-/// carry to whoever the reply names.
+/// object_store's own client, but one that never follows a redirect to another origin (the
+/// session token travels as a plain header, `x-amz-security-token`, that a redirect would
+/// carry to whoever the reply names), and whose replies are capped (`capped.rs`).
 #[derive(Debug)]
 struct SameOrigin {
     connect: Duration,
@@ -135,7 +135,7 @@ impl HttpConnector for SameOrigin {
             .read_timeout(self.read)
             .redirect(crate::store::http::same_origin_redirects())
             .build()
-            .map(HttpClient::new)
+            .map(|c| HttpClient::new(super::capped::Capped(c)))
             .map_err(|e| object_store::Error::Generic {
                 store: "S3",
                 source: Box::new(e),

@@ -6,6 +6,7 @@
 //! under the URL's prefix. Small blobs go up in one PUT; larger ones as a multipart upload
 //! with parts in parallel.
 
+mod capped;
 mod config;
 mod explain;
 
