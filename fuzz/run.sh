@@ -5,6 +5,9 @@
 #             fuzz/artifacts/unpack/ and exits non-zero.
 #   template  key templates: parse and render never panic, rendered keys keep the rules.
 #   manifest  chunk manifests: decoding never panics, what decodes encodes back the same.
+#   metadata  metadata objects: what is read is an entry with a valid key that agrees with
+#             its name and reads back the same; seeded with kura's own.
+#   oci_manifest  OCI manifests: what is read has a valid key and the tag it was read under.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-300}"
@@ -19,6 +22,8 @@ case "$target" in
     printf '<< .Environment.NAME >>-{{ hashFiles "**/Cargo.lock" "x" }}' > "$corpus/seed-hashfiles"
     printf '{{ epoch }}-{{ arch }}-{{ os }}-{{ env "NAME" }}-`raw`' > "$corpus/seed-funcs" ;;
   manifest) FUZZ_SEEDS="$corpus" cargo test --quiet --lib real_manifests ;;
+  metadata) FUZZ_SEEDS="$corpus" cargo test --quiet --lib store::parse::tests::real_metadata ;;
+  oci_manifest) FUZZ_SEEDS="$corpus" cargo test --quiet --lib store::parse::tests::real_oci ;;
 esac
 cd fuzz
 cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=1024 -timeout=20

@@ -13,6 +13,7 @@ mod cache;
 mod chunked;
 mod compat;
 mod contract;
+mod damage;
 mod extract;
 mod extract_oracle;
 mod flaky;

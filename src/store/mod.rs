@@ -8,6 +8,7 @@ pub(crate) mod http;
 mod local;
 pub mod objects;
 mod oci;
+pub mod parse;
 mod s3;
 
 pub use gha::GhaStore;

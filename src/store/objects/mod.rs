@@ -67,13 +67,7 @@ impl<B: Blobs> Objects<B> {
                     let Some(bytes) = blobs.get(&o, META_CAP).await? else {
                         return Ok(None);
                     };
-                    let Ok(mut m) = serde_json::from_slice::<Meta>(&bytes) else {
-                        return Ok(None);
-                    };
-                    m.used_ms = m.created_ms;
-                    let agrees = super::agrees_object(&m, &o);
-                    m.handle = Handle::Object(o);
-                    Ok::<_, anyhow::Error>(agrees.then_some(m))
+                    Ok::<_, anyhow::Error>(super::parse::metadata(&bytes, &o))
                 })
                 .buffer_unordered(16)
                 .try_collect::<Vec<_>>()

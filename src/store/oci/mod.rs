@@ -145,12 +145,9 @@ impl OciStore {
             }
             // An entry is the tag it was found under: a manifest whose metadata names another
             // scope, version or key is not an entry (nor are its packs learnt).
-            let Some((m, v)) = entry_of(&r.body) else {
+            let Some((m, v)) = super::parse::manifest(&r.body, tag) else {
                 return Ok(None);
             };
-            if !super::sane(&m) || tag::of(&m.scope, &m.version, &m.key) != tag {
-                return Ok(None);
-            }
             // A chunked entry's manifest names its packs' blobs.
             self.packs.learn(&v);
             Ok(Some(m))
@@ -195,9 +192,30 @@ fn next_link(header: &str) -> Option<String> {
         .map(|(u, _)| u.to_string())
 }
 
+/// The tag an entry is stored under.
+pub(crate) fn tag_of(m: &Meta) -> String {
+    tag::of(&m.scope, &m.version, &m.key)
+}
+
+/// The manifest kura would push for `m` (its packs given made-up blobs), for tests.
+#[cfg(test)]
+pub(crate) fn manifest_for_tests(m: &Meta) -> Vec<u8> {
+    let store = OciStore::open("oci://127.0.0.1:1/kura", &crate::vars::Vars::default()).unwrap();
+    let layers: Vec<_> = m
+        .packs
+        .iter()
+        .map(|name| {
+            serde_json::json!({"mediaType": packs::PACK_LAYER, "digest": format!("sha256:{}", "0".repeat(64)),
+                "size": 10, "annotations": {(packs::PACK_NAME): name}})
+        })
+        .collect();
+    store.packs.learn(&serde_json::json!({ "layers": layers }));
+    upload::manifest(m, &format!("sha256:{}", "1".repeat(64)), 1234, &store.packs).unwrap()
+}
+
 /// kura's metadata from a manifest's bytes, with the manifest's digest and the layer's; and the
 /// manifest, parsed.
-fn entry_of(manifest: &[u8]) -> Option<(Meta, serde_json::Value)> {
+pub(crate) fn entry_of(manifest: &[u8]) -> Option<(Meta, serde_json::Value)> {
     let v: serde_json::Value = serde_json::from_slice(manifest).ok()?;
     if v["artifactType"] != ARTIFACT {
         return None;

@@ -190,7 +190,7 @@ impl Drop for OciUpload {
 
 /// The entry's manifest: the empty config, the archive (or the chunk manifest, then the
 /// packs it references) as layers, kura's metadata and the creation time in annotations.
-fn manifest(meta: &Meta, digest: &str, size: u64, packs: &OciPacks) -> Result<Vec<u8>> {
+pub(super) fn manifest(meta: &Meta, digest: &str, size: u64, packs: &OciPacks) -> Result<Vec<u8>> {
     let created = chrono::DateTime::from_timestamp_millis(meta.created_ms as i64)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();
