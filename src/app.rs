@@ -39,7 +39,7 @@ pub fn run(mut cli: Cli, vars: Vars) -> u8 {
         },
         outcome => outcome,
     };
-    tell(&report, &outcome, policy.failed_to);
+    tell(&report, &outcome, &policy);
     report.finish(&outcome);
     // Stopped by a signal during an extraction (and rolled back): exit as the signal would.
     if let Some(sig) = crate::platform::interrupted() {
@@ -50,8 +50,11 @@ pub fn run(mut cli: Cli, vars: Vars) -> u8 {
 
 /// What the command's kind decides about failures.
 struct Policy {
-    /// Failures fail the job: `--strict`, and always for workspaces and `key`.
+    /// Failures fail the job: `--strict`, and always for workspaces, `key` and the commands
+    /// that look after a store (a script must tell an unreachable store from an empty one).
     strict: bool,
+    /// How the user asks for strictness: the action's input, else the flag.
+    strict_by: &'static str,
     /// actions/cache's words for a failed cache step, which users grep their logs for.
     failed_to: &'static str,
     /// The action's save and post steps.
@@ -69,8 +72,17 @@ impl Policy {
         let strict = cli.global.strict
             || matches!(
                 cli.command,
-                Command::Persist(_) | Command::Attach(_) | Command::Key { .. }
+                Command::Persist(_)
+                    | Command::Attach(_)
+                    | Command::Key { .. }
+                    | Command::Ls { .. }
+                    | Command::Rm { .. }
+                    | Command::Prune { .. }
             );
+        let strict_by = match &cli.command {
+            Command::Action { .. } => "set the action's strict input to true",
+            _ => "pass --strict",
+        };
         let failed_to = match &cli.command {
             Command::Save(_) => "Failed to save: ",
             _ if save_step => "Failed to save: ",
@@ -79,6 +91,7 @@ impl Policy {
         };
         Policy {
             strict,
+            strict_by,
             failed_to,
             save_step,
         }
@@ -86,7 +99,8 @@ impl Policy {
 }
 
 /// The outcome's line, for outcomes that are not reported as they happen.
-fn tell(report: &Report, outcome: &Outcome, failed_to: &str) {
+fn tell(report: &Report, outcome: &Outcome, policy: &Policy) {
+    let failed_to = policy.failed_to;
     match outcome {
         Outcome::Invalid { error } => report.error(error),
         Outcome::Skipped { reason } => report.info(reason),
@@ -95,7 +109,8 @@ fn tell(report: &Report, outcome: &Outcome, failed_to: &str) {
             strict: true,
         } => report.error(format!("{failed_to}{error}")),
         Outcome::Error { error, .. } => report.warn(format!(
-            "{failed_to}{error}\n(the job goes on: a cache failure is not fatal; pass --strict to make it so)"
+            "{failed_to}{error}\n(the job goes on: a cache failure is not fatal; {} to make it so)",
+            policy.strict_by
         )),
         _ => {}
     }

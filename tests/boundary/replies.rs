@@ -60,10 +60,21 @@ fn sandbox(s: &Sandbox) -> BTreeMap<PathBuf, String> {
         .collect()
 }
 
-/// What a step must show after a hostile reply: the step did not fail, nothing outside the
-/// store changed, and no panic or abort.
+/// What a cache step must show after a hostile reply: the step did not fail, nothing outside
+/// the store changed, and no panic or abort.
 fn survived(s: &Sandbox, before: &BTreeMap<PathBuf, String>, out: &Out) {
     assert_eq!(out.code, 0, "{}", out.stderr);
+    unharmed(s, before, out);
+}
+
+/// The same for `ls`, which says (exit 1) when it could not read the store.
+fn listed(s: &Sandbox, before: &BTreeMap<PathBuf, String>, out: &Out) {
+    let failed = json(out)["outcome"] == "error";
+    assert_eq!(out.code, i32::from(failed), "{}", out.stderr);
+    unharmed(s, before, out);
+}
+
+fn unharmed(s: &Sandbox, before: &BTreeMap<PathBuf, String>, out: &Out) {
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert_eq!(&sandbox(s), before, "files outside the store changed");
 }
@@ -130,7 +141,7 @@ fn an_endless_listing_is_given_up_on() {
         endless(c, br#"{"name":"k","type":"directory"},"#);
     });
     let out = on_http(&s, &addr, &["--json", "ls"]);
-    survived(&s, &before, &out);
+    listed(&s, &before, &out);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
 }
 
@@ -144,7 +155,7 @@ fn a_listing_sent_a_byte_at_a_time_is_given_up_on() {
     });
     let started = Instant::now();
     let out = on_http(&s, &addr, &["--json", "ls"]);
-    survived(&s, &before, &out);
+    listed(&s, &before, &out);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
     assert!(
         started.elapsed() < Duration::from_secs(100),
@@ -486,7 +497,7 @@ fn an_endless_manifest_is_given_up_on() {
             .args(["--json", "ls"]),
         120,
     );
-    survived(&s, &before, &out);
+    listed(&s, &before, &out);
     assert_ne!(
         json(&out)["entries"].as_array().map(Vec::len).unwrap_or(0),
         1
@@ -525,13 +536,13 @@ fn an_endless_s3_listing_is_given_up_on() {
         endless(c, b"<Contents><Key>prefix/x</Key><Size>1</Size></Contents>");
     });
     let out = on_s3(&s, &addr, &["--json", "ls"]);
-    survived(&s, &before, &out);
+    listed(&s, &before, &out);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
 }
 
 #[test]
 fn s3_metadata_larger_than_any_kura_writes_is_not_read() {
-    for (listed, lying) in [(1u64 << 30, false), (400, true)] {
+    for (size, lying) in [(1u64 << 30, false), (400, true)] {
         let s = Sandbox::new();
         let before = sandbox(&s);
         let reads = stub::counter();
@@ -539,7 +550,7 @@ fn s3_metadata_larger_than_any_kura_writes_is_not_read() {
         let addr = stub::serve_raw("127.0.0.1", move |r, c| {
             if r.path.contains("list-type=2") {
                 let body = format!(
-                    r#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>bucket</Name><IsTruncated>false</IsTruncated><Contents><Key>prefix/_/v/k/0000000000001-0123456789abcdef.json</Key><Size>{listed}</Size><LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents></ListBucketResult>"#
+                    r#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>bucket</Name><IsTruncated>false</IsTruncated><Contents><Key>prefix/_/v/k/0000000000001-0123456789abcdef.json</Key><Size>{size}</Size><LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents></ListBucketResult>"#
                 );
                 reply(c, "200 OK", "application/xml", body.as_bytes());
             } else {
@@ -549,7 +560,7 @@ fn s3_metadata_larger_than_any_kura_writes_is_not_read() {
             }
         });
         let out = on_s3(&s, &addr, &["--json", "ls"]);
-        survived(&s, &before, &out);
+        listed(&s, &before, &out);
         if lying {
             // Listed small, sent without end: refused by its declared length, not read.
             assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
