@@ -226,6 +226,19 @@ fn verb(cli: Cli, mut ci: ci::CiInfo, vars: &Vars, report: Report) -> anyhow::Re
             "a CircleCI workspace needs a store every job of the workflow reaches: set KURA_STORE (or the orb's store parameter) to a bucket, such as s3://BUCKET/kura; the default store is a directory on this job's machine",
         ));
     }
+    let cache_step = matches!(
+        cli.command,
+        Command::Save(_) | Command::Restore(_) | Command::Action { .. }
+    );
+    if cache_step && ci.provider != ci::Provider::Local {
+        if let Some(dir) = store::job_local_default(g.store.as_deref(), vars) {
+            let msg = job_local(&dir, &ci);
+            if g.strict {
+                anyhow::bail!(msg);
+            }
+            report.warn(msg);
+        }
+    }
     let env = env(g, ci, vars, report)?;
     match &cli.command {
         Command::Key { .. } => unreachable!("answered above"),
@@ -259,6 +272,19 @@ fn verb(cli: Cli, mut ci: ci::CiInfo, vars: &Vars, report: Report) -> anyhow::Re
             },
         ),
     }
+}
+
+/// A cache in CI without a store: kept on a machine the next job will not run on.
+fn job_local(dir: &std::path::Path, ci: &ci::CiInfo) -> String {
+    let gha = match ci.provider {
+        ci::Provider::GitHub => ", or gha:// (GitHub's cache) through the kura action",
+        _ => "",
+    };
+    format!(
+        "no store is configured, so this cache is kept in {dir} on this {name} machine, where the next job will not find it. Set KURA_STORE (or --store) to a store every job reaches: s3://BUCKET/PREFIX, oci://REGISTRY/REPOSITORY, https://HOST/PATH{gha}. Where this machine's disk outlives its jobs (a self-hosted runner), KURA_STORE=file://{dir} keeps the cache here and silences this warning",
+        dir = dir.display(),
+        name = ci.name,
+    )
 }
 
 // The verbs' requests from their flags: the verbs never see the parser's types.

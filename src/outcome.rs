@@ -96,6 +96,8 @@ pub struct Restored {
     pub cache_hit: bool,
     pub version: String,
     pub scope: String,
+    /// Where the entry was found.
+    pub store: String,
     pub size: Option<u64>,
     pub files: u64,
     pub bytes: u64,
@@ -115,6 +117,8 @@ pub struct Missed {
     pub primary_key: String,
     pub keys: Vec<String>,
     pub version: String,
+    /// Where the keys were looked for.
+    pub store: String,
     pub reason: MissReason,
     /// `--fail-on-miss`: exit 1.
     #[serde(skip)]
@@ -134,6 +138,8 @@ pub struct Saved {
     pub key: String,
     pub version: String,
     pub scope: String,
+    /// Where the entry went.
+    pub store: String,
     pub size: u64,
     pub files: u64,
     pub bytes: u64,

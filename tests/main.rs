@@ -16,6 +16,7 @@ mod contract;
 mod damage;
 mod extract;
 mod extract_oracle;
+mod first_hour;
 mod flaky;
 mod gha;
 mod gha_interop;

@@ -215,19 +215,21 @@ fn miss(env: &Env, plan: &Plan, reason: MissReason) -> Outcome {
         primary_key: plan.primary().to_string(),
         keys: plan.keys(),
         version: plan.version.clone(),
+        store: env.store.location(),
         reason,
         fail: plan.fail_on_miss,
     })
 }
 
 /// The outcome of a restore that found `meta`, before anything was written.
-fn restored(plan: &Plan, meta: &Meta) -> Restored {
+fn restored(env: &Env, plan: &Plan, meta: &Meta) -> Restored {
     Restored {
         primary_key: plan.primary().to_string(),
         matched_key: meta.key.clone(),
         cache_hit: meta.key == plan.primary(),
         version: meta.version.clone(),
         scope: meta.scope.clone(),
+        store: env.store.location(),
         size: meta.entry_size(),
         files: meta.files,
         bytes: meta.bytes,
@@ -258,7 +260,7 @@ fn looked_up(env: &Env, plan: &Plan, meta: Meta, dry_run: bool) -> Outcome {
             .map(size)
             .unwrap_or_else(|| "of unknown size".into())
     ));
-    let mut r = restored(plan, &meta);
+    let mut r = restored(env, plan, &meta);
     r.lookup_only = !dry_run;
     r.dry_run = dry_run;
     Outcome::Hit(r)
@@ -288,7 +290,7 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
         done.extraction.rollback();
         anyhow::bail!(crate::archive::stopped(sig));
     }
-    let mut out = restored(plan, &meta);
+    let mut out = restored(env, plan, &meta);
     out.refused = std::mem::take(&mut done.extraction.refused);
     out.refused.extend(denied);
     let (files, bytes, read) = (done.extraction.files, done.extraction.bytes, done.read);

@@ -180,6 +180,7 @@ fn saved(
                 key,
                 version,
                 scope: meta.scope,
+                store: env.store.location(),
                 size: archive,
                 files: meta.files,
                 bytes: meta.bytes,

@@ -25,13 +25,27 @@ pub fn talk_back(outcome: &Outcome, files: &Files) -> std::io::Result<()> {
         Outcome::Miss(Missed { primary_key, .. }) => outputs(files, "", primary_key, "")?,
         _ => {}
     }
-    let (verb, key, what, size, secs) = match outcome {
+    let (verb, key, what, size, secs, store) = match outcome {
         Outcome::Hit(r) if r.lookup_only || r.dry_run => restore_row(r, "found"),
         Outcome::Hit(r) => restore_row(r, "restored"),
         Outcome::Partial(r) => restore_row(r, "restored in part"),
-        Outcome::Miss(m) => ("restore", m.primary_key.as_str(), "not found", None, 0.0),
-        Outcome::Saved(s) => ("save", s.key.as_str(), "saved", Some(s.size), s.seconds),
-        Outcome::Exists { key, .. } => ("save", key.as_str(), "already saved", None, 0.0),
+        Outcome::Miss(m) => (
+            "restore",
+            m.primary_key.as_str(),
+            "not found",
+            None,
+            0.0,
+            m.store.as_str(),
+        ),
+        Outcome::Saved(s) => (
+            "save",
+            s.key.as_str(),
+            "saved",
+            Some(s.size),
+            s.seconds,
+            s.store.as_str(),
+        ),
+        Outcome::Exists { key, .. } => ("save", key.as_str(), "already saved", None, 0.0, ""),
         _ => return Ok(()),
     };
     let (size_s, time_s, speed_s) = match size {
@@ -45,17 +59,24 @@ pub fn talk_back(outcome: &Outcome, files: &Files) -> std::io::Result<()> {
     append(
         &files.summary,
         &format!(
-            "| kura {verb} | key | result | size | time | speed |\n|---|---|---|---|---|---|\n| | `{}` | {what} | {size_s} | {time_s} | {speed_s} |\n\n",
+            "| kura {verb} | key | result | size | time | speed | store |\n|---|---|---|---|---|---|---|\n| | `{}` | {what} | {size_s} | {time_s} | {speed_s} | {} |\n\n",
             summary_cell(key),
+            summary_cell(store),
         ),
     )
 }
 
-fn restore_row<'a>(
-    r: &'a Restored,
-    what: &'static str,
-) -> (&'static str, &'a str, &'static str, Option<u64>, f64) {
-    ("restore", &r.matched_key, what, r.size, r.seconds)
+type Row<'a> = (
+    &'static str,
+    &'a str,
+    &'static str,
+    Option<u64>,
+    f64,
+    &'a str,
+);
+
+fn restore_row<'a>(r: &'a Restored, what: &'static str) -> Row<'a> {
+    ("restore", &r.matched_key, what, r.size, r.seconds, &r.store)
 }
 
 fn outputs(files: &Files, hit: &str, primary: &str, matched: &str) -> std::io::Result<()> {

@@ -286,6 +286,16 @@ pub fn open(url: Option<&str>, vars: &Vars) -> Result<Box<dyn Store>> {
     }
 }
 
+/// The directory [`open`] keeps entries in when it picks the local default (no URL given,
+/// and no GitHub cache service for this job); None for any other store.
+pub fn job_local_default(url: Option<&str>, vars: &Vars) -> Option<PathBuf> {
+    let given = url.map(str::trim).is_some_and(|u| !u.is_empty());
+    if given || gha::available(vars) {
+        return None;
+    }
+    default_dir(vars).ok()
+}
+
 pub fn default_dir(vars: &Vars) -> Result<PathBuf> {
     if let Some(x) = vars.get("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(x).join("kura"));

@@ -3,7 +3,7 @@
 //! the rules of user keys and which agrees with where it was found, or none. Public for the
 //! fuzz targets (`fuzz/fuzz_targets/metadata.rs`, `oci_manifest.rs`), which feed it anything.
 
-use super::{agrees_object, oci, sane, Handle, Meta};
+use super::{agrees_object, oci, Handle, Meta};
 
 /// The entry a metadata object describes, named `rel` below the store's prefix
 /// (`<scope>/<version>/<entry>/<object>.json`); none when the bytes are not metadata or
@@ -21,8 +21,7 @@ pub fn metadata(bytes: &[u8], rel: &str) -> Option<Meta> {
 /// The entry an OCI manifest read under `tag` describes, and the manifest parsed (its pack
 /// layers); none when it is not kura's or names another scope, version or key than the tag.
 pub fn manifest(bytes: &[u8], tag: &str) -> Option<(Meta, serde_json::Value)> {
-    let (m, v) = oci::entry_of(bytes)?;
-    (sane(&m) && oci::tag_of(&m) == tag).then_some((m, v))
+    oci::entry_under(bytes, tag)
 }
 
 /// The names an entry is stored under on an object store: its scope's, version's and key's.

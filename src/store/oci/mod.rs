@@ -145,7 +145,7 @@ impl OciStore {
             }
             // An entry is the tag it was found under: a manifest whose metadata names another
             // scope, version or key is not an entry (nor are its packs learnt).
-            let Some((m, v)) = super::parse::manifest(&r.body, tag) else {
+            let Some((m, v)) = entry_under(&r.body, tag) else {
                 return Ok(None);
             };
             // A chunked entry's manifest names its packs' blobs.
@@ -192,6 +192,13 @@ fn next_link(header: &str) -> Option<String> {
         .map(|(u, _)| u.to_string())
 }
 
+/// The entry a manifest read under `tag` describes, and the manifest parsed; none when it is
+/// not kura's, breaks the rules of user keys, or names another scope, version or key.
+pub(crate) fn entry_under(manifest: &[u8], tag: &str) -> Option<(Meta, serde_json::Value)> {
+    let (m, v) = entry_of(manifest)?;
+    (super::sane(&m) && tag_of(&m) == tag).then_some((m, v))
+}
+
 /// The tag an entry is stored under.
 pub(crate) fn tag_of(m: &Meta) -> String {
     tag::of(&m.scope, &m.version, &m.key)
@@ -215,7 +222,7 @@ pub(crate) fn manifest_for_tests(m: &Meta) -> Vec<u8> {
 
 /// kura's metadata from a manifest's bytes, with the manifest's digest and the layer's; and the
 /// manifest, parsed.
-pub(crate) fn entry_of(manifest: &[u8]) -> Option<(Meta, serde_json::Value)> {
+fn entry_of(manifest: &[u8]) -> Option<(Meta, serde_json::Value)> {
     let v: serde_json::Value = serde_json::from_slice(manifest).ok()?;
     if v["artifactType"] != ARTIFACT {
         return None;
