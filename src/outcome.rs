@@ -67,6 +67,11 @@ pub enum Outcome {
         dead_pack_bytes: u64,
         /// Dead packs deleted (those older than the grace period).
         packs_deleted: usize,
+        /// Bytes gone from the store now: the entries' objects and the dead packs deleted.
+        freed_bytes: u64,
+        /// When a prune may delete the first of the dead packs it kept (ms since the epoch).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dead_packs_go_ms: Option<u64>,
     },
     Keys {
         keys: Vec<String>,

@@ -204,15 +204,19 @@ fn on_github_warnings_are_annotations_and_the_summary_has_its_columns() {
     let out = run(github().args(["restore", "--key", "gh-k", "--path", "d", "--path", "gone"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = std::fs::read_to_string(&summary).unwrap();
-    let header = "| kura restore | key | result | size | time | speed |";
+    let header = "| kura restore | key | result | size | time | speed | store |";
     assert!(text.contains(header), "{text}");
     let row = text
         .lines()
         .find(|l| l.contains("`gh-k`") && l.contains("restored"))
         .unwrap_or_else(|| panic!("no restore row: {text}"));
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-    // | | `gh-k` | restored | 1.2 KiB | 0.0 s | 3.4 MiB/s |
-    assert_eq!(cells.len(), 8, "{row}");
+    // | | `gh-k` | restored | 1.2 KiB | 0.0 s | 3.4 MiB/s | file:///.../store |
+    assert_eq!(cells.len(), 9, "{row}");
+    assert!(
+        cells[7].starts_with("file://") && cells[7].ends_with("store"),
+        "store: {row}"
+    );
     assert!(cells[4].ends_with("B"), "size: {row}");
     assert!(cells[5].ends_with(" s"), "time: {row}");
     assert!(cells[6].ends_with("B/s"), "speed: {row}");

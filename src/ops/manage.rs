@@ -96,12 +96,30 @@ fn print_table(env: &Env, all: &[Meta], prefix: Option<&str>) {
 }
 
 pub fn rm(env: &Env, key: &str, scope: Option<&str>, dry_run: bool) -> Result<Outcome> {
-    let doomed: Vec<Meta> = env
+    let (doomed, elsewhere): (Vec<Meta>, Vec<Meta>) = env
         .store
         .list(key)?
         .into_iter()
-        .filter(|m| m.key == key && scope.is_none_or(|s| m.scope == s))
-        .collect();
+        .filter(|m| m.key == key)
+        .partition(|m| scope.is_none_or(|s| m.scope == s));
+    if doomed.is_empty() && !elsewhere.is_empty() {
+        let mut scopes: Vec<String> = elsewhere
+            .iter()
+            .map(|m| crate::text::untrusted(if m.scope.is_empty() { "-" } else { &m.scope }))
+            .collect();
+        scopes.dedup();
+        env.report.warn(format!(
+            "no entry with key {key} in scope {} of {}; the key is in scope {} (--ref names the scope; without it rm takes every scope)",
+            scope.unwrap_or("-"),
+            env.store.location(),
+            scopes.join(", ")
+        ));
+        return Ok(Outcome::Deleted {
+            key: key.to_string(),
+            count: 0,
+            dry_run,
+        });
+    }
     let n = doomed.len();
     let entries = if n == 1 { "entry" } else { "entries" };
     if doomed.is_empty() {
@@ -148,80 +166,168 @@ pub fn prune(env: &Env, limits: Limits) -> Result<Outcome> {
     // Least recently used first.
     all.sort_by_key(|m| m.used_ms.max(m.created_ms));
     let mut packs = PackCounts::new(env, &all)?;
+    let limit = Limit {
+        size: size_limit,
+        age_ms: age.map(|a| a.as_millis() as u64),
+        dry_run: limits.dry_run,
+    };
+    let (removed, total) = evict(env, &all, &mut packs, &limit);
+    let swept = packs.sweep(env, limits.dry_run);
+    let pruned = Pruned {
+        removed: &removed,
+        remaining: total,
+        swept: &swept,
+        dry_run: limits.dry_run,
+    };
+    tell_pruned(env, &packs, &pruned);
+    Ok(Outcome::Pruned {
+        removed: removed.iter().map(|m| m.key.clone()).collect(),
+        remaining_bytes: total,
+        dry_run: limits.dry_run,
+        live_pack_bytes: packs.live_bytes,
+        dead_pack_bytes: packs.dead_bytes(),
+        packs_deleted: swept.count,
+        freed_bytes: pruned.freed(),
+        dead_packs_go_ms: swept.next_ms,
+    })
+}
+
+/// What `prune` keeps the store within, parsed.
+struct Limit {
+    size: Option<u64>,
+    age_ms: Option<u64>,
+    dry_run: bool,
+}
+
+/// Remove the entries, least recently used first, that are too old or keep the store over
+/// its size: those removed, and the bytes of the entries and live packs left.
+fn evict<'a>(
+    env: &Env,
+    all: &'a [Meta],
+    packs: &mut PackCounts,
+    limit: &Limit,
+) -> (Vec<&'a Meta>, u64) {
     let now = now_ms();
-    // Sizes come from the store: added without overflow, whatever they claim.
+    // Sizes come from the store: added without overflow, whatever they claim. Packs an
+    // evicted entry alone referenced count as gone for the limit: they go at the sweep.
     let mut total: u64 = all
         .iter()
         .filter_map(|m| m.size)
         .fold(packs.live_bytes, u64::saturating_add);
     let mut removed = Vec::new();
-    for m in &all {
+    for m in all {
         let used = m.used_ms.max(m.created_ms);
-        let too_old = age.is_some_and(|a| now.saturating_sub(used) > a.as_millis() as u64);
-        let too_big = size_limit.is_some_and(|l| total > l);
-        if too_old || too_big {
-            if !limits.dry_run {
-                // One entry that cannot be deleted is reported and kept; the rest go on.
-                if let Err(e) = env.store.delete(m) {
-                    env.report
-                        .warn(format!("cannot delete the entry {}: {e:#}", m.key));
-                    continue;
-                }
-            }
-            total = total.saturating_sub(m.size.unwrap_or(0).saturating_add(packs.release(m)));
-            removed.push(m.key.clone());
+        let too_old = limit.age_ms.is_some_and(|a| now.saturating_sub(used) > a);
+        let too_big = limit.size.is_some_and(|l| total > l);
+        if !(too_old || too_big) {
+            continue;
         }
+        if !limit.dry_run {
+            // One entry that cannot be deleted is reported and kept; the rest go on.
+            if let Err(e) = env.store.delete(m) {
+                env.report
+                    .warn(format!("cannot delete the entry {}: {e:#}", m.key));
+                continue;
+            }
+        }
+        total = total.saturating_sub(m.size.unwrap_or(0).saturating_add(packs.release(m)));
+        removed.push(m);
     }
-    let packs_deleted = packs.sweep(env, limits.dry_run);
-    let dead_bytes = packs.dead_bytes();
-    tell_pruned(env, &packs, &removed, total, packs_deleted, limits.dry_run);
-    Ok(Outcome::Pruned {
-        removed,
-        remaining_bytes: total,
-        dry_run: limits.dry_run,
-        live_pack_bytes: packs.live_bytes,
-        dead_pack_bytes: dead_bytes,
-        packs_deleted,
-    })
+    (removed, total)
 }
 
-/// What a prune did (or would do), in the log.
-fn tell_pruned(
-    env: &Env,
-    packs: &PackCounts,
-    removed: &[String],
-    total: u64,
-    packs_deleted: usize,
+/// What one prune did (or, in a dry run, would do).
+struct Pruned<'a> {
+    removed: &'a [&'a Meta],
+    /// Bytes of the entries and live packs that remain.
+    remaining: u64,
+    swept: &'a Swept,
     dry_run: bool,
-) {
-    let dead_bytes = packs.dead_bytes();
-    let verb = if dry_run { "Would prune" } else { "Pruned" };
+}
+
+impl Pruned<'_> {
+    /// Bytes gone from the store now: the objects of the entries removed, and the dead packs
+    /// deleted. Packs an entry removed now alone referenced are not among them: they wait.
+    fn freed(&self) -> u64 {
+        self.removed
+            .iter()
+            .filter_map(|m| m.size)
+            .fold(self.swept.bytes, u64::saturating_add)
+    }
+}
+
+/// What a prune did (or would do), in the log: each entry a dry run would remove, what is
+/// freed now, what remains, and when the packs no entry references can go.
+fn tell_pruned(env: &Env, packs: &PackCounts, p: &Pruned) {
+    let (verb, freed) = match p.dry_run {
+        true => ("Would prune", "would free"),
+        false => ("Pruned", "freed"),
+    };
+    if p.dry_run {
+        for m in p.removed {
+            env.report.info(format!(
+                "Would prune {} ({}, last used {})",
+                crate::text::untrusted(&m.key),
+                m.entry_size()
+                    .map(human)
+                    .unwrap_or_else(|| "size unknown".into()),
+                when(m.used_ms.max(m.created_ms))
+            ));
+        }
+    }
+    let n = p.removed.len();
     env.report.info(format!(
-        "{verb} {} entr{}; {} remain in {}",
-        removed.len(),
-        if removed.len() == 1 { "y" } else { "ies" },
-        human(total),
+        "{verb} {n} entr{}, {freed} {} now; {} of entries and the packs they use remain in {}",
+        if n == 1 { "y" } else { "ies" },
+        human(p.freed()),
+        human(p.remaining),
         env.store.location()
     ));
-    let collected = env.store.packs().is_some_and(|p| p.collected_by_store());
-    if collected && dead_bytes > 0 {
+    let dead = packs.dead_bytes();
+    let collected = env.store.packs().is_some_and(|s| s.collected_by_store());
+    if collected && dead > 0 {
         env.report.info(format!(
             "Packs: {} live, {} no longer referenced; the registry's garbage collection deletes those",
             human(packs.live_bytes),
-            human(dead_bytes),
+            human(dead),
         ));
     } else if !packs.listed.is_empty() {
-        let done = if dry_run {
-            "would be deleted"
-        } else {
-            "deleted"
+        let waiting = match (dead, p.swept.next_ms) {
+            (0, _) => String::new(),
+            (_, Some(at)) => format!(
+                "; {} no longer referenced, which a prune deletes from {} on (a day after a prune first finds a pack unreferenced, so that a save in flight keeps the packs it reuses)",
+                human(dead),
+                utc(at)
+            ),
+            (_, None) => format!(
+                "; {} no longer referenced, kept: the store does not say when they were written",
+                human(dead)
+            ),
+        };
+        let swept = match p.swept.count {
+            0 => String::new(),
+            n => format!(
+                "; {n} dead pack(s) of {} {} now",
+                human(p.swept.bytes),
+                if p.dry_run {
+                    "would be deleted"
+                } else {
+                    "deleted"
+                }
+            ),
         };
         env.report.info(format!(
-            "Packs: {} live, {} dead; {packs_deleted} dead pack(s) {done}",
+            "Packs: {} live{waiting}{swept}",
             human(packs.live_bytes),
-            human(dead_bytes),
         ));
     }
+}
+
+fn utc(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64).map_or_else(
+        || "-".into(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 /// A pack no entry references is deleted once it is this old and a prune this long ago found
@@ -235,6 +341,16 @@ struct PackCounts {
     live_bytes: u64,
     /// Bytes of the packs the sweep deleted.
     swept: u64,
+}
+
+/// What a sweep of dead packs did.
+#[derive(Default)]
+struct Swept {
+    count: usize,
+    bytes: u64,
+    /// When the first of the dead packs it kept may go; None when there are none, or the
+    /// store does not say when any of them was written.
+    next_ms: Option<u64>,
 }
 
 impl PackCounts {
@@ -306,23 +422,14 @@ impl PackCounts {
     /// unreferenced still, and note the others as dead from now. A save that reuses a pack
     /// whose last entry this prune deletes commits long before the next prune a day later,
     /// which then finds the pack referenced again: a save in flight never loses its packs.
-    fn sweep(&mut self, env: &Env, dry_run: bool) -> usize {
+    fn sweep(&mut self, env: &Env, dry_run: bool) -> Swept {
         let Some(store) = env.store.packs().filter(|p| !p.collected_by_store()) else {
-            return 0;
+            return Swept::default();
         };
-        // A note that cannot be read is as none: every dead pack is noted from now, and
-        // goes a day later at the earliest.
-        let noted: BTreeMap<String, u64> = store
-            .read_note()
-            .unwrap_or_else(|e| {
-                env.report.warn(format!("{e:#}; it is written anew"));
-                None
-            })
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let noted = read_note(env, &*store);
         let now = now_ms();
         let mut still_dead = BTreeMap::new();
-        let mut deleted = 0;
+        let mut out = Swept::default();
         for p in self
             .listed
             .iter()
@@ -330,8 +437,9 @@ impl PackCounts {
         {
             let since = noted.get(&p.name).copied().unwrap_or(now);
             // A pack whose time the store does not say is never old enough.
-            let old = p.modified_ms != 0 && now.saturating_sub(p.modified_ms) >= PACK_GRACE_MS;
-            if old && now.saturating_sub(since) >= PACK_GRACE_MS {
+            let goes = (p.modified_ms != 0)
+                .then(|| since.max(p.modified_ms).saturating_add(PACK_GRACE_MS));
+            if goes.is_some_and(|at| now >= at) {
                 if !dry_run {
                     if let Err(e) = store.delete(&p.name) {
                         env.report.warn(format!("{e:#}"));
@@ -339,18 +447,36 @@ impl PackCounts {
                         continue;
                     }
                 }
-                deleted += 1;
-                self.swept += p.size;
+                out.count += 1;
+                out.bytes = out.bytes.saturating_add(p.size);
             } else {
                 still_dead.insert(p.name.clone(), since);
+                out.next_ms = match (out.next_ms, goes) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
         }
-        if !dry_run && (still_dead != noted || deleted > 0) {
+        self.swept = out.bytes;
+        if !dry_run && (still_dead != noted || out.count > 0) {
             let note = serde_json::to_vec(&still_dead).unwrap_or_default();
             if let Err(e) = store.write_note(&note) {
                 env.report.warn(format!("{e:#}"));
             }
         }
-        deleted
+        out
     }
+}
+
+/// Prune's note of the packs it found dead, and since when. A note that cannot be read is as
+/// none: every dead pack is noted from now, and goes a day later at the earliest.
+fn read_note(env: &Env, store: &dyn crate::chunked::Packs) -> BTreeMap<String, u64> {
+    store
+        .read_note()
+        .unwrap_or_else(|e| {
+            env.report.warn(format!("{e:#}; it is written anew"));
+            None
+        })
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }

@@ -127,10 +127,12 @@ async fn tag_head(reg: &Registry, tag_url: &str) -> Result<crate::store::http::R
 }
 
 /// The digest of the manifest the tag names. A registry may answer a moment without it (the
-/// filesystem driver rewrites a tag's link in place): asked again, a few times.
+/// filesystem driver rewrites a tag's link in place; a busy one for longer): asked again, for
+/// up to about eight seconds.
 async fn named_by(reg: &Registry, tag_url: &str) -> Result<String> {
     let mut status = 0;
-    for _ in 0..5 {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..10 {
         let now = tag_head(reg, tag_url).await?;
         let named = now
             .headers
@@ -141,7 +143,8 @@ async fn named_by(reg: &Registry, tag_url: &str) -> Result<String> {
             return Ok(d.to_string());
         }
         status = now.status;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(1));
     }
     bail!(
         "{} did not say which manifest the tag names (HTTP {status})",
