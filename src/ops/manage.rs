@@ -283,6 +283,11 @@ fn tell_pruned(env: &Env, packs: &PackCounts, p: &Pruned) {
         human(p.remaining),
         env.store.location()
     ));
+    tell_packs(env, packs, p);
+}
+
+/// The packs after a prune: live, dead and waiting (until when), deleted now.
+fn tell_packs(env: &Env, packs: &PackCounts, p: &Pruned) {
     let dead = packs.dead_bytes();
     let collected = env.store.packs().is_some_and(|s| s.collected_by_store());
     if collected && dead > 0 {
