@@ -370,3 +370,112 @@ fn the_store_input_takes_the_new_store_urls() {
         assert_eq!(entries, 1, "{store}: {}", ls.stderr);
     }
 }
+
+/// A server that takes every connection and never answers.
+fn silent_server() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn an_install_that_cannot_happen_is_a_miss_with_a_warning() {
+    let s = Sandbox::new();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x86_64",
+        _ => "aarch64",
+    };
+    let asset = format!("kura-{arch}-unknown-linux-musl");
+    let empty = s.dir.path().join("empty-release");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (mut server, missing) = support::serve_dir(&empty);
+    let silent = silent_server();
+    let action = |sums: &str| {
+        let dir = s.dir.path().join(format!("action-{}", sums.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["kura.js", "restore.js", "post.js"] {
+            std::fs::copy(root().join("action").join(f), dir.join(f)).unwrap();
+        }
+        std::fs::write(dir.join("sha256sums.txt"), sums).unwrap();
+        dir
+    };
+    // Between releases the list is empty; else a download that is not there, or never comes.
+    let cases = [
+        (
+            action("# sha256 of each release asset\n"),
+            missing.clone(),
+            "written when a release is made",
+        ),
+        (
+            action(&format!("{}  {asset}\n", "1".repeat(64))),
+            missing.clone(),
+            "HTTP 404",
+        ),
+        (
+            action(&format!("{}  {asset}\n", "2".repeat(64))),
+            silent,
+            "no answer within 2 s",
+        ),
+    ];
+    for (dir, url, why) in cases {
+        let tool_cache = s.dir.path().join(format!("tools-{}", why.len()));
+        let tc = tool_cache.display().to_string();
+        let env = [
+            ("KURA_DOWNLOAD_URL", url.as_str()),
+            ("RUNNER_TOOL_CACHE", tc.as_str()),
+            ("GITHUB_ACTION_REF", "v0.1.0"),
+            ("KURA_DOWNLOAD_TIMEOUT", "2"),
+        ];
+        let inputs = [("path", "d"), ("key", "k-1")];
+        let r = Runner::new(&s);
+        let started = std::time::Instant::now();
+        let out = r.step(&dir.join("restore.js"), &inputs, &env);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{why}: {text}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{why}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            text.contains("::warning::") && text.contains(why),
+            "{why}: {text}"
+        );
+        assert!(!text.contains("::error::"), "{why}: {text}");
+        // Outputs as on a miss.
+        let outputs = r.outputs();
+        assert!(outputs.contains("cache-primary-key=k-1\n"), "{outputs}");
+        assert!(outputs.contains("cache-hit=\n"), "{outputs}");
+        let out = r.step(&dir.join("post.js"), &inputs, &env);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("not saved"), "{text}");
+        assert_eq!(support::files_below(&tool_cache), Vec::<PathBuf>::new());
+        assert!(!s.ws.join("d").exists());
+    }
+    // A miss the job asked to fail on fails, installed or not.
+    let dir = action("# sha256 of each release asset\n");
+    let out = Runner::new(&s).step(
+        &dir.join("restore.js"),
+        &[
+            ("path", "d"),
+            ("key", "k-1"),
+            ("fail-on-cache-miss", "true"),
+        ],
+        &[("KURA_DOWNLOAD_URL", missing.as_str())],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    server.kill().unwrap();
+    let _ = server.wait();
+}

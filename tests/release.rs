@@ -164,3 +164,144 @@ fn only_unix_targets_are_released_or_downloaded() {
         );
     }
 }
+
+/// Run a script of the GitLab template (`what`: a YAML path such as `.kura-install/script/0`)
+/// under bash, or one of the orb's scripts, with `env` and a PATH without kura.
+fn script(tree: &Path, what: &str, home: &Path, env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new("bash");
+    cmd.env_clear();
+    if let Some(orb) = what.strip_prefix("orb:") {
+        cmd.arg(tree.join("orb/src/scripts").join(orb));
+    } else {
+        let out = Command::new("node")
+            .arg(root().join("tests/support/yaml-get.cjs"))
+            .arg(npm_package("yaml@2.6.1"))
+            .arg(tree.join("templates/gitlab/kura.gitlab-ci.yml"))
+            .arg(what)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{what}");
+        cmd.args(["-e", "-c", &String::from_utf8(out.stdout).unwrap()]);
+    }
+    let out = cmd
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn an_install_that_cannot_happen_leaves_the_cache_steps_a_miss() {
+    let s = Sandbox::new();
+    let tree = s.dir.path().join("repo");
+    for f in [
+        "orb/src/scripts/install.sh",
+        "orb/src/scripts/restore_cache.sh",
+        "orb/src/scripts/save_cache.sh",
+        "orb/src/scripts/persist_to_workspace.sh",
+        "templates/gitlab/kura.gitlab-ci.yml",
+    ] {
+        copy(&root().join(f), &tree.join(f));
+    }
+    // A server that takes every connection and never answers.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    // 9.9.9 has no sha256 in any list; 0.1.0 is given one, and its download never comes.
+    let arch = if cfg!(target_arch = "aarch64") {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    let sums = s.dir.path().join("sums");
+    std::fs::write(
+        &sums,
+        format!("{}  kura-{arch}-unknown-linux-musl\n", "3".repeat(64)),
+    )
+    .unwrap();
+    std::fs::create_dir_all(tree.join("release")).unwrap();
+    copy(
+        &root().join("release/write-sums.py"),
+        &tree.join("release/write-sums.py"),
+    );
+    std::fs::create_dir_all(tree.join("action")).unwrap();
+    let st = Command::new("python3")
+        .arg(tree.join("release/write-sums.py"))
+        .args(["0.1.0", sums.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (version, why) in [
+        ("9.9.9", "written when a release is made"),
+        ("0.1.0", "cannot download"),
+    ] {
+        for installer in ["orb:install.sh", ".kura-install/script/0"] {
+            let home = s
+                .dir
+                .path()
+                .join(format!("home-{version}-{}", installer.len()));
+            std::fs::create_dir_all(&home).unwrap();
+            let env = [
+                ("KURA_PARAM_VERSION", version),
+                ("KURA_VERSION", version),
+                ("KURA_PARAM_INSTALL_PATH", "~/bin"),
+                ("KURA_DOWNLOAD_URL", silent.as_str()),
+                ("KURA_DOWNLOAD_TIMEOUT", "1"),
+            ];
+            let started = std::time::Instant::now();
+            let (code, text) = script(&tree, installer, &home, &env);
+            assert_eq!(code, 0, "{installer} {version}: {text}");
+            assert!(
+                text.contains("warning") && text.contains(why),
+                "{installer} {version}: {text}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(40),
+                "{:?}",
+                started.elapsed()
+            );
+            let files = support::files_below(&home);
+            assert!(
+                files.iter().all(|f| !f.to_string_lossy().contains("kura")),
+                "{files:?}"
+            );
+        }
+    }
+    // Without kura, the cache steps say so and go on; a workspace cannot be skipped.
+    let home = s.dir.path().join("home-steps");
+    std::fs::create_dir_all(&home).unwrap();
+    let params = [
+        ("KURA_PARAM_KEY", "k"),
+        ("KURA_PARAM_PATHS", "d"),
+        ("KURA_PARAM_ROOT", "."),
+    ];
+    for (step, want) in [
+        ("orb:restore_cache.sh", 0),
+        ("orb:save_cache.sh", 0),
+        ("orb:persist_to_workspace.sh", 1),
+        (".kura-cache/before_script/1", 0),
+        (".kura-cache/after_script/0", 0),
+    ] {
+        let (code, text) = script(&tree, step, &home, &params);
+        assert_eq!(code, want, "{step}: {text}");
+        assert!(text.contains("not installed"), "{step}: {text}");
+    }
+    // A KURA_WHEN that no job status matches is said, not a cache that never saves.
+    let (code, text) = script(
+        &tree,
+        ".kura-cache/before_script/1",
+        &home,
+        &[("KURA_WHEN", "on_fail")],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("KURA_WHEN must be"), "{text}");
+}

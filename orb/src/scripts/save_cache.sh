@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # kura/save_cache: an existing key is kept (first writer wins), as in the native step.
 set -euo pipefail
+if ! command -v kura >/dev/null; then
+  echo "kura/save_cache: warning: kura is not installed (see the kura/install step); the cache is not saved" >&2
+  exit 0
+fi
 if [ -n "${KURA_PARAM_STORE:-}" ]; then export KURA_STORE="$KURA_PARAM_STORE"; fi
 args=()
 while IFS= read -r p; do
