@@ -108,6 +108,10 @@ fn tell(report: &Report, outcome: &Outcome, policy: &Policy) {
             error,
             strict: true,
         } => report.error(format!("{failed_to}{error}")),
+        // Stopped by a signal: the job is ending anyway; the exit code says how.
+        Outcome::Error { error, .. } if crate::platform::interrupted().is_some() => {
+            report.error(format!("{failed_to}{error}"))
+        }
         Outcome::Error { error, .. } => report.warn(format!(
             "{failed_to}{error}\n(the job goes on: a cache failure is not fatal; {} to make it so)",
             policy.strict_by

@@ -34,6 +34,9 @@ pub struct Stat {
     pub kind: Kind,
     pub size: u64,
     pub modified_ms: u64,
+    /// The inode, and the modification and status-change times in nanoseconds: what changes
+    /// when anyone writes, renames over or touches the file.
+    pub identity: (u64, i128, i128),
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -302,10 +305,16 @@ fn stat_of(st: &rfs::Stat) -> Stat {
         _ => Kind::Other,
     };
     let ms = (st.st_mtime as i64).max(0) as u64 * 1000 + st.st_mtime_nsec as u64 / 1_000_000;
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     Stat {
         kind,
         size: st.st_size as u64,
         modified_ms: ms,
+        identity: (
+            st.st_ino as u64,
+            ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        ),
     }
 }
 

@@ -62,8 +62,9 @@ extern "C" fn on_interrupt(sig: libc::c_int) {
 
 /// While the returned guard lives, SIGINT and SIGTERM (a cancelled CI job) are noted instead
 /// of ending the process, so that an extraction can stop between entries and undo what it
-/// wrote rather than leave the tree half-restored and the user's files moved aside. Only the
-/// extraction catches them: everywhere else the default (the process ends) is right.
+/// wrote rather than leave the tree half-restored and the user's files moved aside, and a save
+/// can stop between files and take back what it had put in the store. Elsewhere the default
+/// (the process ends) is right.
 pub fn catch_interrupts() -> Interrupts {
     let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
     for (i, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
@@ -97,7 +98,16 @@ impl Drop for Interrupts {
     }
 }
 
-/// The signal that asked kura to stop during an extraction, if one did.
+/// How a stop by `sig` is told: `stopped by SIGINT (Ctrl-C)`.
+pub fn stopped_by(sig: i32) -> String {
+    match sig {
+        libc::SIGINT => "stopped by SIGINT (Ctrl-C)".to_string(),
+        libc::SIGTERM => "stopped by SIGTERM (the job was cancelled)".to_string(),
+        n => format!("stopped by signal {n}"),
+    }
+}
+
+/// The signal that asked kura to stop while it was catching them, if one did.
 pub fn interrupted() -> Option<i32> {
     match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
         0 => None,

@@ -48,7 +48,14 @@ fn a_restore_stopped_by_a_signal_puts_the_tree_back() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{stderr}");
-        assert!(stderr.contains(&format!("signal {signal}")), "{stderr}");
+        let name = if signal == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        assert!(stderr.contains(&format!("stopped by {name}")), "{stderr}");
+        assert!(stderr.contains("the tree is as it was"), "{stderr}");
+        assert!(!stderr.contains("corrupt"), "{stderr}");
         let after = without_directory_times(snapshot(&s.ws, &|_| false));
         let differ: Vec<_> = before
             .iter()
@@ -72,11 +79,15 @@ fn a_restore_stopped_by_a_signal_puts_the_tree_back() {
     }
 }
 
-/// A save stopped midway (either format) ends as the signal says and leaves no entry: a
-/// restore of its key misses and `ls` lists nothing.
+/// A save stopped midway (either format) says so, exits as the signal would, and leaves
+/// nothing: no entry (a restore of its key misses, `ls` lists nothing), no temporary files and
+/// none of the packs it had uploaded.
 #[test]
-fn a_save_stopped_by_a_signal_leaves_no_entry() {
-    for format in ["archive", "chunked"] {
+fn a_save_stopped_by_a_signal_leaves_nothing() {
+    for (format, signal, code) in [
+        ("archive", libc::SIGTERM, 143),
+        ("chunked", libc::SIGINT, 130),
+    ] {
         let s = Sandbox::new();
         // Enough that the first 32 MiB pack of a chunked save goes up well before the end.
         for i in 0..100 {
@@ -84,11 +95,22 @@ fn a_save_stopped_by_a_signal_leaves_no_entry() {
         }
         let mut cmd = s.kura_std();
         cmd.args(["save", "--key", "k", "--path", "d", "--format", format]);
-        let mut child = support::spawn_until_sent(cmd, 20 << 20);
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let (mut child, log) = support::spawn_until_sent_logged(cmd, 20 << 20);
+        unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(libc::SIGTERM), "{format}: {status:?}");
+        let stderr = log.join().unwrap();
+        assert_eq!(status.code(), Some(code), "{format}: {stderr}");
+        assert!(
+            stderr.contains("stopped by SIG") && stderr.contains("nothing is saved"),
+            "{format}: {stderr}"
+        );
+        assert!(!stderr.contains("the job goes on"), "{format}: {stderr}");
+        let left: Vec<_> = support::files_below(&s.store);
+        assert_eq!(
+            left,
+            Vec::<std::path::PathBuf>::new(),
+            "{format}: the store keeps {left:?}"
+        );
         std::fs::remove_dir_all(s.ws.join("d")).unwrap();
         let out = support::restore(&s, &["--key", "k", "--path", "d"]);
         assert_eq!(json(&out)["outcome"], "miss", "{format}: {}", out.stderr);

@@ -179,6 +179,7 @@ fn write_tar<W: Write + Send>(
     let mut tar = tar::Builder::new(encoder(sink, opts)?);
     let mut stats = PackStats::default();
     for (i, e) in entries {
+        stopped()?;
         let e = &*e;
         stats.entries += 1;
         let shown = crate::select::shown(&e.name);
@@ -199,8 +200,21 @@ fn write_tar<W: Write + Send>(
             p.fetch_add(e.size, Ordering::Relaxed);
         }
     }
+    stopped()?;
     let sink = tar.into_inner()?.finish()?;
     Ok((sink, stats))
+}
+
+/// A save asked to stop (SIGINT, SIGTERM) ends between files: what it wrote is dropped with
+/// the upload, which the store then aborts.
+fn stopped() -> Result<()> {
+    match crate::platform::interrupted() {
+        Some(sig) => anyhow::bail!(
+            "{}: nothing is saved, and what the save had written to the store is removed",
+            crate::platform::stopped_by(sig)
+        ),
+        None => Ok(()),
+    }
 }
 
 /// The tar stream's way out: through zstd, or as it is.

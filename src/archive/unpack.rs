@@ -258,7 +258,10 @@ impl<R: Read> Read for Budget<R> {
 
 /// What an extraction stopped by a signal says.
 pub fn stopped(sig: i32) -> String {
-    format!("stopped by signal {sig}; what the restore wrote is undone")
+    format!(
+        "{}: what the restore had written is undone, and the tree is as it was",
+        crate::platform::stopped_by(sig)
+    )
 }
 
 fn parse<R: Read>(

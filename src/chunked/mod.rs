@@ -55,6 +55,13 @@ pub trait Packs: Send + Sync {
     /// when); None when there is none.
     fn read_note(&self) -> StoreResult<Option<Vec<u8>>>;
     fn write_note(&self, data: &[u8]) -> StoreResult<()>;
+    /// Remove a pack this process made moments ago for a save that was stopped, where the
+    /// store can tell that no other save has written or reused it since; whether it did. A
+    /// pack it cannot withdraw is left to prune, which deletes it a day after finding it
+    /// unreferenced.
+    fn withdraw(&self, _name: &str) -> bool {
+        false
+    }
     /// Whether the store deletes packs no entry references itself (an OCI registry's garbage
     /// collection): then prune leaves them to it.
     fn collected_by_store(&self) -> bool {

@@ -43,6 +43,7 @@ pub(super) fn pack(
         packs,
         sent,
         got: Arc::default(),
+        put: Default::default(),
     };
     let base = base(env, t);
     let raw = PackOptions {
@@ -61,7 +62,23 @@ pub(super) fn pack(
     if let Some(c) = cache {
         c.trim();
     }
-    saved
+    match saved {
+        Err(e) if crate::platform::interrupted().is_some() => Err(withdrawn(&packs, e)),
+        saved => saved,
+    }
+}
+
+/// A save stopped by a signal takes back the packs it made that no other save has written or
+/// touched since; the error says what it could not take back (prune's, a day later).
+fn withdrawn(packs: &Counted, e: anyhow::Error) -> anyhow::Error {
+    let put = std::mem::take(&mut *packs.put.lock().unwrap());
+    let left = put.iter().filter(|n| !packs.packs.withdraw(n)).count();
+    match left {
+        0 => e,
+        n => anyhow!(
+            "{e:#}; {n} pack(s) it had uploaded stay in the store until a prune deletes them, a day after it finds them unreferenced"
+        ),
+    }
 }
 
 /// Packs that count the bytes put (a save's progress) and got (what a restore downloaded).
@@ -69,11 +86,14 @@ struct Counted {
     packs: Arc<dyn Packs>,
     sent: Arc<AtomicU64>,
     got: Arc<AtomicU64>,
+    /// The packs put, for a stopped save to take back.
+    put: std::sync::Mutex<Vec<String>>,
 }
 
 impl Packs for Counted {
     fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
         self.packs.put(name, data)?;
+        self.put.lock().unwrap().push(name.to_string());
         self.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -243,6 +263,7 @@ pub(super) fn source(env: &Env, manifest: Manifest, got: Arc<AtomicU64>) -> Resu
         packs,
         sent: Arc::default(),
         got,
+        put: Default::default(),
     };
     Ok(ChunkSource::start(
         Arc::new(packs),

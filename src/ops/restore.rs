@@ -275,7 +275,14 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
     // Caught until the tree is committed: a cancelled job's restore is undone, not left half.
     let _interrupts = crate::platform::catch_interrupts();
     let extracted = extract(env, &meta, paths, Tree::new(&env.base, &roots));
-    if extracted.is_err() && crate::platform::interrupted().is_none() {
+    // Stopped by a signal: whatever the extraction says, the entry is not to blame.
+    if let Some(sig) = crate::platform::interrupted() {
+        if let Ok(Ok(done)) = extracted {
+            done.extraction.rollback();
+        }
+        anyhow::bail!(crate::archive::stopped(sig));
+    }
+    if extracted.is_err() {
         // Not proven damage: the entry stays, but a save of its key may replace it.
         chunked::record_unreadable(env, &meta);
     }
@@ -286,10 +293,6 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
             return Ok(miss(env, plan, MissReason::Corrupt));
         }
     };
-    if let Some(sig) = crate::platform::interrupted() {
-        done.extraction.rollback();
-        anyhow::bail!(crate::archive::stopped(sig));
-    }
     let mut out = restored(env, plan, &meta);
     out.refused = std::mem::take(&mut done.extraction.refused);
     out.refused.extend(denied);

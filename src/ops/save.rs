@@ -275,6 +275,8 @@ pub(super) fn store_walk(
     opts: &PackOptions,
     t: Target,
 ) -> Result<Walked> {
+    // Caught while packing: a cancelled save takes back what it put in the store.
+    let _interrupts = crate::platform::catch_interrupts();
     let Some(upload) = open_upload(env, base, home, &t)? else {
         // The store knows at once that another save holds the key: nothing is packed.
         let meta = Meta::bare(t.key, t.version, t.scope);

@@ -105,7 +105,15 @@ pub fn concurrent_outcomes(cmds: Vec<std::process::Command>) -> Vec<String> {
 /// Start a save and return once it has handed at least `bytes` to its store (read from its
 /// progress lines), so that a test can kill it mid-upload; fails if it ends before that. The
 /// save runs on one worker at level 12, so that it is still running when the test kills it.
-pub fn spawn_until_sent(mut cmd: std::process::Command, bytes: u64) -> std::process::Child {
+pub fn spawn_until_sent(cmd: std::process::Command, bytes: u64) -> std::process::Child {
+    spawn_until_sent_logged(cmd, bytes).0
+}
+
+/// [`spawn_until_sent`], and what the save prints on stderr from then until it ends.
+pub fn spawn_until_sent_logged(
+    mut cmd: std::process::Command,
+    bytes: u64,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
     use std::io::BufRead;
     let mut child = cmd
         .args(["--workers", "1", "--compression-level", "12"])
@@ -126,8 +134,9 @@ pub fn spawn_until_sent(mut cmd: std::process::Command, bytes: u64) -> std::proc
         seen.push(line);
     }
     // Keep draining, so the save never blocks on a full pipe before it is killed.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
+    let rest =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    (child, rest)
 }
 
 /// The bytes sent of a save's progress line:

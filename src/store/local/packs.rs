@@ -13,11 +13,17 @@ const PACKS: &str = ".packs";
 
 pub(super) struct LocalPacks {
     root: PathBuf,
+    /// The packs this process created, as it left them (inode and times): withdrawn after a
+    /// stopped save only while no one has written or touched them since.
+    made: std::sync::Mutex<std::collections::HashMap<String, (u64, i128, i128)>>,
 }
 
 impl LocalPacks {
     pub(super) fn new(root: PathBuf) -> LocalPacks {
-        LocalPacks { root }
+        LocalPacks {
+            root,
+            made: Default::default(),
+        }
     }
 
     /// `.packs`, made first with `create`; None where it is missing.
@@ -72,7 +78,14 @@ impl Packs for LocalPacks {
                 .touch_name(name)
                 .with_context(|| format!("cannot renew {}", dir.shown(name).display()))?);
         }
-        Ok(self.write(&dir, name, data)?)
+        self.write(&dir, name, data)?;
+        if let Ok(Some(st)) = dir.stat(name) {
+            self.made
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), st.identity);
+        }
+        Ok(())
     }
 
     fn read_note(&self) -> StoreResult<Option<Vec<u8>>> {
@@ -145,6 +158,20 @@ impl Packs for LocalPacks {
             });
         }
         Ok(out)
+    }
+
+    fn withdraw(&self, name: &str) -> bool {
+        let Some(left) = self.made.lock().unwrap().remove(name) else {
+            return false;
+        };
+        let Ok(Some(dir)) = self.dir(false) else {
+            return false;
+        };
+        // Renamed over or touched by another save since (it reuses the pack): it stays.
+        match dir.stat(name) {
+            Ok(Some(st)) if st.identity == left => dir.remove_file(name).is_ok(),
+            _ => false,
+        }
     }
 
     fn delete(&self, name: &str) -> StoreResult<()> {
