@@ -9,6 +9,15 @@ pub fn size(bytes: u64) -> String {
     format!("{} ({bytes} B)", human(bytes))
 }
 
+/// An entry's size in a save's or restore's `Cache Size:` line: on GitHub as actions/cache
+/// prints it (`~1 MB (152033 B)`: MB of 2^20 bytes, rounded), elsewhere as [`size`] does.
+pub fn entry_size(bytes: u64, github: bool) -> String {
+    match github {
+        true => format!("~{} MB ({bytes} B)", bytes.saturating_add(1 << 19) >> 20),
+        false => size(bytes),
+    }
+}
+
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;

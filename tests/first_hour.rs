@@ -187,3 +187,109 @@ fn rm_of_a_key_in_another_scope_says_where_it_is() {
     let listed = json(&run(s.kura().args(["--json", "ls"])));
     assert_eq!(listed["entries"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn save_and_restore_say_one_size_in_one_form() {
+    for (github, format) in [
+        (false, "chunked"),
+        (false, "archive"),
+        (true, "chunked"),
+        (true, "archive"),
+    ] {
+        let s = Sandbox::new();
+        s.write_bytes("d/f", &crate::support::noise(300 << 10, 7));
+        let kura = || {
+            let mut c = s.kura();
+            if github {
+                c.env("GITHUB_ACTIONS", "true");
+            }
+            c
+        };
+        let size_of = |out: &crate::support::Out| {
+            let line = out
+                .stderr
+                .lines()
+                .find(|l| l.starts_with("Cache Size: "))
+                .unwrap_or_else(|| panic!("{}", out.stderr))
+                .to_string();
+            line["Cache Size: ".len()..]
+                .split(", ")
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let saved = run(kura().args(["save", "--format", format, "--key", "k", "--path", "d"]));
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let restored = run(kura().args(["restore", "--key", "k", "--path", "d"]));
+        let (a, b) = (size_of(&saved), size_of(&restored));
+        assert_eq!(a, b, "{format} github={github}");
+        if github {
+            // actions/cache's form: `~0 MB (307712 B)`.
+            assert!(a.starts_with('~') && a.contains(" MB ("), "{a}");
+        } else {
+            assert!(a.contains(" KiB ("), "{a}");
+        }
+    }
+}
+
+/// The visible lines a terminal shows of `raw`: split where the cursor returns, escapes out.
+fn screen_lines(raw: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for piece in raw.split(['\r', '\n']) {
+        let mut line = String::new();
+        let mut chars = piece.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters final-byte.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            line.push(c);
+        }
+        if !line.trim().is_empty() {
+            out.push(line);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_bar_fits_an_80_column_terminal_and_shows_rate_and_eta() {
+    let s = Sandbox::new();
+    for i in 0..24u64 {
+        s.write_bytes(&format!("d/f{i:02}"), &crate::support::noise(1 << 20, i));
+    }
+    // A slow save (level 19, one worker): the bar is drawn for a few seconds.
+    let kura = assert_cmd::cargo::cargo_bin("kura");
+    let line = format!(
+        "stty cols 80 rows 24; {} save --key k --path d --workers 1 --compression-level 19 --format archive",
+        kura.display()
+    );
+    let mut c = std::process::Command::new("script");
+    c.args(["-qefc", &line, "/dev/null"]).env_clear();
+    for (k, v) in s.kura_std().get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let out = c.env("TERM", "xterm").current_dir(&s.ws).output().unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{raw}");
+    let lines = screen_lines(&raw);
+    let bars: Vec<&String> = lines.iter().filter(|l| l.starts_with("Packed")).collect();
+    assert!(
+        bars.iter()
+            .any(|l| l.contains("ETA") && l.contains("/s") && l.contains('[')),
+        "{lines:#?}"
+    );
+    assert!(bars.iter().all(|l| !l.contains("0 B/0 B")), "{lines:#?}");
+    let widest = bars.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest <= 80, "a bar of {widest} columns: {bars:#?}");
+}

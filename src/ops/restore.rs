@@ -446,10 +446,10 @@ fn report_restored(env: &Env, out: &Restored, files: u64, bytes: u64, read: u64,
         r.info(format!("Cache hit for restore-key: {}", out.matched_key));
     }
     r.info(format!("Cache restored from key: {}", out.matched_key));
-    // The official client's line: MB of 2^20 bytes, rounded.
+    // The entry's size, as the save that made it said it.
     r.info(format!(
-        "Cache Size: ~{} MB ({read} B), {files} files, {} unpacked, in {}",
-        (read + (1 << 19)) >> 20,
+        "Cache Size: {}, {files} files, {} unpacked, in {}",
+        crate::units::entry_size(out.size.unwrap_or(read), r.github),
         human(bytes),
         speed(read, t.elapsed())
     ));

@@ -171,7 +171,7 @@ fn saved(
             r.info(format!("Cache saved with key: {key}"));
             r.info(format!(
                 "Cache Size: {}, {} files, {} packed in {}",
-                size(archive),
+                crate::units::entry_size(archive, r.github),
                 meta.files,
                 human(meta.bytes),
                 speed(meta.bytes, took)

@@ -111,23 +111,38 @@ fn lines(flag: &(Mutex<bool>, Condvar), verb: &str, p: &Progress, every: Duratio
     }
 }
 
+/// The bar before the total is known (a save's walk still counting): what is done and how
+/// fast, no bar and no `0 B/0 B`.
+const COUNTING: &str = "{prefix} {binary_bytes} at {binary_bytes_per_sec}{msg}";
+/// With the total: the bar takes what the terminal's width leaves (`wide_bar`), so the line
+/// never wraps.
+const KNOWN: &str =
+    "{prefix} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {percent}% {binary_bytes_per_sec} ETA {eta}{msg}";
+
 fn bar(flag: &(Mutex<bool>, Condvar), verb: &str, p: &Progress) {
     // Short transfers draw nothing: no flicker before a one-line result.
     if wait(flag, Duration::from_millis(300)) {
         return;
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({percent}%){msg}, {elapsed}",
-    )
-    .map(|s| s.progress_chars("=> "));
-    if let Ok(style) = style {
-        bar.set_style(style);
+    let style = |template| {
+        ProgressStyle::with_template(template)
+            .map(|s| s.progress_chars("=> "))
+            .ok()
+    };
+    let (counting, known) = (style(COUNTING), style(KNOWN));
+    if let Some(s) = &counting {
+        bar.set_style(s.clone());
     }
     bar.set_prefix(verb.to_string());
+    let mut total = None;
     loop {
-        if let Some(t) = p.total() {
+        if let (Some(t), None) = (p.total(), total) {
             bar.set_length(t);
+            if let Some(s) = &known {
+                bar.set_style(s.clone());
+            }
+            total = Some(t);
         }
         bar.set_position(p.done.load(Ordering::Relaxed));
         if let Some(sent) = &p.sent {
