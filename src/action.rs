@@ -72,12 +72,31 @@ pub fn globals(g: &mut Global, vars: &Vars) {
     g.strict |= truthy(&input(vars, "strict"));
 }
 
+/// A key input as actions/cache checks it, with its words, in the restore and save steps
+/// alike.
+fn valid_key(key: String) -> anyhow::Result<String> {
+    if key.contains(',') {
+        return Err(user_error(format!(
+            "Key Validation Error: {key} cannot contain commas."
+        )));
+    }
+    if key.chars().count() > 512 {
+        return Err(user_error(format!(
+            "Key Validation Error: {key} cannot be larger than 512 characters."
+        )));
+    }
+    Ok(key)
+}
+
 pub fn restore_args(vars: &Vars) -> anyhow::Result<RestoreOptions> {
     flag(vars, "strict")?;
     Ok(RestoreOptions {
         keys: Keys::Exact {
-            key: required(vars, "key")?,
-            restore_keys: lines(vars, "restore-keys"),
+            key: valid_key(required(vars, "key")?)?,
+            restore_keys: lines(vars, "restore-keys")
+                .into_iter()
+                .map(valid_key)
+                .collect::<anyhow::Result<_>>()?,
         },
         paths: vec![required(vars, "path")?],
         lookup_only: flag(vars, "lookup-only")?,
@@ -106,12 +125,7 @@ pub fn save_args(step: Step, vars: &Vars) -> anyhow::Result<Post> {
                 ))
             })?,
     };
-    let key = required(vars, "key")?;
-    if key.contains(',') {
-        return Err(user_error(format!(
-            "Key Validation Error: {key} cannot contain commas."
-        )));
-    }
+    let key = valid_key(required(vars, "key")?)?;
     let mut args = SaveOptions {
         key: SaveKey::Template(key),
         paths: vec![required(vars, "path")?],

@@ -313,7 +313,7 @@ fn restore_options(a: &cli::RestoreArgs) -> ops::RestoreOptions {
 fn save_options(a: &cli::SaveArgs) -> ops::SaveOptions {
     ops::SaveOptions {
         key: ops::SaveKey::Template(a.key.clone()),
-        paths: a.paths.paths.clone(),
+        paths: a.paths.clone(),
         level: a.compression_level,
         overwrite: a.overwrite,
         dry_run: a.dry_run,

@@ -89,8 +89,9 @@ pub enum Command {
     /// Apply every layer of this workflow's workspace under a directory.
     Attach(AttachArgs),
     /// Run one step of the GitHub Action: reads the runner's INPUT_* (path, key,
-    /// restore-keys, fail-on-cache-miss, lookup-only, store, scope, compression-level,
-    /// overwrite, strict) and STATE_* variables.
+    /// restore-keys, fail-on-cache-miss, lookup-only, store, scope, compression-level, format,
+    /// overwrite, strict; enableCrossOsArchive, upload-chunk-size and save-always are
+    /// accepted as actions/cache's) and STATE_* variables.
     Action {
         /// Which step: restore (restore/ and the main step), save (save/) or post.
         #[arg(value_enum)]
@@ -187,8 +188,14 @@ pub struct SaveArgs {
     /// The key template.
     #[arg(long, env = "KURA_KEY")]
     pub key: String,
-    #[command(flatten)]
-    pub paths: PathArgs,
+    /// Path patterns: ~ expanded, globs, '!' to exclude. Repeat, or separate with newlines.
+    #[arg(
+        long = "path",
+        required = true,
+        env = "KURA_PATH",
+        value_delimiter = '\n'
+    )]
+    pub paths: Vec<String>,
     /// zstd level, 1 (fastest) to 22.
     #[arg(long, default_value_t = 3, env = "KURA_COMPRESSION_LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
     pub compression_level: i32,
@@ -252,6 +259,30 @@ pub struct RunArgs {
 mod tests {
     use super::Cli;
     use clap::CommandFactory;
+
+    /// `kura action --help` names every input the action declares.
+    #[test]
+    fn the_action_step_help_names_every_input_of_action_yml() {
+        let yml =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+        let inputs = yml.split("\ninputs:\n").nth(1).unwrap();
+        let inputs = inputs.split("\noutputs:").next().unwrap();
+        let names: Vec<&str> = inputs
+            .lines()
+            .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':'))
+            .filter(|n| !n.starts_with(' '))
+            .collect();
+        assert!(names.len() >= 12, "{names:?}");
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("action")
+            .unwrap()
+            .render_long_help()
+            .to_string()
+            .replace(['\n', ' '], "");
+        let missing: Vec<&&str> = names.iter().filter(|n| !help.contains(**n)).collect();
+        assert!(missing.is_empty(), "kura action --help omits {missing:?}");
+    }
 
     #[test]
     fn every_command_and_argument_has_a_line_of_help() {

@@ -329,6 +329,19 @@ fn bad_inputs_warn_in_save_steps_and_fail_restore_steps_naming_the_input() {
         err.contains("input lookup-only is \"maybe\"; it must be true or false"),
         "{err}"
     );
+    // A comma in a key: actions/cache's words in the restore step too, for any of its keys.
+    for inputs in [
+        [("path", "deps"), ("key", "a,b"), ("restore-keys", "")],
+        [("path", "deps"), ("key", "k"), ("restore-keys", "x\na,b")],
+    ] {
+        let out = Runner::new(&s).step(&shim("restore.js"), &inputs, &env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains("Key Validation Error: a,b cannot contain commas."),
+            "{err}"
+        );
+    }
     // save-always is declared (so the runner does not warn of an unknown input) and deprecated.
     let yml = std::fs::read_to_string(root().join("action.yml")).unwrap();
     let decl = yml.split("  save-always:").nth(1).unwrap();

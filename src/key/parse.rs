@@ -56,7 +56,17 @@ pub fn parse(template: &str) -> Result<Vec<Part>, TemplateError> {
         // Go's whitespace-trim markers `{{-` / `-}}` are accepted; keys have no whitespace to trim.
         let inner = inner.strip_prefix('-').unwrap_or(inner);
         let inner = inner.strip_suffix('-').unwrap_or(inner);
-        let action = parse_action(inner.trim()).map_err(|m| err(column, m))?;
+        let action = parse_action(inner.trim()).map_err(|m| {
+            // `${{ hashFiles('x') }}` pasted from a GitHub workflow: GitHub evaluates that
+            // before any step runs; kura's own form is `{{ hashFiles "x" }}`.
+            match template[..offset + i].ends_with('$') {
+                true => err(
+                    column - 1,
+                    format!("{m}. `${{{{ ... }}}}` is a GitHub expression, which GitHub evaluates in a workflow file and kura does not; in a kura template write the function without `$` and with double quotes, as in {{{{ hashFiles \"**/package-lock.json\" }}}} or {{{{ checksum \"go.sum\" }}}}"),
+                ),
+                false => err(column, m),
+            }
+        })?;
         if !text.is_empty() {
             parts.push(Part::Text(std::mem::take(&mut text)));
         }

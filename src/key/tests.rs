@@ -112,6 +112,16 @@ fn errors_name_template_column_and_fix() {
     assert!(e.message.contains("UNSET_VAR_X is not set"), "{e}");
     let e = render("{{ .Nope }}", &c).unwrap_err();
     assert!(e.message.contains("unknown variable .Nope"), "{e}");
+    // A GitHub expression pasted in: pointed at the `$`, with kura's form of it.
+    let e = render("v1-${{ hashFiles('**/x.lock') }}", &c).unwrap_err();
+    assert_eq!(e.column, 4);
+    assert!(
+        e.message
+            .contains(r#"{{ hashFiles "**/package-lock.json" }}"#),
+        "{e}"
+    );
+    let e = render("v1-{{ hashFiles('x') }}", &c).unwrap_err();
+    assert!(!e.message.contains("GitHub expression"), "{e}");
     assert!(render("{{ .Branch", &c)
         .unwrap_err()
         .message
