@@ -21,6 +21,9 @@ pub fn command() -> clap::Command {
 
 /// Run one command; the exit code.
 pub fn run(mut cli: Cli, vars: Vars) -> u8 {
+    if let Some(code) = documents(&cli.command) {
+        return code;
+    }
     if let Command::Action { .. } = cli.command {
         action::globals(&mut cli.global, &vars);
     }
@@ -46,6 +49,29 @@ pub fn run(mut cli: Cli, vars: Vars) -> u8 {
         return 128 + sig as u8;
     }
     exit_code(&outcome)
+}
+
+/// The commands that print kura's own documents (completions, the man page), which need
+/// no store and no CI: their exit code.
+fn documents(command: &Command) -> Option<u8> {
+    let mut out = std::io::stdout().lock();
+    let written = match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut self::command(), "kura", &mut out);
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(self::command()).render(&mut out),
+        _ => return None,
+    };
+    Some(match written {
+        Ok(()) => 0,
+        // `kura man | head`: the reader had enough.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            1
+        }
+    })
 }
 
 /// What the command's kind decides about failures.
@@ -245,7 +271,9 @@ fn verb(cli: Cli, mut ci: ci::CiInfo, vars: &Vars, report: Report) -> anyhow::Re
     }
     let env = env(g, ci, vars, report)?;
     match &cli.command {
-        Command::Key { .. } => unreachable!("answered above"),
+        Command::Key { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("answered above")
+        }
         Command::Restore(a) => ops::restore(&env, &restore_options(a)),
         Command::Save(a) => ops::save(&env, &save_options(a)),
         Command::Action { step } => match step {

@@ -88,6 +88,15 @@ pub enum Command {
     Persist(PersistArgs),
     /// Apply every layer of this workflow's workspace under a directory.
     Attach(AttachArgs),
+    /// Print the completions of a shell for kura, e.g.
+    /// `kura completions bash > ~/.local/share/bash-completion/completions/kura`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print kura's manual page (roff), e.g. `kura man > ~/.local/share/man/man1/kura.1`.
+    Man,
     /// Run one step of the GitHub Action: reads the runner's INPUT_* (path, key,
     /// restore-keys, fail-on-cache-miss, lookup-only, store, scope, compression-level, format,
     /// overwrite, strict; enableCrossOsArchive, upload-chunk-size and save-always are

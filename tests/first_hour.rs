@@ -293,3 +293,47 @@ fn the_bar_fits_an_80_column_terminal_and_shows_rate_and_eta() {
     let widest = bars.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     assert!(widest <= 80, "a bar of {widest} columns: {bars:#?}");
 }
+
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    let s = Sandbox::new();
+    let subcommands = [
+        "key", "restore", "save", "persist", "attach", "ls", "rm", "prune",
+    ];
+    // bash loads the script and registers it for kura.
+    let out = run(s.kura().args(["completions", "bash"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let script = s.dir.path().join("kura.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p kura", script.display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&loaded.stdout).contains("_kura"),
+        "{loaded:?}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = run(s.kura().args(["completions", shell]));
+        assert_eq!(out.code, 0, "{shell}: {}", out.stderr);
+        for c in subcommands {
+            assert!(out.stdout.contains(c), "{shell} lacks {c}");
+        }
+    }
+    // The man page: a roff page naming every command and the settings no flag sets.
+    let out = run(s.kura().args(["man"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(".ie") || out.stdout.contains(".TH kura 1"),
+        "{}",
+        &out.stdout[..200.min(out.stdout.len())]
+    );
+    for c in subcommands {
+        assert!(out.stdout.contains(c), "the man page lacks {c}");
+    }
+    assert!(
+        out.stdout.contains("KURA_HTTP_TIMEOUT"),
+        "the man page lacks the settings"
+    );
+}
