@@ -492,3 +492,30 @@ fn an_install_that_cannot_happen_is_a_miss_with_a_warning() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+/// A step that has no runtime token (a `run:` step's variables, or a runner that gives none)
+/// and no store: the cache would stay on this machine, and the step says so.
+#[test]
+fn an_action_step_without_a_store_warns_that_the_next_job_will_not_see_it() {
+    let s = Sandbox::new();
+    s.write("deps/a", "a");
+    let bin = kura_bin();
+    let env = [("KURA_BIN", bin.as_str()), ("KURA_STORE", "")];
+    let inputs = [("path", "deps"), ("key", "k-1")];
+    let r = Runner::new(&s);
+    for step in ["restore.js", "post.js"] {
+        let out = r.step(&root().join("action").join(step), &inputs, &env);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{step}: {text}");
+        assert_eq!(
+            text.matches("no store is configured").count(),
+            1,
+            "{step}: {text}"
+        );
+        assert!(
+            text.contains("::warning::") && text.contains("gha://"),
+            "{step}: {text}"
+        );
+    }
+}

@@ -562,7 +562,7 @@ fn a_terminal_shows_a_progress_bar_and_a_log_shows_lines() {
     // indicatif redraws in place: a carriage return and an erase-line before each frame.
     assert!(tty.contains("Packed ["), "{short:?}");
     assert!(
-        tty.contains("/128.00 MiB ("),
+        tty.contains("/128.00 MiB ") && tty.contains(" ETA "),
         "the bar knows the total: {short:?}"
     );
     assert!(tty.contains("\r\x1b[2K"), "{short:?}");

@@ -1,7 +1,9 @@
 //! Cache management through GitHub's REST API (octocrab): list, delete by key or id.
 //! Needs `GITHUB_TOKEN` (with `actions: write` to delete) and `GITHUB_REPOSITORY`.
 
+use crate::store::http;
 use crate::store::{Handle, Meta};
+use ::http as http_types;
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 
@@ -104,11 +106,7 @@ impl Rest {
             if let Some(r) = git_ref {
                 q.push(("ref", r.to_string()));
             }
-            let got: CacheList = self
-                .octo
-                .get(self.route(), Some(&q))
-                .await
-                .map_err(|e| explain(e, "list caches", "actions: read"))?;
+            let got: CacheList = self.get(&q).await?;
             let n = got.actions_caches.len();
             out.extend(got.actions_caches.into_iter().map(Cache::meta));
             if n < 100 || out.len() as u64 >= got.total_count {
@@ -116,6 +114,45 @@ impl Rest {
             }
         }
         Ok(out)
+    }
+
+    /// One page of the listing, read within [`http::BODY`]'s cap and pace: octocrab's own
+    /// `get` would read any body whole.
+    async fn get(&self, query: &[(&str, String)]) -> Result<CacheList> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        let uri = format!("{}{}?{query}", self.api, self.route());
+        let resp = self
+            .octo
+            ._get(uri)
+            .await
+            .map_err(|e| explain(e, "list caches", "actions: read"))?;
+        let resp = octocrab::map_github_error(resp)
+            .await
+            .map_err(|e| explain(e, "list caches", "actions: read"))?;
+        let declared = resp
+            .headers()
+            .get(http_types::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let mut body = Box::pin(resp.into_body());
+        let pieces = futures_util::stream::poll_fn(move |cx| loop {
+            use http_body::Body as _;
+            return match body.as_mut().poll_frame(cx) {
+                std::task::Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => std::task::Poll::Ready(Some(Ok(d))),
+                    Err(_) => continue,
+                },
+                std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(e))),
+                std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            };
+        });
+        let bytes = http::read_within(pieces, declared, http::BODY)
+            .await
+            .map_err(|e| anyhow!("list caches (GitHub REST API): {e}; the server is broken"))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow!("list caches (GitHub REST API): an answer kura cannot read ({e})"))
     }
 
     pub async fn delete_id(&self, id: u64) -> Result<()> {
