@@ -160,6 +160,20 @@ fn prune_says_what_it_freed_what_waits_and_until_when() {
         "{}",
         out.stderr
     );
+    // ls says the same: what waits, and from when it goes.
+    let said = out
+        .stderr
+        .split("which a prune deletes from ")
+        .nth(1)
+        .unwrap();
+    let when = &said[..said.find(" on").unwrap()];
+    let ls = run(s.kura().args(["ls"]));
+    assert!(
+        ls.stderr
+            .contains(&format!("a prune deletes those from {when} on")),
+        "{}",
+        ls.stderr
+    );
 }
 
 #[test]

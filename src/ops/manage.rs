@@ -27,16 +27,22 @@ pub fn ls(env: &Env, prefix: Option<&str>) -> Result<Outcome> {
         print_table(env, &all, prefix);
     }
     // Whether a pack is live shows only against every entry.
-    let packs = match prefix.filter(|p| !p.is_empty()) {
-        None => PackCounts::new(env, &all)?.summary(),
+    let counts = match prefix.filter(|p| !p.is_empty()) {
+        None => Some(PackCounts::new(env, &all)?),
         Some(_) => None,
     };
-    if let Some(p) = &packs {
+    let packs = counts.as_ref().and_then(PackCounts::summary);
+    if let (Some(p), Some(c)) = (&packs, &counts) {
         env.report.info(format!(
-            "Packs: {}, {} referenced, {} not (prune deletes those a day after it finds them)",
+            "Packs: {}, {} referenced, {} not{}",
             p.count,
             human(p.live_bytes),
-            human(p.dead_bytes)
+            human(p.dead_bytes),
+            if p.dead_bytes > 0 {
+                c.when_dead_go(env)
+            } else {
+                String::new()
+            }
         ));
     }
     let entries = all
@@ -389,6 +395,40 @@ impl PackCounts {
             live_bytes: self.live_bytes,
             dead_bytes: self.dead_bytes(),
         })
+    }
+
+    /// When the unreferenced packs can go, as `ls` tells it: from prune's note, a day after a
+    /// prune first found each (and a day after it was written).
+    fn when_dead_go(&self, env: &Env) -> String {
+        let Some(store) = env.store.packs() else {
+            return String::new();
+        };
+        if store.collected_by_store() {
+            return " (the registry's garbage collection deletes those)".into();
+        }
+        let noted = read_note(env, &*store);
+        let dead = self
+            .listed
+            .iter()
+            .filter(|p| !self.refs.contains_key(&p.name));
+        let (mut first, mut unnoted) = (None::<u64>, false);
+        for p in dead {
+            match noted.get(&p.name) {
+                Some(since) if p.modified_ms != 0 => {
+                    let at = (*since).max(p.modified_ms).saturating_add(PACK_GRACE_MS);
+                    first = Some(first.map_or(at, |f| f.min(at)));
+                }
+                _ => unnoted = true,
+            }
+        }
+        match (first, unnoted) {
+            (Some(at), false) => format!(": a prune deletes those from {} on", utc(at)),
+            (Some(at), true) => format!(
+                ": a prune deletes the first of those from {} on, the others a day after the next prune finds them",
+                utc(at)
+            ),
+            (None, _) => ": the next prune notes them, and a prune a day later deletes them".into(),
+        }
     }
 
     /// An entry is gone: the bytes of the packs that only it referenced.

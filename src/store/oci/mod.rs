@@ -117,7 +117,9 @@ impl OciStore {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter_map(|t| t.as_str().map(str::to_string)),
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        // A tag becomes part of a URL: only the spec's grammar, never a path.
+                        .filter(|t| valid_tag(t)),
                 );
                 next = r
                     .headers
@@ -234,9 +236,31 @@ fn entry_of(manifest: &[u8]) -> Option<(Meta, serde_json::Value)> {
             "sha256:{}",
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(manifest))
         ),
-        blob: v["layers"][0]["digest"].as_str()?.to_string(),
+        blob: v["layers"][0]["digest"]
+            .as_str()
+            .filter(|d| valid_digest(d))?
+            .to_string(),
     };
     Some((m, v))
+}
+
+/// The distribution spec's tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A blob digest kura may put in a URL: `sha256:` and 64 lowercase hex digits.
+pub(super) fn valid_digest(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// The distribution spec's repository name grammar.
@@ -372,6 +396,10 @@ mod tests {
         let store =
             super::OciStore::open("oci://127.0.0.1:1/kura", &crate::vars::Vars::default()).unwrap();
         let name = "ab".repeat(32);
+        let (d11, d22) = (
+            format!("sha256:{}", "1".repeat(64)),
+            format!("sha256:{}", "2".repeat(64)),
+        );
         let layer = |digest: &str| {
             serde_json::json!({"layers": [
                 {"mediaType": "application/vnd.kura.chunks.v1+zstd", "digest": "sha256:00", "size": 1},
@@ -379,14 +407,38 @@ mod tests {
                  "annotations": {(super::packs::PACK_NAME): name}},
             ]})
         };
-        store.packs.learn(&layer("sha256:11"));
-        store.packs.learn(&layer("sha256:11"));
-        assert_eq!(store.packs.blob(&name).unwrap().digest, "sha256:11");
-        store.packs.learn(&layer("sha256:22"));
+        store.packs.learn(&layer(&d11));
+        store.packs.learn(&layer(&d11));
+        assert_eq!(store.packs.blob(&name).unwrap().digest, d11);
+        store.packs.learn(&layer(&d22));
         assert!(store.packs.blob(&name).is_none());
-        store.packs.learn(&layer("sha256:11"));
+        store.packs.learn(&layer(&d11));
         assert!(store.packs.blob(&name).is_none(), "trusted again");
         assert!(store.packs.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn tags_and_digests_from_a_registry_are_never_paths() {
+        for ok in ["0123abcd0123abcd-k", "_x", "A.b-c_d"] {
+            assert!(super::valid_tag(ok), "{ok}");
+        }
+        for bad in ["", ".x", "-x", "a/../b", "a%2Fb", "a b", &"t".repeat(129)] {
+            assert!(!super::valid_tag(bad), "{bad}");
+        }
+        assert!(super::valid_digest(&format!("sha256:{}", "a".repeat(64))));
+        for bad in [
+            "sha256:../../x",
+            "sha512:aa",
+            &format!("sha256:{}", "A".repeat(64)),
+        ] {
+            assert!(!super::valid_digest(bad), "{bad}");
+        }
+        // A manifest whose archive layer names a path is no entry.
+        let m = crate::store::Meta::bare("k", "v1", "");
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&super::manifest_for_tests(&m)).unwrap();
+        v["layers"][0]["digest"] = "sha256:../../../v2/other/blobs/x".into();
+        assert!(super::entry_of(&serde_json::to_vec(&v).unwrap()).is_none());
     }
 
     #[test]

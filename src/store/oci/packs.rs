@@ -63,6 +63,7 @@ impl OciPacks {
             };
             if l["mediaType"] != PACK_LAYER
                 || !crate::chunked::valid_pack_name(name)
+                || !super::valid_digest(digest)
                 || conflicting.contains(name)
             {
                 continue;
