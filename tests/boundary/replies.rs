@@ -578,29 +578,37 @@ fn s3_metadata_larger_than_any_kura_writes_is_not_read() {
 
 #[test]
 fn an_endless_rest_listing_of_github_caches_is_given_up_on() {
-    let s = Sandbox::new();
-    let before = sandbox(&s);
-    let addr = stub::serve_raw("127.0.0.1", |_, c| {
-        head(c, "200 OK", None, "application/json");
-        let _ = c.write_all(br#"{"total_count":1000000000000,"actions_caches":["#);
-        endless(
-            c,
-            br#"{"id":1,"key":"k","ref":"refs/heads/main","version":"v","size_in_bytes":1,"created_at":"2026-01-01T00:00:00Z","last_accessed_at":"2026-01-01T00:00:00Z"},"#,
+    // As a page, and as an error whose body never ends (its message would be read whole).
+    for status in ["200 OK", "500 Internal Server Error"] {
+        let s = Sandbox::new();
+        let before = sandbox(&s);
+        let addr = stub::serve_raw("127.0.0.1", move |_, c| {
+            head(c, status, None, "application/json");
+            let _ =
+                c.write_all(br#"{"total_count":1000000000000,"message":"no","actions_caches":["#);
+            endless(
+                c,
+                br#"{"id":1,"key":"k","ref":"refs/heads/main","version":"v","size_in_bytes":1,"created_at":"2026-01-01T00:00:00Z","last_accessed_at":"2026-01-01T00:00:00Z"},"#,
+            );
+        });
+        let (out, _) = bounded(
+            s.kura_std()
+                .env("KURA_STORE", "gha://")
+                .env("GITHUB_TOKEN", "token")
+                .env("GITHUB_REPOSITORY", "owner/repo")
+                .env("GITHUB_API_URL", format!("http://{addr}"))
+                .env("ACTIONS_RUNTIME_TOKEN", "token")
+                .env("ACTIONS_RESULTS_URL", format!("http://{addr}/"))
+                .env("KURA_HTTP_TIMEOUT", "3")
+                .args(["--json", "ls"]),
+            120,
         );
-    });
-    let (out, _) = bounded(
-        s.kura_std()
-            .env("KURA_STORE", "gha://")
-            .env("GITHUB_TOKEN", "token")
-            .env("GITHUB_REPOSITORY", "owner/repo")
-            .env("GITHUB_API_URL", format!("http://{addr}"))
-            .env("ACTIONS_RUNTIME_TOKEN", "token")
-            .env("ACTIONS_RESULTS_URL", format!("http://{addr}/"))
-            .env("KURA_HTTP_TIMEOUT", "3")
-            .args(["--json", "ls"]),
-        120,
-    );
-    listed(&s, &before, &out);
-    assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
-    assert!(out.stderr.contains("larger than"), "{}", out.stderr);
+        listed(&s, &before, &out);
+        assert_eq!(json(&out)["outcome"], "error", "{status}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("larger than"),
+            "{status}: {}",
+            out.stderr
+        );
+    }
 }

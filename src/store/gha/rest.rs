@@ -3,7 +3,6 @@
 
 use crate::store::http;
 use crate::store::{Handle, Meta};
-use ::http as http_types;
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 
@@ -116,57 +115,79 @@ impl Rest {
         Ok(out)
     }
 
-    /// One page of the listing, read within [`http::BODY`]'s cap and pace: octocrab's own
-    /// `get` would read any body whole.
+    /// One page of the listing.
     async fn get(&self, query: &[(&str, String)]) -> Result<CacheList> {
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
             .finish();
         let uri = format!("{}{}?{query}", self.api, self.route());
+        let what = "list caches";
         let resp = self
             .octo
             ._get(uri)
             .await
-            .map_err(|e| explain(e, "list caches", "actions: read"))?;
-        let resp = octocrab::map_github_error(resp)
-            .await
-            .map_err(|e| explain(e, "list caches", "actions: read"))?;
-        let declared = resp
-            .headers()
-            .get(http_types::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok());
-        let mut body = Box::pin(resp.into_body());
-        let pieces = futures_util::stream::poll_fn(move |cx| loop {
-            use http_body::Body as _;
-            return match body.as_mut().poll_frame(cx) {
-                std::task::Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                    Ok(d) => std::task::Poll::Ready(Some(Ok(d))),
-                    Err(_) => continue,
-                },
-                std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(e))),
-                std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
-                std::task::Poll::Pending => std::task::Poll::Pending,
-            };
-        });
-        let bytes = http::read_within(pieces, declared, http::BODY)
-            .await
-            .map_err(|e| anyhow!("list caches (GitHub REST API): {e}; the server is broken"))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow!("list caches (GitHub REST API): an answer kura cannot read ({e})"))
+            .map_err(|e| explain(e, what, "actions: read"))?;
+        let body = answer(resp, what, "actions: read").await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| anyhow!("cannot {what}: GitHub's answer is not a cache list ({e})"))
     }
 
     pub async fn delete_id(&self, id: u64) -> Result<()> {
         let uri = format!("{}{}/{id}", self.api, self.route());
+        let what = "delete a cache";
         let resp = self
             .octo
             ._delete(uri, None::<&()>)
             .await
-            .map_err(|e| explain(e, "delete a cache", "actions: write"))?;
-        octocrab::map_github_error(resp)
-            .await
-            .map_err(|e| explain(e, "delete a cache", "actions: write"))?;
+            .map_err(|e| explain(e, what, "actions: write"))?;
+        answer(resp, what, "actions: write").await?;
         Ok(())
     }
+}
+
+/// A reply's body, read within [`http::BODY`]'s cap and pace whatever its status (octocrab's
+/// own `get` and its error mapping would read any body whole); a refusal as an error that
+/// names the permission `GITHUB_TOKEN` needs.
+async fn answer<B>(resp: ::http::Response<B>, what: &str, permission: &str) -> Result<bytes::Bytes>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let status = resp.status().as_u16();
+    let declared = resp
+        .headers()
+        .get(::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut body = Box::pin(resp.into_body());
+    let pieces = futures_util::stream::poll_fn(move |cx| loop {
+        use std::task::Poll;
+        return match body.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                Ok(d) => Poll::Ready(Some(Ok(d))),
+                Err(_) => continue,
+            },
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        };
+    });
+    let body = http::read_within(pieces, declared, http::BODY)
+        .await
+        .map_err(|e| anyhow!("cannot {what} (GitHub REST API): {e}; the server is broken"))?;
+    if (200..300).contains(&status) {
+        return Ok(body);
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+    Err(match status {
+        401 => anyhow!("cannot {what}: GitHub rejected GITHUB_TOKEN ({message})"),
+        403 | 404 => anyhow!(
+            "cannot {what}: GitHub said {status} ({message}); the token needs `permissions: {permission}` on this repository"
+        ),
+        _ => anyhow!("cannot {what}: GitHub said {status} ({message})"),
+    })
 }
 
 /// One line; a refusal names the permission `GITHUB_TOKEN` needs.
