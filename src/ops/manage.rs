@@ -349,6 +349,8 @@ const PACK_GRACE_MS: u64 = 24 * 3600 * 1000;
 struct PackCounts {
     refs: std::collections::HashMap<String, usize>,
     listed: Vec<crate::chunked::PackInfo>,
+    /// Each listed pack's size, by name: a prune is linear in the store's packs.
+    sizes: std::collections::HashMap<String, u64>,
     live_bytes: u64,
     /// Bytes of the packs the sweep deleted.
     swept: u64,
@@ -381,9 +383,11 @@ impl PackCounts {
             .filter(|p| refs.contains_key(&p.name))
             .map(|p| p.size)
             .fold(0, u64::saturating_add);
+        let sizes = listed.iter().map(|p| (p.name.clone(), p.size)).collect();
         Ok(PackCounts {
             refs,
             listed,
+            sizes,
             live_bytes,
             swept: 0,
         })
@@ -439,11 +443,7 @@ impl PackCounts {
                 *n -= 1;
                 if *n == 0 {
                     self.refs.remove(p);
-                    let size = self
-                        .listed
-                        .iter()
-                        .find(|l| l.name == *p)
-                        .map_or(0, |l| l.size);
+                    let size = self.sizes.get(p).copied().unwrap_or(0);
                     self.live_bytes = self.live_bytes.saturating_sub(size);
                     freed += size;
                 }
