@@ -351,3 +351,44 @@ fn completions_and_the_man_page_cover_every_command() {
         "the man page lacks the settings"
     );
 }
+
+#[test]
+fn the_log_names_the_store_and_maintenance_says_when_it_cannot_reach_it() {
+    let s = Sandbox::new();
+    s.write("d/f", "x");
+    let store = format!("file://{}", s.store.display());
+    let out = run(s.kura().args(["save", "--key", "k", "--path", "d"]));
+    assert!(
+        out.stderr.contains(&format!("; store {store}")),
+        "{}",
+        out.stderr
+    );
+    let out = run(s.kura().args(["restore", "--key", "k", "--path", "d"]));
+    assert!(
+        out.stderr.contains(&format!("; store {store}")),
+        "{}",
+        out.stderr
+    );
+    let out = run(s.kura().args(["restore", "--key", "nope", "--path", "d"]));
+    assert!(
+        out.stderr.contains(&format!("(looked in {store})")),
+        "{}",
+        out.stderr
+    );
+    // A store nobody answers at: the cache steps go on, the commands that look after the
+    // store say they could not (exit 1), so that a script can tell.
+    let away = "http://127.0.0.1:9/kura/";
+    for (args, code) in [
+        (&["restore", "--key", "k", "--path", "d"][..], 0),
+        (&["ls"][..], 1),
+        (&["rm", "k"][..], 1),
+        (&["prune", "--max-age", "7d"][..], 1),
+    ] {
+        let out = run(s
+            .kura()
+            .env("KURA_STORE", away)
+            .env("KURA_HTTP_TIMEOUT", "2")
+            .args(args));
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+    }
+}

@@ -305,3 +305,31 @@ fn an_install_that_cannot_happen_leaves_the_cache_steps_a_miss() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("KURA_WHEN must be"), "{text}");
 }
+
+/// The files a user pins to a tag carry that release's sums: the sums are written and
+/// committed before the tag is made on that commit (a workflow run by a pushed tag could only
+/// write them after it, into a commit no tag names).
+#[test]
+fn a_release_tags_the_commit_that_carries_its_sums() {
+    let yml = std::fs::read_to_string(root().join(".github/workflows/release.yml")).unwrap();
+    let on = yml
+        .split("\non:")
+        .nth(1)
+        .unwrap()
+        .split("\njobs:")
+        .next()
+        .unwrap();
+    assert!(!on.contains("tags:"), "a release run by its own tag: {on}");
+    let at = |what: &str| {
+        yml.find(what)
+            .unwrap_or_else(|| panic!("release.yml does not {what}"))
+    };
+    let (sums, commit, tag, release) = (
+        at("release/write-sums.py"),
+        at("git commit -am"),
+        at("git tag \"v$VERSION\""),
+        at("gh release create \"v$VERSION\""),
+    );
+    assert!(sums < commit && commit < tag && tag < release, "{yml}");
+    assert!(yml.contains("--verify-tag"), "{yml}");
+}

@@ -78,6 +78,8 @@ pub fn restore(env: &Env, args: &RestoreOptions) -> Result<Outcome> {
                 plan.keys().join(", ")
             ));
         }
+        env.report
+            .info(format!("(looked in {})", env.store.location()));
         explain_miss(env, &plan);
         return Ok(miss(env, &plan, MissReason::NotFound));
     };
@@ -448,10 +450,11 @@ fn report_restored(env: &Env, out: &Restored, files: u64, bytes: u64, read: u64,
     r.info(format!("Cache restored from key: {}", out.matched_key));
     // The entry's size, as the save that made it said it.
     r.info(format!(
-        "Cache Size: {}, {files} files, {} unpacked, in {}",
+        "Cache Size: {}, {files} files, {} unpacked, in {}; store {}",
         crate::units::entry_size(out.size.unwrap_or(read), r.github),
         human(bytes),
-        speed(read, t.elapsed())
+        speed(read, t.elapsed()),
+        env.store.location()
     ));
 }
 

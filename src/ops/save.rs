@@ -170,11 +170,12 @@ fn saved(
             let archive = chunks.map_or(meta.size.unwrap_or(0), |c| c.stored);
             r.info(format!("Cache saved with key: {key}"));
             r.info(format!(
-                "Cache Size: {}, {} files, {} packed in {}",
+                "Cache Size: {}, {} files, {} packed in {}; store {}",
                 crate::units::entry_size(archive, r.github),
                 meta.files,
                 human(meta.bytes),
-                speed(meta.bytes, took)
+                speed(meta.bytes, took),
+                env.store.location()
             ));
             Outcome::Saved(Saved {
                 key,

@@ -37,7 +37,7 @@ sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1 || shasum -a 256 "$1" | cut -
 if [ ! -f "$bin" ] || [ "$(sha "$bin")" != "$want" ]; then
   mkdir -p "$cache"
   base="${KURA_DOWNLOAD_URL:-https://github.com/kura-cache/kura/releases/download/v$version}"
-  if ! curl -fsSL --retry 3 --connect-timeout 10 --max-time "${KURA_DOWNLOAD_TIMEOUT:-120}" -o "$bin.part" "$base/$asset"; then
+  if ! curl -fsSL --retry 3 --connect-timeout 10 --max-time "${KURA_DOWNLOAD_TIMEOUT:-120}" --retry-max-time "${KURA_DOWNLOAD_TIMEOUT:-120}" -o "$bin.part" "$base/$asset"; then
     rm -f "$bin.part"
     skip "cannot download $base/$asset"
   fi
