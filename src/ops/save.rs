@@ -168,15 +168,7 @@ fn saved(
             let took = started.elapsed();
             // A chunked entry's object is its manifest; its size is what it references.
             let archive = chunks.map_or(meta.size.unwrap_or(0), |c| c.stored);
-            r.info(format!("Cache saved with key: {key}"));
-            r.info(format!(
-                "Cache Size: {}, {} files, {} packed in {}; store {}",
-                crate::units::entry_size(archive, r.github),
-                meta.files,
-                human(meta.bytes),
-                speed(meta.bytes, took),
-                env.store.location()
-            ));
+            tell_saved(env, &key, archive, &meta, took);
             Outcome::Saved(Saved {
                 key,
                 version,
@@ -191,6 +183,20 @@ fn saved(
             })
         }
     }
+}
+
+/// A save's lines: the key, then the entry's size, files, bytes, speed and store.
+fn tell_saved(env: &Env, key: &str, size: u64, meta: &Meta, took: std::time::Duration) {
+    let r = &env.report;
+    r.info(format!("Cache saved with key: {key}"));
+    r.info(format!(
+        "Cache Size: {}, {} files, {} packed in {}; store {}",
+        crate::units::entry_size(size, r.github),
+        meta.files,
+        human(meta.bytes),
+        speed(meta.bytes, took),
+        env.store.location()
+    ));
 }
 
 /// The line for a save that finds its key taken, in the CI's own words.
