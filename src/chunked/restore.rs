@@ -132,20 +132,22 @@ impl ChunkSource {
                     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         shared.read(u, &mut unzstd)
                     }))
-                    .unwrap_or_else(|_| Err(anyhow!("a chunk reader failed")));
+                    .unwrap_or_else(|_| Err(ReadError::Failed(anyhow!("a chunk reader failed"))));
                     // Only bytes that fail their own hash (or a range the store says is past
                     // the pack's end) are the entry's fault; anything else, a pack that is not
                     // there included (a proxy's 404, a name another manifest claims), is the
                     // store's: the entry stays.
-                    let got = read.map_err(|e| {
-                        if let Some(Damaged { pack, .. }) = e.downcast_ref::<Damaged>() {
-                            if shared.judged.lock().unwrap().insert(*pack) {
-                                quarantine(&*shared.packs, &shared.manifest.packs[*pack as usize]);
+                    let got = read.map_err(|e| match e {
+                        ReadError::Damaged { pack, what } => {
+                            if shared.judged.lock().unwrap().insert(pack) {
+                                quarantine(&*shared.packs, &shared.manifest.packs[pack as usize]);
                             }
-                        } else {
-                            failed.store(true, Ordering::SeqCst);
+                            io::Error::other(what)
                         }
-                        io::Error::other(format!("{e:#}"))
+                        ReadError::Failed(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            io::Error::other(format!("{e:#}"))
+                        }
                     });
                     if senders[i % SLOTS].send(got).is_err() {
                         return;
@@ -271,26 +273,35 @@ fn quarantine(packs: &dyn Packs, name: &str) {
     }
 }
 
-/// A chunk whose bytes are not what the manifest names, in pack `pack` (an index into the
-/// manifest's packs).
-#[derive(Debug)]
-struct Damaged {
-    pack: u32,
-    what: String,
+/// Why a unit's bytes could not be had.
+enum ReadError {
+    /// Bytes that are not what the manifest names, in pack `pack` (an index into the
+    /// manifest's packs): the entry's fault.
+    Damaged { pack: u32, what: String },
+    /// The store, the network: not the entry's.
+    Failed(anyhow::Error),
 }
 
-impl std::fmt::Display for Damaged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.what)
+impl From<anyhow::Error> for ReadError {
+    fn from(e: anyhow::Error) -> Self {
+        ReadError::Failed(e)
     }
 }
 
-impl std::error::Error for Damaged {}
+impl From<crate::error::StoreError> for ReadError {
+    fn from(e: crate::error::StoreError) -> Self {
+        ReadError::Failed(e.into())
+    }
+}
 
 impl Reader {
     /// A unit's bytes: chunks kept in memory or in the chunk cache first, the rest from
     /// their frames, each frame read and unpacked once.
-    fn read(&self, u: &Unit, unzstd: &mut zstd::bulk::Decompressor) -> Result<Vec<u8>> {
+    fn read(
+        &self,
+        u: &Unit,
+        unzstd: &mut zstd::bulk::Decompressor,
+    ) -> std::result::Result<Vec<u8>, ReadError> {
         let chunks = &self.manifest.chunks[u.chunks.clone()];
         let mut out = self.spare.lock().unwrap().pop().unwrap_or_default();
         out.clear();
@@ -344,22 +355,22 @@ impl Reader {
             }
             let name = &self.manifest.packs[first.pack as usize];
             let bytes = self.packs.get(name, first.offset..end)?;
-            ensure!(
-                bytes.len() as u64 == end - first.offset,
-                Damaged {
+            if bytes.len() as u64 != end - first.offset {
+                return Err(ReadError::Damaged {
                     pack: first.pack,
                     what: format!("pack {name} is shorter than its entry says"),
-                }
-            );
+                });
+            }
             for (f, ks) in &rest[..n] {
                 let at_ = (f.offset - first.offset) as usize;
                 let stored = &bytes[at_..at_ + f.stored as usize];
-                let unpacked = Arc::new(unpack_frame(unzstd, stored, f.frame_len).map_err(
-                    |e| Damaged {
-                        pack: f.pack,
-                        what: format!("a frame in pack {name} does not decompress: {e}"),
-                    },
-                )?);
+                let unpacked =
+                    Arc::new(unpack_frame(unzstd, stored, f.frame_len).map_err(|e| {
+                        ReadError::Damaged {
+                            pack: f.pack,
+                            what: format!("a frame in pack {name} does not decompress: {e}"),
+                        }
+                    })?);
                 self.serve(&unpacked, f, ks, chunks, &at, &mut out)?;
                 self.frames.keep(f.pack, f.offset, unpacked);
             }
@@ -377,13 +388,13 @@ impl Reader {
         chunks: &[Chunk],
         at: &[usize],
         out: &mut [u8],
-    ) -> Result<()> {
+    ) -> std::result::Result<(), ReadError> {
         for &k in ks {
             let c = &chunks[k];
             let data = unpacked
                 .get(c.skip as usize..c.skip as usize + c.len as usize)
                 .filter(|d| *blake3::hash(d).as_bytes() == c.id)
-                .ok_or_else(|| Damaged {
+                .ok_or_else(|| ReadError::Damaged {
                     pack: frame.pack,
                     what: format!(
                         "a chunk in pack {} is not the one the entry names",

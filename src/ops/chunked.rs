@@ -229,7 +229,7 @@ pub(super) fn read_manifest(env: &Env, meta: &Meta) -> Result<Manifest> {
 }
 
 /// A chunked entry's object as stored: its manifest, compressed, at most `MANIFEST_MAX`.
-pub(super) fn read_stored(env: &Env, meta: &Meta) -> Result<Vec<u8>> {
+pub(super) fn read_stored(env: &Env, meta: &Meta) -> crate::store::StoreResult<Vec<u8>> {
     let mut stored = Vec::new();
     env.store
         .open(meta)?

@@ -7,7 +7,7 @@ use crate::archive::{self, Extraction, HashingReader, Tree, UnpackOptions};
 use crate::chunked::DecodeError;
 use crate::outcome::{MissReason, Missed, Outcome, Restored};
 use crate::report::{Progress, Ticker};
-use crate::store::{Candidate, Format, Meta};
+use crate::store::{Candidate, Format, Meta, StoreError};
 use crate::units::{human, size, speed};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -279,20 +279,28 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
     let extracted = extract(env, &meta, paths, Tree::new(&env.base, &roots));
     // Stopped by a signal: whatever the extraction says, the entry is not to blame.
     if let Some(sig) = crate::platform::interrupted() {
-        if let Ok(Ok(done)) = extracted {
+        if let Ok(done) = extracted {
             done.extraction.rollback();
         }
         anyhow::bail!(crate::archive::stopped(sig));
     }
-    if extracted.is_err() {
-        // Not proven damage: the entry stays, but a save of its key may replace it.
-        chunked::record_unreadable(env, &meta);
-    }
-    let mut done = match extracted? {
+    let mut done = match extracted {
         Ok(done) => done,
-        Err(why) => {
+        Err(NotRestored::Corrupt(why)) => {
             forget_corrupt(env, &meta, &why);
             return Ok(miss(env, plan, MissReason::Corrupt));
+        }
+        Err(NotRestored::Gone(why)) => {
+            env.report.warn(format!(
+                "the cache entry for key {} went from the store after it was found (a prune, an overwrite): {why}; treated as a miss",
+                meta.key
+            ));
+            return Ok(miss(env, plan, MissReason::NotFound));
+        }
+        Err(NotRestored::Failed(e)) => {
+            // Not proven damage: the entry stays, but a save of its key may replace it.
+            chunked::record_unreadable(env, &meta);
+            return Err(e);
         }
     };
     let mut out = restored(env, plan, &meta);
@@ -320,14 +328,44 @@ struct Extracted {
     read: u64,
 }
 
+/// Why an extraction wrote nothing (what it had begun is undone).
+enum NotRestored {
+    /// The entry's own bytes fail their checks: it is forgotten, and the restore is a miss.
+    Corrupt(String),
+    /// The entry went from the store between the lookup and the download: a miss.
+    Gone(String),
+    /// The store, the disk, another kura's format: the entry stays, the restore fails.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for NotRestored {
+    fn from(e: anyhow::Error) -> Self {
+        NotRestored::Failed(e)
+    }
+}
+
+impl From<std::io::Error> for NotRestored {
+    fn from(e: std::io::Error) -> Self {
+        NotRestored::Failed(e.into())
+    }
+}
+
+impl From<StoreError> for NotRestored {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(why) => NotRestored::Gone(why),
+            other => NotRestored::Failed(other.into()),
+        }
+    }
+}
+
 /// Stream the entry into the extractor and check what was read against what was saved.
-/// `Ok(Err(why))`: the entry is corrupt (nothing of it is left on disk).
 fn extract(
     env: &Env,
     meta: &Meta,
     paths: &[String],
     tree: Tree,
-) -> Result<std::result::Result<Extracted, String>> {
+) -> std::result::Result<Extracted, NotRestored> {
     if meta.format == Format::Chunked {
         return extract_chunked(env, meta, paths, tree);
     }
@@ -338,23 +376,23 @@ fn extract(
     let opts = unpack_options(env, meta, paths);
     let extraction = match archive::unpack(&mut hashing, tree, &opts) {
         Ok(x) => x,
-        Err(e) => return blame(e, hashing.source_failed, meta).map(Err),
+        Err(e) => return Err(blame(e, hashing.source_failed, meta)),
     };
     drop(ticker);
     let (sha, n) = hashing.finish();
     let sha_bad = meta.sha256.as_ref().is_some_and(|s| *s != sha);
     if sha_bad || meta.size.is_some_and(|s| s != n) {
         extraction.rollback();
-        return Ok(Err(format!(
+        return Err(NotRestored::Corrupt(format!(
             "read {n} bytes with sha256 {sha}, but {} bytes with sha256 {} were saved",
             meta.size.map_or("?".into(), |s| s.to_string()),
             meta.sha256.as_deref().unwrap_or("(not recorded)")
         )));
     }
-    Ok(Ok(Extracted {
+    Ok(Extracted {
         extraction,
         read: n,
-    }))
+    })
 }
 
 fn unpack_options(env: &Env, meta: &Meta, paths: &[String]) -> UnpackOptions {
@@ -370,16 +408,18 @@ fn unpack_options(env: &Env, meta: &Meta, paths: &[String]) -> UnpackOptions {
     }
 }
 
-/// Whose fault a failed extraction is: the entry's (`Ok(why)`: corrupt, forgotten) when the
-/// bytes were bad, else the store's or the disk's (an error).
-fn blame(e: UnpackError, source_failed: bool, meta: &Meta) -> Result<String> {
+/// Whose fault a failed extraction is: the entry's (corrupt, forgotten) when the bytes were
+/// bad, else the store's or the disk's.
+fn blame(e: UnpackError, source_failed: bool, meta: &Meta) -> NotRestored {
     // Stopped by a signal: the entry is not to blame, and stays.
     let stopped = crate::platform::interrupted().is_some();
     match e {
-        UnpackError::Corrupt(e) if !source_failed && !stopped => Ok(format!("{e:#}")),
-        UnpackError::Corrupt(e) | UnpackError::Failed(e) => {
-            Err(e.context(format!("cannot restore the cache from key {}", meta.key)))
+        UnpackError::Corrupt(e) if !source_failed && !stopped => {
+            NotRestored::Corrupt(format!("{e:#}"))
         }
+        UnpackError::Corrupt(e) | UnpackError::Failed(e) => NotRestored::Failed(
+            e.context(format!("cannot restore the cache from key {}", meta.key)),
+        ),
     }
 }
 
@@ -390,16 +430,16 @@ fn extract_chunked(
     meta: &Meta,
     paths: &[String],
     tree: Tree,
-) -> Result<std::result::Result<Extracted, String>> {
+) -> std::result::Result<Extracted, NotRestored> {
     let stored = chunked::read_stored(env, meta)?;
     if let Err(why) = chunked::check(meta, &stored) {
-        return Ok(Err(why));
+        return Err(NotRestored::Corrupt(why));
     }
     let manifest = match crate::chunked::Manifest::decode(&stored) {
         Ok(m) => m,
         // Another kura's entry is not damaged: a failure to restore, and it stays.
-        Err(e @ DecodeError::OtherVersion(_)) => return Err(e.into()),
-        Err(e @ DecodeError::Damaged(_)) => return Ok(Err(e.to_string())),
+        Err(e @ DecodeError::OtherVersion(_)) => return Err(NotRestored::Failed(e.into())),
+        Err(e @ DecodeError::Damaged(_)) => return Err(NotRestored::Corrupt(e.to_string())),
     };
     // Progress in the tar stream's bytes: the manifest knows them all up front.
     let progress = Progress::of(Some(manifest.stream_len()));
@@ -413,7 +453,7 @@ fn extract_chunked(
     let opts = unpack_options(env, meta, paths);
     let extraction = match archive::unpack_tar(&mut counting, tree, &opts) {
         Ok(x) => x,
-        Err(e) => return blame(e, failed.load(Ordering::SeqCst), meta).map(Err),
+        Err(e) => return Err(blame(e, failed.load(Ordering::SeqCst), meta)),
     };
     drop(ticker);
     counting.finish();
@@ -422,7 +462,7 @@ fn extract_chunked(
     }
     // Read from the store: the manifest and the frames (not those the local cache served).
     let read = stored.len() as u64 + got.load(Ordering::Relaxed);
-    Ok(Ok(Extracted { extraction, read }))
+    Ok(Extracted { extraction, read })
 }
 
 fn report_restored(env: &Env, out: &Restored, files: u64, bytes: u64, read: u64, t: Instant) {

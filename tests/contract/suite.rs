@@ -513,3 +513,38 @@ pub fn prune_removes_exactly_the_old_entry(f: &dyn Fixture) {
         .collect();
     assert_eq!(left, [k("new"), k("newer")]);
 }
+
+/// A restore that found an entry, then reads it after a prune or an overwrite removed it: the
+/// store says so (a miss), or still has the entry's own bytes; never a failure that would keep
+/// the entry, nor other bytes.
+pub fn an_entry_removed_after_it_was_found_is_gone_not_corrupt(f: &dyn Fixture) {
+    use super::Removed;
+    let ns = ns("removed");
+    let s = f.store(&ns, MAIN, &[MAIN]);
+    let (v, k) = (version("d"), format!("{ns}-k"));
+    let data = b"the entry's own bytes".repeat(1000);
+    assert_eq!(put(&*s, MAIN, &v, &k, &data), Put::Saved);
+    let found = s
+        .lookup(
+            &[MAIN.to_string()],
+            &v,
+            &[Candidate {
+                key: k.clone(),
+                exact_first: true,
+            }],
+        )
+        .unwrap()
+        .expect("the entry just saved");
+    s.delete(&found).unwrap();
+    let read = s.open(&found).and_then(|mut r| {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got)
+            .map_err(kura::store::StoreError::from)?;
+        Ok(got)
+    });
+    match (f.removed_entry(), read) {
+        (Removed::NotFound, Err(kura::store::StoreError::NotFound(_))) => {}
+        (Removed::StillReadable, Ok(got)) => assert!(got == data, "other bytes"),
+        (want, got) => panic!("{want:?}: {:?}", got.map(|g| g.len())),
+    }
+}

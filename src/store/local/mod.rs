@@ -15,7 +15,7 @@ mod packs;
 
 use super::{agrees, Committed, Handle, Meta, Store, Upload};
 use crate::nofollow::{Dir, Kind};
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 use anyhow::{anyhow, bail, Context as _, Result};
 use packs::LocalPacks;
 use std::fs::File;
@@ -214,10 +214,25 @@ impl Store for LocalStore {
     }
 
     fn open(&self, meta: &Meta) -> StoreResult<Box<dyn Read + Send>> {
-        let (_, dir, name) = self.version_dir(meta)?;
-        let entry = dir
-            .dir(&name)
-            .with_context(|| format!("cannot open {}", dir.shown(&name).display()))?;
+        let entry = self.version_dir(meta).and_then(|(_, dir, name)| {
+            dir.dir(&name)
+                .with_context(|| format!("cannot open {}", dir.shown(&name).display()))
+        });
+        // Its directory gone since it was found: removed (a prune, an overwrite), not torn.
+        let gone = || {
+            self.version_dir(meta)
+                .map_or(true, |(_, dir, name)| matches!(dir.stat(&name), Ok(None)))
+        };
+        let entry = match entry {
+            Ok(e) => e,
+            Err(_) if gone() => {
+                return Err(StoreError::NotFound(format!(
+                    "the entry {} was removed from the store",
+                    meta.key
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
         match entry.file(ARCHIVE) {
             Ok((f, _)) => Ok(Box::new(f)),
             // Torn by a crash (the store does not fsync): nothing to read, which the restore

@@ -25,7 +25,7 @@ mod upload;
 
 use super::blob::Blobs;
 use super::{entry_name, name_prefix, now_ms, scope_dir, Handle, Meta, Store, Upload};
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 use anyhow::{anyhow, bail, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashSet};
@@ -195,7 +195,21 @@ impl<B: Blobs> Store for Objects<B> {
         // The archive's size as the store has it: one shorter (or longer) than its metadata
         // says is read as it is, and the restore finds it is not what was saved (damage of
         // the entry's own bytes), instead of failing on a range past its end.
-        let size = self.blobs.block_on(self.blobs.head(&archive))?.unwrap_or(0);
+        let size = match self.blobs.block_on(self.blobs.head(&archive))? {
+            Some(size) => size,
+            // Gone with its metadata (which goes first): removed since it was found.
+            None if self
+                .blobs
+                .block_on(self.blobs.head(object_of(meta)?))?
+                .is_none() =>
+            {
+                return Err(StoreError::NotFound(format!(
+                    "the entry {} was removed from the store",
+                    meta.key
+                )))
+            }
+            None => 0,
+        };
         let (part, parallel) = self.blobs.ranges();
         let blobs = self.blobs.clone();
         Ok(super::http::ranged(
