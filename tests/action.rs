@@ -519,3 +519,38 @@ fn an_action_step_without_a_store_warns_that_the_next_job_will_not_see_it() {
         );
     }
 }
+
+/// A `windows-latest` leg of a matrix that used actions/cache: no kura binary for it, so the
+/// steps warn and miss, and the job goes on.
+#[test]
+fn a_runner_kura_has_no_binary_for_is_a_miss_with_a_warning() {
+    let s = Sandbox::new();
+    let fake = s.dir.path().join("windows.js");
+    std::fs::write(
+        &fake,
+        "Object.defineProperty(process, 'platform', { value: 'win32' });\n",
+    )
+    .unwrap();
+    let options = format!("--require {}", fake.display());
+    let env = [("NODE_OPTIONS", options.as_str())];
+    let inputs = [("path", "d"), ("key", "win-1")];
+    let r = Runner::new(&s);
+    let out = r.step(&root().join("action/restore.js"), &inputs, &env);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("::warning::kura has no release binary for win32-"),
+        "{text}"
+    );
+    assert!(
+        r.outputs().contains("cache-primary-key=win-1\n"),
+        "{}",
+        r.outputs()
+    );
+    let out = r.step(&root().join("action/post.js"), &inputs, &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

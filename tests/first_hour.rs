@@ -280,32 +280,37 @@ fn the_bar_fits_an_80_column_terminal_and_shows_rate_and_eta() {
     for i in 0..24u64 {
         s.write_bytes(&format!("d/f{i:02}"), &crate::support::noise(1 << 20, i));
     }
-    // A slow save (level 19, one worker): the bar is drawn for a few seconds.
-    let kura = assert_cmd::cargo::cargo_bin("kura");
-    let line = format!(
-        "stty cols 80 rows 24; {} save --key k --path d --workers 1 --compression-level 19 --format archive",
+    for format in ["archive", "chunked"] {
+        // A slow save (level 19, one worker): the bar is drawn for a few seconds.
+        let kura = assert_cmd::cargo::cargo_bin("kura");
+        let line = format!(
+        "stty cols 80 rows 24; {} save --key k-{format} --path d --workers 1 --compression-level 19 --format {format}",
         kura.display()
     );
-    let mut c = std::process::Command::new("script");
-    c.args(["-qefc", &line, "/dev/null"]).env_clear();
-    for (k, v) in s.kura_std().get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
+        let mut c = std::process::Command::new("script");
+        c.args(["-qefc", &line, "/dev/null"]).env_clear();
+        for (k, v) in s.kura_std().get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
         }
+        let out = c.env("TERM", "xterm").current_dir(&s.ws).output().unwrap();
+        let raw = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{raw}");
+        let lines = screen_lines(&raw);
+        let bars: Vec<&String> = lines.iter().filter(|l| l.starts_with("Packed")).collect();
+        assert!(
+            bars.iter()
+                .any(|l| l.contains("ETA") && l.contains("/s") && l.contains('[')),
+            "{lines:#?}"
+        );
+        assert!(bars.iter().all(|l| !l.contains("0 B/0 B")), "{lines:#?}");
+        let widest = bars.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(
+            widest <= 80,
+            "{format}: a bar of {widest} columns: {bars:#?}"
+        );
     }
-    let out = c.env("TERM", "xterm").current_dir(&s.ws).output().unwrap();
-    let raw = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{raw}");
-    let lines = screen_lines(&raw);
-    let bars: Vec<&String> = lines.iter().filter(|l| l.starts_with("Packed")).collect();
-    assert!(
-        bars.iter()
-            .any(|l| l.contains("ETA") && l.contains("/s") && l.contains('[')),
-        "{lines:#?}"
-    );
-    assert!(bars.iter().all(|l| !l.contains("0 B/0 B")), "{lines:#?}");
-    let widest = bars.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-    assert!(widest <= 80, "a bar of {widest} columns: {bars:#?}");
 }
 
 #[test]

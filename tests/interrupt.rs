@@ -144,3 +144,28 @@ fn a_save_leaves_out_what_a_killed_restore_moved_aside() {
         .collect();
     assert_eq!(names, [".kura-aside.1.2.3", ".kura-aside.notes", "kept"]);
 }
+
+/// A workspace layer stopped midway leaves no layer and nothing in the store.
+#[test]
+fn a_persist_stopped_by_a_signal_leaves_nothing() {
+    let s = Sandbox::new();
+    for i in 0..60 {
+        s.write_bytes(&format!("w/f{i:02}"), &noise(1 << 20, i));
+    }
+    let mut cmd = s.kura_std();
+    cmd.env("KURA_WORKFLOW", "wf-1")
+        .env("KURA_JOB", "build")
+        .args(["persist", "--root", "w", "--path", "."]);
+    let (mut child, log) = support::spawn_until_sent_as_is(cmd, 8 << 20);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let stderr = log.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
+    let left = support::files_below(&s.store);
+    assert_eq!(
+        left,
+        Vec::<std::path::PathBuf>::new(),
+        "the store keeps {left:?}"
+    );
+}

@@ -114,9 +114,18 @@ pub fn spawn_until_sent_logged(
     mut cmd: std::process::Command,
     bytes: u64,
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    cmd.args(["--compression-level", "12"]);
+    spawn_until_sent_as_is(cmd, bytes)
+}
+
+/// [`spawn_until_sent_logged`] for a command that takes no compression level (`persist`).
+pub fn spawn_until_sent_as_is(
+    mut cmd: std::process::Command,
+    bytes: u64,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
     use std::io::BufRead;
     let mut child = cmd
-        .args(["--workers", "1", "--compression-level", "12"])
+        .args(["--workers", "1"])
         .env("KURA_PROGRESS_SECONDS", "0.05")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
