@@ -67,6 +67,18 @@ fn survived(s: &Sandbox, before: &BTreeMap<PathBuf, String>, out: &Out) {
     unharmed(s, before, out);
 }
 
+/// A restore of `k` (`--json`) that ended, harmed nothing and is no hit.
+fn no_hit(s: &Sandbox, before: &BTreeMap<PathBuf, String>, out: &Out) {
+    survived(s, before, out);
+    assert_ne!(json(out)["outcome"], "hit", "{}", out.stdout);
+}
+
+/// `started` is less than `secs` ago.
+fn within(started: Instant, secs: u64) {
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(secs), "{took:?}");
+}
+
 /// The same for `ls`, which says (exit 1) when it could not read the store.
 fn listed(s: &Sandbox, before: &BTreeMap<PathBuf, String>, out: &Out) {
     let failed = json(out)["outcome"] == "error";
@@ -80,6 +92,8 @@ fn unharmed(s: &Sandbox, before: &BTreeMap<PathBuf, String>, out: &Out) {
 }
 
 use std::collections::BTreeMap;
+
+const RESTORE: &[&str] = &["--json", "restore", "--key", "k", "--path", "d"];
 
 // ---- The HTTP store -------------------------------------------------------------------
 
@@ -157,11 +171,7 @@ fn a_listing_sent_a_byte_at_a_time_is_given_up_on() {
     let out = on_http(&s, &addr, &["--json", "ls"]);
     listed(&s, &before, &out);
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
-    assert!(
-        started.elapsed() < Duration::from_secs(100),
-        "{:?}",
-        started.elapsed()
-    );
+    within(started, 100);
 }
 
 #[test]
@@ -175,13 +185,8 @@ fn endless_metadata_is_no_entry() {
         },
         |_, c| reply(c, "404 Not Found", "text/plain", b""),
     );
-    let out = on_http(
-        &s,
-        &addr,
-        &["--json", "restore", "--key", "k", "--path", "d"],
-    );
-    survived(&s, &before, &out);
-    assert_ne!(json(&out)["outcome"], "hit", "{}", out.stdout);
+    let out = on_http(&s, &addr, RESTORE);
+    no_hit(&s, &before, &out);
     assert!(!s.ws.join("d").exists());
 }
 
@@ -201,11 +206,7 @@ fn metadata_claiming_a_size_no_store_holds_is_no_entry() {
                 reply(c, "404 Not Found", "text/plain", b"")
             },
         );
-        let out = on_http(
-            &s,
-            &addr,
-            &["--json", "restore", "--key", "k", "--path", "d"],
-        );
+        let out = on_http(&s, &addr, RESTORE);
         survived(&s, &before, &out);
         assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
         // Not read at all: the entry was judged by its metadata.
@@ -229,13 +230,8 @@ fn an_archive_reply_that_lies_about_its_length_is_no_hit() {
                 let _ = c.write_all(&[0x28, 0xb5, 0x2f, 0xfd]);
             },
         );
-        let out = on_http(
-            &s,
-            &addr,
-            &["--json", "restore", "--key", "k", "--path", "d"],
-        );
-        survived(&s, &before, &out);
-        assert_ne!(json(&out)["outcome"], "hit", "{}", out.stdout);
+        let out = on_http(&s, &addr, RESTORE);
+        no_hit(&s, &before, &out);
         assert!(!s.ws.join("d").exists());
     }
 }
@@ -251,13 +247,8 @@ fn an_endless_archive_reply_is_cut_at_the_entrys_size() {
             endless(c, &[0x28, 0xb5, 0x2f, 0xfd]);
         },
     );
-    let out = on_http(
-        &s,
-        &addr,
-        &["--json", "restore", "--key", "k", "--path", "d"],
-    );
-    survived(&s, &before, &out);
-    assert_ne!(json(&out)["outcome"], "hit", "{}", out.stdout);
+    let out = on_http(&s, &addr, RESTORE);
+    no_hit(&s, &before, &out);
 }
 
 // ---- The GitHub cache service --------------------------------------------------------
@@ -331,13 +322,8 @@ fn an_endless_reply_from_the_cache_service_is_given_up_on() {
         },
         |_, c| reply(c, "404 Not Found", "text/plain", b""),
     );
-    let (out, _) = on_gha(
-        &s,
-        &addr,
-        &["--json", "restore", "--key", "k", "--path", "d"],
-    );
-    survived(&s, &before, &out);
-    assert_ne!(json(&out)["outcome"], "hit", "{}", out.stdout);
+    let (out, _) = on_gha(&s, &addr, RESTORE);
+    no_hit(&s, &before, &out);
 }
 
 #[test]
@@ -424,18 +410,9 @@ fn a_blob_claiming_64_gib_that_trickles_is_given_up_on() {
         },
     );
     let started = Instant::now();
-    let (out, _) = on_gha(
-        &s,
-        &addr,
-        &["--json", "restore", "--key", "k", "--path", "d"],
-    );
-    survived(&s, &before, &out);
-    assert_ne!(json(&out)["outcome"], "hit", "{}", out.stdout);
-    assert!(
-        started.elapsed() < Duration::from_secs(110),
-        "{:?}",
-        started.elapsed()
-    );
+    let (out, _) = on_gha(&s, &addr, RESTORE);
+    no_hit(&s, &before, &out);
+    within(started, 110);
 }
 
 #[test]
@@ -450,18 +427,9 @@ fn a_cache_service_that_trickles_is_given_up_on() {
         |_, c| reply(c, "404 Not Found", "text/plain", b""),
     );
     let started = Instant::now();
-    let (out, _) = on_gha(
-        &s,
-        &addr,
-        &["--json", "restore", "--key", "k", "--path", "d"],
-    );
-    survived(&s, &before, &out);
-    assert_ne!(json(&out)["outcome"], "hit", "{}", out.stdout);
-    assert!(
-        started.elapsed() < Duration::from_secs(110),
-        "{:?}",
-        started.elapsed()
-    );
+    let (out, _) = on_gha(&s, &addr, RESTORE);
+    no_hit(&s, &before, &out);
+    within(started, 110);
 }
 
 // ---- An OCI registry and an S3 endpoint ---------------------------------------------

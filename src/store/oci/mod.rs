@@ -119,7 +119,7 @@ impl OciStore {
                         .flatten()
                         .filter_map(|t| t.as_str().map(str::to_string))
                         // A tag becomes part of a URL: only the spec's grammar, never a path.
-                        .filter(|t| valid_tag(t)),
+                        .filter(|t| tag::valid(t)),
                 );
                 next = r
                     .headers
@@ -242,18 +242,6 @@ fn entry_of(manifest: &[u8]) -> Option<(Meta, serde_json::Value)> {
             .to_string(),
     };
     Some((m, v))
-}
-
-/// The distribution spec's tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-fn valid_tag(tag: &str) -> bool {
-    tag.len() <= 128
-        && tag
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A blob digest kura may put in a URL: `sha256:` and 64 lowercase hex digits.
@@ -420,10 +408,10 @@ mod tests {
     #[test]
     fn tags_and_digests_from_a_registry_are_never_paths() {
         for ok in ["0123abcd0123abcd-k", "_x", "A.b-c_d"] {
-            assert!(super::valid_tag(ok), "{ok}");
+            assert!(super::tag::valid(ok), "{ok}");
         }
         for bad in ["", ".x", "-x", "a/../b", "a%2Fb", "a b", &"t".repeat(129)] {
-            assert!(!super::valid_tag(bad), "{bad}");
+            assert!(!super::tag::valid(bad), "{bad}");
         }
         assert!(super::valid_digest(&format!("sha256:{}", "a".repeat(64))));
         for bad in [

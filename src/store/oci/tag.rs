@@ -12,6 +12,19 @@ const MAX: usize = 128;
 /// `Z` and 16 hex digits.
 const CUT_SUFFIX: usize = 17;
 
+/// The distribution spec's tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`. A tag from a
+/// registry's listing goes into a URL only if it is one.
+pub fn valid(tag: &str) -> bool {
+    tag.len() <= MAX
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 fn head(scope: &str, version: &str) -> String {
     let h = |s: &str| hex::encode(Sha256::digest(s.as_bytes()))[..8].to_string();
     format!("{}{}-", h(scope), h(version))
@@ -64,17 +77,6 @@ pub fn prefix(scope: &str, version: &str, prefix: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    fn valid(tag: &str) -> bool {
-        tag.len() <= MAX
-            && tag
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    }
 
     proptest! {
         #[test]
