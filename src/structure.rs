@@ -49,22 +49,67 @@ fn paths(text: &str) -> Vec<Vec<String>> {
             let head = rest[..end].trim_end_matches(':');
             let segs: Vec<String> = head.split("::").map(str::to_string).collect();
             if rest[end..].starts_with('{') && rest[..end].ends_with("::") {
-                let inner = &rest[end + 1..rest[end..].find('}').map_or(end + 1, |c| end + c)];
-                for item in inner.split(',') {
-                    let item = item.trim();
-                    if !item.is_empty() {
-                        let more = item.split(" as ").next().unwrap_or("").trim();
-                        out.push(
-                            [segs.clone(), more.split("::").map(str::to_string).collect()].concat(),
-                        );
-                    }
-                }
+                let group = &rest[end..];
+                expand(&segs, &group[1..closing(group).unwrap_or(1)], &mut out);
             } else {
                 out.push(segs);
             }
         }
     }
     out
+}
+
+/// Where the brace group `text` starts with closes (its index), nested groups counted.
+fn closing(text: &str) -> Option<usize> {
+    let mut depth = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 1 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The paths of a `use` group's items (`a::{b, c}, d as e`) under `prefix`, nested groups too.
+fn expand(prefix: &[String], group: &str, out: &mut Vec<Vec<String>>) {
+    let (mut depth, mut start) = (0, 0);
+    let mut items = Vec::new();
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&group[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&group[start..]);
+    for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
+        let path = item.split(" as ").next().unwrap_or("").trim();
+        let segs = |p: &str| -> Vec<String> {
+            prefix
+                .iter()
+                .cloned()
+                .chain(p.split("::").filter(|s| !s.is_empty()).map(str::to_string))
+                .collect()
+        };
+        match path.find("::{") {
+            Some(at) => {
+                let inner = &path[at + 2..];
+                expand(
+                    &segs(&path[..at]),
+                    &inner[1..closing(inner).unwrap_or(1)],
+                    out,
+                );
+            }
+            None => out.push(segs(path)),
+        }
+    }
 }
 
 /// The module a path names from module `from`: the longest prefix that is a source file.
@@ -199,6 +244,21 @@ fn no_layer_imports_one_above_it() {
         Vec::<String>::new(),
         "imports that reach up a layer"
     );
+}
+
+#[test]
+fn nested_use_groups_are_read_whole() {
+    let got = paths("use crate::{a::{b, c::D}, e as f, g::{h::{i}}};");
+    let want: Vec<Vec<String>> = [
+        "crate::a::b",
+        "crate::a::c::D",
+        "crate::e",
+        "crate::g::h::i",
+    ]
+    .iter()
+    .map(|p| p.split("::").map(str::to_string).collect())
+    .collect();
+    assert_eq!(got, want);
 }
 
 #[test]
