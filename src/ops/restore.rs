@@ -399,12 +399,16 @@ fn unpack_options(env: &Env, meta: &Meta, paths: &[String]) -> UnpackOptions {
     UnpackOptions {
         writers: env.workers as usize,
         window_log_max: window_log_max(&meta.version, paths),
-        // What kura recorded itself; other tools' entries (actions/cache) say nothing.
-        declared: (!meta.kura_version.is_empty()).then_some(archive::Declared {
-            bytes: meta.bytes,
-            entries: meta.entries,
-            files: meta.files,
-        }),
+        // What kura recorded itself; other tools' entries (actions/cache) say nothing, and
+        // only kura writes chunked entries: one that says it is another tool's is held to
+        // what it declares all the same.
+        declared: (!meta.kura_version.is_empty() || meta.format == Format::Chunked).then_some(
+            archive::Declared {
+                bytes: meta.bytes,
+                entries: meta.entries,
+                files: meta.files,
+            },
+        ),
     }
 }
 

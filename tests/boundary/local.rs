@@ -350,33 +350,45 @@ fn frame(data: &[u8], offset: u64) -> (Vec<u8>, Chunk) {
 
 #[test]
 fn a_manifest_repeating_one_chunk_is_stopped_at_what_its_entry_declares() {
-    let s = Sandbox::new();
-    save(&s, "bomb", "chunked");
-    // A tar header declaring a 1.6 TiB file, then one 8 MiB chunk of zeros 200,000 times:
-    // a manifest of a few KB stored, a stream far past the entry's 9 bytes of files.
-    const ZEROS: usize = 8 << 20;
-    const TIMES: u64 = 200_000;
-    let mut h = tar::Header::new_gnu();
-    h.set_path("d/f").unwrap();
-    h.set_size(TIMES * ZEROS as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    let (head, head_chunk) = frame(h.as_bytes(), 0);
-    let (zeros, zero_chunk) = frame(&vec![0u8; ZEROS], head.len() as u64);
-    let pack = [head, zeros].concat();
-    let name = blake3::hash(&pack).to_hex().to_string();
-    std::fs::write(s.store.join(".packs").join(&name), &pack).unwrap();
-    replace_manifest(&s, "bomb", |m| {
-        m.packs = vec![name.clone()];
-        m.chunks = std::iter::once(head_chunk)
-            .chain(std::iter::repeat_n(zero_chunk, TIMES as usize))
-            .collect();
-    });
-    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
-    let before = around(&s);
-    let out = restore(&s, "bomb");
-    assert_eq!(json(&out)["outcome"], "miss", "{}", out.stderr);
-    assert_eq!(around(&s), before);
+    // As saved, and with metadata that claims another tool wrote it (only kura writes chunked
+    // entries: it is held to what it declares all the same).
+    for other_tool in [false, true] {
+        let s = Sandbox::new();
+        save(&s, "bomb", "chunked");
+        if other_tool {
+            edit_meta(&entry_dir(&s, "bomb"), |m| m["kura_version"] = "".into());
+        }
+        // A tar header declaring a 1.6 TiB file, then one 8 MiB chunk of zeros 200,000 times:
+        // a manifest of a few KB stored, a stream far past the entry's 9 bytes of files.
+        const ZEROS: usize = 8 << 20;
+        const TIMES: u64 = 200_000;
+        let mut h = tar::Header::new_gnu();
+        h.set_path("d/f").unwrap();
+        h.set_size(TIMES * ZEROS as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let (head, head_chunk) = frame(h.as_bytes(), 0);
+        let (zeros, zero_chunk) = frame(&vec![0u8; ZEROS], head.len() as u64);
+        let pack = [head, zeros].concat();
+        let name = blake3::hash(&pack).to_hex().to_string();
+        std::fs::write(s.store.join(".packs").join(&name), &pack).unwrap();
+        replace_manifest(&s, "bomb", |m| {
+            m.packs = vec![name.clone()];
+            m.chunks = std::iter::once(head_chunk)
+                .chain(std::iter::repeat_n(zero_chunk, TIMES as usize))
+                .collect();
+        });
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let before = around(&s);
+        let out = restore(&s, "bomb");
+        assert_eq!(
+            json(&out)["outcome"],
+            "miss",
+            "{other_tool}: {}",
+            out.stderr
+        );
+        assert_eq!(around(&s), before);
+    }
 }
 
 #[test]

@@ -580,3 +580,58 @@ fn an_endless_rest_listing_of_github_caches_is_given_up_on() {
         );
     }
 }
+
+/// Pages that are finite but far larger than any page asked for: parsed whole, they would
+/// take many times their size in memory.
+#[test]
+fn oversized_listing_pages_are_refused() {
+    // An OCI registry's page of a thousand tags, as 6 MiB of one-letter tags.
+    let s = Sandbox::new();
+    let before = sandbox(&s);
+    let tags = format!(
+        r#"{{"name":"stub/repo","tags":[{}"a"]}}"#,
+        "\"a\",".repeat(1 << 20)
+    );
+    let reg = stub::serve_raw("127.0.0.1", move |r, c| {
+        if r.path.contains("/tags/list") {
+            reply(c, "200 OK", "application/json", tags.as_bytes());
+        } else {
+            reply(c, "404 Not Found", "application/json", b"{}");
+        }
+    });
+    let (out, rss) = bounded(
+        s.kura_std()
+            .env("KURA_STORE", format!("oci+http://{reg}/stub/repo"))
+            .args(["--json", "ls"]),
+        60,
+    );
+    listed(&s, &before, &out);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
+    assert!(out.stderr.contains("larger than"), "{}", out.stderr);
+    assert!(rss < 128 << 20, "peak RSS {} MiB", rss >> 20);
+    // GitHub's REST listing: a page of more caches than were asked for.
+    let s = Sandbox::new();
+    let before = sandbox(&s);
+    let cache = r#"{"id":1,"key":"k","ref":"refs/heads/main","version":"v","size_in_bytes":1,"created_at":"2026-01-01T00:00:00Z","last_accessed_at":"2026-01-01T00:00:00Z"}"#;
+    let page = format!(
+        r#"{{"total_count":101,"actions_caches":[{}]}}"#,
+        vec![cache; 101].join(",")
+    );
+    let api = stub::serve_raw("127.0.0.1", move |_, c| {
+        reply(c, "200 OK", "application/json", page.as_bytes())
+    });
+    let (out, _) = bounded(
+        s.kura_std()
+            .env("KURA_STORE", "gha://")
+            .env("GITHUB_TOKEN", "token")
+            .env("GITHUB_REPOSITORY", "owner/repo")
+            .env("GITHUB_API_URL", format!("http://{api}"))
+            .env("ACTIONS_RUNTIME_TOKEN", "token")
+            .env("ACTIONS_RESULTS_URL", format!("http://{api}/"))
+            .args(["--json", "ls"]),
+        60,
+    );
+    listed(&s, &before, &out);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
+    assert!(out.stderr.contains("100 were asked"), "{}", out.stderr);
+}

@@ -36,9 +36,15 @@ pub(super) fn multistatus(xml: &str, dir: &str) -> Vec<Listed> {
     let own = decoded(dir.trim_end_matches('/'));
     let lower = xml.to_ascii_lowercase();
     let mut out = Vec::new();
+    // The last `<` before the match, found by looking back only as far as the previous match:
+    // linear in the answer, whatever it holds (a body of `response>` repeated, no `<`).
+    let (mut open, mut seen) = (0, 0);
     for (at, _) in lower.match_indices("response>") {
+        if let Some(lt) = lower[seen..at].rfind('<') {
+            open = seen + lt;
+        }
+        seen = at;
         // Only opening tags: `<D:response>` or `<response>`, not `</D:response>`.
-        let open = lower[..at].rfind('<').unwrap_or(0);
         if lower[open..at].starts_with("</") {
             continue;
         }
@@ -84,6 +90,23 @@ pub(super) fn multistatus(xml: &str, dir: &str) -> Vec<Listed> {
 
 #[cfg(test)]
 mod tests {
+    /// A 64 MiB answer made to be slow to read (one tag name repeated, no `<`) is read in a
+    /// time that grows with its length, not its square.
+    #[test]
+    fn a_hostile_answer_is_read_in_linear_time() {
+        let started = std::time::Instant::now();
+        let body = "response>".repeat((64 << 20) / 9);
+        let listed = super::multistatus(&body, "/d/");
+        assert!(listed.is_empty());
+        let body = "<d:response><d:href>/d/x</d:href></d:response>".repeat(1 << 20);
+        assert_eq!(super::multistatus(&body, "/d/").len(), 1 << 20);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     #[test]
     fn propfind_answers_list_the_members_by_their_stored_names() {
         // nginx's dav-ext module answering for a directory named `a%2Fb` on disk.

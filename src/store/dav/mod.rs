@@ -21,6 +21,13 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The largest directory listing read (about 150,000 names as JSON, fewer as PROPFIND's XML):
+/// what it is parsed into stays a few times that.
+const LISTING: http::BodyLimits = http::BodyLimits {
+    cap: 16 << 20,
+    ..http::BODY
+};
+
 const RETRY: Retry = Retry {
     attempts: 4,
     first: Duration::from_millis(300),
@@ -178,7 +185,7 @@ impl DavBlobs {
 
     async fn list_dir_any(&self, rel: &str) -> Result<Vec<Listed>> {
         let r = self
-            .send("list", &[200, 403, 404, 405], || {
+            .send_within("list", &[200, 403, 404, 405], LISTING, || {
                 self.request(reqwest::Method::GET, rel)
                     .header("accept", "application/json")
             })
@@ -194,7 +201,7 @@ impl DavBlobs {
         // No JSON listing: WebDAV's own PROPFIND (nginx: the dav-ext module).
         let propfind = reqwest::Method::from_bytes(b"PROPFIND").expect("a method name");
         let r = self
-            .send("list", &[207, 404, 405, 501], || {
+            .send_within("list", &[207, 404, 405, 501], LISTING, || {
                 self.request(propfind.clone(), rel).header("depth", "1")
             })
             .await?;

@@ -62,6 +62,9 @@ impl Cache {
     }
 }
 
+/// The largest REST reply read: a page of a hundred caches is some 50 KB of JSON.
+const PAGE_CAP: u64 = 4 << 20;
+
 /// Most pages of one listing.
 const MAX_PAGES: u32 = 1000;
 
@@ -107,6 +110,10 @@ impl Rest {
             }
             let got: CacheList = self.get(&q).await?;
             let n = got.actions_caches.len();
+            // A page holds at most what was asked: a service that sends more is not followed.
+            if n > 100 {
+                bail!("list caches: GitHub's page holds {n} caches where 100 were asked; the server is broken");
+            }
             out.extend(got.actions_caches.into_iter().map(Cache::meta));
             if n < 100 || out.len() as u64 >= got.total_count {
                 break;
@@ -171,7 +178,7 @@ where
             Poll::Pending => Poll::Pending,
         };
     });
-    let body = http::read_within(pieces, declared, http::BODY)
+    let body = http::read_within(pieces, declared, http::BODY.with_cap(PAGE_CAP))
         .await
         .map_err(|e| anyhow!("cannot {what} (GitHub REST API): {e}; the server is broken"))?;
     if (200..300).contains(&status) {

@@ -118,7 +118,22 @@ impl Registry {
         ok: &[u16],
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
-        self.send_with(RETRY, &self.http, what, ok, make).await
+        self.send_with(RETRY, http::BODY, &self.http, what, ok, make)
+            .await
+    }
+
+    /// `send` for a reply that is small by nature (a page of a thousand tags): read within
+    /// `cap` bytes, so that what it parses into stays small too.
+    pub async fn send_small(
+        &self,
+        what: &str,
+        ok: &[u16],
+        cap: u64,
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Reply> {
+        let limits = http::BODY.with_cap(cap);
+        self.send_with(RETRY, limits, &self.http, what, ok, make)
+            .await
     }
 
     /// How long a request carrying `bytes` may take: the idle timeout, plus the time the bytes
@@ -139,20 +154,23 @@ impl Registry {
             attempts: 1,
             ..RETRY
         };
-        self.send_with(once, &self.uploads, what, ok, make).await
+        self.send_with(once, http::BODY, &self.uploads, what, ok, make)
+            .await
     }
 
     async fn send_with(
         &self,
         policy: Retry,
+        limits: http::BodyLimits,
         client: &reqwest::Client,
         what: &str,
         ok: &[u16],
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
         for attempt in 0..2 {
-            let reply = http::send(
+            let reply = http::send_within(
                 policy,
+                limits,
                 what,
                 || self.authorize(make(client)),
                 |r| {

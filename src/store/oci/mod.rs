@@ -106,7 +106,7 @@ impl OciStore {
                 }
                 let r = self
                     .reg
-                    .send("list tags", &[200, 404], |h| h.get(url.clone()))
+                    .send_small("list tags", &[200, 404], TAGS_PAGE_CAP, |h| h.get(url.clone()))
                     .await?;
                 if r.status == 404 {
                     break; // nothing saved yet
@@ -173,6 +173,9 @@ impl OciStore {
         Ok(out)
     }
 }
+
+/// The largest page of tags read: a thousand tags of at most 128 characters are 130 KB.
+const TAGS_PAGE_CAP: u64 = 4 << 20;
 
 /// Most pages of one tag listing (1,000 tags each).
 const MAX_PAGES: usize = 1000;

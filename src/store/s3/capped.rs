@@ -10,6 +10,9 @@ use object_store::client::{HttpRequestBody, HttpResponseBody, HttpService};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// The largest listing page read.
+const LISTING_CAP: u64 = 8 << 20;
+
 /// object_store's reqwest client with every reply body capped.
 #[derive(Debug)]
 pub(super) struct Capped(pub reqwest::Client);
@@ -19,12 +22,18 @@ impl HttpService for Capped {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         // A ranged read may take its range (and a little slack for a server that ignores
         // the end); anything else what every whole reply may be.
+        // A listing page (a thousand keys, some 300 KB) is parsed whole: kept small.
+        let listing = req.uri().query().is_some_and(|q| q.contains("list-type=2"));
         let cap = req
             .headers()
             .get("range")
             .and_then(|r| r.to_str().ok())
             .and_then(range_len)
-            .unwrap_or(http::BODY.cap as u64)
+            .unwrap_or(if listing {
+                LISTING_CAP
+            } else {
+                http::BODY.cap as u64
+            })
             .min(http::BODY.cap as u64);
         let (parts, body) = req.into_parts();
         let url = parts

@@ -35,6 +35,9 @@ const PART: usize = 8 << 20;
 const PARALLEL: usize = 8;
 /// Most pages of one listing (1,000 objects each): far more than a cache prefix holds, and a
 /// bound on a server that never stops answering "more".
+/// Most objects one listing may hold (a thousand a page).
+const MAX_OBJECTS: usize = 1_000_000;
+
 const MAX_PAGES: usize = 5000;
 
 #[derive(Clone, Copy)]
@@ -106,6 +109,11 @@ impl S3Blobs {
                 .await
                 .map_err(self.explain("s3:ListBucket"))?;
             out.extend(page.result.objects);
+            // A page holds at most 1,000 keys; many pages of a million keys each would
+            // otherwise add up without end.
+            if out.len() > MAX_OBJECTS {
+                bail!("the listing of s3://{bucket}/{prefix} holds more than {MAX_OBJECTS} objects; the server is broken or the prefix is not kura's alone");
+            }
             match page.page_token.filter(|t| !t.is_empty()) {
                 None => return Ok(out),
                 Some(t) if !seen.insert(t.clone()) => {
