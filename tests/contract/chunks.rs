@@ -249,6 +249,12 @@ pub fn prune_racing_a_save_keeps_its_packs(f: &dyn Fixture) {
         paths: a.paths.clone(),
         format: Format::Chunked,
         packs: manifest.packs.clone(),
+        // What kura records of the tree, as a's save did: a restore holds a chunked entry
+        // to it.
+        kura_version: a.kura_version.clone(),
+        files: a.files,
+        bytes: a.bytes,
+        entries: a.entries,
         ..kura::store::Meta::bare(&kb, &a.version, &a.scope)
     };
     up.commit(&meta, false).unwrap();
