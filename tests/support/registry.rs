@@ -56,6 +56,14 @@ pub fn open() -> &'static Registry {
     R.get_or_init(|| start("open", false))
 }
 
+/// A registry of its own for the test that runs the registry's garbage collection: run on the
+/// shared one, it deletes what other tests are uploading at that moment (a manifest put while
+/// it marks is untagged to it), which no registry allows either.
+pub fn collected() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(|| start("collected", false))
+}
+
 pub fn basic() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(|| start("basic", true))
