@@ -344,12 +344,6 @@ impl From<anyhow::Error> for NotRestored {
     }
 }
 
-impl From<std::io::Error> for NotRestored {
-    fn from(e: std::io::Error) -> Self {
-        NotRestored::Failed(e.into())
-    }
-}
-
 impl From<StoreError> for NotRestored {
     fn from(e: StoreError) -> Self {
         match e {

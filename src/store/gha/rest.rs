@@ -165,22 +165,13 @@ where
         .headers()
         .get(::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    let mut body = Box::pin(resp.into_body());
-    let pieces = futures_util::stream::poll_fn(move |cx| loop {
-        use std::task::Poll;
-        return match body.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                Ok(d) => Poll::Ready(Some(Ok(d))),
-                Err(_) => continue,
-            },
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        };
-    });
-    let body = http::read_within(pieces, declared, http::BODY.with_cap(PAGE_CAP))
-        .await
-        .map_err(|e| anyhow!("cannot {what} (GitHub REST API): {e}; the server is broken"))?;
+    let body = http::read_within(
+        http::pieces(resp.into_body()),
+        declared,
+        http::BODY.with_cap(PAGE_CAP),
+    )
+    .await
+    .map_err(|e| anyhow!("cannot {what} (GitHub REST API): {e}; the server is broken"))?;
     if (200..300).contains(&status) {
         return Ok(body);
     }
@@ -188,27 +179,29 @@ where
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-    Err(match status {
+    Err(refusal(what, status, &message, permission))
+}
+
+/// GitHub's refusal in one line; a 401, 403 or 404 names what `GITHUB_TOKEN` needs.
+fn refusal(what: &str, status: u16, message: &str, permission: &str) -> anyhow::Error {
+    match status {
         401 => anyhow!("cannot {what}: GitHub rejected GITHUB_TOKEN ({message})"),
         403 | 404 => anyhow!(
             "cannot {what}: GitHub said {status} ({message}); the token needs `permissions: {permission}` on this repository"
         ),
         _ => anyhow!("cannot {what}: GitHub said {status} ({message})"),
-    })
+    }
 }
 
 /// One line; a refusal names the permission `GITHUB_TOKEN` needs.
 fn explain(e: octocrab::Error, what: &str, permission: &str) -> anyhow::Error {
     if let octocrab::Error::GitHub { source, .. } = &e {
-        let code = source.status_code.as_u16();
-        return match code {
-            401 => anyhow!("cannot {what}: GitHub rejected GITHUB_TOKEN ({})", source.message),
-            403 | 404 => anyhow!(
-                "cannot {what}: GitHub said {code} ({}); the token needs `permissions: {permission}` on this repository",
-                source.message
-            ),
-            _ => anyhow!("cannot {what}: GitHub said {code} ({})", source.message),
-        };
+        return refusal(
+            what,
+            source.status_code.as_u16(),
+            &source.message,
+            permission,
+        );
     }
     anyhow!("cannot {what}: {e}")
 }

@@ -157,6 +157,37 @@ impl std::fmt::Display for BodyError {
     }
 }
 
+/// The data of an HTTP body as a stream of pieces, its trailers left out: how a body that is
+/// not reqwest's own is read within limits ([`read_within`]) or handed to reqwest.
+pub struct Pieces<B>(std::pin::Pin<Box<B>>);
+
+pub fn pieces<B>(body: B) -> Pieces<B> {
+    Pieces(Box::pin(body))
+}
+
+impl<B: http_body::Body<Data = bytes::Bytes>> futures_util::Stream for Pieces<B> {
+    type Item = std::result::Result<bytes::Bytes, B::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let body = &mut self.get_mut().0;
+        loop {
+            return match body.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => Poll::Ready(Some(Ok(d))),
+                    Err(_) => continue,
+                },
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
 /// A reply's body, read within `limits`: a declared length over the cap is refused before
 /// a byte is read, and reading stops at the cap whatever was declared.
 pub async fn body(resp: reqwest::Response, limits: BodyLimits) -> Result<bytes::Bytes, BodyError> {

@@ -64,18 +64,7 @@ fn body_of(body: HttpRequestBody) -> reqwest::Body {
     if let Some(b) = body.as_bytes() {
         return reqwest::Body::from(b.clone());
     }
-    let mut body = Box::pin(body);
-    reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| loop {
-        return match body.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                Ok(d) => Poll::Ready(Some(Ok::<_, HttpError>(d))),
-                Err(_) => continue,
-            },
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        };
-    }))
+    reqwest::Body::wrap_stream(http::pieces(body))
 }
 
 /// The length a `bytes=a-b` range asks for.
