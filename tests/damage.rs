@@ -4,9 +4,9 @@
 //! step.
 
 use crate::snapshot::snapshot;
-use crate::support::{files_below, json, noise, run, tree, Sandbox};
+use crate::support::{copy_tree, files_below, json, noise, run, tree, Sandbox};
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 type Tree = Vec<(String, Vec<u8>)>;
@@ -39,14 +39,6 @@ fn pristine() -> &'static (Sandbox, Tree) {
         let want = tree(&s.ws.join("d"));
         (s, want)
     })
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for f in files_below(from) {
-        let rel = f.strip_prefix(from).unwrap();
-        std::fs::create_dir_all(to.join(rel).parent().unwrap()).unwrap();
-        std::fs::copy(&f, to.join(rel)).unwrap();
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -27,7 +27,7 @@ fn metadata_naming_another_place_never_chooses_what_is_deleted() {
         };
         let honest = entry_dir(&s, "k");
         let planted = honest.with_file_name(".ssh");
-        copy_dir(&honest, &planted);
+        support::copy_tree(&honest, &planted);
         // A sha256 that fails: a restore that trusted the fields would delete "its" entry.
         edit_meta(&planted, |m| {
             m["key"] = ".ssh".into();
@@ -231,7 +231,7 @@ fn a_stored_key_cannot_write_the_steps_outputs_or_commands() {
     let evil = "k-2\ncache-hit=true\nCACHE_KEY=attacker";
     let good = entry_dir(&s, "k-1");
     let planted = good.with_file_name(kura_name(evil));
-    copy_dir(&good, &planted);
+    support::copy_tree(&good, &planted);
     edit_meta(&planted, |m| {
         m["key"] = evil.into();
         m["created_ms"] = (m["created_ms"].as_u64().unwrap() + 1).into();
@@ -294,13 +294,6 @@ fn kura_name(key: &str) -> String {
         .remove(b'_')
         .remove(b'-');
     percent_encoding::utf8_percent_encode(key, KEEP).to_string()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 #[test]

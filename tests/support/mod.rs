@@ -213,6 +213,15 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     out
 }
 /// Every regular file below `dir`, relative, sorted, with its content.
+/// Copy every file below `from` to the same place below `to`, directories made as needed.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for f in files_below(from) {
+        let rel = f.strip_prefix(from).unwrap();
+        std::fs::create_dir_all(to.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(&f, to.join(rel)).unwrap();
+    }
+}
+
 pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     fn walk(root: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) {
