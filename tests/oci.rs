@@ -521,6 +521,15 @@ fn deletes_that_the_registry_refuses_go_through_the_packages_api() {
     );
     assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
     assert!(!gone.load(Ordering::SeqCst));
+    // An API whose page of versions is far larger than 100 versions can be: not read whole,
+    // nothing deleted.
+    let huge = format!("[{}{{}}]", r#"{"id":1,"name":"x"},"#.repeat(300_000));
+    let out = rm(&stub::serve("127.0.0.1", move |_| {
+        ("200 OK".to_string(), vec![], huge.clone().into_bytes())
+    }));
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("larger than"), "{}", out.stderr);
+    assert!(!gone.load(Ordering::SeqCst));
     // An API that allows it: the version that is the entry's manifest goes, and its tag.
     seen.lock().unwrap().clear();
     let out = rm(&stub::serve("127.0.0.1", api(false)));

@@ -9,6 +9,9 @@ use crate::vars::Vars;
 use anyhow::{anyhow, Result};
 use std::time::Duration;
 
+/// The largest Packages API reply read: a page of 100 versions is some 100 KB of JSON.
+const REPLY_CAP: u64 = 4 << 20;
+
 const RETRY: Retry = Retry {
     attempts: 4,
     first: Duration::from_millis(300),
@@ -110,8 +113,11 @@ impl Packages {
         ok: &[u16],
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
-        http::send(
+        // Its replies are small (a page of 100 versions, a deletion): read within a small cap,
+        // so that what a page is parsed into stays small too.
+        http::send_within(
             RETRY,
+            http::BODY.with_cap(REPLY_CAP),
             what,
             || {
                 let req = make()
