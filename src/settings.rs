@@ -20,7 +20,7 @@ macro_rules! settings {
 
 settings! {
     HTTP_TIMEOUT = "KURA_HTTP_TIMEOUT":
-        "Seconds a connection to a store may stay quiet before the request is tried again (default 30).";
+        "Seconds a store may stay silent, retries included (default 30): a request quiet for a third of it is tried again, and a silent store is given up on within it, on every kind of store.";
     HTTP_USERNAME = "KURA_HTTP_USERNAME":
         "User for an http(s):// store (Basic auth), instead of the one in the URL.";
     HTTP_PASSWORD = "KURA_HTTP_PASSWORD":

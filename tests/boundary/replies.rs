@@ -634,3 +634,50 @@ fn oversized_listing_pages_are_refused() {
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
     assert!(out.stderr.contains("100 were asked"), "{}", out.stderr);
 }
+
+/// A store that takes connections and never answers is given up on within
+/// `KURA_HTTP_TIMEOUT` (3 s here), retries included, on every kind of store: the restore is a
+/// miss well inside twice the setting, not the minutes that attempts × timeout would take.
+#[test]
+fn a_silent_store_is_given_up_on_within_kura_http_timeout() {
+    let silent = || {
+        stub::serve_raw("127.0.0.1", |_, _| {
+            std::thread::sleep(Duration::from_secs(60))
+        })
+    };
+    let s = Sandbox::new();
+    let before = sandbox(&s);
+    let http = silent();
+    let started = Instant::now();
+    let out = on_http(&s, &http, RESTORE);
+    no_hit(&s, &before, &out);
+    within(started, 6);
+
+    let oci = silent();
+    let started = Instant::now();
+    let (out, _) = bounded(
+        s.kura_std()
+            .env("KURA_STORE", format!("oci+http://{oci}/stub/repo"))
+            .env("KURA_HTTP_TIMEOUT", "3")
+            .args(RESTORE),
+        120,
+    );
+    no_hit(&s, &before, &out);
+    within(started, 6);
+
+    let gha = silent();
+    let started = Instant::now();
+    let (out, pairs) = on_gha(&s, &gha, RESTORE);
+    no_hit(&s, &before, &out);
+    assert!(
+        pairs.iter().all(|(k, v)| k != "cache-hit" || v != "true"),
+        "{pairs:?}"
+    );
+    within(started, 6);
+
+    let s3 = silent();
+    let started = Instant::now();
+    let out = on_s3(&s, &s3, RESTORE);
+    no_hit(&s, &before, &out);
+    within(started, 6);
+}

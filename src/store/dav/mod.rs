@@ -32,6 +32,7 @@ const RETRY: Retry = Retry {
     attempts: 4,
     first: Duration::from_millis(300),
     factor: 2.0,
+    within: None,
 };
 /// Ranged downloads: 4 MiB ranges, four in flight.
 const RANGE: u64 = 4 << 20;
@@ -161,8 +162,21 @@ impl DavBlobs {
         limits: http::BodyLimits,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
+        self.send_as(RETRY.within(self.idle), what, ok, limits, make)
+            .await
+    }
+
+    /// [`DavBlobs::send_within`] with its own retry policy.
+    async fn send_as(
+        &self,
+        policy: Retry,
+        what: &str,
+        ok: &'static [u16],
+        limits: http::BodyLimits,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Reply> {
         let location = self.base.to_string();
-        http::send_within(RETRY, limits, what, make, |r| {
+        http::send_within(policy, limits, what, make, |r| {
             if ok.contains(&r.status) {
                 Verdict::Done(r)
             } else if r.transient() {
@@ -378,15 +392,17 @@ impl Blobs for DavBlobs {
 
     async fn put(&self, name: &str, data: Bytes) -> Result<()> {
         // A slow server may take longer than the idle limit to answer a large body.
-        let (client, deadline) = match data.len() > CHUNK {
-            // Slower than UPLOAD_RATE, a large PUT is given up on (and tried again).
+        let (client, deadline, policy) = match data.len() > CHUNK {
+            // Slower than UPLOAD_RATE, a large PUT is given up on (and tried again, its
+            // deadline being its own and not the store's budget for a small request).
             true => (
                 &self.uploads,
                 Some(self.idle + upload_time(data.len() as u64)),
+                RETRY,
             ),
-            false => (&self.http, None),
+            false => (&self.http, None, RETRY.within(self.idle)),
         };
-        self.send("upload", &[200, 201, 204], || {
+        self.send_as(policy, "upload", &[200, 201, 204], http::BODY, || {
             let r = self.request_with(client, reqwest::Method::PUT, name);
             match deadline {
                 Some(d) => r.timeout(d),

@@ -20,6 +20,7 @@ const RETRY: Retry = Retry {
     attempts: 3,
     first: Duration::from_millis(500),
     factor: 2.0,
+    within: None,
 };
 
 /// One request to Azure with retries on 5xx, throttling and transport errors.

@@ -119,6 +119,7 @@ fn service(vars: &Vars, http: &reqwest::Client) -> Result<Option<Api>> {
             token,
             http: http.clone(),
             backoff,
+            within: super::http::idle(vars),
         }))),
         (r, legacy) => legacy.or(r.clone()).map(|base| {
             Api::V1(Arc::new(V1 {
@@ -126,6 +127,7 @@ fn service(vars: &Vars, http: &reqwest::Client) -> Result<Option<Api>> {
                 token,
                 http: http.clone(),
                 backoff,
+                within: super::http::idle(vars),
             }))
         }),
     })

@@ -17,6 +17,8 @@ pub struct Twirp {
     pub http: reqwest::Client,
     /// First backoff after a 5xx; grows ×1.5 per attempt.
     pub backoff: Duration,
+    /// `KURA_HTTP_TIMEOUT`: a silent service is given up on within it.
+    pub within: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -93,6 +95,7 @@ impl Twirp {
             attempts: ATTEMPTS,
             first: self.backoff,
             factor: 1.5,
+            within: Some(self.within),
         };
         let what = format!("{method} (GitHub cache service at {})", self.origin);
         let make = || {

@@ -18,6 +18,8 @@ pub struct V1 {
     pub token: String,
     pub http: reqwest::Client,
     pub backoff: Duration,
+    /// `KURA_HTTP_TIMEOUT`: a silent service is given up on within it.
+    pub within: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -44,6 +46,7 @@ impl V1 {
             attempts: ATTEMPTS,
             first: self.backoff,
             factor: 1.5,
+            within: Some(self.within),
         };
         let make = || make().bearer_auth(&self.token).header("accept", ACCEPT);
         let what_ = format!("{what} (GitHub cache service)");

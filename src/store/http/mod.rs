@@ -27,15 +27,21 @@ pub fn tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// One client, one connection pool per store. A connection that goes quiet for
-/// `KURA_HTTP_TIMEOUT` seconds (default 30) is dropped and the request retried.
+/// One client, one connection pool per store. A connection that goes quiet for a third of
+/// `KURA_HTTP_TIMEOUT` (default 30 s) is dropped and the request retried; [`Retry::within`]
+/// stops the retries in time for a silent store to be given up on within the setting.
 pub fn client(vars: &Vars) -> Result<reqwest::Client> {
     tls();
     Ok(reqwest::Client::builder()
         .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
-        .read_timeout(idle(vars))
+        .read_timeout(quiet(vars))
         .build()?)
+}
+
+/// How long one attempt may wait on a silent connection: a third of `KURA_HTTP_TIMEOUT`.
+pub fn quiet(vars: &Vars) -> Duration {
+    (idle(vars) / 3).max(Duration::from_millis(300))
 }
 
 /// A client for long streamed uploads: no read timeout, since the server says nothing until
@@ -48,7 +54,7 @@ pub fn upload_client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// `KURA_HTTP_TIMEOUT`: how long a connection may stay quiet (default 30 s).
+/// `KURA_HTTP_TIMEOUT`: how long a store may stay silent, retries included (default 30 s).
 pub fn idle(vars: &Vars) -> Duration {
     Duration::from_secs(
         vars.get(settings::HTTP_TIMEOUT.name)
@@ -81,6 +87,20 @@ pub struct Retry {
     /// The wait before the second attempt; each later wait grows by `factor`.
     pub first: Duration,
     pub factor: f64,
+    /// The store's budget for one request (`KURA_HTTP_TIMEOUT`): no attempt starts once two
+    /// thirds of it are spent, so that with attempts that give up on a third of it of silence
+    /// ([`client`]) a silent store is given up on within it. None: the attempts alone decide
+    /// (a large upload, whose own deadline grows with its size).
+    pub within: Option<Duration>,
+}
+
+impl Retry {
+    pub const fn within(self, budget: Duration) -> Retry {
+        Retry {
+            within: Some(budget),
+            ..self
+        }
+    }
 }
 
 /// An answer read whole: status, headers and body.
@@ -255,8 +275,18 @@ pub async fn send_within<T>(
 ) -> Result<T> {
     let mut wait = policy.first;
     let mut last = String::new();
+    let started = tokio::time::Instant::now();
     for attempt in 1..=policy.attempts {
         if attempt > 1 {
+            if let Some(budget) = policy.within {
+                if started.elapsed() + wait >= budget.mul_f64(2.0 / 3.0) {
+                    bail!(
+                        "{last} (gave up after {attempt_} attempts in {} s, KURA_HTTP_TIMEOUT)",
+                        started.elapsed().as_secs(),
+                        attempt_ = attempt - 1
+                    );
+                }
+            }
             tokio::time::sleep(wait).await;
             wait = wait.mul_f64(policy.factor);
         }

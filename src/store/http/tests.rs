@@ -16,6 +16,8 @@ enum Answer {
     Endless,
     /// 200 declaring `len` bytes, one byte every `every`.
     Trickle { len: usize, every: Duration },
+    /// Nothing at all: the connection stays open and quiet.
+    Silent,
 }
 
 struct Server {
@@ -89,6 +91,10 @@ fn answer_with(
             }
             Ok(())
         }
+        Answer::Silent => {
+            std::thread::sleep(Duration::from_secs(120));
+            Ok(())
+        }
     }
 }
 
@@ -96,6 +102,7 @@ const QUICK: Retry = Retry {
     attempts: 3,
     first: Duration::from_millis(10),
     factor: 2.0,
+    within: None,
 };
 
 fn get(server: &Server, limits: BodyLimits) -> Result<bytes::Bytes> {
@@ -132,6 +139,38 @@ fn a_transient_failure_is_tried_again_and_a_refusal_is_not() {
     let err = get(&s, BODY).unwrap_err().to_string();
     assert!(err.contains("gave up after 3 attempts"), "{err}");
     assert_eq!(s.requests.load(Ordering::SeqCst), 3);
+}
+
+/// A store that accepts connections and never answers is given up on within
+/// `KURA_HTTP_TIMEOUT`, retries included: each attempt waits a third of it, and no attempt
+/// starts once two thirds are spent (with 10 attempts allowed, 3 fit).
+#[test]
+fn a_silent_server_is_given_up_on_within_the_timeout_retries_included() {
+    let s = serve(vec![Answer::Silent]);
+    let vars = Vars::from_pairs([("KURA_HTTP_TIMEOUT", "3")]);
+    let client = client(&vars).unwrap();
+    let rt = runtime().unwrap();
+    let policy = Retry {
+        attempts: 10,
+        ..QUICK
+    }
+    .within(idle(&vars));
+    let started = Instant::now();
+    let err = rt
+        .block_on(send(
+            policy,
+            "get",
+            || client.get(&s.url),
+            |r| Verdict::Done(r.status),
+        ))
+        .unwrap_err()
+        .to_string();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    let tries = s.requests.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&tries), "{tries} attempts");
+    assert!(err.contains("KURA_HTTP_TIMEOUT"), "{err}");
 }
 
 #[test]

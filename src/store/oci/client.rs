@@ -14,6 +14,7 @@ const RETRY: Retry = Retry {
     attempts: 4,
     first: Duration::from_millis(300),
     factor: 2.0,
+    within: None,
 };
 
 pub(super) struct Registry {
@@ -118,8 +119,15 @@ impl Registry {
         ok: &[u16],
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
-        self.send_with(RETRY, http::BODY, &self.http, what, ok, make)
-            .await
+        self.send_with(
+            RETRY.within(self.idle),
+            http::BODY,
+            &self.http,
+            what,
+            ok,
+            make,
+        )
+        .await
     }
 
     /// `send` for a reply that is small by nature (a page of a thousand tags): read within
@@ -132,7 +140,7 @@ impl Registry {
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
         let limits = http::BODY.with_cap(cap);
-        self.send_with(RETRY, limits, &self.http, what, ok, make)
+        self.send_with(RETRY.within(self.idle), limits, &self.http, what, ok, make)
             .await
     }
 

@@ -16,6 +16,7 @@ const RETRY: Retry = Retry {
     attempts: 4,
     first: Duration::from_millis(300),
     factor: 2.0,
+    within: None,
 };
 const PER_PAGE: usize = 100;
 
@@ -25,6 +26,8 @@ pub(super) struct Packages {
     owner: String,
     package: String,
     token: Option<String>,
+    /// `KURA_HTTP_TIMEOUT`: a silent API is given up on within it.
+    within: std::time::Duration,
 }
 
 /// The Packages API for a registry's repository: for ghcr.io GitHub's (`GITHUB_API_URL` on a
@@ -48,6 +51,7 @@ pub(super) fn for_registry(
         owner: owner.to_string(),
         package: package.to_string(),
         token: creds.as_ref().map(|(_, p)| p.clone()),
+        within: crate::store::http::idle(vars),
     })
 }
 
@@ -116,7 +120,7 @@ impl Packages {
         // Its replies are small (a page of 100 versions, a deletion): read within a small cap,
         // so that what a page is parsed into stays small too.
         http::send_within(
-            RETRY,
+            RETRY.within(self.within),
             http::BODY.with_cap(REPLY_CAP),
             what,
             || {
