@@ -46,6 +46,20 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Bytes an unprivileged writer may still put on the file system that holds `path` (or its
+/// nearest existing ancestor); None where it cannot be asked.
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let dir = path.ancestors().find(|p| p.exists())?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` room for one statvfs, filled on success.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let st = unsafe { st.assume_init() };
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// The signal (SIGINT, SIGTERM) that asked kura to stop while it was catching them, if any.
 static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 

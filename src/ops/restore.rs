@@ -273,6 +273,7 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
     let from_entry = plan.paths.is_empty();
     let paths = if from_entry { &meta.paths } else { &plan.paths };
     let (roots, denied) = restore_roots(env, paths, from_entry)?;
+    room(&meta, &roots)?;
     let started = Instant::now();
     // Caught until the tree is committed: a cancelled job's restore is undone, not left half.
     let _interrupts = crate::platform::catch_interrupts();
@@ -524,6 +525,29 @@ fn restore_roots(
         })
         .collect();
     Ok((ok, denied))
+}
+
+/// An entry that declares more than the disk can hold is not begun: it would fill the disk
+/// and fail, and a hostile one (a chunked manifest repeating one chunk) would take hours
+/// doing it. The stream may not exceed what the entry declares, so this bounds a restore by the
+/// disk it writes to. Lenient where the roots span file systems: the roomiest one counts.
+fn room(meta: &Meta, roots: &[PathBuf]) -> Result<()> {
+    let free = roots
+        .iter()
+        .filter_map(|r| crate::platform::free_bytes(r))
+        .max();
+    // Where the store gives only the compressed size (GitHub's), that: files take at least
+    // about as much as their compressed archive.
+    let needed = meta.bytes.max(meta.size.unwrap_or(0));
+    match free {
+        Some(free) if needed > free => anyhow::bail!(
+            "the cache entry for key {} holds {} of files, more than the {} free on the disk it would be restored to; not restored",
+            crate::text::untrusted(&meta.key),
+            human(needed),
+            human(free)
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The zstd window an entry may use: actions/cache's older `zstd` (`--long=30`) entries need

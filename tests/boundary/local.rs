@@ -384,6 +384,47 @@ fn a_manifest_repeating_one_chunk_is_stopped_at_what_its_entry_declares() {
     }
 }
 
+/// The same bomb with metadata that declares the whole stream (2^60 bytes of files): more
+/// than the disk holds, so the restore is not begun (a warning, exit 0), instead of writing
+/// at disk speed for hours; the entry is not the restore's to forget.
+#[test]
+fn an_entry_declaring_more_than_the_disk_holds_is_not_begun() {
+    let s = Sandbox::new();
+    save(&s, "bomb", "chunked");
+    const ZEROS: usize = 8 << 20;
+    const TIMES: usize = 200_000;
+    let mut h = tar::Header::new_gnu();
+    h.set_path("d/f").unwrap();
+    h.set_size((TIMES * ZEROS) as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let (head, head_chunk) = frame(h.as_bytes(), 0);
+    let (zeros, zero_chunk) = frame(&vec![0u8; ZEROS], head.len() as u64);
+    let pack = [head, zeros].concat();
+    let name = blake3::hash(&pack).to_hex().to_string();
+    std::fs::write(s.store.join(".packs").join(&name), &pack).unwrap();
+    replace_manifest(&s, "bomb", |m| {
+        m.packs = vec![name.clone()];
+        m.chunks = std::iter::once(head_chunk)
+            .chain(std::iter::repeat_n(zero_chunk, TIMES))
+            .collect();
+    });
+    edit_meta(&entry_dir(&s, "bomb"), |m| m["bytes"] = (1u64 << 60).into());
+    std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+    let before = around(&s);
+    let started = Instant::now();
+    let out = restore(&s, "bomb");
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stderr);
+    assert!(out.stderr.contains("free on the disk"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(around(&s), before);
+    assert!(entry_dir(&s, "bomb").join("meta.json").is_file());
+}
+
 #[test]
 fn a_zstd_bomb_is_stopped_at_what_its_entry_declares() {
     let s = Sandbox::new();

@@ -396,23 +396,35 @@ fn a_denial_message_with_commands_reaches_the_log_on_one_line() {
     );
 }
 
+/// A blob that trickles is given up on by its pace, whatever size its HEAD claims; one
+/// claiming more than any disk holds (2^50 bytes) is not begun at all.
 #[test]
-fn a_blob_claiming_64_gib_that_trickles_is_given_up_on() {
-    let s = Sandbox::new();
-    let before = sandbox(&s);
-    let addr = gha_service(
-        |_, c, origin| reply(c, "200 OK", "application/json", &found(origin, "k")),
-        |r, c| {
-            head(c, "200 OK", Some(64 << 30), "application/octet-stream");
-            if r.method != "HEAD" {
-                trickle(c, &[0x28, 0xb5, 0x2f, 0xfd]);
-            }
-        },
-    );
-    let started = Instant::now();
-    let (out, _) = on_gha(&s, &addr, RESTORE);
-    no_hit(&s, &before, &out);
-    within(started, 110);
+fn a_blob_claiming_a_huge_size_or_trickling_is_given_up_on() {
+    for (claim, secs) in [(1u64 << 30, 110), (1 << 50, 10)] {
+        let s = Sandbox::new();
+        let before = sandbox(&s);
+        let addr = gha_service(
+            |_, c, origin| reply(c, "200 OK", "application/json", &found(origin, "k")),
+            move |r, c| match (r.method.as_str(), r.range) {
+                ("GET", Some((from, to))) => {
+                    let _ = write!(
+                        c,
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{to}/{claim}\r\nConnection: close\r\n\r\n",
+                        to - from + 1
+                    );
+                    trickle(c, &[0x28, 0xb5, 0x2f, 0xfd]);
+                }
+                _ => head(c, "200 OK", Some(claim), "application/octet-stream"),
+            },
+        );
+        let started = Instant::now();
+        let (out, _) = on_gha(&s, &addr, RESTORE);
+        no_hit(&s, &before, &out);
+        within(started, secs);
+        if claim > 1 << 40 {
+            assert!(out.stderr.contains("free on the disk"), "{}", out.stderr);
+        }
+    }
 }
 
 #[test]
