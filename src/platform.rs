@@ -57,7 +57,8 @@ pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
         return None;
     }
     let st = unsafe { st.assume_init() };
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    // The fields' widths differ between systems.
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// The signal (SIGINT, SIGTERM) that asked kura to stop while it was catching them, if any.
