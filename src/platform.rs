@@ -57,7 +57,8 @@ pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
         return None;
     }
     let st = unsafe { st.assume_init() };
-    // The fields' widths differ between systems.
+    // The fields' widths differ between systems (u32 on macOS).
+    #[allow(clippy::useless_conversion)]
     Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
