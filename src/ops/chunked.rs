@@ -119,58 +119,44 @@ impl Packs for Counted {
     }
 }
 
-/// The manifest to dedup against: the entry this job restored for these paths, else the
-/// newest chunked entry of these paths in the scope, else none. A base that cannot be read is
-/// no base: the save still works, it only uploads more. Whoever can write the store can write
-/// an entry, so an entry from the future (which would stay the newest for good) or one that
-/// records other paths is no base either.
+/// The manifest to dedup against: the entry this job restored for these paths, whose chunks
+/// the restore read and checked, else none. Whoever can write the store can write an entry
+/// whose chunk locations point at other bytes; reused unchecked, every later save would commit
+/// an entry that does not restore. So a base is only an entry this job verified, and not one
+/// from the future or of other paths. A base that cannot be read is no base: the save still
+/// works, it only uploads more.
 fn base(env: &Env, t: &Target) -> Manifest {
     let (scope, version) = (t.scope, t.version);
-    let restored = restored_entry(env, scope, version);
     let now = crate::store::now_ms();
     let fits = |m: &Meta| {
         m.format == Format::Chunked
             && m.created_ms <= now + CLOCK_SKEW_MS
             && m.paths.as_slice() == t.paths
+            && !was_unreadable(env, m)
     };
-    let restored = restored.filter(fits);
-    // Listed only when the restored entry is not there or cannot serve.
-    let newest = std::iter::once_with(|| {
-        let mut all = env
-            .store
-            .list_prefix(scope, version, "")
-            .unwrap_or_default();
-        all.retain(fits);
-        all.sort_by_key(|m| std::cmp::Reverse(m.created_ms));
-        all
-    })
-    .flatten();
-    // An entry this job could not read is no base: the pack it missed may be listed still
-    // (an OCI registry lists what manifests claim, not what it holds).
-    let candidates = restored
-        .into_iter()
-        .chain(newest)
-        .filter(|m| !was_unreadable(env, m));
-    for m in candidates.take(2) {
-        // Only an entry of the save's own scope is replaced by it: rewriting the sparse packs
-        // of another scope's entry (a branch's save based on main's) would copy them once per
-        // branch while main's entry keeps them alive.
-        let replaced = m.scope == scope;
-        match read_manifest(env, &m).and_then(|found| present(env, found, replaced)) {
-            Ok(found) => {
-                env.report.info(format!(
-                    "Chunks already stored are taken from key {}",
-                    m.key
-                ));
-                return found;
-            }
-            Err(e) => env.report.warn(format!(
+    let Some(m) = restored_entry(env, scope, version).filter(fits) else {
+        return Manifest::default();
+    };
+    // Only an entry of the save's own scope is replaced by it: rewriting the sparse packs of
+    // another scope's entry (a branch's save based on main's) would copy them once per branch
+    // while main's entry keeps them alive.
+    let replaced = m.scope == scope;
+    match read_manifest(env, &m).and_then(|found| present(env, found, replaced)) {
+        Ok(found) => {
+            env.report.info(format!(
+                "Chunks already stored are taken from key {}",
+                m.key
+            ));
+            found
+        }
+        Err(e) => {
+            env.report.warn(format!(
                 "the entry {} cannot serve as the base of this save: {e:#}",
                 m.key
-            )),
+            ));
+            Manifest::default()
         }
     }
-    Manifest::default()
 }
 
 /// The chunked entry this job restored for these paths: only one of this store, from a scope
