@@ -287,6 +287,41 @@ fn a_stored_key_cannot_write_the_steps_outputs_or_commands() {
     }
 }
 
+/// A stored key that is valid but holds Markdown's cell break and code-span mark reaches the
+/// job summary as one cell of one row: the table keeps its seven columns.
+#[test]
+fn a_stored_key_keeps_to_its_cell_in_the_job_summary() {
+    let s = Sandbox::new();
+    save(&s, "k-1", "archive");
+    let sly = "k-2` | hit | 1 TB | `x";
+    let good = entry_dir(&s, "k-1");
+    let planted = good.with_file_name(kura_name(sly));
+    support::copy_tree(&good, &planted);
+    edit_meta(&planted, |m| {
+        m["key"] = sly.into();
+        m["created_ms"] = (m["created_ms"].as_u64().unwrap() + 1).into();
+    });
+    let args = [
+        "restore",
+        "--key",
+        "k-x",
+        "--restore-key",
+        "k-",
+        "--path",
+        "d",
+    ];
+    let (out, outputs, _) = on_github(&s, &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(outputs[2].1, sly, "{outputs:?}");
+    let summary = std::fs::read_to_string(s.dir.path().join("summary")).unwrap();
+    let rows: Vec<&str> = summary.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 3, "{summary}");
+    for row in rows {
+        let cells = row.replace("\\|", "").matches('|').count();
+        assert_eq!(cells, 8, "{row}");
+    }
+}
+
 /// The directory name the local store gives a key (the README's encoding).
 fn kura_name(key: &str) -> String {
     const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
