@@ -482,4 +482,24 @@ mod tests {
         store.delete(&replaced_by).unwrap();
         assert!(store.list_prefix("sc", "v", "k").unwrap().is_empty());
     }
+
+    /// A save stopped by a signal takes back the packs it wrote, but not one another save
+    /// reused meanwhile, even in the same tick of the kernel's clock.
+    #[test]
+    fn a_stopped_save_takes_back_only_packs_no_other_save_reused() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            LocalStore::new(t.path().to_path_buf()),
+            LocalStore::new(t.path().to_path_buf()),
+        );
+        let (pa, pb) = (a.packs().unwrap(), b.packs().unwrap());
+        let (mine, shared) = ("1".repeat(64), "2".repeat(64));
+        pa.put(&mine, b"mine").unwrap();
+        pa.put(&shared, b"shared").unwrap();
+        pb.put(&shared, b"shared").unwrap();
+        assert!(pa.withdraw(&mine));
+        assert!(!pa.withdraw(&shared));
+        let left: Vec<String> = pa.list().unwrap().into_iter().map(|p| p.name).collect();
+        assert_eq!(left, [shared]);
+    }
 }
