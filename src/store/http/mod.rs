@@ -101,6 +101,12 @@ impl Retry {
             ..self
         }
     }
+
+    /// Whether an attempt after `wait` would start past two thirds of the budget.
+    fn spent(&self, started: tokio::time::Instant, wait: Duration) -> bool {
+        self.within
+            .is_some_and(|b| started.elapsed() + wait >= b.mul_f64(2.0 / 3.0))
+    }
 }
 
 /// An answer read whole: status, headers and body.
@@ -278,40 +284,20 @@ pub async fn send_within<T>(
     let started = tokio::time::Instant::now();
     for attempt in 1..=policy.attempts {
         if attempt > 1 {
-            if let Some(budget) = policy.within {
-                if started.elapsed() + wait >= budget.mul_f64(2.0 / 3.0) {
-                    bail!(
-                        "{last} (gave up after {attempt_} attempts in {} s, KURA_HTTP_TIMEOUT)",
-                        started.elapsed().as_secs(),
-                        attempt_ = attempt - 1
-                    );
-                }
+            if policy.spent(started, wait) {
+                bail!(
+                    "{last} (gave up after {} attempts in {} s, KURA_HTTP_TIMEOUT)",
+                    attempt - 1,
+                    started.elapsed().as_secs()
+                );
             }
             tokio::time::sleep(wait).await;
             wait = wait.mul_f64(policy.factor);
         }
-        let resp = match make().send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                last = format!(
-                    "{what}: no reply in time (a slow link or server may need a larger KURA_HTTP_TIMEOUT)"
-                );
-                continue;
-            }
-            Err(e) => {
-                last = format!("{what}: {}", e.without_url());
-                continue;
-            }
-        };
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = match body(resp, limits).await {
-            Ok(b) => b,
-            Err(e @ (BodyError::TooLarge(_) | BodyError::TooSlow)) => {
-                bail!("{what}: {e}; the server is broken")
-            }
-            Err(e) => {
-                last = format!("{what}: {e}");
+        let (status, headers, body) = match once(&make, limits, what).await? {
+            Ok(got) => got,
+            Err(why) => {
+                last = why;
                 continue;
             }
         };
@@ -332,6 +318,31 @@ pub async fn send_within<T>(
         bail!("{last}");
     }
     bail!("{last} (gave up after {} attempts)", policy.attempts)
+}
+
+/// One attempt: the reply's status, headers and body; `Ok(Err(why))` when it is worth
+/// another try, `Err` when not (a body over its cap or slower than its pace).
+async fn once(
+    make: &impl Fn() -> reqwest::RequestBuilder,
+    limits: BodyLimits,
+    what: &str,
+) -> Result<std::result::Result<(u16, reqwest::header::HeaderMap, bytes::Bytes), String>> {
+    let resp = match make().send().await {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return Ok(Err(format!(
+            "{what}: no reply in time (a slow link or server may need a larger KURA_HTTP_TIMEOUT)"
+        ))),
+        Err(e) => return Ok(Err(format!("{what}: {}", e.without_url()))),
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    match body(resp, limits).await {
+        Ok(b) => Ok(Ok((status, headers, b))),
+        Err(e @ (BodyError::TooLarge(_) | BodyError::TooSlow)) => {
+            bail!("{what}: {e}; the server is broken")
+        }
+        Err(e) => Ok(Err(format!("{what}: {e}"))),
+    }
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
