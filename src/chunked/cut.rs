@@ -1,8 +1,15 @@
 //! The first half of a chunked save: the tar writer hands its stream in 1 MiB blocks to a
-//! cutter thread (`ChunkSink`), which cuts it with FastCDC and hands runs of neighbouring
-//! chunks (about 1 MiB) on to the workers, waiting while it is `AHEAD` runs in front of the
+//! cutter thread (`ChunkSink`), which cuts it at file boundaries and hands runs of neighbouring
+//! chunks (about 8 MiB) on to the workers, waiting while it is `AHEAD` runs in front of the
 //! assembler (`Gate`).
+//!
+//! Cuts follow the tar entries (`entries.rs`): a file of at least the average chunk size is
+//! cut alone, with FastCDC from its first header to its end; smaller files are grouped, and a
+//! group ends before a file with a probability in proportion to that file's length, decided by
+//! a hash of its name. So an unchanged file keeps its chunks, a changed one dirties only its
+//! own (or its group), and a file's size change moves no cut but the one before it.
 
+use super::entries::{Step, Walk};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -57,13 +64,15 @@ impl Write for ChunkSink {
 /// Cuts the stream into chunks (FastCDC) for the workers.
 pub(super) struct Cutter {
     pub(super) buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    pub(super) at: u64,
+    pub(super) walk: Walk,
     pub(super) avg: u32,
     /// Runs handed on, and chunks in them.
     pub(super) seq: u64,
     pub(super) chunks: u64,
-    pub(super) run: Vec<Vec<u8>>,
-    pub(super) run_bytes: usize,
-    pub(super) tx: SyncSender<(u64, Vec<Vec<u8>>)>,
+    pub(super) run: Run,
+    pub(super) tx: SyncSender<(u64, Run)>,
     pub(super) gate: Arc<Gate>,
     /// Set before the chunks' channel closes: only then may the assembler seal its last pack.
     pub(super) complete: Arc<AtomicBool>,
@@ -71,10 +80,19 @@ pub(super) struct Cutter {
 
 /// How many runs may be cut ahead of the last one placed in stream order: a worker that
 /// falls behind (a busy machine deschedules it) cannot make the others' results pile up.
-pub(super) const AHEAD: u64 = 16;
+pub(super) const AHEAD: u64 = 2;
 /// Neighbouring chunks go to a worker together, up to this many bytes: their new ones are
-/// compressed as one frame.
-pub(super) const RUN: usize = 1 << 20;
+/// compressed as one frame. Frames of 8 MiB store a `node_modules` in 1.09x an archive's
+/// bytes, frames of 1 MiB in 1.94x (a stream's repeats are often further apart than 1 MiB).
+pub(super) const RUN: usize = 8 << 20;
+
+/// Neighbouring chunks in one buffer: `data` holds them in stream order, `lens` their lengths.
+/// A run of chunks that are all new is its own frame, without a copy.
+#[derive(Default)]
+pub(super) struct Run {
+    pub(super) data: Vec<u8>,
+    pub(super) lens: Vec<u32>,
+}
 
 /// The assembler's position, which the sink waits on.
 #[derive(Default)]
@@ -127,43 +145,199 @@ impl Cutter {
         Ok(None)
     }
 
+    /// Cut what the buffer holds, up to the last cut the content decides (all of it when the
+    /// stream is over), and drop what was cut.
     fn send(&mut self, last: bool) -> io::Result<()> {
-        let cuts: Vec<(usize, usize)> =
-            fastcdc::v2020::FastCDC::new(&self.buf, self.avg / 4, self.avg, self.avg * 4)
-                .map(|c| (c.offset, c.length))
-                .collect();
-        // The last cut may be where the buffer ends rather than where the content says: it
-        // waits for more bytes unless the stream is over.
-        let keep = if last {
-            cuts.len()
-        } else {
-            cuts.len().saturating_sub(1)
-        };
-        let mut used = 0;
-        for &(offset, length) in &cuts[..keep] {
-            self.run.push(self.buf[offset..offset + length].to_vec());
-            self.run_bytes += length;
-            self.chunks += 1;
-            if self.run_bytes >= RUN {
-                self.hand_on()?;
+        let (avg, max) = (self.avg as usize, 4 * self.avg as usize);
+        // The open chunk: `buf[start..]` is not cut yet.
+        let mut start = 0usize;
+        loop {
+            let step = self.walk.peek(&self.buf, self.at);
+            let Step::Entry {
+                start: s,
+                end: e,
+                mark,
+            } = step
+            else {
+                if step == Step::Plain {
+                    self.walk.pass(&step);
+                    start = self.cdc(start, self.buf.len(), last)?;
+                }
+                break;
+            };
+            // The entry may have begun before the buffer (a large file cut so far).
+            let size = e.saturating_sub(s);
+            let (s, e) = (
+                s.saturating_sub(self.at) as usize,
+                e.saturating_sub(self.at) as usize,
+            );
+            let len = e - s;
+            if size >= avg as u64 {
+                // A large file: its own chunks, cut within it.
+                if s > start {
+                    start = self.emit(start, s)?;
+                }
+                let whole = e <= self.buf.len();
+                start = self.cdc(start, e.min(self.buf.len()), whole)?;
+                if !whole {
+                    break;
+                }
+            } else {
+                if e > self.buf.len() {
+                    break;
+                }
+                let group = s - start;
+                if group > 0 && (group + len > max || starts_group(mark, len, avg)) {
+                    start = self.emit(start, s)?;
+                }
             }
-            used = offset + length;
+            self.walk.pass(&step);
         }
-        self.buf.drain(..used);
+        if last && start < self.buf.len() {
+            start = self.emit(start, self.buf.len())?;
+        }
+        self.buf.drain(..start);
+        self.at += start as u64;
         Ok(())
     }
 
+    /// Cut `buf[from..to]` with FastCDC; the last piece too when `whole` (`to` is a boundary),
+    /// else it waits for more bytes. Where the cutting stopped.
+    fn cdc(&mut self, from: usize, to: usize, whole: bool) -> io::Result<usize> {
+        let avg = self.avg;
+        let cuts: Vec<(usize, usize)> =
+            fastcdc::v2020::FastCDC::new(&self.buf[from..to], avg / 4, avg, avg * 4)
+                .map(|c| (c.offset, c.length))
+                .collect();
+        let keep = match whole {
+            true => cuts.len(),
+            false => cuts.len().saturating_sub(1),
+        };
+        let mut at = from;
+        for &(offset, length) in &cuts[..keep] {
+            at = self.emit(from + offset, from + offset + length)?;
+        }
+        Ok(at)
+    }
+
+    /// `buf[from..to]` as one chunk; `to`.
+    fn emit(&mut self, from: usize, to: usize) -> io::Result<usize> {
+        self.run.data.extend_from_slice(&self.buf[from..to]);
+        self.run.lens.push((to - from) as u32);
+        self.chunks += 1;
+        if self.run.data.len() >= RUN {
+            self.hand_on()?;
+        }
+        Ok(to)
+    }
+
     fn hand_on(&mut self) -> io::Result<()> {
-        if self.run.is_empty() {
+        if self.run.lens.is_empty() {
             return Ok(());
         }
         self.gate.wait_below(self.seq);
         let run = std::mem::take(&mut self.run);
-        self.run_bytes = 0;
         self.tx
             .send((self.seq, run))
             .map_err(|_| io::Error::other("the chunked save stopped"))?;
         self.seq += 1;
         Ok(())
+    }
+}
+
+/// Whether a small file of `len` bytes named by `mark` starts a new group: with probability
+/// `len / avg`, so that groups average `avg` bytes, decided by the file alone.
+fn starts_group(mark: u64, len: usize, avg: usize) -> bool {
+    (mark as u128 * avg as u128) < ((len as u128) << 64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A tar stream of files of these lengths, each filled from its seed.
+    fn tar_of(files: &[(usize, u64)]) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut spans = Vec::new();
+        for (i, &(len, seed)) in files.iter().enumerate() {
+            let start = b.get_ref().len();
+            let data: Vec<u8> = (0..len as u64)
+                .map(|j| (j.wrapping_mul(seed | 1) >> 3) as u8 ^ (seed as u8))
+                .collect();
+            let mut h = tar::Header::new_ustar();
+            h.set_size(len as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("d/{i:05}"), data.as_slice())
+                .unwrap();
+            spans.push(start..b.get_ref().len());
+        }
+        (b.into_inner().unwrap(), spans)
+    }
+
+    /// The chunks the cutter makes of `stream`, as spans of it.
+    fn cuts(stream: &[u8], avg: u32) -> Vec<std::ops::Range<usize>> {
+        let (blocks_tx, blocks_rx) = std::sync::mpsc::sync_channel(1 << 12);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1 << 16);
+        let gate = Arc::new(Gate::default());
+        gate.close();
+        let cutter = Cutter {
+            buf: Vec::new(),
+            at: 0,
+            walk: Walk::default(),
+            avg,
+            seq: 0,
+            chunks: 0,
+            run: Run::default(),
+            tx,
+            gate,
+            complete: Arc::default(),
+        };
+        for piece in stream.chunks(BLOCK) {
+            blocks_tx.send(Block::Data(piece.to_vec())).unwrap();
+        }
+        blocks_tx.send(Block::End).unwrap();
+        drop(blocks_tx);
+        cutter.run(blocks_rx).unwrap().expect("a whole stream");
+        let mut at = 0;
+        rx.try_iter()
+            .flat_map(|(_, run): (u64, Run)| run.lens)
+            .map(|n| {
+                at += n as usize;
+                at - n as usize..at
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Cuts at file boundaries: a file whose content changes (its length kept) changes
+        /// only the chunks that hold its own bytes; every other chunk stays where it was.
+        #[test]
+        fn a_changed_file_dirties_only_its_own_chunks(
+            files in proptest::collection::vec(
+                (prop_oneof![4 => 0usize..6000, 1 => 6000usize..200_000], any::<u64>()),
+                1..150,
+            ),
+            pick in any::<prop::sample::Index>(),
+            seed in any::<u64>(),
+        ) {
+            let k = pick.index(files.len());
+            let (a, spans) = tar_of(&files);
+            let mut changed = files.clone();
+            changed[k].1 = seed ^ 0x5a5a;
+            let (b, _) = tar_of(&changed);
+            prop_assert_eq!(a.len(), b.len());
+            let (ca, cb) = (cuts(&a, 16 << 10), cuts(&b, 16 << 10));
+            prop_assert_eq!(ca.last().map(|c| c.end), Some(a.len()));
+            let theirs = &spans[k];
+            let outside = |c: &std::ops::Range<usize>| c.end <= theirs.start || c.start >= theirs.end;
+            let (oa, ob): (Vec<_>, Vec<_>) = (
+                ca.iter().filter(|c| outside(c)).collect(),
+                cb.iter().filter(|c| outside(c)).collect(),
+            );
+            prop_assert_eq!(oa, ob);
+        }
     }
 }

@@ -19,7 +19,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 const MAGIC: &[u8; 8] = b"KURACHK2";
 const RECORD: usize = 32 + 4 + 8 + 4 + 4 + 4 + 4;
-/// No frame is bigger than this, stored or unpacked (frames hold about 1 MiB).
+/// No frame is bigger than this, stored or unpacked (frames hold about 8 MiB).
 pub const FRAME_LIMIT: u32 = 16 << 20;
 /// No manifest is bigger than this decompressed: 1.2 million chunks, an 80 GB tree.
 const MAX_SIZE: u64 = 64 << 20;

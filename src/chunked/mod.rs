@@ -8,6 +8,7 @@
 
 mod cache;
 mod cut;
+mod entries;
 mod manifest;
 mod restore;
 mod reuse;

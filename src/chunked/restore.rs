@@ -18,7 +18,7 @@ const UNIT_LEN: u64 = 4 << 20;
 /// A ranged read joins neighbouring frames up to this many bytes.
 const RANGE_MAX: u64 = 4 << 20;
 /// How many units may be fetched ahead of the one being read.
-const WINDOW: usize = 8;
+const WINDOW: usize = 3;
 /// Channels between the readers and the stream: one per unit of the window, and the one read.
 const SLOTS: usize = WINDOW + 1;
 

@@ -1,11 +1,11 @@
 //! Saving a chunked entry: the tar writer hands its stream in 1 MiB blocks to a cutter
-//! thread, which cuts it with FastCDC and hands runs of neighbouring chunks (about 1 MiB) to
+//! thread, which cuts it at file boundaries and hands runs of neighbouring chunks (about 8 MiB) to
 //! the workers; a worker names each chunk by its BLAKE3 and compresses the run's chunks the base
 //! does not have as one zstd frame; one assembler places frames in packs in stream order and
 //! hands sealed packs to an uploader. Memory stays bounded: the cutter waits while it is
 //! `AHEAD` runs in front of the assembler, one pack fills, one waits, one goes up.
 
-use super::cut::{Block, ChunkSink, Cutter, Gate, BLOCK, RUN};
+use super::cut::{Block, ChunkSink, Cutter, Gate, Run, BLOCK, RUN};
 use super::{Chunk, ChunkCache, ChunkId, Manifest, Packs, PACK_TARGET};
 use anyhow::{anyhow, bail, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -56,39 +56,48 @@ struct Item {
 }
 
 /// Hash a run's chunks and compress the new ones as one frame (and, with a cache, each alone
-/// at level 1 for it).
+/// at level 1 for it). A run whose chunks are all new and distinct is compressed as it is.
 fn pack_run(
-    run: Vec<Vec<u8>>,
+    run: Run,
     known: &HashMap<ChunkId, Chunk>,
     zstd: &mut Option<zstd::bulk::Compressor<'static>>,
     cache: Option<&ChunkCache>,
 ) -> Done {
-    let mut frame = Vec::new();
     let mut placed: HashMap<ChunkId, u32> = HashMap::new();
-    let mut items = Vec::with_capacity(run.len());
-    for data in run {
-        let id: ChunkId = blake3::hash(&data).into();
+    let mut items = Vec::with_capacity(run.lens.len());
+    // The frame as offsets into the run: while every chunk so far is new and first, it is
+    // the run's own prefix.
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    let (mut at, mut frame_len) = (0usize, 0u32);
+    for &len in &run.lens {
+        let data = &run.data[at..at + len as usize];
+        let id: ChunkId = blake3::hash(data).into();
         let skip = (!known.contains_key(&id)).then(|| {
             *placed.entry(id).or_insert_with(|| {
                 if let Some(c) = cache {
-                    if let Ok(alone) = zstd::bulk::compress(&data, 1) {
+                    if let Ok(alone) = zstd::bulk::compress(data, 1) {
                         c.put(&id, &alone);
                     }
                 }
-                frame.extend_from_slice(&data);
-                (frame.len() - data.len()) as u32
+                kept.push(at..at + len as usize);
+                frame_len += len;
+                frame_len - len
             })
         });
-        items.push(Item {
-            id,
-            len: data.len() as u32,
-            skip,
-        });
+        items.push(Item { id, len, skip });
+        at += len as usize;
     }
-    let frame_len = frame.len() as u32;
-    let frame = match frame.is_empty() {
-        true => Some(Vec::new()),
-        false => zstd.as_mut().and_then(|z| z.compress(&frame).ok()),
+    let whole = kept.len() == run.lens.len();
+    let frame = match (kept.is_empty(), whole) {
+        (true, _) => Some(Vec::new()),
+        (false, true) => zstd.as_mut().and_then(|z| z.compress(&run.data).ok()),
+        (false, false) => {
+            let mut f = Vec::with_capacity(frame_len as usize);
+            for r in kept {
+                f.extend_from_slice(&run.data[r]);
+            }
+            zstd.as_mut().and_then(|z| z.compress(&f).ok())
+        }
     };
     Done {
         items,
@@ -109,8 +118,8 @@ pub fn save<T>(
 ) -> Result<(T, Manifest, SaveStats)> {
     let known: HashMap<ChunkId, Chunk> = base.chunks.iter().map(|c| (c.id, *c)).collect();
     let Tuning { level, workers, .. } = tuning;
-    let (jobs_tx, jobs_rx) = sync_channel::<(u64, Vec<Vec<u8>>)>(workers);
-    let (done_tx, done_rx) = sync_channel::<(u64, Done)>(workers);
+    let (jobs_tx, jobs_rx) = sync_channel::<(u64, Run)>(workers);
+    let (done_tx, done_rx) = sync_channel::<(u64, Done)>(1);
     // The workers own the receiving end: when they stop, the sink's sends fail at once.
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     std::thread::scope(|s| {
@@ -142,11 +151,12 @@ pub fn save<T>(
         let (blocks_tx, blocks_rx) = sync_channel::<Block>(4);
         let cutter = Cutter {
             buf: Vec::new(),
+            at: 0,
+            walk: Default::default(),
             avg: tuning.avg_chunk,
             seq: 0,
             chunks: 0,
-            run: Vec::new(),
-            run_bytes: 0,
+            run: Run::default(),
             tx: jobs_tx,
             gate,
             complete,
@@ -214,7 +224,8 @@ fn assemble(
     let mut next = 0u64;
     let mut filling: Option<(u32, Vec<u8>)> = None;
     std::thread::scope(|s| {
-        let (up_tx, up_rx) = sync_channel::<(String, Vec<u8>)>(1);
+        // A rendezvous: one pack fills while the one before goes up, and no third waits.
+        let (up_tx, up_rx) = sync_channel::<(String, Vec<u8>)>(0);
         let uploader = s.spawn(move || -> Result<()> {
             for (name, data) in up_rx {
                 packs.put(&name, &data)?;

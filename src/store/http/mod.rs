@@ -239,7 +239,9 @@ where
     }
     let started = tokio::time::Instant::now();
     let mut stream = std::pin::pin!(stream);
-    let mut got = bytes::BytesMut::new();
+    // A Vec grown to what arrives (with a declared length, at most 8 MiB ahead of it, never
+    // to the length a reply claims): amortised doubling would hold twice a large range.
+    let mut got: Vec<u8> = Vec::new();
     loop {
         // The time the bytes so far may have taken; the next piece must come within it.
         let allowed = limits.grace + Duration::from_secs(got.len() as u64 / limits.min_rate.max(1));
@@ -247,11 +249,15 @@ where
         let chunk = match tokio::time::timeout(left, stream.next()).await {
             Err(_) => return Err(BodyError::TooSlow),
             Ok(Some(Err(e))) => return Err(BodyError::Broke(e.to_string())),
-            Ok(None) => return Ok(got.freeze()),
+            Ok(None) => return Ok(bytes::Bytes::from(got)),
             Ok(Some(Ok(c))) => c,
         };
         if got.len() + chunk.len() > limits.cap {
             return Err(BodyError::TooLarge(limits.cap));
+        }
+        if let Some(n) = declared.filter(|_| got.capacity() - got.len() < chunk.len()) {
+            let left = (n as usize).saturating_sub(got.len()).min(8 << 20);
+            got.reserve_exact(left.max(chunk.len()));
         }
         got.extend_from_slice(&chunk);
     }
@@ -329,9 +335,11 @@ async fn once(
 ) -> Result<std::result::Result<(u16, reqwest::header::HeaderMap, bytes::Bytes), String>> {
     let resp = match make().send().await {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => return Ok(Err(format!(
+        Err(e) if e.is_timeout() => {
+            return Ok(Err(format!(
             "{what}: no reply in time (a slow link or server may need a larger KURA_HTTP_TIMEOUT)"
-        ))),
+        )))
+        }
         Err(e) => return Ok(Err(format!("{what}: {}", e.without_url()))),
     };
     let status = resp.status().as_u16();

@@ -33,7 +33,8 @@ impl<B: Blobs> Packs for BlobPacks<B> {
                 b.len()
             )
             .into()),
-            Some(b) => Ok(b.to_vec()),
+            // Without a copy where the reply's buffer is its own.
+            Some(b) => Ok(Vec::from(b)),
             // A pack gone is the entry's fault, not the network's: named as such.
             None => Err(StoreError::NotFound(format!(
                 "pack {name} is gone from {}{PACKS}",
