@@ -48,6 +48,8 @@ pub fn euid() -> u32 {
 
 /// Bytes an unprivileged writer may still put on the file system that holds `path` (or its
 /// nearest existing ancestor); None where it cannot be asked.
+// The fields' widths differ between systems (u32 on macOS): the conversions are not useless.
+#[allow(clippy::useless_conversion)]
 pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
     let dir = path.ancestors().find(|p| p.exists())?;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
@@ -57,9 +59,12 @@ pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
         return None;
     }
     let st = unsafe { st.assume_init() };
-    // The fields' widths differ between systems (u32 on macOS).
-    #[allow(clippy::useless_conversion)]
-    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+    // root may write into the blocks the file system keeps back for it.
+    let blocks = match euid() {
+        0 => u64::from(st.f_bfree),
+        _ => u64::from(st.f_bavail),
+    };
+    Some(blocks.saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// The signal (SIGINT, SIGTERM) that asked kura to stop while it was catching them, if any.

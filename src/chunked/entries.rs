@@ -46,6 +46,7 @@ impl Walk {
         }
         let mut h = self.next;
         let mut size_override = None;
+        let mut long_name: Option<Vec<u8>> = None;
         loop {
             let i = (h - at) as usize;
             let Some(header) = buf.get(i..i + BLOCK as usize) else {
@@ -58,6 +59,10 @@ impl Walk {
                 return Step::Plain;
             };
             let data = h + BLOCK;
+            // kura writes one prefix header an entry: a chain of them is not its stream.
+            if h - self.next > 2 << 20 {
+                return Step::Plain;
+            }
             match header[156] {
                 // Prefix headers: their data describes the entry that follows.
                 b'x' | b'L' | b'K' => {
@@ -72,7 +77,10 @@ impl Walk {
                         return Step::NeedMore;
                     };
                     if header[156] == b'x' {
-                        size_override = pax_size(body).or(size_override);
+                        size_override = pax_record(body, "size")
+                            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                            .or(size_override);
+                        long_name = pax_record(body, "path").map(<[u8]>::to_vec).or(long_name);
                     }
                     h = data + padded(size);
                 }
@@ -85,7 +93,7 @@ impl Walk {
                     let Some(end) = data.checked_add(padded(size)) else {
                         return Step::Plain;
                     };
-                    let mark = mark(header);
+                    let mark = mark(header, long_name.as_deref());
                     self.found = Some((end, mark));
                     return Step::Entry {
                         start: self.next,
@@ -132,7 +140,7 @@ fn checksum_ok(h: &[u8]) -> bool {
 /// A numeric field: octal digits (space or NUL ended), or GNU's base-256 for large values.
 fn octal_or_binary(f: &[u8]) -> Option<u64> {
     if f[0] & 0x80 != 0 {
-        if f[0] != 0x80 || f[1..f.len() - 8].iter().any(|&b| b != 0) {
+        if f.len() <= 8 || f[0] != 0x80 || f[1..f.len() - 8].iter().any(|&b| b != 0) {
             return None;
         }
         return Some(u64::from_be_bytes(f[f.len() - 8..].try_into().ok()?));
@@ -149,30 +157,34 @@ fn octal_or_binary(f: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 8).ok()
 }
 
-/// The `size` record of a pax header's data (`LEN size=N\n` records), if it has one.
-fn pax_size(body: &[u8]) -> Option<u64> {
+/// The value of record `key` in a pax header's data (`LEN key=value\n` records), if it has
+/// one (the last, as readers take it).
+fn pax_record<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
     let mut rest = body;
-    let mut size = None;
+    let mut found = None;
     while !rest.is_empty() {
         let space = rest.iter().position(|&b| b == b' ')?;
         let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
-        let record = rest.get(space + 1..len)?;
-        if let Some(v) = record.strip_prefix(b"size=") {
-            size = std::str::from_utf8(v.strip_suffix(b"\n")?)
-                .ok()?
-                .parse()
-                .ok();
+        let record = rest.get(space + 1..len)?.strip_suffix(b"\n")?;
+        if let Some(v) = record
+            .strip_prefix(key.as_bytes())
+            .and_then(|r| r.strip_prefix(b"="))
+        {
+            found = Some(v);
         }
         rest = &rest[len..];
     }
-    size
+    found
 }
 
-/// A hash of the header's name fields (name and ustar prefix), not its times or sizes.
-fn mark(h: &[u8]) -> u64 {
+/// A hash of the entry's name (the pax `path` where it has one: the header's field holds a
+/// truncated copy, which deep trees share), not its times or sizes.
+fn mark(h: &[u8], long_name: Option<&[u8]>) -> u64 {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(&h[0..100]);
-    hasher.update(&h[345..500]);
+    match long_name {
+        Some(name) => hasher.update(name),
+        None => hasher.update(&h[0..100]).update(&h[345..500]),
+    };
     u64::from_le_bytes(
         hasher.finalize().as_bytes()[..8]
             .try_into()
@@ -307,8 +319,15 @@ mod tests {
         big[4..].copy_from_slice(&(1u64 << 40).to_be_bytes());
         assert_eq!(octal_or_binary(&big), Some(1 << 40));
         assert_eq!(octal_or_binary(b"9\0\0\0\0\0\0\0\0\0\0\0"), None);
-        assert_eq!(pax_size(b"18 size=123456789\n"), Some(123456789));
-        assert_eq!(pax_size(b"12 mtime=15\n"), None);
-        assert_eq!(pax_size(b"99 size=1\n"), None);
+        assert_eq!(
+            pax_record(b"18 size=123456789\n", "size"),
+            Some(&b"123456789"[..])
+        );
+        assert_eq!(pax_record(b"12 mtime=15\n", "size"), None);
+        assert_eq!(pax_record(b"99 size=1\n", "size"), None);
+        assert_eq!(pax_record(b"11 sizes=1\n", "size"), None);
+        let mut field = [0u8; 8];
+        field[0] = 0x80;
+        assert_eq!(octal_or_binary(&field), None);
     }
 }

@@ -141,7 +141,8 @@ fn base(env: &Env, t: &Target) -> Manifest {
     // another scope's entry (a branch's save based on main's) would copy them once per branch
     // while main's entry keeps them alive.
     let replaced = m.scope == scope;
-    match read_manifest(env, &m).and_then(|found| present(env, found, replaced)) {
+    let found = read_manifest(env, &m).map(checked_only);
+    match found.and_then(|found| present(env, found, replaced)) {
         Ok(found) => {
             env.report.info(format!(
                 "Chunks already stored are taken from key {}",
@@ -157,6 +158,30 @@ fn base(env: &Env, t: &Target) -> Manifest {
             Manifest::default()
         }
     }
+}
+
+/// The base's chunks whose places the restore checked: a restore reads a chunk the stream
+/// repeats once (later uses come from memory) and a frame once, with the lengths its first
+/// chunk gives. A manifest that gives one chunk two places, or one frame two lengths, was
+/// checked in one of them only: neither is reused.
+fn checked_only(mut base: Manifest) -> Manifest {
+    use std::collections::{HashMap, HashSet};
+    let mut places = HashMap::new();
+    let mut frames = HashMap::new();
+    let (mut bad_ids, mut bad_frames) = (HashSet::new(), HashSet::new());
+    for c in &base.chunks {
+        let place = (c.pack, c.offset, c.stored, c.frame_len, c.skip, c.len);
+        if *places.entry(c.id).or_insert(place) != place {
+            bad_ids.insert(c.id);
+        }
+        let lengths = (c.stored, c.frame_len);
+        if *frames.entry((c.pack, c.offset)).or_insert(lengths) != lengths {
+            bad_frames.insert((c.pack, c.offset));
+        }
+    }
+    base.chunks
+        .retain(|c| !bad_ids.contains(&c.id) && !bad_frames.contains(&(c.pack, c.offset)));
+    base
 }
 
 /// The chunked entry this job restored for these paths: only one of this store, from a scope

@@ -348,7 +348,7 @@ fn stored_paths_and_names_reach_the_log_on_one_line() {
 
 /// Rewrite a chunked entry's manifest and its metadata's digest (as whoever can write the
 /// store can).
-fn replace_manifest(s: &Sandbox, key: &str, edit: impl FnOnce(&mut Manifest)) {
+pub(super) fn replace_manifest(s: &Sandbox, key: &str, edit: impl FnOnce(&mut Manifest)) {
     let dir = entry_dir(s, key);
     let stored = std::fs::read(dir.join("archive")).unwrap();
     let mut m = Manifest::decode(&stored).unwrap();
@@ -530,7 +530,7 @@ fn an_entry_this_job_did_not_check_is_not_the_base_of_its_save() {
     }
 }
 
-fn save_chunked(s: &Sandbox, key: &str) -> Out {
+pub(super) fn save_chunked(s: &Sandbox, key: &str) -> Out {
     let out = run(s.kura().args([
         "--json", "save", "--format", "chunked", "--key", key, "--path", "d",
     ]));

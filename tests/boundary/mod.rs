@@ -5,6 +5,7 @@
 //! and after), the command ends within its deadline and in bounded memory, and what reaches
 //! the runner's files and log is what kura meant to write.
 
+mod bases;
 mod bodies;
 mod local;
 mod remote;

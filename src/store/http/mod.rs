@@ -249,7 +249,13 @@ where
         let chunk = match tokio::time::timeout(left, stream.next()).await {
             Err(_) => return Err(BodyError::TooSlow),
             Ok(Some(Err(e))) => return Err(BodyError::Broke(e.to_string())),
-            Ok(None) => return Ok(bytes::Bytes::from(got)),
+            Ok(None) => {
+                // A reply shorter than it declared leaves no reserve behind for its lifetime.
+                if got.capacity() > 2 * got.len() + (64 << 10) {
+                    got.shrink_to_fit();
+                }
+                return Ok(bytes::Bytes::from(got));
+            }
             Ok(Some(Ok(c))) => c,
         };
         if got.len() + chunk.len() > limits.cap {
@@ -288,9 +294,12 @@ pub async fn send_within<T>(
     let mut wait = policy.first;
     let mut last = String::new();
     let started = tokio::time::Instant::now();
+    // The budget is for a store that says nothing: one that answers (a 503, a 429 with its
+    // Retry-After) is given its attempts.
+    let mut silent = false;
     for attempt in 1..=policy.attempts {
         if attempt > 1 {
-            if policy.spent(started, wait) {
+            if silent && policy.spent(started, wait) {
                 bail!(
                     "{last} (gave up after {} attempts in {} s, KURA_HTTP_TIMEOUT)",
                     attempt - 1,
@@ -303,10 +312,11 @@ pub async fn send_within<T>(
         let (status, headers, body) = match once(&make, limits, what).await? {
             Ok(got) => got,
             Err(why) => {
-                last = why;
+                (last, silent) = (why, true);
                 continue;
             }
         };
+        silent = false;
         if let Some(after) = retry_after(&headers) {
             wait = after.min(Duration::from_secs(60));
         }
@@ -361,7 +371,8 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
         .trim()
         .parse::<f64>()
         .ok()?;
-    (v >= 0.0 && v.is_finite()).then(|| Duration::from_secs_f64(v))
+    // Any number a server sends: capped before it becomes a Duration (1e20 s would panic).
+    (v >= 0.0 && v.is_finite()).then(|| Duration::from_secs_f64(v.min(60.0)))
 }
 
 /// A download of `size` bytes as ranges of `part` bytes, `parallel` of them in flight,

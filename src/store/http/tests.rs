@@ -173,6 +173,41 @@ fn a_silent_server_is_given_up_on_within_the_timeout_retries_included() {
     assert!(err.contains("KURA_HTTP_TIMEOUT"), "{err}");
 }
 
+/// The budget is for silence: a store that answers, asking for a wait longer than the
+/// budget's share, is waited for and asked again.
+#[test]
+fn a_store_that_answers_is_not_cut_short_by_the_silence_budget() {
+    let s = serve(vec![
+        Answer::Reply(429, "retry-after: 2\r\n", b""),
+        Answer::Reply(200, "", b"ok"),
+    ]);
+    let vars = Vars::from_pairs([("KURA_HTTP_TIMEOUT", "3")]);
+    let client = client(&vars).unwrap();
+    let rt = runtime().unwrap();
+    let got = rt.block_on(send(
+        QUICK.within(idle(&vars)),
+        "get",
+        || client.get(&s.url),
+        |r| match r.status {
+            200 => Verdict::Done(r.body),
+            st => Verdict::Again(format!("HTTP {st}")),
+        },
+    ));
+    assert_eq!(&got.unwrap()[..], b"ok");
+}
+
+#[test]
+fn a_retry_after_of_any_size_is_at_most_a_minute() {
+    for (v, want) in [("1e20", 60.0), ("5", 5.0), ("0.5", 0.5)] {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", v.parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs_f64(want)), "{v}");
+    }
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("retry-after", "-1".parse().unwrap());
+    assert_eq!(retry_after(&h), None);
+}
+
 #[test]
 fn retry_after_sets_the_wait() {
     let s = serve(vec![
