@@ -82,7 +82,7 @@ pub(super) struct Cutter {
 /// falls behind (a busy machine deschedules it) cannot make the others' results pile up.
 pub(super) const AHEAD: u64 = 2;
 /// Neighbouring chunks go to a worker together, up to this many bytes: their new ones are
-/// compressed as one frame. Frames of 8 MiB store a `node_modules` in 1.09x an archive's
+/// compressed as one frame. Frames of 8 MiB store a `node_modules` in 1.10x an archive's
 /// bytes, frames of 1 MiB in 1.94x (a stream's repeats are often further apart than 1 MiB).
 pub(super) const RUN: usize = 8 << 20;
 
