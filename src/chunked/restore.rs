@@ -18,7 +18,7 @@ const UNIT_LEN: u64 = 4 << 20;
 /// A ranged read joins neighbouring frames up to this many bytes.
 const RANGE_MAX: u64 = 4 << 20;
 /// How many units may be fetched ahead of the one being read.
-const WINDOW: usize = 3;
+const WINDOW: usize = 4;
 /// Channels between the readers and the stream: one per unit of the window, and the one read.
 const SLOTS: usize = WINDOW + 1;
 
@@ -223,6 +223,46 @@ impl Read for ChunkSource {
 
 /// A frame's bytes, unpacked: as many as its header says, which must be what the manifest
 /// says (at most `FRAME_LIMIT`).
+/// Where in the unit a frame goes whole, when its chunks `ks` are the whole frame, one after
+/// the other, in the order and at the places the unit has them.
+fn in_place(
+    frame: &Chunk,
+    ks: &[usize],
+    chunks: &[Chunk],
+    at: &[usize],
+) -> Option<std::ops::Range<usize>> {
+    let start = at[*ks.first()?];
+    let mut skip = 0u64;
+    for &k in ks {
+        let c = &chunks[k];
+        if c.skip as u64 != skip || at[k] as u64 != start as u64 + skip {
+            return None;
+        }
+        skip += c.len as u64;
+    }
+    (skip == frame.frame_len as u64).then(|| start..start + skip as usize)
+}
+
+/// Unpack a frame into `into`, which it must fill exactly.
+fn unpack_into(
+    unzstd: &mut zstd::bulk::Decompressor,
+    stored: &[u8],
+    into: &mut [u8],
+) -> Result<()> {
+    let size = zstd::zstd_safe::get_frame_content_size(stored)
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow!("no content size in the frame"))?;
+    ensure!(
+        size == into.len() as u64,
+        "a frame of {size} bytes where the entry says {}",
+        into.len()
+    );
+    let n = unzstd.decompress_to_buffer(stored, into)?;
+    ensure!(n == into.len(), "the frame is shorter than its header says");
+    Ok(())
+}
+
 fn unpack_frame(unzstd: &mut zstd::bulk::Decompressor, stored: &[u8], len: u32) -> Result<Vec<u8>> {
     let size = zstd::zstd_safe::get_frame_content_size(stored)
         .ok()
@@ -364,6 +404,16 @@ impl Reader {
             for (f, ks) in &rest[..n] {
                 let at_ = (f.offset - first.offset) as usize;
                 let stored = &bytes[at_..at_ + f.stored as usize];
+                let damaged = |e: anyhow::Error| ReadError::Damaged {
+                    pack: f.pack,
+                    what: format!("a frame in pack {name} does not decompress: {e}"),
+                };
+                // A frame the unit holds whole and in order (a cold entry's): unpacked in place.
+                if let Some(place) = in_place(f, ks, chunks, &at) {
+                    unpack_into(unzstd, stored, &mut out[place]).map_err(damaged)?;
+                    self.check_in_place(f, ks, chunks, &at, &out)?;
+                    continue;
+                }
                 let unpacked =
                     Arc::new(unpack_frame(unzstd, stored, f.frame_len).map_err(|e| {
                         ReadError::Damaged {
@@ -377,6 +427,37 @@ impl Reader {
             rest = &rest[n..];
         }
         Ok(out)
+    }
+
+    /// The chunks `ks` of a frame unpacked in place in `out`, each checked against its BLAKE3.
+    fn check_in_place(
+        &self,
+        frame: &Chunk,
+        ks: &[usize],
+        chunks: &[Chunk],
+        at: &[usize],
+        out: &[u8],
+    ) -> std::result::Result<(), ReadError> {
+        for &k in ks {
+            let c = &chunks[k];
+            let data = &out[at[k]..at[k] + c.len as usize];
+            if *blake3::hash(data).as_bytes() != c.id {
+                return Err(ReadError::Damaged {
+                    pack: frame.pack,
+                    what: format!(
+                        "a chunk in pack {} is not the one the entry names",
+                        self.manifest.packs[frame.pack as usize]
+                    ),
+                });
+            }
+            self.repeats.gave(&c.id, data);
+            if let Some(cache) = &self.cache {
+                if let Ok(alone) = zstd::bulk::compress(data, 1) {
+                    cache.put(&c.id, &alone);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Copy the chunks `ks` out of their unpacked frame, each checked against its BLAKE3.
