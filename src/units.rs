@@ -107,7 +107,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, UserError> {
             )))
         }
     };
-    Ok(Duration::from_secs_f64(n * secs))
+    seconds(n * secs).ok_or_else(|| UserError(format!("duration {s:?} is longer than any clock")))
+}
+
+/// Seconds as a Duration; None where no Duration holds them (negative, not a number, or past
+/// u64 seconds). Numbers from settings, flags and servers go through here, so that none can
+/// panic the conversion (`Duration::from_secs_f64(1e20)` does).
+pub fn seconds(s: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(s).ok()
 }
 
 #[cfg(test)]
@@ -139,5 +146,9 @@ mod tests {
         assert_eq!(d("2"), Some(2 * 86400));
         assert!(parse_duration("3q").is_err());
         assert!(parse_duration("-1d").is_err());
+        assert!(parse_duration("100000000000000000000000d").is_err());
+        assert_eq!(seconds(1e20), None);
+        assert_eq!(seconds(f64::NAN), None);
+        assert_eq!(seconds(1.5), Some(Duration::from_millis(1500)));
     }
 }

@@ -397,3 +397,75 @@ fn the_log_names_the_store_and_maintenance_says_when_it_cannot_reach_it() {
         assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
     }
 }
+
+/// A number no clock holds, in every setting and flag that is a time: a save and restore
+/// still work (or the flag is refused as bad input), and nothing panics. `1e20` seconds made
+/// Rust's conversion to a Duration panic in four places.
+#[test]
+fn times_no_clock_holds_are_refused_or_ignored_never_a_panic() {
+    let s = Sandbox::new();
+    s.write("d/f", "cached");
+    for (var, value) in [
+        ("KURA_PROGRESS_SECONDS", "1e20"),
+        ("KURA_HTTP_TIMEOUT", "1e20"),
+        ("KURA_HTTP_TIMEOUT", "18446744073709551615"),
+        ("SEGMENT_DOWNLOAD_TIMEOUT_MINS", "1e300"),
+    ] {
+        let key = format!("{var}-{value}");
+        let out = run(s
+            .kura()
+            .env(var, value)
+            .args(["--json", "save", "--key", &key, "--path", "d"]));
+        assert_eq!(
+            json(&out)["outcome"],
+            "saved",
+            "{var}={value}: {}",
+            out.stderr
+        );
+        std::fs::remove_dir_all(s.ws.join("d")).unwrap();
+        let out = run(s
+            .kura()
+            .env(var, value)
+            .args(["--json", "restore", "--key", &key, "--path", "d"]));
+        assert_eq!(
+            json(&out)["cache_hit"],
+            true,
+            "{var}={value}: {}",
+            out.stderr
+        );
+        assert_eq!(s.read("d/f"), "cached");
+    }
+    // On the stores that read them: an S3 endpoint and the GitHub service that are not there.
+    for (store, extra) in [
+        (
+            "s3://b/p",
+            [
+                ("KURA_S3_ENDPOINT", "http://127.0.0.1:1"),
+                ("AWS_ACCESS_KEY_ID", "a"),
+            ],
+        ),
+        (
+            "gha://",
+            [
+                ("ACTIONS_RUNTIME_TOKEN", "t"),
+                ("ACTIONS_RESULTS_URL", "http://127.0.0.1:1/"),
+            ],
+        ),
+    ] {
+        let out = run(s
+            .kura()
+            .env("KURA_STORE", store)
+            .env("KURA_HTTP_TIMEOUT", "1e20")
+            .env("SEGMENT_DOWNLOAD_TIMEOUT_MINS", "1e20")
+            .env("AWS_SECRET_ACCESS_KEY", "b")
+            .env("AWS_REGION", "us-east-1")
+            .envs(extra)
+            .args(["--json", "restore", "--key", "k", "--path", "d"]));
+        assert_eq!(out.code, 0, "{store}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{store}: {}", out.stderr);
+    }
+    let out = run(s
+        .kura()
+        .args(["prune", "--max-age", "100000000000000000000000d"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}

@@ -46,7 +46,7 @@ impl Report {
             github,
             colour,
             tty,
-            progress: (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs)),
+            progress: crate::units::seconds(secs).filter(|d| !d.is_zero()),
             files: github::Files {
                 output: path("GITHUB_OUTPUT"),
                 state: path("GITHUB_STATE"),

@@ -166,12 +166,12 @@ impl GhaStore {
             rest,
             mode,
             // Minutes, as the official client reads it; fractions are allowed too.
-            segment_deadline: Duration::from_secs_f64(
-                60.0 * env("SEGMENT_DOWNLOAD_TIMEOUT_MINS")
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .filter(|m| *m > 0.0)
-                    .unwrap_or(10.0),
-            ),
+            // A value no clock holds is as good as none.
+            segment_deadline: env("SEGMENT_DOWNLOAD_TIMEOUT_MINS")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|m| *m > 0.0)
+                .and_then(|m| crate::units::seconds(60.0 * m))
+                .unwrap_or(Duration::from_secs(600)),
         })
     }
 
@@ -307,14 +307,16 @@ impl Store for GhaStore {
                 .block_on(blob::size(&self.blobs, url))
                 .ok_or_else(|| anyhow!("the cache blob's size is unknown (HEAD failed)"))?,
         };
-        let segments = size.div_ceil(128 << 20).max(1) as u32;
+        let segments = u32::try_from(size.div_ceil(128 << 20).max(1)).unwrap_or(u32::MAX);
         Ok(blob::reader(
             &self.rt,
             self.blobs.clone(),
             url.clone(),
             size,
             PARALLEL,
-            self.segment_deadline * segments,
+            self.segment_deadline
+                .checked_mul(segments)
+                .unwrap_or(Duration::MAX),
         ))
     }
 

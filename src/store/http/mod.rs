@@ -54,14 +54,15 @@ pub fn upload_client() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// `KURA_HTTP_TIMEOUT`: how long a store may stay silent, retries included (default 30 s).
+/// `KURA_HTTP_TIMEOUT`: how long a store may stay silent, retries included (default 30 s;
+/// at least 1 s, at most a day, so that the deadlines made from it never overflow). Every
+/// store reads the setting here.
 pub fn idle(vars: &Vars) -> Duration {
-    Duration::from_secs(
-        vars.get(settings::HTTP_TIMEOUT.name)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(30)
-            .max(1),
-    )
+    vars.get(settings::HTTP_TIMEOUT.name)
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(crate::units::seconds)
+        .unwrap_or(Duration::from_secs(30))
+        .clamp(Duration::from_secs(1), Duration::from_secs(86_400))
 }
 
 /// Redirects that stay on the request's origin (scheme, host and port): for signed requests
@@ -318,7 +319,7 @@ pub async fn send_within<T>(
         };
         silent = false;
         if let Some(after) = retry_after(&headers) {
-            wait = after.min(Duration::from_secs(60));
+            wait = after;
         }
         match judge(Reply {
             status,

@@ -75,17 +75,15 @@ impl Config {
         let mut b = AmazonS3Builder::new().with_bucket_name(&self.bucket);
         // An endpoint that hangs is given up within KURA_HTTP_TIMEOUT (default 30 s) in all:
         // each attempt may stay quiet a third of it, retries stop once two thirds are spent.
-        let limit = vars
-            .get(settings::HTTP_TIMEOUT.name)
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|s| *s > 0.0)
-            .unwrap_or(30.0);
-        let quiet = Duration::from_secs_f64(limit / 3.0);
+        let (limit, quiet) = (
+            crate::store::http::idle(vars),
+            crate::store::http::quiet(vars),
+        );
         let client = ClientOptions::new()
             .with_connect_timeout(quiet.min(Duration::from_secs(5)))
             .with_read_timeout(quiet);
         let retry = RetryConfig {
-            retry_timeout: Duration::from_secs_f64(limit) - quiet,
+            retry_timeout: limit - quiet,
             ..RetryConfig::default()
         };
         // First: the client options would reset what the settings below put in them.
