@@ -7,7 +7,8 @@
 //! cut alone, with FastCDC from its first header to its end; smaller files are grouped, and a
 //! group ends before a file with a probability in proportion to that file's length, decided by
 //! a hash of its name. So an unchanged file keeps its chunks, a changed one dirties only its
-//! own (or its group), and a file's size change moves no cut but the one before it.
+//! own (or its group), and a file's size change moves only the cuts up to the next file that
+//! starts a group (a group longer than four times the average is cut where it would overflow).
 
 use super::entries::{Step, Walk};
 use std::io::{self, Write};
@@ -171,7 +172,6 @@ impl Cutter {
                 s.saturating_sub(self.at) as usize,
                 e.saturating_sub(self.at) as usize,
             );
-            let len = e - s;
             if size >= avg as u64 {
                 // A large file: its own chunks, cut within it.
                 if s > start {
@@ -186,7 +186,8 @@ impl Cutter {
                 if e > self.buf.len() {
                     break;
                 }
-                let group = s - start;
+                // Small: whole in the buffer, so its size is `e - s`.
+                let (group, len) = (s - start, e - s);
                 if group > 0 && (group + len > max || starts_group(mark, len, avg)) {
                     start = self.emit(start, s)?;
                 }

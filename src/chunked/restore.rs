@@ -440,22 +440,7 @@ impl Reader {
     ) -> std::result::Result<(), ReadError> {
         for &k in ks {
             let c = &chunks[k];
-            let data = &out[at[k]..at[k] + c.len as usize];
-            if *blake3::hash(data).as_bytes() != c.id {
-                return Err(ReadError::Damaged {
-                    pack: frame.pack,
-                    what: format!(
-                        "a chunk in pack {} is not the one the entry names",
-                        self.manifest.packs[frame.pack as usize]
-                    ),
-                });
-            }
-            self.repeats.gave(&c.id, data);
-            if let Some(cache) = &self.cache {
-                if let Ok(alone) = zstd::bulk::compress(data, 1) {
-                    cache.put(&c.id, &alone);
-                }
-            }
+            self.accept(frame, c, Some(&out[at[k]..at[k] + c.len as usize]))?;
         }
         Ok(())
     }
@@ -472,25 +457,37 @@ impl Reader {
     ) -> std::result::Result<(), ReadError> {
         for &k in ks {
             let c = &chunks[k];
-            let data = unpacked
-                .get(c.skip as usize..c.skip as usize + c.len as usize)
-                .filter(|d| *blake3::hash(d).as_bytes() == c.id)
-                .ok_or_else(|| ReadError::Damaged {
-                    pack: frame.pack,
-                    what: format!(
-                        "a chunk in pack {} is not the one the entry names",
-                        self.manifest.packs[frame.pack as usize]
-                    ),
-                })?;
+            let data = unpacked.get(c.skip as usize..c.skip as usize + c.len as usize);
+            let data = self.accept(frame, c, data)?;
             out[at[k]..at[k] + data.len()].copy_from_slice(data);
-            self.repeats.gave(&c.id, data);
-            if let Some(cache) = &self.cache {
-                if let Ok(alone) = zstd::bulk::compress(data, 1) {
-                    cache.put(&c.id, &alone);
-                }
-            }
         }
         Ok(())
+    }
+
+    /// A chunk's bytes as read from `frame` (None: not there), if they are the chunk the
+    /// entry names; kept for the stream's repeats and the local chunk cache.
+    fn accept<'a>(
+        &self,
+        frame: &Chunk,
+        c: &Chunk,
+        data: Option<&'a [u8]>,
+    ) -> std::result::Result<&'a [u8], ReadError> {
+        let data = data
+            .filter(|d| *blake3::hash(d).as_bytes() == c.id)
+            .ok_or_else(|| ReadError::Damaged {
+                pack: frame.pack,
+                what: format!(
+                    "a chunk in pack {} is not the one the entry names",
+                    self.manifest.packs[frame.pack as usize]
+                ),
+            })?;
+        self.repeats.gave(&c.id, data);
+        if let Some(cache) = &self.cache {
+            if let Ok(alone) = zstd::bulk::compress(data, 1) {
+                cache.put(&c.id, &alone);
+            }
+        }
+        Ok(data)
     }
 
     /// A chunk from the local chunk cache, if there and whole; a bad one is dropped.
