@@ -137,12 +137,12 @@ fn a_webdav_listing_larger_than_a_page_may_be_is_refused() {
             }
         });
         let out = on_http(&s, &addr, &["--json", "ls"]);
-        listed(&s, &before, &out);
-        assert_eq!(json(&out)["outcome"], "error", "{propfind}: {}", out.stdout);
-        assert!(
-            out.stderr.contains("larger than"),
-            "{propfind}: {}",
-            out.stderr
+        refused(
+            &s,
+            &before,
+            &out,
+            "larger than",
+            &format!("PROPFIND {propfind}"),
         );
     }
 }

@@ -229,13 +229,7 @@ fn a_stored_key_cannot_write_the_steps_outputs_or_commands() {
     // A key with a newline, under the directory name its encoding gives: the fields agree
     // with the place, but no user key has a newline.
     let evil = "k-2\ncache-hit=true\nCACHE_KEY=attacker";
-    let good = entry_dir(&s, "k-1");
-    let planted = good.with_file_name(kura_name(evil));
-    support::copy_tree(&good, &planted);
-    edit_meta(&planted, |m| {
-        m["key"] = evil.into();
-        m["created_ms"] = (m["created_ms"].as_u64().unwrap() + 1).into();
-    });
+    let planted = plant(&s, "k-1", evil);
     let (out, outputs, state) = on_github(
         &s,
         &[
@@ -294,13 +288,7 @@ fn a_stored_key_keeps_to_its_cell_in_the_job_summary() {
     let s = Sandbox::new();
     save(&s, "k-1", "archive");
     let sly = "k-2` | hit | 1 TB | `x";
-    let good = entry_dir(&s, "k-1");
-    let planted = good.with_file_name(kura_name(sly));
-    support::copy_tree(&good, &planted);
-    edit_meta(&planted, |m| {
-        m["key"] = sly.into();
-        m["created_ms"] = (m["created_ms"].as_u64().unwrap() + 1).into();
-    });
+    plant(&s, "k-1", sly);
     let args = [
         "restore",
         "--key",
@@ -320,6 +308,19 @@ fn a_stored_key_keeps_to_its_cell_in_the_job_summary() {
         let cells = row.replace("\\|", "").matches('|').count();
         assert_eq!(cells, 8, "{row}");
     }
+}
+
+/// A copy of the entry of `key` under `as_key`, a moment newer, in the directory its
+/// encoding gives (its fields agree with its place): what a writer of the store can plant.
+fn plant(s: &Sandbox, key: &str, as_key: &str) -> std::path::PathBuf {
+    let good = entry_dir(s, key);
+    let planted = good.with_file_name(kura_name(as_key));
+    support::copy_tree(&good, &planted);
+    edit_meta(&planted, |m| {
+        m["key"] = as_key.into();
+        m["created_ms"] = (m["created_ms"].as_u64().unwrap() + 1).into();
+    });
+    planted
 }
 
 /// The directory name the local store gives a key (the README's encoding).

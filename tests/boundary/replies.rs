@@ -556,6 +556,36 @@ fn s3_metadata_larger_than_any_kura_writes_is_not_read() {
     }
 }
 
+/// `kura --json ls` against GitHub's REST API and cache service at `addr`, within `secs`.
+fn rest_ls(s: &Sandbox, addr: &str, secs: u64) -> Out {
+    bounded(
+        s.kura_std()
+            .env("KURA_STORE", "gha://")
+            .env("GITHUB_TOKEN", "token")
+            .env("GITHUB_REPOSITORY", "owner/repo")
+            .env("GITHUB_API_URL", format!("http://{addr}"))
+            .env("ACTIONS_RUNTIME_TOKEN", "token")
+            .env("ACTIONS_RESULTS_URL", format!("http://{addr}/"))
+            .env("KURA_HTTP_TIMEOUT", "3")
+            .args(["--json", "ls"]),
+        secs,
+    )
+    .0
+}
+
+/// An `ls` that could not read the store, saying `why`: nothing harmed, exit 1.
+pub(super) fn refused(
+    s: &Sandbox,
+    before: &BTreeMap<PathBuf, String>,
+    out: &Out,
+    why: &str,
+    case: &str,
+) {
+    listed(s, before, out);
+    assert_eq!(json(out)["outcome"], "error", "{case}: {}", out.stdout);
+    assert!(out.stderr.contains(why), "{case}: {}", out.stderr);
+}
+
 #[test]
 fn an_endless_rest_listing_of_github_caches_is_given_up_on() {
     // As a page, and as an error whose body never ends (its message would be read whole).
@@ -571,25 +601,8 @@ fn an_endless_rest_listing_of_github_caches_is_given_up_on() {
                 br#"{"id":1,"key":"k","ref":"refs/heads/main","version":"v","size_in_bytes":1,"created_at":"2026-01-01T00:00:00Z","last_accessed_at":"2026-01-01T00:00:00Z"},"#,
             );
         });
-        let (out, _) = bounded(
-            s.kura_std()
-                .env("KURA_STORE", "gha://")
-                .env("GITHUB_TOKEN", "token")
-                .env("GITHUB_REPOSITORY", "owner/repo")
-                .env("GITHUB_API_URL", format!("http://{addr}"))
-                .env("ACTIONS_RUNTIME_TOKEN", "token")
-                .env("ACTIONS_RESULTS_URL", format!("http://{addr}/"))
-                .env("KURA_HTTP_TIMEOUT", "3")
-                .args(["--json", "ls"]),
-            120,
-        );
-        listed(&s, &before, &out);
-        assert_eq!(json(&out)["outcome"], "error", "{status}: {}", out.stdout);
-        assert!(
-            out.stderr.contains("larger than"),
-            "{status}: {}",
-            out.stderr
-        );
+        let out = rest_ls(&s, &addr, 120);
+        refused(&s, &before, &out, "larger than", status);
     }
 }
 
@@ -617,9 +630,7 @@ fn oversized_listing_pages_are_refused() {
             .args(["--json", "ls"]),
         60,
     );
-    listed(&s, &before, &out);
-    assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
-    assert!(out.stderr.contains("larger than"), "{}", out.stderr);
+    refused(&s, &before, &out, "larger than", "OCI tags");
     // GitHub's REST listing: a page of more caches than were asked for.
     let s = Sandbox::new();
     let before = sandbox(&s);
@@ -631,18 +642,6 @@ fn oversized_listing_pages_are_refused() {
     let api = stub::serve_raw("127.0.0.1", move |_, c| {
         reply(c, "200 OK", "application/json", page.as_bytes())
     });
-    let (out, _) = bounded(
-        s.kura_std()
-            .env("KURA_STORE", "gha://")
-            .env("GITHUB_TOKEN", "token")
-            .env("GITHUB_REPOSITORY", "owner/repo")
-            .env("GITHUB_API_URL", format!("http://{api}"))
-            .env("ACTIONS_RUNTIME_TOKEN", "token")
-            .env("ACTIONS_RESULTS_URL", format!("http://{api}/"))
-            .args(["--json", "ls"]),
-        60,
-    );
-    listed(&s, &before, &out);
-    assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
-    assert!(out.stderr.contains("100 were asked"), "{}", out.stderr);
+    let out = rest_ls(&s, &api, 60);
+    refused(&s, &before, &out, "100 were asked", "REST page");
 }
