@@ -211,11 +211,8 @@ impl Dir {
 
     /// Set the modification time of `name` (not through a symlink) to now.
     pub fn touch_name(&self, name: &str) -> io::Result<()> {
-        let name = check(name)?;
-        let st = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        #[allow(clippy::unnecessary_cast)]
-        let old = ns(st.st_mtime as i64, st.st_mtime_nsec as i64);
+        // Its mtime in nanoseconds (the second of `Stat::identity`).
+        let old = self.stat(name)?.map_or(0, |st| st.identity.1);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
@@ -233,7 +230,7 @@ impl Dir {
                 tv_nsec: (t % 1_000_000_000) as _,
             },
         };
-        rfs::utimensat(&self.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
+        rfs::utimensat(&self.fd, check(name)?, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
     }
 
     /// The names in the directory (not `.` and `..`; names that are not UTF-8 are not kura's
