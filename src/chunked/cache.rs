@@ -1,12 +1,41 @@
-//! The local chunk cache (opt-in, for persistent runners): chunks as stored in packs, one
-//! file each under `<dir>/<first two hex digits>/<id>`, served before the network. A chunk
+//! The local chunk cache (opt-in, for persistent runners): chunks compressed alone, one file
+//! each under `<dir>/<first two hex digits>/<id>.<place>`, served before the network. A chunk
 //! read from it is checked like any other (its BLAKE3), and one that fails the check is
 //! dropped and fetched again. Least recently used chunks go once the cache is over its size.
+//!
+//! A chunk is cached under its place in the store (pack, frame, offset in the frame) as well
+//! as its id, and only once that place is known to hold it: a restore read it from there, or
+//! this runner's save uploaded it there. A restore serves a cached chunk only for the place
+//! its manifest names, so an entry that names a wrong place for a chunk this runner has
+//! cached is read from the store and found damaged, as it would be on any other runner;
+//! otherwise it would restore here, and the saves built on it would pass the wrong place on.
 
-use super::ChunkId;
+use super::{Chunk, ChunkId};
 use crate::nofollow::{Dir, Kind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where a chunk is in the store: its pack, its frame there and its span in the frame, hashed.
+pub type Place = [u8; 16];
+
+/// The place of chunk `c`, which is in pack `pack`.
+pub fn place_of(pack: &str, c: &Chunk) -> Place {
+    let mut h = blake3::Hasher::new();
+    h.update(&(pack.len() as u64).to_le_bytes());
+    h.update(pack.as_bytes());
+    for n in [
+        c.offset,
+        c.stored.into(),
+        c.frame_len.into(),
+        c.skip.into(),
+        c.len.into(),
+    ] {
+        h.update(&n.to_le_bytes());
+    }
+    let mut place = [0; 16];
+    place.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    place
+}
 
 /// Most bytes of one cached chunk (chunks are at most a few MiB, stored compressed).
 const CHUNK_CAP: u64 = 64 << 20;
@@ -30,8 +59,8 @@ impl ChunkCache {
         }
     }
 
-    /// The subdirectory of chunk `id` (made with `create`), and the chunk's name in it.
-    fn place(&self, id: &ChunkId, create: bool) -> Option<(Dir, String)> {
+    /// The subdirectory of chunk `id` at `place` (made with `create`), and its name in it.
+    fn file(&self, id: &ChunkId, place: &Place, create: bool) -> Option<(Dir, String)> {
         let hex = hex::encode(id);
         let root = if create {
             Dir::create(&self.dir)
@@ -40,20 +69,21 @@ impl ChunkCache {
         }
         .ok()?;
         let sub = root.subdir(&hex[..2], create).ok()??;
-        Some((sub, hex))
+        Some((sub, format!("{hex}.{}", hex::encode(place))))
     }
 
-    /// The stored bytes of chunk `id`, if cached (and marked as used now).
-    pub fn get(&self, id: &ChunkId) -> Option<Vec<u8>> {
-        let (dir, name) = self.place(id, false)?;
+    /// The compressed bytes of chunk `id` cached for `place`, if there (marked as used now).
+    pub fn get(&self, id: &ChunkId, place: &Place) -> Option<Vec<u8>> {
+        let (dir, name) = self.file(id, place, false)?;
         let b = dir.read(&name, CHUNK_CAP).ok()?;
         let _ = dir.touch_name(&name);
         Some(b)
     }
 
-    /// Keep the stored bytes of chunk `id`. Failing to is no failure: the cache is a help.
-    pub fn put(&self, id: &ChunkId, stored: &[u8]) {
-        let Some((dir, name)) = self.place(id, true) else {
+    /// Keep the compressed bytes of chunk `id`, known to be at `place` in the store. Failing
+    /// to is no failure: the cache is a help.
+    pub fn put(&self, id: &ChunkId, place: &Place, stored: &[u8]) {
+        let Some((dir, name)) = self.file(id, place, true) else {
             return;
         };
         if dir.stat(&name).is_ok_and(|st| st.is_some()) {
@@ -65,8 +95,8 @@ impl ChunkCache {
     }
 
     /// A cached chunk that failed its check.
-    pub fn drop_chunk(&self, id: &ChunkId) {
-        if let Some((dir, name)) = self.place(id, false) {
+    pub fn drop_chunk(&self, id: &ChunkId, place: &Place) {
+        if let Some((dir, name)) = self.file(id, place, false) {
             let _ = dir.remove_file(&name);
         }
     }

@@ -484,24 +484,30 @@ impl Reader {
         self.repeats.gave(&c.id, data);
         if let Some(cache) = &self.cache {
             if let Ok(alone) = zstd::bulk::compress(data, 1) {
-                cache.put(&c.id, &alone);
+                cache.put(&c.id, &self.place(c), &alone);
             }
         }
         Ok(data)
     }
 
-    /// A chunk from the local chunk cache, if there and whole; a bad one is dropped.
+    /// A chunk from the local chunk cache, if there for the place the manifest names, and
+    /// whole; a bad one is dropped.
     fn cached(&self, c: &Chunk, unzstd: &mut zstd::bulk::Decompressor) -> Option<Vec<u8>> {
         let cache = self.cache.as_deref()?;
-        let stored = cache.get(&c.id)?;
+        let place = self.place(c);
+        let stored = cache.get(&c.id, &place)?;
         match unzstd.decompress(&stored, c.len as usize) {
             Ok(data) if data.len() == c.len as usize && *blake3::hash(&data).as_bytes() == c.id => {
                 Some(data)
             }
             _ => {
-                cache.drop_chunk(&c.id);
+                cache.drop_chunk(&c.id, &place);
                 None
             }
         }
+    }
+
+    fn place(&self, c: &Chunk) -> super::cache::Place {
+        super::cache::place_of(&self.manifest.packs[c.pack as usize], c)
     }
 }

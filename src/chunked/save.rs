@@ -47,6 +47,9 @@ struct Done {
     frame: Option<Vec<u8>>,
     /// The frame's length unpacked.
     frame_len: u32,
+    /// With a chunk cache, each new chunk compressed alone for it: cached once its pack is
+    /// uploaded, under its place there.
+    alone: HashMap<ChunkId, Vec<u8>>,
 }
 
 struct Item {
@@ -64,6 +67,7 @@ fn pack_run(
     cache: Option<&ChunkCache>,
 ) -> Done {
     let mut placed: HashMap<ChunkId, u32> = HashMap::new();
+    let mut alone = HashMap::new();
     let mut items = Vec::with_capacity(run.lens.len());
     // The frame as offsets into the run: while every chunk so far is new and first, it is
     // the run's own prefix.
@@ -74,9 +78,9 @@ fn pack_run(
         let id: ChunkId = blake3::hash(data).into();
         let skip = (!known.contains_key(&id)).then(|| {
             *placed.entry(id).or_insert_with(|| {
-                if let Some(c) = cache {
-                    if let Ok(alone) = zstd::bulk::compress(data, 1) {
-                        c.put(&id, &alone);
+                if cache.is_some() {
+                    if let Ok(b) = zstd::bulk::compress(data, 1) {
+                        alone.insert(id, b);
                     }
                 }
                 kept.push(at..at + len as usize);
@@ -103,6 +107,7 @@ fn pack_run(
         items,
         frame,
         frame_len,
+        alone,
     }
 }
 
@@ -144,7 +149,7 @@ pub fn save<T>(
         let gate = Arc::new(Gate::default());
         let (whole, known, moves) = (complete.clone(), &known, gate.clone());
         let assembler = s.spawn(move || {
-            let done = assemble(packs, base, known, done_rx, &whole, &moves);
+            let done = assemble(packs, cache, base, known, done_rx, &whole, &moves);
             moves.close();
             done
         });
@@ -210,6 +215,7 @@ impl std::error::Error for StoppedShort {}
 /// Put chunks in stream order into the manifest and new ones into packs.
 fn assemble(
     packs: &dyn Packs,
+    cache: Option<&ChunkCache>,
     base: &Manifest,
     known: &HashMap<ChunkId, Chunk>,
     done: Receiver<(u64, Done)>,
@@ -223,23 +229,33 @@ fn assemble(
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
     let mut filling: Option<(u32, Vec<u8>)> = None;
+    // The new chunks of the filling pack compressed alone, for the chunk cache.
+    let mut alone: Vec<(Chunk, Vec<u8>)> = Vec::new();
     std::thread::scope(|s| {
         // A rendezvous: one pack fills while the one before goes up, and no third waits.
-        let (up_tx, up_rx) = sync_channel::<(String, Vec<u8>)>(0);
+        let (up_tx, up_rx) = sync_channel::<(String, Vec<u8>, Vec<(Chunk, Vec<u8>)>)>(0);
         let uploader = s.spawn(move || -> Result<()> {
-            for (name, data) in up_rx {
+            for (name, data, alone) in up_rx {
                 packs.put(&name, &data)?;
+                for (c, b) in alone {
+                    if let Some(cache) = cache {
+                        cache.put(&c.id, &super::cache::place_of(&name, &c), &b);
+                    }
+                }
             }
             Ok(())
         });
-        let mut seal = |out: &mut Manifest, filling: &mut Option<(u32, Vec<u8>)>| -> Result<()> {
+        let mut seal = |out: &mut Manifest,
+                        filling: &mut Option<(u32, Vec<u8>)>,
+                        alone: &mut Vec<(Chunk, Vec<u8>)>|
+         -> Result<()> {
             if let Some((slot, data)) = filling.take() {
                 let name = blake3::hash(&data).to_hex().to_string();
                 stats.uploaded += data.len() as u64;
                 stats.packs += 1;
                 out.packs[slot as usize] = name.clone();
                 up_tx
-                    .send((name, data))
+                    .send((name, data, std::mem::take(alone)))
                     .map_err(|_| anyhow!("the pack upload stopped"))?;
             }
             Ok(())
@@ -247,7 +263,7 @@ fn assemble(
         let result = (|| -> Result<()> {
             for (seq, d) in done {
                 waiting.insert(seq, d);
-                while let Some(d) = waiting.remove(&next) {
+                while let Some(mut d) = waiting.remove(&next) {
                     next += 1;
                     let frame = d
                         .frame
@@ -292,6 +308,9 @@ fn assemble(
                                 len: item.len,
                             };
                             fresh.insert(item.id, c);
+                            if let Some(b) = d.alone.remove(&item.id) {
+                                alone.push((c, b));
+                            }
                             c
                         };
                         out.chunks.push(chunk);
@@ -300,7 +319,7 @@ fn assemble(
                         .as_ref()
                         .is_some_and(|(_, d)| d.len() >= PACK_TARGET)
                     {
-                        seal(&mut out, &mut filling)?;
+                        seal(&mut out, &mut filling, &mut alone)?;
                     }
                 }
                 gate.set(next);
@@ -308,7 +327,7 @@ fn assemble(
             if !complete.load(Ordering::SeqCst) {
                 bail!(StoppedShort);
             }
-            seal(&mut out, &mut filling)
+            seal(&mut out, &mut filling, &mut alone)
         })();
         // The uploader ends when its channel closes.
         drop(up_tx);
