@@ -7,6 +7,7 @@ use super::replies::*;
 use super::*;
 use crate::support::stub;
 use crate::support::Sandbox;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The one entry an S3 listing of a key's directory names, for any version asked.
@@ -91,7 +92,6 @@ fn repeated(
     count: usize,
     close: &str,
 ) {
-    use std::io::Write;
     let len = open.len() + unit.len() * count + close.len();
     head(c, status, Some(len as u64), "application/octet-stream");
     let block = unit.repeat(1024);
@@ -192,4 +192,62 @@ fn a_silent_store_is_given_up_on_within_kura_http_timeout() {
     let out = on_s3(&s, &s3, RESTORE);
     no_hit(&s, &before, &out);
     within(started, 6);
+}
+
+/// The peers a store sends kura to are held to the same budget: the blob server of a
+/// GitHub cache service's signed URL, GitHub's REST API behind `ls`, and an OCI registry's
+/// token service. Each is silent; each is given up on within twice `KURA_HTTP_TIMEOUT`.
+#[test]
+fn a_silent_peer_a_store_sends_kura_to_is_given_up_on() {
+    let silent = || {
+        stub::serve_raw("127.0.0.1", |_, _| {
+            std::thread::sleep(Duration::from_secs(60))
+        })
+    };
+    let s = Sandbox::new();
+    let before = sandbox(&s);
+
+    let blobs = silent();
+    let gha = gha_service(
+        move |_, c, _| reply(c, "200 OK", "application/json", &found(&blobs, "k")),
+        |_, c| reply(c, "404 Not Found", "text/plain", b""),
+    );
+    let started = Instant::now();
+    let (out, _) = on_gha(&s, &gha, RESTORE);
+    no_hit(&s, &before, &out);
+    within(started, 6);
+
+    let rest = silent();
+    let started = Instant::now();
+    let out = rest_ls(&s, &rest, 60);
+    listed(&s, &before, &out);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
+    within(started, 6);
+
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let was_asked = asked.clone();
+    let tokens = stub::serve_raw("127.0.0.1", move |_, _| {
+        was_asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(60))
+    });
+    let registry = stub::serve_raw("127.0.0.1", move |_, c| {
+        let _ = write!(
+            c,
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{tokens}/token\",service=\"stub\",scope=\"repository:stub/repo:pull\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let started = Instant::now();
+    let (out, _) = bounded(
+        s.kura_std()
+            .env("KURA_STORE", format!("oci+http://{registry}/stub/repo"))
+            .env("KURA_HTTP_TIMEOUT", "3")
+            .args(RESTORE),
+        120,
+    );
+    no_hit(&s, &before, &out);
+    within(started, 6);
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        "the token service was not asked"
+    );
 }

@@ -254,7 +254,7 @@ fn an_endless_archive_reply_is_cut_at_the_entrys_size() {
 // ---- The GitHub cache service --------------------------------------------------------
 
 /// A GitHub cache service: `twirp` answers the RPCs (by method name), `blob` the signed URL.
-fn gha_service(
+pub(super) fn gha_service(
     twirp: impl Fn(&str, &mut TcpStream, &str) + Send + Sync + 'static,
     blob: impl Fn(&Http, &mut TcpStream) + Send + Sync + 'static,
 ) -> String {
@@ -300,7 +300,7 @@ fn workflow_commands(text: &str) -> Vec<&str> {
         .collect()
 }
 
-fn found(origin: &str, key: &str) -> Vec<u8> {
+pub(super) fn found(origin: &str, key: &str) -> Vec<u8> {
     serde_json::json!({
         "ok": true,
         "signed_download_url": format!("http://{origin}/blob?sig=x"),
@@ -557,7 +557,7 @@ fn s3_metadata_larger_than_any_kura_writes_is_not_read() {
 }
 
 /// `kura --json ls` against GitHub's REST API and cache service at `addr`, within `secs`.
-fn rest_ls(s: &Sandbox, addr: &str, secs: u64) -> Out {
+pub(super) fn rest_ls(s: &Sandbox, addr: &str, secs: u64) -> Out {
     bounded(
         s.kura_std()
             .env("KURA_STORE", "gha://")

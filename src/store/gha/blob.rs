@@ -24,9 +24,13 @@ const RETRY: Retry = Retry {
 };
 
 /// One request to Azure with retries on 5xx, throttling and transport errors.
-async fn send(make: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result<Reply> {
+async fn send(
+    policy: Retry,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    what: &str,
+) -> Result<Reply> {
     let make = || make().header("x-ms-version", X_MS_VERSION);
-    http::send(RETRY, what, make, |r| {
+    http::send(policy, what, make, |r| {
         if (200..300).contains(&r.status) {
             return Verdict::Done(r);
         }
@@ -118,7 +122,7 @@ impl Uploader {
                 self.ids.push(id);
                 let http = self.http.clone();
                 self.rt.spawn(async move {
-                    send(|| http.put(&url).body(body.clone()), "Put Block")
+                    send(RETRY, || http.put(&url).body(body.clone()), "Put Block")
                         .await
                         .map(drop)
                 })
@@ -152,6 +156,7 @@ impl Uploader {
         if let (Dest::Azure(url), true) = (&self.dest, self.ids.is_empty()) {
             let body = bytes::Bytes::from(std::mem::take(&mut self.buf));
             self.rt.block_on(send(
+                RETRY,
                 || {
                     http.put(url)
                         .header("x-ms-blob-type", "BlockBlob")
@@ -177,6 +182,7 @@ impl Uploader {
             xml.push_str("</BlockList>");
             let list = format!("{url}&comp=blocklist");
             self.rt.block_on(send(
+                RETRY,
                 || {
                     http.put(&list)
                         .header("content-type", "application/xml")
@@ -198,28 +204,31 @@ impl Drop for Uploader {
     }
 }
 
-/// The blob's size, or None when the server does not say.
-pub async fn size(http: &reqwest::Client, url: &str) -> Option<u64> {
-    let r = send(|| http.head(url), "HEAD").await.ok()?;
+/// The blob's size, or None when the server does not say (a silent one within `idle`).
+pub async fn size(http: &reqwest::Client, url: &str, idle: Duration) -> Option<u64> {
+    let r = send(RETRY.within(idle), || http.head(url), "HEAD")
+        .await
+        .ok()?;
     r.headers.get("content-length")?.to_str().ok()?.parse().ok()
 }
 
 /// Stream the blob of `size` bytes: `parallel` ranged GETs in flight, handed on in order,
-/// all of it within `deadline`.
+/// all of it within `deadline`, a range from a silent server given up on within `idle`.
 pub fn reader(
     rt: &tokio::runtime::Runtime,
     http: reqwest::Client,
     url: String,
     size: u64,
     parallel: usize,
-    deadline: Duration,
+    (deadline, idle): (Duration, Duration),
 ) -> Box<dyn Read + Send> {
     let deadline = Some((deadline, "SEGMENT_DOWNLOAD_TIMEOUT_MINS"));
     http::ranged(rt, size, RANGE, parallel, deadline, move |r| {
         let (http, url) = (http.clone(), url.clone());
         async move {
             let header = format!("bytes={}-{}", r.start, r.end - 1);
-            let reply = send(|| http.get(&url).header("range", &header), "download").await?;
+            let get = || http.get(&url).header("range", &header);
+            let reply = send(RETRY.within(idle), get, "download").await?;
             Ok(reply.body)
         }
     })

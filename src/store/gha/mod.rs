@@ -57,6 +57,8 @@ pub struct GhaStore {
     mode: Mode,
     /// Whole-download deadline per 128 MiB (SEGMENT_DOWNLOAD_TIMEOUT_MINS, default 10).
     segment_deadline: Duration,
+    /// How long a silent blob server is waited for (`KURA_HTTP_TIMEOUT`).
+    idle: Duration,
 }
 
 /// Where GitHub's cache service is, when this job can use it.
@@ -172,6 +174,7 @@ impl GhaStore {
                 .filter(|m| *m > 0.0)
                 .and_then(|m| crate::units::seconds(60.0 * m))
                 .unwrap_or(Duration::from_secs(600)),
+            idle: super::http::idle(vars),
         })
     }
 
@@ -270,7 +273,7 @@ impl Store for GhaStore {
         let Some((matched, url)) = self.find(&keys, version)? else {
             return Ok(None);
         };
-        let size = self.rt.block_on(blob::size(&self.blobs, &url));
+        let size = self.rt.block_on(blob::size(&self.blobs, &url, self.idle));
         let mut meta = Meta::bare(&matched, version, "");
         if !super::sane(&meta) {
             return Err(anyhow!(
@@ -300,13 +303,10 @@ impl Store for GhaStore {
                 meta.key
             )));
         };
-        let size = match meta.size {
-            Some(s) => s,
-            None => self
-                .rt
-                .block_on(blob::size(&self.blobs, url))
-                .ok_or_else(|| anyhow!("the cache blob's size is unknown (HEAD failed)"))?,
-        };
+        // The lookup asked (with its retries); asking again would only wait as long again.
+        let size = meta
+            .size
+            .ok_or_else(|| anyhow!("the cache blob's size is unknown (HEAD failed)"))?;
         let segments = u32::try_from(size.div_ceil(128 << 20).max(1)).unwrap_or(u32::MAX);
         Ok(blob::reader(
             &self.rt,
@@ -314,9 +314,12 @@ impl Store for GhaStore {
             url.clone(),
             size,
             PARALLEL,
-            self.segment_deadline
-                .checked_mul(segments)
-                .unwrap_or(Duration::MAX),
+            (
+                self.segment_deadline
+                    .checked_mul(segments)
+                    .unwrap_or(Duration::MAX),
+                self.idle,
+            ),
         ))
     }
 

@@ -10,6 +10,8 @@ pub struct Rest {
     octo: octocrab::Octocrab,
     api: String,
     repo: String,
+    /// How long a silent API is waited for an answer (`KURA_HTTP_TIMEOUT`).
+    idle: std::time::Duration,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +88,7 @@ impl Rest {
             octo,
             api: api.trim_end_matches('/').to_string(),
             repo,
+            idle: http::idle(vars),
         }))
     }
 
@@ -130,22 +133,35 @@ impl Rest {
         let uri = format!("{}{}?{query}", self.api, self.route());
         let what = "list caches";
         let resp = self
-            .octo
-            ._get(uri)
-            .await
+            .answered(what, self.octo._get(uri))
+            .await?
             .map_err(|e| explain(e, what, "actions: read"))?;
         let body = answer(resp, what, "actions: read").await?;
         serde_json::from_slice(&body)
             .map_err(|e| anyhow!("cannot {what}: GitHub's answer is not a cache list ({e})"))
     }
 
+    /// A request's answer (its head; the body is read within its own pace), given up on
+    /// when the API is silent for `idle`.
+    async fn answered<T>(
+        &self,
+        what: &str,
+        request: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.idle, request).await.map_err(|_| {
+            anyhow!(
+                "cannot {what}: GitHub's REST API did not answer within {} s (KURA_HTTP_TIMEOUT)",
+                self.idle.as_secs_f64()
+            )
+        })
+    }
+
     pub async fn delete_id(&self, id: u64) -> Result<()> {
         let uri = format!("{}{}/{id}", self.api, self.route());
         let what = "delete a cache";
         let resp = self
-            .octo
-            ._delete(uri, None::<&()>)
-            .await
+            .answered(what, self.octo._delete(uri, None::<&()>))
+            .await?
             .map_err(|e| explain(e, what, "actions: write"))?;
         answer(resp, what, "actions: write").await?;
         Ok(())
