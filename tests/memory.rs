@@ -47,3 +47,35 @@ fn a_gib_archive_both_ways_in_bounded_memory_on_oci() {
         "archive",
     );
 }
+
+#[test]
+fn a_gib_chunked_entry_both_ways_in_bounded_memory_on_s3() {
+    use support::garage::*;
+    let g = garage();
+    support::gib_both_ways_in_bounded_memory_with(
+        &format!("s3://{BUCKET}/rss-chunked-{}", std::process::id()),
+        "chunked",
+        &[
+            ("KURA_S3_ENDPOINT", g.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_REGION", "garage"),
+        ],
+    );
+}
+
+#[test]
+fn a_gib_archive_both_ways_in_bounded_memory_on_s3() {
+    use support::garage::*;
+    let g = garage();
+    support::gib_both_ways_in_bounded_memory_with(
+        &format!("s3://{BUCKET}/rss-{}", std::process::id()),
+        "archive",
+        &[
+            ("KURA_S3_ENDPOINT", g.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_REGION", "garage"),
+        ],
+    );
+}

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
 
 impl Packs for Mem {
-    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn put(&self, name: &str, data: bytes::Bytes) -> StoreResult<()> {
         self.0.lock().unwrap().insert(name.into(), data.to_vec());
         Ok(())
     }

@@ -47,7 +47,8 @@ pub struct PackInfo {
 /// Where a store keeps packs: immutable objects under one prefix, read by byte ranges.
 pub trait Packs: Send + Sync {
     /// Store a whole pack; its name is its hash, so a pack that exists already is left alone.
-    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()>;
+    /// Given owned, so that a store that sends it on needs no copy.
+    fn put(&self, name: &str, data: bytes::Bytes) -> StoreResult<()>;
     /// Bytes `range` of a pack. A pack that is gone is [`StoreError::NotFound`].
     fn get(&self, name: &str, range: Range<u64>) -> StoreResult<Vec<u8>>;
     fn list(&self) -> StoreResult<Vec<PackInfo>>;

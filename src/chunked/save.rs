@@ -236,7 +236,7 @@ fn assemble(
         let (up_tx, up_rx) = sync_channel::<(String, Vec<u8>, Vec<(Chunk, Vec<u8>)>)>(0);
         let uploader = s.spawn(move || -> Result<()> {
             for (name, data, alone) in up_rx {
-                packs.put(&name, &data)?;
+                packs.put(&name, data.into())?;
                 for (c, b) in alone {
                     if let Some(cache) = cache {
                         cache.put(&c.id, &super::cache::place_of(&name, &c), &b);
@@ -350,7 +350,7 @@ mod tests {
     struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
 
     impl Packs for Mem {
-        fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+        fn put(&self, name: &str, data: bytes::Bytes) -> StoreResult<()> {
             self.0.lock().unwrap().insert(name.into(), data.to_vec());
             Ok(())
         }

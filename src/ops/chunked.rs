@@ -91,10 +91,11 @@ struct Counted {
 }
 
 impl Packs for Counted {
-    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn put(&self, name: &str, data: bytes::Bytes) -> StoreResult<()> {
+        let len = data.len() as u64;
         self.packs.put(name, data)?;
         self.put.lock().unwrap().push(name.to_string());
-        self.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.sent.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
     fn get(&self, name: &str, range: std::ops::Range<u64>) -> StoreResult<Vec<u8>> {

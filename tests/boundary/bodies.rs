@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 fn s3_entry(
     r: &stub::Http,
     c: &mut std::net::TcpStream,
+    bytes: u64,
     archive: impl Fn(&mut std::net::TcpStream),
 ) {
     const STEM: &str = "0000000000001-0123456789abcdef";
@@ -40,7 +41,12 @@ fn s3_entry(
     } else if decoded.ends_with(".json") {
         // `/bucket/prefix/_/<version>/k/<stem>.json`
         let version = decoded.rsplit('/').nth(2).unwrap_or("").to_string();
-        reply(c, "200 OK", "application/json", &honest_meta(&version, 100));
+        reply(
+            c,
+            "200 OK",
+            "application/json",
+            &declared_meta(&version, 100, bytes),
+        );
     } else if decoded.ends_with(".tzst") {
         archive(c);
     } else {
@@ -64,7 +70,7 @@ fn an_endless_s3_range_is_cut_at_the_entrys_size() {
         let asked = stub::counter();
         let a = asked.clone();
         let addr = stub::serve_raw("127.0.0.1", move |r, c| {
-            s3_entry(r, c, |c| {
+            s3_entry(r, c, 9, |c| {
                 stub::bump(&a);
                 head(c, "206 Partial Content", length, "application/octet-stream");
                 endless(c, &[0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4]);
@@ -250,4 +256,50 @@ fn a_silent_peer_a_store_sends_kura_to_is_given_up_on() {
         asked.load(std::sync::atomic::Ordering::SeqCst),
         "the token service was not asked"
     );
+}
+
+/// An entry whose metadata declares more bytes of files than the disk has free is not
+/// fetched from a remote store either: the restore is a miss that says why, and the archive
+/// is never asked for.
+#[test]
+fn an_entry_declaring_more_than_the_disk_holds_is_not_fetched() {
+    let huge = 1u64 << 50;
+    for store in ["http", "s3"] {
+        let s = Sandbox::new();
+        let before = sandbox(&s);
+        let asked = stub::counter();
+        let a = asked.clone();
+        let archive = move |c: &mut std::net::TcpStream| {
+            stub::bump(&a);
+            reply(c, "404 Not Found", "text/plain", b"")
+        };
+        let out = if store == "http" {
+            let addr = http_store(
+                move |_, c, version| {
+                    reply(
+                        c,
+                        "200 OK",
+                        "application/json",
+                        &declared_meta(version, 100, huge),
+                    )
+                },
+                move |_, c| archive(c),
+            );
+            on_http(&s, &addr, RESTORE)
+        } else {
+            let addr = stub::serve_raw("127.0.0.1", move |r, c| s3_entry(r, c, huge, &archive));
+            on_s3(&s, &addr, RESTORE)
+        };
+        no_hit(&s, &before, &out);
+        assert!(
+            out.stderr.contains("free on the disk"),
+            "{store}: {}",
+            out.stderr
+        );
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{store}"
+        );
+    }
 }

@@ -99,7 +99,7 @@ pub(super) const RESTORE: &[&str] = &["--json", "restore", "--key", "k", "--path
 
 /// An HTTP store whose directories hold one entry, `k`, and whose other replies are the
 /// test's: `meta` answers the entry's metadata object, `archive` its archive.
-fn http_store(
+pub(super) fn http_store(
     meta: impl Fn(&Http, &mut TcpStream, &str) + Send + Sync + 'static,
     archive: impl Fn(&Http, &mut TcpStream) + Send + Sync + 'static,
 ) -> String {
@@ -126,9 +126,14 @@ fn http_store(
 }
 
 pub(super) fn honest_meta(version: &str, size: u64) -> Vec<u8> {
+    declared_meta(version, size, 9)
+}
+
+/// Metadata of an archive of `size` bytes holding files of `bytes` bytes.
+pub(super) fn declared_meta(version: &str, size: u64, bytes: u64) -> Vec<u8> {
     serde_json::json!({
         "key": "k", "version": version, "scope": "", "size": size,
-        "created_ms": 1, "kura_version": "0", "files": 1, "bytes": 9, "paths": ["d"],
+        "created_ms": 1, "kura_version": "0", "files": 1, "bytes": bytes, "paths": ["d"],
     })
     .to_string()
     .into_bytes()

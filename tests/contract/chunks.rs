@@ -139,7 +139,10 @@ pub fn prune_keeps_young_and_live_packs(f: &dyn Fixture) {
     // A save in flight: its pack is up, its manifest not yet.
     let orphan = format!("{:064x}", 7);
     packs
-        .put(&orphan, b"a pack no entry references yet")
+        .put(
+            &orphan,
+            bytes::Bytes::from_static(b"a pack no entry references yet"),
+        )
         .unwrap();
     let limits = kura::ops::Limits {
         max_size: None,

@@ -495,11 +495,17 @@ pub fn write_gib(s: &Sandbox, rel: &str) {
 /// kura process; asserts a whole round trip and that neither peaked at 200 MB of resident
 /// memory.
 pub fn gib_both_ways_in_bounded_memory(store: &str, format: &str) {
+    gib_both_ways_in_bounded_memory_with(store, format, &[]);
+}
+
+/// The same, with the store's settings in `env` (credentials, an endpoint).
+pub fn gib_both_ways_in_bounded_memory_with(store: &str, format: &str, env: &[(&str, &str)]) {
     let s = Sandbox::new();
     write_gib(&s, "big");
     let (out, save_rss) = run_measured(
         s.kura_std()
             .env("KURA_STORE", store)
+            .envs(env.iter().copied())
             .args(["--json", "save", "--key", "big", "--path", "big"])
             .args(["--format", format]),
     );
@@ -508,6 +514,7 @@ pub fn gib_both_ways_in_bounded_memory(store: &str, format: &str) {
     let (out, restore_rss) = run_measured(
         s.kura_std()
             .env("KURA_STORE", store)
+            .envs(env.iter().copied())
             .args(["--json", "restore", "--key", "big", "--path", "big"]),
     );
     assert_eq!(json(&out)["cache_hit"], true, "{}", out.stderr);

@@ -494,9 +494,11 @@ mod tests {
         );
         let (pa, pb) = (a.packs().unwrap(), b.packs().unwrap());
         let (mine, shared) = ("1".repeat(64), "2".repeat(64));
-        pa.put(&mine, b"mine").unwrap();
-        pa.put(&shared, b"shared").unwrap();
-        pb.put(&shared, b"shared").unwrap();
+        pa.put(&mine, bytes::Bytes::from_static(b"mine")).unwrap();
+        pa.put(&shared, bytes::Bytes::from_static(b"shared"))
+            .unwrap();
+        pb.put(&shared, bytes::Bytes::from_static(b"shared"))
+            .unwrap();
         assert!(pa.withdraw(&mine));
         assert!(!pa.withdraw(&shared));
         let left: Vec<String> = pa.list().unwrap().into_iter().map(|p| p.name).collect();

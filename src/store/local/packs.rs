@@ -69,7 +69,7 @@ impl LocalPacks {
 }
 
 impl Packs for LocalPacks {
-    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn put(&self, name: &str, data: bytes::Bytes) -> StoreResult<()> {
         let dir = self.made()?;
         if dir.stat(name)?.is_some_and(|st| st.kind == Kind::File) {
             // Reused: its time is renewed, so that a prune which found it unreferenced a day
@@ -78,7 +78,7 @@ impl Packs for LocalPacks {
                 .touch_name(name)
                 .with_context(|| format!("cannot renew {}", dir.shown(name).display()))?);
         }
-        self.write(&dir, name, data)?;
+        self.write(&dir, name, &data)?;
         if let Ok(Some(st)) = dir.stat(name) {
             self.made
                 .lock()

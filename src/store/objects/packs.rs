@@ -15,11 +15,10 @@ pub(super) struct BlobPacks<B: Blobs>(pub Arc<B>);
 impl<B: Blobs> BlobPacks<B> {}
 
 impl<B: Blobs> Packs for BlobPacks<B> {
-    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
-        let body = Bytes::copy_from_slice(data);
+    fn put(&self, name: &str, data: Bytes) -> StoreResult<()> {
         Ok(self
             .0
-            .block_on(self.0.put(&format!("{PACKS}{name}"), body))?)
+            .block_on(self.0.put(&format!("{PACKS}{name}"), data))?)
     }
 
     fn get(&self, name: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
@@ -70,6 +69,6 @@ impl<B: Blobs> Packs for BlobPacks<B> {
     }
 
     fn write_note(&self, data: &[u8]) -> StoreResult<()> {
-        self.put(NOTE, data)
+        self.put(NOTE, Bytes::copy_from_slice(data))
     }
 }

@@ -102,9 +102,9 @@ impl OciPacks {
 }
 
 impl Packs for OciPacks {
-    fn put(&self, name: &str, data: &[u8]) -> StoreResult<()> {
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
-        self.rt.block_on(put_bytes(&self.reg, &digest, data))?;
+    fn put(&self, name: &str, data: bytes::Bytes) -> StoreResult<()> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+        self.rt.block_on(put_bytes(&self.reg, &digest, &data))?;
         self.known.lock().unwrap().insert(
             name.to_string(),
             Known {
