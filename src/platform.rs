@@ -27,6 +27,23 @@ pub fn mtime(m: &Metadata) -> (i64, u32) {
     (m.mtime(), m.mtime_nsec() as u32)
 }
 
+/// What says a file is the one a restore left, untouched: device, inode and the inode's change
+/// time (which no call can set back: a write, a chmod, a rename or a replacement all move it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub ctime: (i64, u32),
+}
+
+pub fn stamp(m: &Metadata) -> Stamp {
+    Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        ctime: (m.ctime(), m.ctime_nsec() as u32),
+    }
+}
+
 /// Device and inode: the same file under two names (hard links).
 pub fn file_id(m: &Metadata) -> (u64, u64) {
     (m.dev(), m.ino())

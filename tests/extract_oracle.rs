@@ -27,6 +27,7 @@ fn opts() -> UnpackOptions {
         writers: 2,
         window_log_max: 27,
         declared: None,
+        spans: true,
     }
 }
 

@@ -31,4 +31,5 @@ mod runner;
 mod s3;
 mod shapes;
 mod static_binary;
+mod unread;
 mod workspace;

@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         writers: 2,
         window_log_max: 27,
         declared: None,
+        spans: true,
     };
     if let Ok(done) = unpack_tar(data, Tree::new(&ws, std::slice::from_ref(&root)), &opts) {
         done.commit();

@@ -12,9 +12,11 @@ mod unpack;
 
 #[cfg(test)]
 pub use pack::replay;
-pub use pack::{pack, PackOptions, PackStats, Walk};
+pub use pack::{pack, PackOptions, PackStats, Reuse, Walk};
 pub use tree::Tree;
-pub use unpack::{stopped, unpack, unpack_tar, Declared, Extraction, UnpackError, UnpackOptions};
+pub use unpack::{
+    stopped, unpack, unpack_tar, Declared, Extraction, Span, UnpackError, UnpackOptions,
+};
 
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};

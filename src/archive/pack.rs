@@ -33,6 +33,23 @@ pub struct PackOptions {
     pub progress: Option<Arc<AtomicU64>>,
     /// Write the tar stream uncompressed (chunked entries compress chunk by chunk).
     pub raw: bool,
+    /// Entries a chunked save takes from its base without reading them.
+    pub reuse: Option<Arc<dyn Reuse>>,
+}
+
+/// What a chunked save may take from the entry it builds on instead of reading it: entries
+/// exactly as the restore of that entry left them, whose bytes the base's stream holds.
+pub trait Reuse: Send + Sync {
+    /// Whether `e` looks as the restore left it: the walk does not read it ahead.
+    fn likely(&self, e: &Entry) -> bool;
+    /// Where entry `e`, whose headers are `headers`, lies in the base's stream, if the base
+    /// holds exactly the bytes this stream would (the same headers, the file untouched).
+    fn span(&self, e: &Entry, headers: &[u8]) -> Option<(u64, u64)>;
+    /// Whether one of the base's chunks begins at `offset` of its stream.
+    fn cut_at(&self, offset: u64) -> bool;
+    /// Put the base's bytes `start..end` (whole chunks) into the stream where the writer
+    /// is (everything written before has been flushed); false if they cannot be taken.
+    fn refer(&self, start: u64, end: u64) -> std::io::Result<bool>;
 }
 
 #[derive(Debug, Default)]
@@ -75,7 +92,8 @@ pub fn pack<W: Write + Send>(walk: Walk, sink: W, opts: &PackOptions) -> Result<
         stop: false,
     });
     let cv = Condvar::new();
-    let (tx, rx) = sync_channel::<(usize, Arc<Entry>)>(4096);
+    let (tx, rx) = sync_channel::<(usize, Arc<Entry>, bool)>(4096);
+    let reuse = opts.reuse.as_deref();
 
     std::thread::scope(|s| {
         let (state, cv) = (&state, &cv);
@@ -83,12 +101,16 @@ pub fn pack<W: Write + Send>(walk: Walk, sink: W, opts: &PackOptions) -> Result<
             let mut idx = 0usize;
             let walked = walk(&mut |e: Entry| {
                 let e = Arc::new(e);
-                if e.kind == Kind::File && e.size <= SMALL {
+                // What is likely taken from the base is not read ahead (if it is not, after
+                // all, the writer reads it itself).
+                let ahead =
+                    e.kind == Kind::File && e.size <= SMALL && !reuse.is_some_and(|r| r.likely(&e));
+                if ahead {
                     state.lock().unwrap().queue.push_back((idx, e.clone()));
                     cv.notify_all();
                 }
                 idx += 1;
-                tx.send((idx - 1, e))
+                tx.send((idx - 1, e, ahead))
                     .map_err(|_| anyhow!("the archive writer stopped"))
             });
             state.lock().unwrap().walked = true;
@@ -170,39 +192,133 @@ fn check_unchanged(e: &Entry, f: &File, read: u64) -> Result<()> {
 }
 
 fn write_tar<W: Write + Send>(
-    entries: Receiver<(usize, Arc<Entry>)>,
+    entries: Receiver<(usize, Arc<Entry>, bool)>,
     sink: W,
     opts: &PackOptions,
     state: &Mutex<ReadAhead>,
     cv: &Condvar,
 ) -> Result<(W, PackStats)> {
-    let mut tar = tar::Builder::new(encoder(sink, opts)?);
-    let mut stats = PackStats::default();
-    for (i, e) in entries {
+    let mut w = Writer {
+        tar: tar::Builder::new(encoder(sink, opts)?),
+        stats: PackStats::default(),
+        opts,
+        state,
+        cv,
+    };
+    let mut run = Run::default();
+    for (i, e, ahead) in entries {
         stopped()?;
-        let e = &*e;
-        stats.entries += 1;
+        w.stats.entries += 1;
+        if e.kind == Kind::File {
+            w.stats.files += 1;
+            w.stats.bytes += e.size;
+            if let Some(p) = &opts.progress {
+                p.fetch_add(e.size, Ordering::Relaxed);
+            }
+        }
         let shown = crate::select::shown(&e.name);
-        let (h, pax) = header(e, &shown, opts.manifest, &mut stats.manifest);
-        if !pax.is_empty() {
-            tar.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
-        }
-        if e.kind != Kind::File {
-            tar.append(&h, std::io::empty())?;
+        let (h, pax) = header(&e, &shown, opts.manifest, &mut w.stats.manifest);
+        let Some(reuse) = opts.reuse.as_deref().filter(|_| !opts.manifest) else {
+            w.append((i, &e, ahead), &h, &pax, shown)?;
             continue;
-        }
-        stats.files += 1;
-        stats.bytes += e.size;
-        if let Some(digest) = append_file(&mut tar, &h, e, i, opts, state, cv)? {
-            stats.manifest.insert(shown, digest);
-        }
-        if let Some(p) = &opts.progress {
-            p.fetch_add(e.size, Ordering::Relaxed);
+        };
+        let at = match reuse.span(&e, &headers(&h, &pax)?) {
+            Some((start, end)) if run.at == Some(start) => Some((start, end)),
+            Some((start, end)) if reuse.cut_at(start) => {
+                w.release(&mut run)?;
+                run.from = start;
+                Some((start, end))
+            }
+            _ => None,
+        };
+        let Some((_, end)) = at else {
+            w.release(&mut run)?;
+            w.append((i, &e, ahead), &h, &pax, shown)?;
+            continue;
+        };
+        run.at = Some(end);
+        run.held.push((i, e, ahead, h, pax));
+        if reuse.cut_at(end) {
+            // The run so far ends where a chunk of the base does: its chunks are taken.
+            w.tar.get_mut().flush()?;
+            if reuse.refer(run.from, end)? {
+                run.from = end;
+                run.held.clear();
+            } else {
+                w.release(&mut run)?;
+            }
         }
     }
+    w.release(&mut run)?;
     stopped()?;
-    let sink = tar.into_inner()?.finish()?;
-    Ok((sink, stats))
+    let sink = w.tar.into_inner()?.finish()?;
+    Ok((sink, w.stats))
+}
+
+/// Entries taken from the base so far: those since its last chunk boundary wait, to be
+/// taken too if the run reaches the next one, else written as they are.
+#[derive(Default)]
+struct Run {
+    /// Where the run began in the base's stream, and where it is now (None: no run).
+    from: u64,
+    at: Option<u64>,
+    held: Vec<(usize, Arc<Entry>, bool, tar::Header, Pax)>,
+}
+
+struct Writer<'a, W: Write> {
+    tar: tar::Builder<Out<W>>,
+    stats: PackStats,
+    opts: &'a PackOptions,
+    state: &'a Mutex<ReadAhead>,
+    cv: &'a Condvar,
+}
+
+impl<W: Write> Writer<'_, W> {
+    /// Write one entry: its headers, and a file's data (read ahead, or here).
+    fn append(
+        &mut self,
+        (i, e, ahead): (usize, &Entry, bool),
+        h: &tar::Header,
+        pax: &Pax,
+        shown: String,
+    ) -> Result<()> {
+        if !pax.is_empty() {
+            self.tar
+                .append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        }
+        if e.kind != Kind::File {
+            self.tar.append(h, std::io::empty())?;
+            return Ok(());
+        }
+        let (tar, opts) = (&mut self.tar, self.opts);
+        if let Some(digest) = append_file(tar, h, e, (i, ahead), opts, self.state, self.cv)? {
+            self.stats.manifest.insert(shown, digest);
+        }
+        Ok(())
+    }
+
+    /// End a run that did not reach a chunk boundary: what it holds is written.
+    fn release(&mut self, run: &mut Run) -> Result<()> {
+        run.at = None;
+        for (i, e, ahead, h, pax) in std::mem::take(&mut run.held) {
+            let shown = crate::select::shown(&e.name);
+            self.append((i, &e, ahead), &h, &pax, shown)?;
+        }
+        Ok(())
+    }
+}
+
+/// An entry's headers as the stream holds them: pax records, then its own.
+fn headers(h: &tar::Header, pax: &Pax) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::with_capacity(1024));
+    if !pax.is_empty() {
+        b.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
+    }
+    b.get_mut().extend_from_slice(h.as_bytes());
+    let mut out = b.into_inner()?;
+    // Without the end-of-archive blocks `into_inner` adds.
+    out.truncate(out.len() - 1024);
+    Ok(out)
 }
 
 /// A save asked to stop (SIGINT, SIGTERM) ends between files: what it wrote is dropped with
@@ -332,12 +448,12 @@ fn append_file<W: Write>(
     tar: &mut tar::Builder<W>,
     h: &tar::Header,
     e: &Entry,
-    i: usize,
+    (i, ahead): (usize, bool),
     opts: &PackOptions,
     state: &Mutex<ReadAhead>,
     cv: &Condvar,
 ) -> Result<Option<String>> {
-    if e.size <= SMALL {
+    if ahead {
         let data = wait_for(i, state, cv)?;
         let digest = opts.manifest.then(|| hex::encode(Sha256::digest(&data)));
         tar.append(h, data.as_slice())?;

@@ -12,6 +12,7 @@ fn opts() -> PackOptions {
         manifest: true,
         progress: None,
         raw: false,
+        reuse: None,
     }
 }
 
@@ -20,6 +21,7 @@ fn unpack_opts() -> UnpackOptions {
         writers: 2,
         window_log_max: 30,
         declared: None,
+        spans: true,
     }
 }
 

@@ -82,6 +82,21 @@ pub struct UnpackOptions {
     /// more (a manifest repeating one chunk, a zstd bomb) is corrupt, stopped as soon as it
     /// goes past.
     pub declared: Option<Declared>,
+    /// Keep where each entry lies in the stream ([`Extraction::spans`]).
+    pub spans: bool,
+}
+
+/// Where an entry written lies in the tar stream, and where it went.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub name: Vec<u8>,
+    pub path: std::path::PathBuf,
+    /// The BLAKE3 of its headers as they were in the stream (pax records included).
+    pub header: [u8; 16],
+    /// Where its first header begins, where its data begins, where its data's padding ends.
+    pub start: u64,
+    pub data: u64,
+    pub end: u64,
 }
 
 /// An entry's own account of its tar stream.
@@ -112,6 +127,8 @@ pub struct Extraction {
     pub bytes: u64,
     /// Entries not written, each with the reason.
     pub refused: Vec<String>,
+    /// Every entry written, when asked for and nothing was refused.
+    pub spans: Vec<Span>,
     tree: Tree,
 }
 
@@ -206,7 +223,7 @@ fn extract_stream<R: Read>(src: R, mut tree: Tree, opts: &UnpackOptions) -> Resu
         for _ in 0..opts.writers.max(1) {
             s.spawn(|| writer(&rx, &shared));
         }
-        let parsed = parse(src, &mut tree, &tx, &shared, &mut out, opts.declared);
+        let parsed = parse(src, &mut tree, &tx, &shared, &mut out, opts);
         drop(tx);
         parsed
     });
@@ -216,10 +233,15 @@ fn extract_stream<R: Read>(src: R, mut tree: Tree, opts: &UnpackOptions) -> Resu
     }
     parsed?;
     out.refused.extend(shared.refused.into_inner().unwrap());
+    if !out.refused.is_empty() {
+        // Which names hold what the stream says is no longer known for each entry.
+        out.spans.clear();
+    }
     Ok(Extraction {
         files: out.files,
         bytes: out.bytes,
         refused: out.refused,
+        spans: out.spans,
         tree,
     })
 }
@@ -229,6 +251,7 @@ struct Counts {
     files: u64,
     bytes: u64,
     refused: Vec<String>,
+    spans: Vec<Span>,
 }
 
 /// Lets the tar reader take at most `left` bytes; the parser sets it per entry.
@@ -270,11 +293,19 @@ fn parse<R: Read>(
     tx: &SyncSender<FileJob>,
     shared: &Shared,
     out: &mut Counts,
-    declared: Option<Declared>,
+    opts: &UnpackOptions,
 ) -> Result<()> {
+    let declared = opts.declared;
+    // Where the entry being read began: where the one before ended.
+    let mut next_start = 0u64;
     let left = Rc::new(Cell::new(HEADER_BUDGET));
+    let kept = Rc::new(std::cell::RefCell::new(None));
     let mut archive = tar::Archive::new(Budget {
-        inner: src,
+        inner: Tap {
+            inner: src,
+            at: 0,
+            kept: kept.clone(),
+        },
         left: left.clone(),
     });
     let umask = tree.umask();
@@ -282,8 +313,12 @@ fn parse<R: Read>(
     let (mut count, mut data) = (0u64, 0u64);
     loop {
         left.set(HEADER_BUDGET);
+        if opts.spans {
+            *kept.borrow_mut() = Some((next_start, Vec::new()));
+        }
         let Some(entry) = entries.next() else { break };
         left.set(u64::MAX);
+        let headers = kept.borrow_mut().take().map(|(_, h)| h);
         let mut entry = entry.context(Corrupt)?;
         count += 1;
         let kind = entry.header().entry_type();
@@ -303,8 +338,16 @@ fn parse<R: Read>(
         if shared.failure.lock().unwrap().is_some() {
             bail!("a file writer failed");
         }
+        let start = next_start;
+        next_start = entry
+            .raw_file_position()
+            .saturating_add(entry.size().div_ceil(512).saturating_mul(512));
         match extract(&mut entry, tree, tx, shared, umask, out) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(s) = headers.and_then(|h| span(&entry, tree, &h, start, next_start)) {
+                    out.spans.push(s);
+                }
+            }
             Err(Fail::Refuse(why)) => out.refused.push(format!(
                 "{}: {why}",
                 String::from_utf8_lossy(&entry.path_bytes())
@@ -318,6 +361,65 @@ fn parse<R: Read>(
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink()).context(Corrupt)?;
     Ok(())
+}
+
+/// Where a written entry lies (`start..end` of the stream, its `headers` as read) and where
+/// it went; None where the headers read are not the whole of `start..` its data.
+fn span<R: Read>(
+    entry: &tar::Entry<R>,
+    tree: &Tree,
+    headers: &[u8],
+    start: u64,
+    end: u64,
+) -> Option<Span> {
+    let data = entry.raw_file_position();
+    if data.checked_sub(start)? != headers.len() as u64 {
+        return None;
+    }
+    let name = entry.path_bytes().into_owned();
+    let path = tree.shown(&tree.locate(&name).ok()?);
+    let mut header = [0; 16];
+    header.copy_from_slice(&blake3::hash(headers).as_bytes()[..16]);
+    Some(Span {
+        name,
+        path,
+        header,
+        start,
+        data,
+        end,
+    })
+}
+
+/// Keeps what the tar reader reads from a stream offset on while asked to (an entry's headers,
+/// after the padding of the entry before), at most a few MiB.
+struct Tap<R> {
+    inner: R,
+    /// Stream offset of the next byte read.
+    at: u64,
+    kept: Kept,
+}
+
+/// What the tap keeps while asked to: from which stream offset, and the bytes so far.
+type Kept = Rc<std::cell::RefCell<Option<(u64, Vec<u8>)>>>;
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let at = self.at;
+        self.at += n as u64;
+        let mut kept = self.kept.borrow_mut();
+        if let Some((from, k)) = kept.as_mut() {
+            let skip = usize::try_from(from.saturating_sub(at))
+                .unwrap_or(usize::MAX)
+                .min(n);
+            if k.len() + n > 2 * HEADER_BUDGET as usize {
+                *kept = None;
+            } else {
+                k.extend_from_slice(&buf[skip..n]);
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn corrupt(e: std::io::Error) -> Fail {

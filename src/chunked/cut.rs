@@ -25,6 +25,12 @@ pub struct ChunkSink {
 
 pub(super) enum Block {
     Data(Vec<u8>),
+    /// The next `len` bytes of the stream are the base's chunks `chunks` (id, length), which
+    /// begin at an entry's first header: taken without being read.
+    Known {
+        len: u64,
+        chunks: Vec<(super::ChunkId, u32)>,
+    },
     /// The stream is whole; without it the cutter knows the stream was cut short.
     End,
 }
@@ -36,6 +42,12 @@ impl ChunkSink {
         let tx = self.tx.as_ref().expect("writes after the end");
         tx.send(block)
             .map_err(|_| io::Error::other("the chunked save stopped"))
+    }
+
+    /// A handle that puts the base's chunks into the stream: the writer flushes the sink
+    /// first, so that they come after what it wrote.
+    pub fn referrer(&self) -> Referrer {
+        Referrer(self.tx.clone().expect("a sink that has ended"))
     }
 
     pub(super) fn finish(mut self) -> io::Result<()> {
@@ -57,8 +69,24 @@ impl Write for ChunkSink {
         Ok(data.len())
     }
 
+    /// Hands on what the block holds (before the base's chunks go in after it).
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK + (64 << 10)));
+        self.hand_on(Block::Data(block))
+    }
+}
+
+/// See [`ChunkSink::referrer`].
+pub struct Referrer(SyncSender<Block>);
+
+impl Referrer {
+    pub(super) fn refer(&self, len: u64, chunks: Vec<(super::ChunkId, u32)>) -> io::Result<()> {
+        self.0
+            .send(Block::Known { len, chunks })
+            .map_err(|_| io::Error::other("the chunked save stopped"))
     }
 }
 
@@ -88,11 +116,13 @@ pub(super) const AHEAD: u64 = 2;
 pub(super) const RUN: usize = 8 << 20;
 
 /// Neighbouring chunks in one buffer: `data` holds them in stream order, `lens` their lengths.
-/// A run of chunks that are all new is its own frame, without a copy.
+/// A run of chunks that are all new is its own frame, without a copy. A run of the base's
+/// chunks taken unread has their ids in `known` and no data.
 #[derive(Default)]
 pub(super) struct Run {
     pub(super) data: Vec<u8>,
     pub(super) lens: Vec<u32>,
+    pub(super) known: Vec<super::ChunkId>,
 }
 
 /// The assembler's position, which the sink waits on.
@@ -135,6 +165,7 @@ impl Cutter {
                         self.send(false)?;
                     }
                 }
+                Block::Known { len, chunks } => self.known(len, chunks)?,
                 Block::End => {
                     self.send(true)?;
                     self.hand_on()?;
@@ -161,6 +192,13 @@ impl Cutter {
             } = step
             else {
                 if step == Step::Plain {
+                    // The open group ends with the entries: what follows (the end blocks, or
+                    // a stream that is no tar) is cut on its own, so that it moves no cut
+                    // among the last files.
+                    let entries_end = self.walk.next().saturating_sub(self.at) as usize;
+                    if entries_end > start && entries_end <= self.buf.len() {
+                        start = self.emit(start, entries_end)?;
+                    }
                     self.walk.pass(&step);
                     start = self.cdc(start, self.buf.len(), last)?;
                 }
@@ -219,6 +257,34 @@ impl Cutter {
             at = self.emit(from + offset, from + offset + length)?;
         }
         Ok(at)
+    }
+
+    /// The base's chunks, taken for the next `len` bytes: what the buffer holds is cut as if
+    /// the stream ended there (it ends at an entry, where the base's chunks begin).
+    fn known(&mut self, len: u64, chunks: Vec<(super::ChunkId, u32)>) -> io::Result<()> {
+        let whole = chunks.iter().map(|c| c.1 as u64).sum::<u64>();
+        let at = self.at + self.buf.len() as u64;
+        self.send(false)?;
+        if !self.buf.is_empty() {
+            self.emit(0, self.buf.len())?;
+            self.at += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        if whole != len || !self.walk.skip(at, len) {
+            return Err(io::Error::other(
+                "chunks taken from the base do not begin at an entry; nothing was stored",
+            ));
+        }
+        self.hand_on()?;
+        self.at += len;
+        self.chunks += chunks.len() as u64;
+        let (known, lens) = chunks.into_iter().unzip();
+        self.run = Run {
+            data: Vec::new(),
+            lens,
+            known,
+        };
+        self.hand_on()
     }
 
     /// `buf[from..to]` as one chunk; `to`.

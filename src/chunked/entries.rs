@@ -105,6 +105,21 @@ impl Walk {
         }
     }
 
+    /// Where the next entry begins (after the last: where the entries end).
+    pub(super) fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Move past `len` bytes of entries taken whole, which begin at `at`: whether the walk
+    /// was there, between entries.
+    pub(super) fn skip(&mut self, at: u64, len: u64) -> bool {
+        if self.ended || self.found.is_some() || self.next != at {
+            return false;
+        }
+        self.next += len;
+        true
+    }
+
     /// Move past the entry [`Walk::peek`] gave (ending at `end`), or past the end of the
     /// entries.
     pub(super) fn pass(&mut self, step: &Step) {

@@ -14,6 +14,7 @@ mod restore;
 mod reuse;
 mod save;
 mod sparse;
+mod unchanged;
 
 pub use cache::ChunkCache;
 pub use cut::ChunkSink;
@@ -21,6 +22,7 @@ pub use manifest::{Chunk, DecodeError, Manifest, FRAME_LIMIT};
 pub use restore::ChunkSource;
 pub use save::{save, SaveStats, Tuning};
 pub use sparse::{sparse_packs, MIN_LIVE};
+pub use unchanged::{Record, Unchanged, Written};
 
 use crate::error::StoreResult;
 use std::ops::Range;

@@ -32,6 +32,9 @@ pub struct SaveStats {
     pub chunks: u64,
     /// Chunks found in the base (or earlier in this stream) and not stored again.
     pub reused: u64,
+    /// Bytes of the stream taken from the base without reading the files (unchanged since
+    /// the base's restore wrote them).
+    pub unread: u64,
     /// Bytes of the packs this save uploaded.
     pub uploaded: u64,
     pub packs: u64,
@@ -50,6 +53,8 @@ struct Done {
     /// With a chunk cache, each new chunk compressed alone for it: cached once its pack is
     /// uploaded, under its place there.
     alone: HashMap<ChunkId, Vec<u8>>,
+    /// The base's chunks, taken unread.
+    unread: bool,
 }
 
 struct Item {
@@ -66,6 +71,23 @@ fn pack_run(
     zstd: &mut Option<zstd::bulk::Compressor<'static>>,
     cache: Option<&ChunkCache>,
 ) -> Done {
+    if !run.known.is_empty() {
+        // The base's chunks, taken unread: the assembler finds each in the base.
+        let items = (run.known.into_iter().zip(run.lens))
+            .map(|(id, len)| Item {
+                id,
+                len,
+                skip: None,
+            })
+            .collect();
+        return Done {
+            items,
+            frame: Some(Vec::new()),
+            frame_len: 0,
+            alone: HashMap::new(),
+            unread: true,
+        };
+    }
     let mut placed: HashMap<ChunkId, u32> = HashMap::new();
     let mut alone = HashMap::new();
     let mut items = Vec::with_capacity(run.lens.len());
@@ -108,6 +130,7 @@ fn pack_run(
         frame,
         frame_len,
         alone,
+        unread: false,
     }
 }
 
@@ -283,6 +306,9 @@ fn assemble(
                     for item in d.items {
                         stats.chunks += 1;
                         stats.stream += item.len as u64;
+                        if d.unread {
+                            stats.unread += item.len as u64;
+                        }
                         let chunk = if let Some(c) = fresh.get(&item.id) {
                             stats.reused += 1;
                             *c

@@ -1,6 +1,7 @@
 //! The verbs' side of chunked entries: which entry a save dedups against, packing the tar
 //! stream into chunks, and reading a chunked entry back for the extractor.
 
+use super::state::{read_state, state_file, was_unreadable};
 use super::Env;
 use super::Target;
 use crate::archive::{self, PackOptions, PackStats, Walk};
@@ -10,7 +11,6 @@ use crate::store::{Format, Meta};
 use crate::units::human;
 use anyhow::{anyhow, Result};
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -45,11 +45,10 @@ pub(super) fn pack(
         got: Arc::default(),
         put: Default::default(),
     };
-    let base = base(env, t);
-    let raw = PackOptions {
-        raw: true,
-        ..opts.clone()
-    };
+    let (base, restored) = base(env, t);
+    // What the base's restore wrote and is still as it left it is taken unread.
+    let unread =
+        restored.and_then(|(m, sha)| Some((super::state::read_written(env, t.version, &sha)?, m)));
     let cache = env.chunk_cache.as_deref();
     let tuning = chunked::Tuning {
         level: opts.level,
@@ -57,6 +56,15 @@ pub(super) fn pack(
         avg_chunk: t.chunk_size,
     };
     let saved = chunked::save(&packs, cache, &base, tuning, |sink| {
+        let reuse = unread.map(|(record, restored)| {
+            let u = chunked::Unchanged::new(record, &restored, &base, sink.referrer());
+            Arc::new(u) as Arc<dyn archive::Reuse>
+        });
+        let raw = PackOptions {
+            raw: true,
+            reuse,
+            ..opts.clone()
+        };
         archive::pack(walk, sink, &raw)
     });
     if let Some(c) = cache {
@@ -125,8 +133,9 @@ impl Packs for Counted {
 /// whose chunk locations point at other bytes; reused unchecked, every later save would commit
 /// an entry that does not restore. So a base is only an entry this job verified, and not one
 /// from the future or of other paths. A base that cannot be read is no base: the save still
-/// works, it only uploads more.
-fn base(env: &Env, t: &Target) -> Manifest {
+/// works, it only uploads more. With it, the base's manifest as restored and its sha256, which
+/// the restore's record of what it wrote names.
+fn base(env: &Env, t: &Target) -> (Manifest, Option<(Manifest, String)>) {
     let (scope, version) = (t.scope, t.version);
     let now = crate::store::now_ms();
     let fits = |m: &Meta| {
@@ -136,27 +145,28 @@ fn base(env: &Env, t: &Target) -> Manifest {
             && !was_unreadable(env, m)
     };
     let Some(m) = restored_entry(env, scope, version).filter(fits) else {
-        return Manifest::default();
+        return (Manifest::default(), None);
     };
     // Only an entry of the save's own scope is replaced by it: rewriting the sparse packs of
     // another scope's entry (a branch's save based on main's) would copy them once per branch
     // while main's entry keeps them alive.
     let replaced = m.scope == scope;
-    let found = read_manifest(env, &m).map(checked_only);
-    match found.and_then(|found| present(env, found, replaced)) {
-        Ok(found) => {
+    let found = read_manifest(env, &m)
+        .and_then(|r| Ok((present(env, checked_only(r.clone()), replaced)?, r)));
+    match found {
+        Ok((found, restored)) => {
             env.report.info(format!(
                 "Chunks already stored are taken from key {}",
                 m.key
             ));
-            found
+            (found, m.sha256.map(|sha| (restored, sha)))
         }
         Err(e) => {
             env.report.warn(format!(
                 "the entry {} cannot serve as the base of this save: {e:#}",
                 m.key
             ));
-            Manifest::default()
+            (Manifest::default(), None)
         }
     }
 }
@@ -283,96 +293,4 @@ pub(super) fn source(env: &Env, manifest: Manifest, got: Arc<AtomicU64>) -> Resu
         env.workers as usize * 2,
         env.chunk_cache.clone(),
     ))
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Restored {
-    store: String,
-    scope: String,
-    key: String,
-    /// The manifest's digest, as the restore checked it.
-    #[serde(default)]
-    sha256: Option<String>,
-}
-
-/// Where a restore records the entry it restored for a version, for the save that follows in
-/// the same job: the runner's temporary directory (GitHub), else the user's cache directory.
-/// Never a shared `/tmp`, where another user could plant it.
-fn state_file(env: &Env, version: &str) -> Option<PathBuf> {
-    state_path(env, "restored", version)
-}
-
-/// `<state dir>/<what>-<version's first 16 digits>.json`.
-fn state_path(env: &Env, what: &str, version: &str) -> Option<PathBuf> {
-    let var = |v: &str| {
-        env.ctx
-            .env
-            .get(v)
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-    };
-    let dir = var("RUNNER_TEMP")
-        .map(|d| d.join("kura"))
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("kura").join(".state")))
-        .or_else(|| env.ctx.home.as_ref().map(|h| h.join(".cache/kura/.state")))?;
-    Some(dir.join(format!("{what}-{}.json", &version[..16.min(version.len())])))
-}
-
-/// Record that this job could not read the entry `meta` (a store error, not proven damage:
-/// the entry stays). A save of the same key later in the job replaces that entry, so that an
-/// entry nobody can read does not hold its key for good.
-pub(super) fn record_unreadable(env: &Env, meta: &Meta) {
-    let r = Restored {
-        store: env.store.location(),
-        scope: meta.scope.clone(),
-        key: meta.key.clone(),
-        sha256: meta.sha256.clone(),
-    };
-    write_state(state_path(env, "unreadable", &meta.version), &r);
-}
-
-/// Whether this job found the entry `meta` unreadable (the same entry: its digest too).
-pub(super) fn was_unreadable(env: &Env, meta: &Meta) -> bool {
-    state_path(env, "unreadable", &meta.version)
-        .and_then(|p| read_state(&p))
-        .is_some_and(|r| {
-            r.store == env.store.location()
-                && r.scope == meta.scope
-                && r.key == meta.key
-                && r.sha256 == meta.sha256
-        })
-}
-
-/// The state file, if it is a small regular file (not a link, not a FIFO that would block).
-fn read_state(path: &std::path::Path) -> Option<Restored> {
-    let dir = crate::nofollow::Dir::open(path.parent()?).ok()?;
-    let b = dir.read(path.file_name()?.to_str()?, 4096).ok()?;
-    serde_json::from_slice(&b).ok()
-}
-
-/// Record that this job restored the chunked entry `meta`, the base of a later save of the
-/// same paths (an archive cannot be one). Failing to record costs dedup, nothing else.
-pub(super) fn record_restored(env: &Env, meta: &Meta) {
-    if meta.format != Format::Chunked {
-        return;
-    }
-    let r = Restored {
-        store: env.store.location(),
-        scope: meta.scope.clone(),
-        key: meta.key.clone(),
-        sha256: meta.sha256.clone(),
-    };
-    write_state(state_file(env, &meta.version), &r);
-}
-
-/// Write a record whole or not at all: a save never reads half of one. Failing to write costs
-/// what the record was for (dedup, a replaced entry), nothing else.
-fn write_state(path: Option<PathBuf>, r: &Restored) {
-    let (Some(path), Ok(b)) = (path, serde_json::to_vec(r)) else {
-        return;
-    };
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return;
-    };
-    let _ = crate::nofollow::Dir::create(dir).and_then(|d| d.write_aside(name, &b, false));
 }

@@ -4,6 +4,7 @@ mod chunked;
 mod manage;
 mod restore;
 mod save;
+mod state;
 mod workspace;
 
 pub use manage::{ls, prune, rm, Limits};

@@ -1,7 +1,7 @@
 //! `kura restore`: plan (keys, paths, version) → find the entry → stream it into the
 //! extractor and verify what was read → the outcome.
 
-use super::{cache_version, chunked, path_lines, render_all, user_error, Env};
+use super::{cache_version, chunked, path_lines, render_all, state, user_error, Env};
 use crate::archive::UnpackError;
 use crate::archive::{self, Extraction, HashingReader, Tree, UnpackOptions};
 use crate::chunked::DecodeError;
@@ -300,7 +300,7 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
         }
         Err(NotRestored::Failed(e)) => {
             // Not proven damage: the entry stays, but a save of its key may replace it.
-            chunked::record_unreadable(env, &meta);
+            state::record_unreadable(env, &meta);
             return Err(e);
         }
     };
@@ -308,11 +308,15 @@ fn transfer(env: &Env, plan: &Plan, meta: Meta) -> Result<Outcome> {
     out.refused = std::mem::take(&mut done.extraction.refused);
     out.refused.extend(denied);
     let (files, bytes, read) = (done.extraction.files, done.extraction.bytes, done.read);
+    let spans = std::mem::take(&mut done.extraction.spans);
     for problem in done.extraction.commit() {
         env.report.warn(problem);
     }
     env.store.touch(&meta);
-    chunked::record_restored(env, &meta);
+    state::record_restored(env, &meta);
+    if meta.format == Format::Chunked {
+        state::record_written(env, &meta, spans);
+    }
     out.seconds = started.elapsed().as_secs_f64();
     report_restored(env, &out, files, bytes, read, started);
     if out.refused.is_empty() {
@@ -404,6 +408,8 @@ fn unpack_options(env: &Env, meta: &Meta, paths: &[String]) -> UnpackOptions {
                 files: meta.files,
             },
         ),
+        // A chunked save after this restore reads only the files it changed.
+        spans: meta.format == Format::Chunked,
     }
 }
 

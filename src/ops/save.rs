@@ -99,8 +99,15 @@ pub fn save(env: &Env, args: &SaveOptions) -> Result<Outcome> {
 }
 
 fn chunks_line(c: &crate::chunked::SaveStats) -> String {
+    let unread = match c.unread {
+        0 => String::new(),
+        n => format!(
+            "; {} of unchanged files taken without reading them",
+            size(n)
+        ),
+    };
     format!(
-        "Chunks: {} reused of {}; uploaded {} in {} new pack(s)",
+        "Chunks: {} reused of {}; uploaded {} in {} new pack(s){unread}",
         c.reused,
         c.chunks,
         size(c.uploaded),
@@ -212,7 +219,7 @@ fn exists_line(env: &Env, key: &str) -> String {
 /// restore does not hold its key: this save replaces it).
 fn taken(env: &Env, dry_run: bool, scope: &str, version: &str, key: &str) -> Result<(bool, bool)> {
     match taken_by(env, scope, version, key) {
-        Ok(Some(m)) if super::chunked::was_unreadable(env, &m) => {
+        Ok(Some(m)) if super::state::was_unreadable(env, &m) => {
             env.report.info(format!(
                 "The entry for key {key} could not be read earlier in this job: this save replaces it"
             ));

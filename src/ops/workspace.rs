@@ -151,6 +151,7 @@ fn layer_options(env: &Env) -> PackOptions {
         manifest: true,
         progress: None,
         raw: false,
+        reuse: None,
     }
 }
 
@@ -404,6 +405,7 @@ fn apply(env: &Env, l: &Layer, at: &Path) -> Result<archive::Extraction> {
             entries: l.meta.entries,
             files: l.meta.files,
         }),
+        spans: false,
     };
     let done = archive::unpack(&mut reader, tree, &opts)
         .with_context(|| format!("cannot apply workspace layer {}", l.meta.key))?;

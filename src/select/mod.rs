@@ -244,6 +244,8 @@ pub struct Entry {
     pub size: u64,
     pub mode: u32,
     pub mtime: (i64, u32),
+    /// Whether the file is as a restore left it (chunked saves).
+    pub stamp: platform::Stamp,
 }
 
 #[derive(Debug, Default)]
@@ -373,6 +375,7 @@ fn entry(path: PathBuf, name: Vec<u8>, kind: Kind, meta: &Metadata) -> Entry {
         size,
         mode: platform::mode(meta),
         mtime: platform::mtime(meta),
+        stamp: platform::stamp(meta),
     }
 }
 
