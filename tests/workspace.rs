@@ -440,3 +440,56 @@ fn persist_dry_run_reports_and_stores_nothing() {
         out.stderr
     );
 }
+
+/// What a job attached is remembered in its own state directory, not a shared `/tmp` where
+/// another user could plant a FIFO (a read that never returns) or a file of gigabytes; one
+/// planted in the state directory is not read either.
+#[test]
+fn a_planted_record_of_attached_layers_does_not_hang_persist() {
+    let s = Sandbox::new();
+    s.write("up/v.txt", "1");
+    let tmp = s.dir.path().join("shared-tmp");
+    let state = s.home.join(".cache/kura/.state");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    for fifo in [
+        tmp.join("kura-attached-wf-1~up"),
+        tmp.join("kura-attached-wf-1%7Eup"),
+        state.join("attached-wf-1%7Eup.json"),
+    ] {
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let mut child = s
+        .kura_std()
+        .env("TMPDIR", &tmp)
+        .args([
+            "--json",
+            "persist",
+            "--workflow",
+            "wf-1",
+            "--job",
+            "up",
+            "--root",
+            "up",
+        ])
+        .args(["--path", "v.txt"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed().as_secs() < 60, "persist hangs on a FIFO");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert_eq!(attach(&s, "down", "down").code, 0);
+    assert_eq!(s.read("down/v.txt"), "1");
+}

@@ -194,3 +194,19 @@ pub(super) fn read_written(
     let b = dir.read(path.file_name()?.to_str()?, WRITTEN_MAX).ok()?;
     crate::chunked::Record::decode(&b).filter(|r| r.kura == WRITER && r.sha256 == sha256)
 }
+
+/// Which workspace layers this job attached (`name` is the job's, encoded), so that the layer
+/// it persists can name them as its parents.
+pub(super) fn read_attached(env: &Env, name: &str) -> Option<Vec<String>> {
+    let dir = crate::nofollow::Dir::open(&state_dir(env)?).ok()?;
+    let b = dir.read(&format!("attached-{name}.json"), 1 << 20).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+pub(super) fn record_attached(env: &Env, name: &str, keys: &[String]) {
+    let (Some(dir), Ok(b)) = (state_dir(env), serde_json::to_vec(keys)) else {
+        return;
+    };
+    let _ = crate::nofollow::Dir::create(&dir)
+        .and_then(|d| d.write_aside(&format!("attached-{name}.json"), &b, false));
+}

@@ -72,15 +72,6 @@ fn scope(workflow: &str) -> String {
     format!("workspace/{workflow}")
 }
 
-/// Where a job remembers which layers it attached, so its own layer can name them.
-fn attached_file(env: &Env, workflow: &str, job: &str) -> PathBuf {
-    let tmp = env.ctx.env.get("TMPDIR").filter(|t| !t.is_empty());
-    PathBuf::from(tmp.map_or("/tmp", String::as_str)).join(format!(
-        "kura-attached-{}",
-        encode(&format!("{workflow}~{job}"))
-    ))
-}
-
 fn absolute(env: &Env, p: &Path) -> PathBuf {
     crate::select::normalize(&env.ctx.cwd.join(p))
 }
@@ -95,10 +86,8 @@ pub fn persist(env: &Env, args: &PersistOptions) -> Result<Outcome> {
     if args.dry_run {
         return persist_dry_run(env, &root, &paths, key, workflow);
     }
-    let parents: Vec<String> = std::fs::read(attached_file(env, &workflow, &job))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let parents: Vec<String> =
+        super::state::read_attached(env, &encode(&format!("{workflow}~{job}"))).unwrap_or_default();
     let started = Instant::now();
     let target = Target {
         scope: &scope,
@@ -323,10 +312,7 @@ pub fn attach(env: &Env, args: &AttachOptions) -> Result<Outcome> {
     let started = Instant::now();
     let (files, bytes) = apply_all(env, &layers, &at)?;
     let keys: Vec<String> = layers.iter().map(|l| l.meta.key.clone()).collect();
-    let _ = std::fs::write(
-        attached_file(env, &workflow, &job),
-        serde_json::to_vec(&keys)?,
-    );
+    super::state::record_attached(env, &encode(&format!("{workflow}~{job}")), &keys);
     r.info(format!(
         "Attached {} layer(s) of workflow {workflow} under {}: {files} files, {} in {}",
         layers.len(),

@@ -110,6 +110,48 @@ fn a_next_page_on_another_host_gets_no_credentials() {
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
+/// A registry that redirects (to a blob store, say) whose answer is a 401 naming a token
+/// service: the challenge is not the registry's, so the registry's credentials go nowhere.
+#[test]
+fn a_challenge_from_where_a_redirect_led_gets_no_credentials() {
+    let s = Sandbox::new();
+    let before = sandbox(&s);
+    let (asked, leaked) = (counter(), counter());
+    let (a, l) = (asked.clone(), leaked.clone());
+    let tokens = stub::serve("127.0.0.3", move |r| {
+        stub::bump(&a);
+        if r.auth {
+            stub::bump(&l);
+        }
+        json_reply(r#"{"token":"t"}"#)
+    });
+    let elsewhere = stub::serve("127.0.0.2", move |_| {
+        (
+            "401 Unauthorized".into(),
+            vec![(
+                "WWW-Authenticate".into(),
+                format!("Bearer realm=\"http://{tokens}/token\",service=\"x\""),
+            )],
+            vec![],
+        )
+    });
+    let reg = stub::serve("127.0.0.1", move |r| {
+        (
+            "307 Temporary Redirect".into(),
+            vec![("Location".into(), format!("http://{elsewhere}{}", r.path))],
+            vec![],
+        )
+    });
+    let out = oci(&s, &reg, &["--json", "ls"]);
+    listed(&s, &before, &out);
+    assert_eq!(
+        leaked.load(Ordering::SeqCst),
+        0,
+        "credentials went to the token service"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "a token was asked for");
+}
+
 #[test]
 fn a_manifest_under_another_entrys_tag_is_not_that_entry() {
     let s = Sandbox::new();

@@ -525,6 +525,25 @@ fn an_endless_s3_listing_is_given_up_on() {
     assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
 }
 
+/// A listing sent a byte at a time: under the cap for days, so only its pace ends it.
+#[test]
+fn an_s3_listing_sent_a_byte_at_a_time_is_given_up_on() {
+    let s = Sandbox::new();
+    let before = sandbox(&s);
+    let addr = stub::serve_raw("127.0.0.1", |_, c| {
+        head(c, "200 OK", None, "application/xml");
+        trickle(
+            c,
+            br#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>"#,
+        );
+    });
+    let started = Instant::now();
+    let out = on_s3(&s, &addr, &["--json", "ls"]);
+    listed(&s, &before, &out);
+    assert_eq!(json(&out)["outcome"], "error", "{}", out.stdout);
+    within(started, 100);
+}
+
 #[test]
 fn s3_metadata_larger_than_any_kura_writes_is_not_read() {
     for (size, lying) in [(1u64 << 30, false), (400, true)] {

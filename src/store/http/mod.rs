@@ -110,11 +110,12 @@ impl Retry {
     }
 }
 
-/// An answer read whole: status, headers and body.
+/// An answer read whole: status, headers and body, and where it came from (after redirects).
 pub struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: bytes::Bytes,
+    pub from: Option<reqwest::Url>,
 }
 
 impl Reply {
@@ -310,7 +311,7 @@ pub async fn send_within<T>(
             tokio::time::sleep(wait).await;
             wait = wait.mul_f64(policy.factor);
         }
-        let (status, headers, body) = match once(&make, limits, what).await? {
+        let (status, headers, body, from) = match once(&make, limits, what).await? {
             Ok(got) => got,
             Err(why) => {
                 (last, silent) = (why, true);
@@ -325,6 +326,7 @@ pub async fn send_within<T>(
             status,
             headers,
             body,
+            from: Some(from),
         }) {
             Verdict::Done(t) => return Ok(t),
             Verdict::Fail(e) => return Err(e),
@@ -339,11 +341,14 @@ pub async fn send_within<T>(
 
 /// One attempt: the reply's status, headers and body; `Ok(Err(why))` when it is worth
 /// another try, `Err` when not (a body over its cap or slower than its pace).
+/// A reply's status, headers, body and final URL.
+type Answer = (u16, reqwest::header::HeaderMap, bytes::Bytes, reqwest::Url);
+
 async fn once(
     make: &impl Fn() -> reqwest::RequestBuilder,
     limits: BodyLimits,
     what: &str,
-) -> Result<std::result::Result<(u16, reqwest::header::HeaderMap, bytes::Bytes), String>> {
+) -> Result<std::result::Result<Answer, String>> {
     let resp = match make().send().await {
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
@@ -355,8 +360,9 @@ async fn once(
     };
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
+    let from = resp.url().clone();
     match body(resp, limits).await {
-        Ok(b) => Ok(Ok((status, headers, b))),
+        Ok(b) => Ok(Ok((status, headers, b, from))),
         Err(e @ (BodyError::TooLarge(_) | BodyError::TooSlow)) => {
             bail!("{what}: {e}; the server is broken")
         }

@@ -195,8 +195,9 @@ impl Registry {
             if reply.status != 401 || (ok.contains(&401)) {
                 return Ok(reply);
             }
-            // Only the registry's own challenge is met: another origin gets no credentials.
-            let own = make(client).build().is_ok_and(|r| self.own(r.url()));
+            // Only the registry's own challenge is met: another origin (one a redirect led
+            // to) gets no credentials, nor names where they go.
+            let own = reply.from.as_ref().is_some_and(|u| self.own(u));
             if !own {
                 break;
             }
@@ -446,6 +447,7 @@ mod tests {
             body: br#"{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}"#
                 .to_vec()
                 .into(),
+            from: None,
         };
         let text = reg.refused("start an upload", &reply).to_string();
         for says in [

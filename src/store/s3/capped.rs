@@ -1,12 +1,14 @@
 //! object_store reads some replies whole on its own (listings, multipart replies, errors):
 //! every reply of the S3 client passes through here, so that none is larger than a range asks
-//! for, or [`http::BODY`]'s cap, whatever the server sends or declares.
+//! for, or [`http::BODY`]'s cap, whatever the server sends or declares, and none comes slower
+//! than [`http::BODY`]'s pace (the same rule as `http::read_within`'s).
 
 use crate::store::http;
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use object_store::client::{HttpError, HttpErrorKind, HttpRequest, HttpResponse};
 use object_store::client::{HttpRequestBody, HttpResponseBody, HttpService};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -50,10 +52,13 @@ impl HttpService for Capped {
         }
         let reply: ::http::Response<reqwest::Body> = reply.into();
         let (parts, body) = reply.into_parts();
+        let started = tokio::time::Instant::now();
         let body = HttpResponseBody::new(CappedBody {
             inner: body,
             left: cap,
             cap,
+            started,
+            next_by: Box::pin(tokio::time::sleep_until(started + http::BODY.grace)),
         });
         Ok(HttpResponse::from_parts(parts, body))
     }
@@ -96,11 +101,16 @@ fn transport(e: reqwest::Error) -> HttpError {
     HttpError::new(kind, e.without_url())
 }
 
-/// A reply body that ends in an error, not in memory, once it passes its cap.
+/// A reply body that ends in an error, not in memory, once it passes its cap, and not in a
+/// wait without end once it falls behind its pace.
 struct CappedBody {
     inner: reqwest::Body,
     left: u64,
     cap: u64,
+    started: tokio::time::Instant,
+    /// When the next piece must have come: the grace, and a second for each `min_rate`
+    /// bytes so far.
+    next_by: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Body for CappedBody {
@@ -112,7 +122,15 @@ impl Body for CappedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if self.next_by.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(HttpError::new(
+                        HttpErrorKind::Timeout,
+                        std::io::Error::other("the reply came too slowly"),
+                    ))));
+                }
+                return Poll::Pending;
+            }
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(transport(e)))),
             Poll::Ready(Some(Ok(f))) => f,
@@ -123,6 +141,11 @@ impl Body for CappedBody {
                 return Poll::Ready(Some(Err(too_large(self.cap))));
             }
             self.left -= n;
+            let got = self.cap - self.left;
+            let allowed =
+                http::BODY.grace + std::time::Duration::from_secs(got / http::BODY.min_rate.max(1));
+            let by = self.started + allowed;
+            self.next_by.as_mut().reset(by);
         }
         Poll::Ready(Some(Ok(frame)))
     }
