@@ -19,6 +19,8 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// Files up to this size are read ahead by the reader threads; bigger ones are streamed.
 const SMALL: u64 = 1 << 20;
+/// Entries handed from the walk to the writer at a time.
+const BATCH: usize = 64;
 /// How many bytes of small files may wait in memory for the tar writer.
 const READ_AHEAD: u64 = 32 << 20;
 
@@ -47,9 +49,12 @@ pub trait Reuse: Send + Sync {
     fn span(&self, e: &Entry, headers: &[u8]) -> Option<(u64, u64)>;
     /// Whether one of the base's chunks begins at `offset` of its stream.
     fn cut_at(&self, offset: u64) -> bool;
-    /// Put the base's bytes `start..end` (whole chunks) into the stream where the writer
-    /// is (everything written before has been flushed); false if they cannot be taken.
-    fn refer(&self, start: u64, end: u64) -> std::io::Result<bool>;
+    /// Whether the base's bytes `start..end` are whole chunks that may be taken (`start` a
+    /// boundary already found).
+    fn takes(&self, start: u64, end: u64) -> bool;
+    /// Put the base's bytes `start..end` (whole chunks that [`Reuse::takes`]) into the
+    /// stream where the writer is; everything written before has been flushed.
+    fn refer(&self, start: u64, end: u64) -> std::io::Result<()>;
 }
 
 #[derive(Debug, Default)]
@@ -92,13 +97,16 @@ pub fn pack<W: Write + Send>(walk: Walk, sink: W, opts: &PackOptions) -> Result<
         stop: false,
     });
     let cv = Condvar::new();
-    let (tx, rx) = sync_channel::<(usize, Arc<Entry>, bool)>(4096);
+    // Entries go to the writer in batches: one at a time, the writer (faster than the walk
+    // when it reads nothing) would be woken once per entry.
+    let (tx, rx) = sync_channel::<Vec<(usize, Arc<Entry>, bool)>>(64);
     let reuse = opts.reuse.as_deref();
 
     std::thread::scope(|s| {
         let (state, cv) = (&state, &cv);
         let walker = s.spawn(move || {
             let mut idx = 0usize;
+            let mut batch = Vec::with_capacity(BATCH);
             let walked = walk(&mut |e: Entry| {
                 let e = Arc::new(e);
                 // What is likely taken from the base is not read ahead (if it is not, after
@@ -110,7 +118,15 @@ pub fn pack<W: Write + Send>(walk: Walk, sink: W, opts: &PackOptions) -> Result<
                     cv.notify_all();
                 }
                 idx += 1;
-                tx.send((idx - 1, e, ahead))
+                batch.push((idx - 1, e, ahead));
+                if batch.len() < BATCH {
+                    return Ok(());
+                }
+                tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .map_err(|_| anyhow!("the archive writer stopped"))
+            });
+            let walked = walked.and_then(|()| {
+                tx.send(batch)
                     .map_err(|_| anyhow!("the archive writer stopped"))
             });
             state.lock().unwrap().walked = true;
@@ -192,7 +208,7 @@ fn check_unchanged(e: &Entry, f: &File, read: u64) -> Result<()> {
 }
 
 fn write_tar<W: Write + Send>(
-    entries: Receiver<(usize, Arc<Entry>, bool)>,
+    entries: Receiver<Vec<(usize, Arc<Entry>, bool)>>,
     sink: W,
     opts: &PackOptions,
     state: &Mutex<ReadAhead>,
@@ -206,7 +222,7 @@ fn write_tar<W: Write + Send>(
         cv,
     };
     let mut run = Run::default();
-    for (i, e, ahead) in entries {
+    for (i, e, ahead) in entries.into_iter().flatten() {
         stopped()?;
         w.stats.entries += 1;
         if e.kind == Kind::File {
@@ -225,42 +241,41 @@ fn write_tar<W: Write + Send>(
         let at = match reuse.span(&e, &headers(&h, &pax)?) {
             Some((start, end)) if run.at == Some(start) => Some((start, end)),
             Some((start, end)) if reuse.cut_at(start) => {
-                w.release(&mut run)?;
-                run.from = start;
+                w.finish(&mut run, reuse)?;
+                (run.from, run.cut) = (start, start);
                 Some((start, end))
             }
             _ => None,
         };
         let Some((_, end)) = at else {
-            w.release(&mut run)?;
+            w.finish(&mut run, reuse)?;
             w.append((i, &e, ahead), &h, &pax, shown)?;
             continue;
         };
         run.at = Some(end);
         run.held.push((i, e, ahead, h, pax));
-        if reuse.cut_at(end) {
-            // The run so far ends where a chunk of the base does: its chunks are taken.
-            w.tar.get_mut().flush()?;
-            if reuse.refer(run.from, end)? {
-                run.from = end;
-                run.held.clear();
-            } else {
-                w.release(&mut run)?;
-            }
+        if reuse.takes(run.cut, end) {
+            // The run reaches a chunk boundary of the base: what it holds is taken.
+            run.cut = end;
+            run.held.clear();
         }
     }
-    w.release(&mut run)?;
+    if let Some(reuse) = opts.reuse.as_deref() {
+        w.finish(&mut run, reuse)?;
+    }
     stopped()?;
     let sink = w.tar.into_inner()?.finish()?;
     Ok((sink, w.stats))
 }
 
-/// Entries taken from the base so far: those since its last chunk boundary wait, to be
-/// taken too if the run reaches the next one, else written as they are.
+/// Entries taken from the base: `from..cut` of its stream is taken when the run ends; the
+/// entries since `cut` wait, to be taken too if the run reaches the next chunk boundary,
+/// else written as they are.
 #[derive(Default)]
 struct Run {
-    /// Where the run began in the base's stream, and where it is now (None: no run).
     from: u64,
+    cut: u64,
+    /// Where the run is in the base's stream (None: no run).
     at: Option<u64>,
     held: Vec<(usize, Arc<Entry>, bool, tar::Header, Pax)>,
 }
@@ -298,6 +313,16 @@ impl<W: Write> Writer<'_, W> {
     }
 
     /// End a run that did not reach a chunk boundary: what it holds is written.
+    /// End a run: what reached a chunk boundary is taken (one message for the whole run),
+    /// what follows is written.
+    fn finish(&mut self, run: &mut Run, reuse: &dyn Reuse) -> Result<()> {
+        if run.at.is_some() && run.cut > run.from {
+            self.tar.get_mut().flush()?;
+            reuse.refer(run.from, run.cut)?;
+        }
+        self.release(run)
+    }
+
     fn release(&mut self, run: &mut Run) -> Result<()> {
         run.at = None;
         for (i, e, ahead, h, pax) in std::mem::take(&mut run.held) {
@@ -310,7 +335,7 @@ impl<W: Write> Writer<'_, W> {
 
 /// An entry's headers as the stream holds them: pax records, then its own.
 fn headers(h: &tar::Header, pax: &Pax) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::with_capacity(1024));
+    let mut b = tar::Builder::new(Vec::with_capacity(4096));
     if !pax.is_empty() {
         b.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
     }

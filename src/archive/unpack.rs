@@ -343,8 +343,11 @@ fn parse<R: Read>(
             .raw_file_position()
             .saturating_add(entry.size().div_ceil(512).saturating_mul(512));
         match extract(&mut entry, tree, tx, shared, umask, out) {
-            Ok(()) => {
-                if let Some(s) = headers.and_then(|h| span(&entry, tree, &h, start, next_start)) {
+            Ok(place) => {
+                let spanned = place.zip(headers);
+                if let Some(s) =
+                    spanned.and_then(|(p, h)| span(&entry, tree, p, &h, start, next_start))
+                {
                     out.spans.push(s);
                 }
             }
@@ -368,6 +371,7 @@ fn parse<R: Read>(
 fn span<R: Read>(
     entry: &tar::Entry<R>,
     tree: &Tree,
+    place: Place,
     headers: &[u8],
     start: u64,
     end: u64,
@@ -377,7 +381,7 @@ fn span<R: Read>(
         return None;
     }
     let name = entry.path_bytes().into_owned();
-    let path = tree.shown(&tree.locate(&name).ok()?);
+    let path = tree.shown(&place);
     let mut header = [0; 16];
     header.copy_from_slice(&blake3::hash(headers).as_bytes()[..16]);
     Some(Span {
@@ -435,28 +439,42 @@ fn extract<R: Read>(
     shared: &Shared,
     umask: u32,
     out: &mut Counts,
-) -> Result<(), Fail> {
+) -> Result<Option<Place>, Fail> {
     let kind = entry.header().entry_type();
     if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
-        return Ok(());
+        return Ok(None);
     }
     let name = entry.path_bytes().into_owned();
     if name.is_empty() {
         return Err(Fail::Refuse("empty name".into()));
     }
     let place = tree.locate(&name).map_err(Fail::Refuse)?;
+    make(entry, tree, &place, kind, (tx, shared, umask, out))?;
+    Ok(Some(place))
+}
+
+/// What [`make`] needs besides the entry and its place.
+type Makers<'a> = (&'a SyncSender<FileJob>, &'a Shared, u32, &'a mut Counts);
+
+fn make<R: Read>(
+    entry: &mut tar::Entry<R>,
+    tree: &mut Tree,
+    place: &Place,
+    kind: tar::EntryType,
+    (tx, shared, umask, out): Makers,
+) -> Result<(), Fail> {
     let mode = entry.header().mode().unwrap_or(0o644) & 0o1777;
     // The last entry of a name wins: one that reuses a name waits for the writers.
-    let in_order = tree.reuses(&place) || kind.is_hard_link();
+    let in_order = tree.reuses(place) || kind.is_hard_link();
     if in_order {
         shared.wait_idle()?;
     }
     if kind.is_dir() {
         let mtime = mtime_of(entry);
-        tree.dir(&place, mode, mtime)
+        tree.dir(place, mode, mtime)
     } else if kind.is_file() || kind == tar::EntryType::Continuous {
         let plan = FilePlan {
-            place: &place,
+            place,
             mode,
             umask,
             in_order,
@@ -465,14 +483,14 @@ fn extract<R: Read>(
     } else if kind.is_symlink() {
         let target = entry.link_name_bytes().unwrap_or_default().into_owned();
         let mtime = mtime_of(entry);
-        tree.symlink(&place, &target, mtime)
+        tree.symlink(place, &target, mtime)
     } else if kind.is_hard_link() {
         let target = entry.link_name_bytes().unwrap_or_default().into_owned();
         let shown = String::from_utf8_lossy(&target).into_owned();
         let t = tree
             .locate(&target)
             .map_err(|why| Fail::Refuse(format!("hard link target {shown}: {why}")))?;
-        tree.hard_link(&place, &t)
+        tree.hard_link(place, &t)
     } else {
         Err(Fail::Refuse(format!(
             "entries of type {kind:?} (devices, fifos) are refused"

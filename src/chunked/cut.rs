@@ -114,6 +114,8 @@ pub(super) const AHEAD: u64 = 2;
 /// compressed as one frame. Frames of 8 MiB store a `node_modules` in 1.10x an archive's
 /// bytes, frames of 1 MiB in 1.94x (a stream's repeats are often further apart than 1 MiB).
 pub(super) const RUN: usize = 8 << 20;
+/// Most chunks taken from the base in one run.
+const KNOWN_RUN: usize = 1 << 16;
 
 /// Neighbouring chunks in one buffer: `data` holds them in stream order, `lens` their lengths.
 /// A run of chunks that are all new is its own frame, without a copy. A run of the base's
@@ -275,20 +277,28 @@ impl Cutter {
                 "chunks taken from the base do not begin at an entry; nothing was stored",
             ));
         }
-        self.hand_on()?;
+        // Taken chunks that follow each other go on as one run: a run each would cost the
+        // workers and the assembler a round trip per entry of an unchanged tree.
+        if self.run.known.is_empty() {
+            self.hand_on()?;
+        }
         self.at += len;
         self.chunks += chunks.len() as u64;
-        let (known, lens) = chunks.into_iter().unzip();
-        self.run = Run {
-            data: Vec::new(),
-            lens,
-            known,
-        };
-        self.hand_on()
+        for (id, n) in chunks {
+            self.run.known.push(id);
+            self.run.lens.push(n);
+        }
+        if self.run.known.len() >= KNOWN_RUN {
+            self.hand_on()?;
+        }
+        Ok(())
     }
 
     /// `buf[from..to]` as one chunk; `to`.
     fn emit(&mut self, from: usize, to: usize) -> io::Result<usize> {
+        if !self.run.known.is_empty() {
+            self.hand_on()?;
+        }
         self.run.data.extend_from_slice(&self.buf[from..to]);
         self.run.lens.push((to - from) as u32);
         self.chunks += 1;

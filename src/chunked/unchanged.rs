@@ -80,7 +80,17 @@ impl Record {
 
     /// The record in `stored`, or None if it is not one this kura wrote whole.
     pub fn decode(stored: &[u8]) -> Option<Record> {
-        let raw = zstd::bulk::decompress(stored, MAX_SIZE).ok()?;
+        use std::io::Read;
+        // Grown to what the frame holds, not to the most it may hold.
+        let mut raw = Vec::new();
+        zstd::stream::read::Decoder::new(stored)
+            .ok()?
+            .take(MAX_SIZE as u64 + 1)
+            .read_to_end(&mut raw)
+            .ok()?;
+        if raw.len() > MAX_SIZE {
+            return None;
+        }
         let mut r = Reader(&raw);
         if r.take(8)? != MAGIC {
             return None;
@@ -181,13 +191,20 @@ impl Unchanged {
             written: record
                 .written
                 .into_iter()
-                .map(|w| (w.name.clone(), w))
+                .map(|mut w| (std::mem::take(&mut w.name), w))
                 .collect(),
             starts,
             chunks: restored.chunks.iter().map(|c| (c.id, c.len)).collect(),
             checked: checked.chunks.iter().map(|c| c.id).collect(),
             referrer,
         }
+    }
+
+    /// The base's chunks that are its bytes `start..end` exactly, if there are any.
+    fn chunks_of(&self, start: u64, end: u64) -> Option<&[(ChunkId, u32)]> {
+        let i = self.starts.binary_search(&start).ok()?;
+        let j = self.starts.binary_search(&end).ok()?;
+        self.chunks.get(i..j).filter(|c| !c.is_empty())
     }
 
     /// The record of `e`, if `e` is as the restore left it.
@@ -220,19 +237,16 @@ impl crate::archive::Reuse for Unchanged {
         self.starts.binary_search(&offset).is_ok()
     }
 
-    fn refer(&self, start: u64, end: u64) -> std::io::Result<bool> {
-        let (Ok(i), Ok(j)) = (
-            self.starts.binary_search(&start),
-            self.starts.binary_search(&end),
-        ) else {
-            return Ok(false);
-        };
-        let chunks = self.chunks.get(i..j).unwrap_or_default();
-        if i >= j || chunks.iter().any(|c| !self.checked.contains(&c.0)) {
-            return Ok(false);
-        }
-        self.referrer.refer(end - start, chunks.to_vec())?;
-        Ok(true)
+    fn takes(&self, start: u64, end: u64) -> bool {
+        self.chunks_of(start, end)
+            .is_some_and(|c| c.iter().all(|c| self.checked.contains(&c.0)))
+    }
+
+    fn refer(&self, start: u64, end: u64) -> std::io::Result<()> {
+        let chunks = self
+            .chunks_of(start, end)
+            .ok_or_else(|| std::io::Error::other("the base has no chunks there"))?;
+        self.referrer.refer(end - start, chunks.to_vec())
     }
 }
 

@@ -131,25 +131,12 @@ pub(super) fn record_written(env: &Env, meta: &Meta, spans: Vec<crate::archive::
         let _ = dir.remove_file(name);
         return;
     };
-    let mut settled = (i64::MIN, 0);
-    let mut written = Vec::with_capacity(spans.len());
-    for s in spans {
-        let Ok(m) = std::fs::symlink_metadata(&s.path) else {
-            continue;
-        };
-        let stamp = crate::platform::stamp(&m);
-        settled = settled.max(stamp.ctime);
-        written.push(crate::chunked::Written {
-            name: s.name,
-            size: if m.is_file() { m.len() } else { 0 },
-            mtime: crate::platform::mtime(&m),
-            stamp,
-            header: s.header,
-            start: s.start,
-            data: s.data,
-            end: s.end,
-        });
-    }
+    let written = looked_at(spans, env.workers as usize);
+    let settled = written
+        .iter()
+        .map(|w| w.stamp.ctime)
+        .max()
+        .unwrap_or((i64::MIN, 0));
     // Files the restore changed in the clock's last tick could change again within it, and
     // look the same: the record is settled once the clock has moved on.
     let Some(settled) = clock_past(&dir, settled) else {
@@ -162,6 +149,41 @@ pub(super) fn record_written(env: &Env, meta: &Meta, spans: Vec<crate::archive::
         written,
     };
     let _ = dir.write_aside(name, &record.encode(), false);
+}
+
+/// The entries written as they are now, looked at on `threads` threads (a tree's worth of
+/// `lstat`s); one that is gone is left out.
+fn looked_at(spans: Vec<crate::archive::Span>, threads: usize) -> Vec<crate::chunked::Written> {
+    let per = spans.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = spans
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().filter_map(look).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+fn look(s: &crate::archive::Span) -> Option<crate::chunked::Written> {
+    let m = std::fs::symlink_metadata(&s.path).ok()?;
+    // A directory's name in the stream ends with a slash; the walk names it without.
+    let mut name = s.name.clone();
+    if name.len() > 1 && name.ends_with(b"/") {
+        name.pop();
+    }
+    Some(crate::chunked::Written {
+        name,
+        size: if m.is_file() { m.len() } else { 0 },
+        mtime: crate::platform::mtime(&m),
+        stamp: crate::platform::stamp(&m),
+        header: s.header,
+        start: s.start,
+        data: s.data,
+        end: s.end,
+    })
 }
 
 /// The file system's clock (a new file's ctime) once it is past `last`: a few milliseconds at
