@@ -114,6 +114,9 @@ pub(super) const AHEAD: u64 = 2;
 /// compressed as one frame. Frames of 8 MiB store a `node_modules` in 1.10x an archive's
 /// bytes, frames of 1 MiB in 1.94x (a stream's repeats are often further apart than 1 MiB).
 pub(super) const RUN: usize = 8 << 20;
+/// The most bytes after the last entry taken for the tar end blocks (two blocks, and
+/// padding to a record for writers that pad).
+const TAIL: usize = 64 << 10;
 /// Most chunks taken from the base in one run.
 const KNOWN_RUN: usize = 1 << 16;
 
@@ -194,10 +197,16 @@ impl Cutter {
             } = step
             else {
                 if step == Step::Plain {
-                    // The open group ends with the entries: what follows (the end blocks, or
-                    // a stream that is no tar) is cut on its own, so that it moves no cut
-                    // among the last files.
+                    // After the entries: the end blocks go with the last group, one chunk at
+                    // the stream's end (cut within, they would move cuts among the last
+                    // files; cut alone, every entry would share that chunk). More than end
+                    // blocks is a stream that is no tar, cut with FastCDC.
                     let entries_end = self.walk.next().saturating_sub(self.at) as usize;
+                    if (start..=self.buf.len()).contains(&entries_end)
+                        && self.buf.len() - entries_end <= TAIL
+                    {
+                        break;
+                    }
                     if entries_end > start && entries_end <= self.buf.len() {
                         start = self.emit(start, entries_end)?;
                     }
