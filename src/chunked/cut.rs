@@ -121,13 +121,14 @@ const TAIL: usize = 64 << 10;
 const KNOWN_RUN: usize = 1 << 16;
 
 /// Neighbouring chunks in one buffer: `data` holds them in stream order, `lens` their lengths.
-/// A run of chunks that are all new is its own frame, without a copy. A run of the base's
-/// chunks taken unread has their ids in `known` and no data.
+/// A run of chunks that are all new is its own frame, without a copy. The base's chunks
+/// taken unread are in `known` (their place among `lens`, their id) and not in `data`: a
+/// run mixes both, so that the few new chunks of a warm save still share frames.
 #[derive(Default)]
 pub(super) struct Run {
     pub(super) data: Vec<u8>,
     pub(super) lens: Vec<u32>,
-    pub(super) known: Vec<super::ChunkId>,
+    pub(super) known: Vec<(u32, super::ChunkId)>,
 }
 
 /// The assembler's position, which the sink waits on.
@@ -286,15 +287,10 @@ impl Cutter {
                 "chunks taken from the base do not begin at an entry; nothing was stored",
             ));
         }
-        // Taken chunks that follow each other go on as one run: a run each would cost the
-        // workers and the assembler a round trip per entry of an unchanged tree.
-        if self.run.known.is_empty() {
-            self.hand_on()?;
-        }
         self.at += len;
         self.chunks += chunks.len() as u64;
         for (id, n) in chunks {
-            self.run.known.push(id);
+            self.run.known.push((self.run.lens.len() as u32, id));
             self.run.lens.push(n);
         }
         if self.run.known.len() >= KNOWN_RUN {
@@ -305,9 +301,6 @@ impl Cutter {
 
     /// `buf[from..to]` as one chunk; `to`.
     fn emit(&mut self, from: usize, to: usize) -> io::Result<usize> {
-        if !self.run.known.is_empty() {
-            self.hand_on()?;
-        }
         self.run.data.extend_from_slice(&self.buf[from..to]);
         self.run.lens.push((to - from) as u32);
         self.chunks += 1;

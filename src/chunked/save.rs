@@ -53,14 +53,14 @@ struct Done {
     /// With a chunk cache, each new chunk compressed alone for it: cached once its pack is
     /// uploaded, under its place there.
     alone: HashMap<ChunkId, Vec<u8>>,
-    /// The base's chunks, taken unread.
-    unread: bool,
 }
 
 struct Item {
     id: ChunkId,
     len: u32,
     skip: Option<u32>,
+    /// One of the base's chunks, taken unread.
+    unread: bool,
 }
 
 /// Hash a run's chunks and compress the new ones as one frame (and, with a cache, each alone
@@ -71,23 +71,9 @@ fn pack_run(
     zstd: &mut Option<zstd::bulk::Compressor<'static>>,
     cache: Option<&ChunkCache>,
 ) -> Done {
-    if !run.known.is_empty() {
-        // The base's chunks, taken unread: the assembler finds each in the base.
-        let items = (run.known.into_iter().zip(run.lens))
-            .map(|(id, len)| Item {
-                id,
-                len,
-                skip: None,
-            })
-            .collect();
-        return Done {
-            items,
-            frame: Some(Vec::new()),
-            frame_len: 0,
-            alone: HashMap::new(),
-            unread: true,
-        };
-    }
+    // The base's chunks taken unread, by their place in the run: the assembler finds each
+    // in the base.
+    let mut taken = run.known.iter().peekable();
     let mut placed: HashMap<ChunkId, u32> = HashMap::new();
     let mut alone = HashMap::new();
     let mut items = Vec::with_capacity(run.lens.len());
@@ -95,7 +81,16 @@ fn pack_run(
     // the run's own prefix.
     let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
     let (mut at, mut frame_len) = (0usize, 0u32);
-    for &len in &run.lens {
+    for (k, &len) in run.lens.iter().enumerate() {
+        if let Some((_, id)) = taken.next_if(|(at, _)| *at as usize == k) {
+            items.push(Item {
+                id: *id,
+                len,
+                skip: None,
+                unread: true,
+            });
+            continue;
+        }
         let data = &run.data[at..at + len as usize];
         let id: ChunkId = blake3::hash(data).into();
         let skip = (!known.contains_key(&id)).then(|| {
@@ -110,7 +105,12 @@ fn pack_run(
                 frame_len - len
             })
         });
-        items.push(Item { id, len, skip });
+        items.push(Item {
+            id,
+            len,
+            skip,
+            unread: false,
+        });
         at += len as usize;
     }
     let whole = kept.len() == run.lens.len();
@@ -130,7 +130,6 @@ fn pack_run(
         frame,
         frame_len,
         alone,
-        unread: false,
     }
 }
 
@@ -306,7 +305,7 @@ fn assemble(
                     for item in d.items {
                         stats.chunks += 1;
                         stats.stream += item.len as u64;
-                        if d.unread {
+                        if item.unread {
                             stats.unread += item.len as u64;
                         }
                         let chunk = if let Some(c) = fresh.get(&item.id) {
