@@ -29,16 +29,25 @@ struct Unit {
 }
 
 /// The stream in units: a unit grows to `UNIT_LEN`, then on to the end of the frame it is
-/// in, so that neighbouring units seldom unpack one frame twice.
+/// in, so that neighbouring units seldom unpack one frame twice. A chunk that repeats an
+/// earlier one (its frame is elsewhere) neither ends the frame nor begins one.
 fn units(m: &Manifest) -> Vec<Unit> {
-    let mut out: Vec<Unit> = Vec::new();
-    let mut prev: Option<&Chunk> = None;
+    // Where each frame has the last chunk that the stream has there first.
+    let mut seen = std::collections::HashSet::new();
+    let mut first = Vec::with_capacity(m.chunks.len());
+    let mut last = std::collections::HashMap::new();
     for (i, c) in m.chunks.iter().enumerate() {
-        let same_frame = prev.is_some_and(|p| (p.pack, p.offset) == (c.pack, c.offset));
+        first.push(seen.insert((c.id, c.len)));
+        if first[i] {
+            last.insert((c.pack, c.offset), i);
+        }
+    }
+    let mut out: Vec<Unit> = Vec::new();
+    let mut open = None;
+    for (i, c) in m.chunks.iter().enumerate() {
+        let in_open = open.is_some_and(|f| last.get(&f).is_some_and(|&end| end >= i));
         match out.last_mut() {
-            Some(u)
-                if u.len < UNIT_LEN || (same_frame && u.len < UNIT_LEN + FRAME_LIMIT as u64) =>
-            {
+            Some(u) if u.len < UNIT_LEN || (in_open && u.len < UNIT_LEN + FRAME_LIMIT as u64) => {
                 u.len += c.len as u64;
                 u.chunks.end = i + 1;
             }
@@ -47,7 +56,9 @@ fn units(m: &Manifest) -> Vec<Unit> {
                 len: c.len as u64,
             }),
         }
-        prev = Some(c);
+        if first[i] {
+            open = Some((c.pack, c.offset));
+        }
     }
     out
 }
@@ -111,7 +122,10 @@ impl ChunkSource {
             let (next, taken, failed) = (next.clone(), taken.clone(), failed.clone());
             std::thread::spawn(move || {
                 let mut unzstd = match zstd::bulk::Decompressor::new() {
-                    Ok(d) => d,
+                    Ok(zstd) => Unpacker {
+                        zstd,
+                        scratch: Vec::new(),
+                    },
                     Err(_) => return,
                 };
                 loop {
@@ -130,7 +144,7 @@ impl ChunkSource {
                     }
                     // A panic must not leave the unit unanswered: the stream would wait on it.
                     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        shared.read(u, &mut unzstd)
+                        shared.read(u, &units, &taken, &mut unzstd)
                     }))
                     .unwrap_or_else(|_| Err(ReadError::Failed(anyhow!("a chunk reader failed"))));
                     // Only bytes that fail their own hash (or a range the store says is past
@@ -221,26 +235,31 @@ impl Read for ChunkSource {
     }
 }
 
-/// A frame's bytes, unpacked: as many as its header says, which must be what the manifest
-/// says (at most `FRAME_LIMIT`).
-/// Where in the unit a frame goes whole, when its chunks `ks` are the whole frame, one after
-/// the other, in the order and at the places the unit has them.
+/// Where in the unit a frame goes whole: when its chunks `ks` are the whole frame, one after
+/// the other, at the places the unit has them. Chunks of `ks` that repeat a part of the frame
+/// already covered (a file the stream holds twice) are copied from it afterwards: they are
+/// returned apart, after those that cover the frame.
 fn in_place(
     frame: &Chunk,
     ks: &[usize],
     chunks: &[Chunk],
     at: &[usize],
-) -> Option<std::ops::Range<usize>> {
+) -> Option<(std::ops::Range<usize>, Vec<usize>, Vec<usize>)> {
     let start = at[*ks.first()?];
     let mut skip = 0u64;
+    let (mut cover, mut again) = (Vec::new(), Vec::new());
     for &k in ks {
         let c = &chunks[k];
-        if c.skip as u64 != skip || at[k] as u64 != start as u64 + skip {
+        if c.skip as u64 == skip && at[k] as u64 == start as u64 + skip {
+            skip += c.len as u64;
+            cover.push(k);
+        } else if c.skip as u64 + c.len as u64 <= skip {
+            again.push(k);
+        } else {
             return None;
         }
-        skip += c.len as u64;
     }
-    (skip == frame.frame_len as u64).then(|| start..start + skip as usize)
+    (skip == frame.frame_len as u64).then(|| (start..start + skip as usize, cover, again))
 }
 
 /// Unpack a frame into `into`, which it must fill exactly.
@@ -263,7 +282,13 @@ fn unpack_into(
     Ok(())
 }
 
-fn unpack_frame(unzstd: &mut zstd::bulk::Decompressor, stored: &[u8], len: u32) -> Result<Vec<u8>> {
+/// Unpack a frame of `len` bytes into `into` (its old bytes go).
+fn unpack_frame(
+    unzstd: &mut zstd::bulk::Decompressor,
+    stored: &[u8],
+    len: u32,
+    into: &mut Vec<u8>,
+) -> Result<()> {
     let size = zstd::zstd_safe::get_frame_content_size(stored)
         .ok()
         .flatten()
@@ -272,12 +297,21 @@ fn unpack_frame(unzstd: &mut zstd::bulk::Decompressor, stored: &[u8], len: u32) 
         size == len as u64,
         "a frame of {size} bytes where the entry says {len}"
     );
-    let data = unzstd.decompress(stored, size as usize)?;
+    into.clear();
+    into.reserve(size as usize);
+    unzstd.decompress_to_buffer(stored, into)?;
     ensure!(
-        data.len() as u64 == size,
+        into.len() as u64 == size,
         "the frame is shorter than its header says"
     );
-    Ok(data)
+    Ok(())
+}
+
+/// A reader's decompressor, and where it unpacks a frame too large to keep for later reads
+/// (a fresh buffer for each would cost a round of page faults).
+struct Unpacker {
+    zstd: zstd::bulk::Decompressor<'static>,
+    scratch: Vec<u8>,
 }
 
 /// A damaged pack would be kept forever (its name exists, so saves never write it again):
@@ -336,11 +370,15 @@ impl From<crate::error::StoreError> for ReadError {
 
 impl Reader {
     /// A unit's bytes: chunks kept in memory or in the chunk cache first, the rest from
-    /// their frames, each frame read and unpacked once.
+    /// their frames, each frame read and unpacked once. A chunk that an earlier unit reads
+    /// first waits for that unit, which keeps it: unpacking its frame again would cost a whole
+    /// frame for one chunk.
     fn read(
         &self,
         u: &Unit,
-        unzstd: &mut zstd::bulk::Decompressor,
+        units: &[Unit],
+        taken: &(Mutex<usize>, Condvar),
+        unzstd: &mut Unpacker,
     ) -> std::result::Result<Vec<u8>, ReadError> {
         let chunks = &self.manifest.chunks[u.chunks.clone()];
         let mut out = self.spare.lock().unwrap().pop().unwrap_or_default();
@@ -348,21 +386,62 @@ impl Reader {
         out.resize(u.len as usize, 0);
         // Where each chunk goes in `out`, and which are still to be read from their frames.
         let mut at = Vec::with_capacity(chunks.len());
-        let mut need = Vec::new();
+        let (mut need, mut later, mut after) = (Vec::new(), Vec::new(), 0);
         let mut pos = 0;
         for (k, c) in chunks.iter().enumerate() {
-            let dst = &mut out[pos..pos + c.len as usize];
             at.push(pos);
             pos += c.len as usize;
-            if let Some(data) = self.repeats.take(&c.id, c.len) {
-                dst.copy_from_slice(&data);
-            } else if let Some(data) = self.cached(c, unzstd) {
-                dst.copy_from_slice(&data);
-                self.repeats.gave(&c.id, &data);
-            } else {
-                need.push(k);
+            if !self.fill_kept(c, &mut out[at[k]..pos], unzstd) {
+                match self.repeats.first(&c.id, c.len) {
+                    Some(f) if f < u.chunks.start => {
+                        later.push(k);
+                        after = after.max(f);
+                    }
+                    _ => need.push(k),
+                }
             }
         }
+        self.fetch(need, chunks, &at, &mut out, unzstd)?;
+        if !later.is_empty() {
+            // The unit that has the chunk first is done once the stream has taken it.
+            let first = units.partition_point(|u| u.chunks.end <= after);
+            let (lock, cv) = taken;
+            let mut t = lock.lock().unwrap();
+            while *t != usize::MAX && *t <= first {
+                t = cv.wait(t).unwrap();
+            }
+            drop(t);
+            later.retain(|&k| {
+                let c = &chunks[k];
+                !self.fill_kept(c, &mut out[at[k]..at[k] + c.len as usize], unzstd)
+            });
+            self.fetch(later, chunks, &at, &mut out, unzstd)?;
+        }
+        Ok(out)
+    }
+
+    /// Fill `dst` with chunk `c` from the stream's repeats or the chunk cache, if there.
+    fn fill_kept(&self, c: &Chunk, dst: &mut [u8], unzstd: &mut Unpacker) -> bool {
+        if let Some(data) = self.repeats.take(&c.id, c.len) {
+            dst.copy_from_slice(&data);
+        } else if let Some(data) = self.cached(c, unzstd) {
+            dst.copy_from_slice(&data);
+            self.repeats.gave(&c.id, &data);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Read the chunks `need` of the unit from their frames into `out`.
+    fn fetch(
+        &self,
+        mut need: Vec<usize>,
+        chunks: &[Chunk],
+        at: &[usize],
+        out: &mut [u8],
+        unzstd: &mut Unpacker,
+    ) -> std::result::Result<(), ReadError> {
         need.sort_by_key(|&k| (chunks[k].pack, chunks[k].offset));
         // Frames, each with the chunks it serves; those unpacked lately are served at once.
         let mut frames: Vec<(&Chunk, Vec<usize>)> = Vec::new();
@@ -376,7 +455,7 @@ impl Reader {
         let mut to_read = Vec::new();
         for (f, ks) in frames {
             match self.frames.get(f.pack, f.offset) {
-                Some(unpacked) => self.serve(&unpacked, f, &ks, chunks, &at, &mut out)?,
+                Some(unpacked) => self.serve(&unpacked, f, &ks, chunks, at, out)?,
                 None => to_read.push((f, ks)),
             }
         }
@@ -403,45 +482,65 @@ impl Reader {
             }
             for (f, ks) in &rest[..n] {
                 let at_ = (f.offset - first.offset) as usize;
-                let stored = &bytes[at_..at_ + f.stored as usize];
-                let damaged = |e: anyhow::Error| ReadError::Damaged {
-                    pack: f.pack,
-                    what: format!("a frame in pack {name} does not decompress: {e}"),
-                };
-                // A frame the unit holds whole and in order (a cold entry's): unpacked in place.
-                if let Some(place) = in_place(f, ks, chunks, &at) {
-                    unpack_into(unzstd, stored, &mut out[place]).map_err(damaged)?;
-                    self.check_in_place(f, ks, chunks, &at, &out)?;
-                    continue;
-                }
-                let unpacked =
-                    Arc::new(unpack_frame(unzstd, stored, f.frame_len).map_err(|e| {
-                        ReadError::Damaged {
-                            pack: f.pack,
-                            what: format!("a frame in pack {name} does not decompress: {e}"),
-                        }
-                    })?);
-                self.serve(&unpacked, f, ks, chunks, &at, &mut out)?;
-                self.frames.keep(f.pack, f.offset, unpacked);
+                self.unpack(
+                    f,
+                    &bytes[at_..at_ + f.stored as usize],
+                    ks,
+                    chunks,
+                    at,
+                    out,
+                    unzstd,
+                )?;
             }
             rest = &rest[n..];
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// The chunks `ks` of a frame unpacked in place in `out`, each checked against its BLAKE3.
-    fn check_in_place(
+    /// Serve the chunks `ks` from the frame `f`, whose stored bytes are `stored`.
+    #[allow(clippy::too_many_arguments)]
+    fn unpack(
         &self,
-        frame: &Chunk,
+        f: &Chunk,
+        stored: &[u8],
         ks: &[usize],
         chunks: &[Chunk],
         at: &[usize],
-        out: &[u8],
+        out: &mut [u8],
+        unzstd: &mut Unpacker,
     ) -> std::result::Result<(), ReadError> {
-        for &k in ks {
-            let c = &chunks[k];
-            self.accept(frame, c, Some(&out[at[k]..at[k] + c.len as usize]))?;
+        let damaged = |e: anyhow::Error| ReadError::Damaged {
+            pack: f.pack,
+            what: format!(
+                "a frame in pack {} does not decompress: {e}",
+                self.manifest.packs[f.pack as usize]
+            ),
+        };
+        // A frame the unit holds whole and in order (a cold entry's): unpacked in place.
+        if let Some((place, cover, again)) = in_place(f, ks, chunks, at) {
+            unpack_into(&mut unzstd.zstd, stored, &mut out[place.clone()]).map_err(damaged)?;
+            for &k in &cover {
+                let c = &chunks[k];
+                self.accept(f, c, Some(&out[at[k]..at[k] + c.len as usize]))?;
+            }
+            for &k in &again {
+                let c = &chunks[k];
+                let from = place.start + c.skip as usize;
+                out.copy_within(from..from + c.len as usize, at[k]);
+                self.accept(f, c, Some(&out[at[k]..at[k] + c.len as usize]))?;
+            }
+            return Ok(());
         }
+        let Unpacker { zstd, scratch } = unzstd;
+        if !Frames::keeps(f.frame_len as usize) {
+            unpack_frame(zstd, stored, f.frame_len, scratch).map_err(damaged)?;
+            return self.serve(scratch, f, ks, chunks, at, out);
+        }
+        let mut unpacked = Vec::new();
+        unpack_frame(zstd, stored, f.frame_len, &mut unpacked).map_err(damaged)?;
+        let unpacked = Arc::new(unpacked);
+        self.serve(&unpacked, f, ks, chunks, at, out)?;
+        self.frames.keep(f.pack, f.offset, unpacked);
         Ok(())
     }
 
@@ -492,11 +591,11 @@ impl Reader {
 
     /// A chunk from the local chunk cache, if there for the place the manifest names, and
     /// whole; a bad one is dropped.
-    fn cached(&self, c: &Chunk, unzstd: &mut zstd::bulk::Decompressor) -> Option<Vec<u8>> {
+    fn cached(&self, c: &Chunk, unzstd: &mut Unpacker) -> Option<Vec<u8>> {
         let cache = self.cache.as_deref()?;
         let place = self.place(c);
         let stored = cache.get(&c.id, &place)?;
-        match unzstd.decompress(&stored, c.len as usize) {
+        match unzstd.zstd.decompress(&stored, c.len as usize) {
             Ok(data) if data.len() == c.len as usize && *blake3::hash(&data).as_bytes() == c.id => {
                 Some(data)
             }

@@ -22,6 +22,8 @@ type Key = (ChunkId, u32);
 struct RepeatsInner {
     /// Uses not yet served, for chunks that occur more than once.
     left: HashMap<Key, u32>,
+    /// Where in the stream (an index into the manifest's chunks) each of them comes first.
+    first: HashMap<Key, usize>,
     kept: HashMap<Key, Arc<[u8]>>,
     bytes: usize,
 }
@@ -29,12 +31,16 @@ struct RepeatsInner {
 impl Repeats {
     pub fn new(m: &Manifest) -> Repeats {
         let mut left: HashMap<Key, u32> = HashMap::new();
-        for c in &m.chunks {
+        let mut first: HashMap<Key, usize> = HashMap::new();
+        for (i, c) in m.chunks.iter().enumerate() {
             *left.entry((c.id, c.len)).or_default() += 1;
+            first.entry((c.id, c.len)).or_insert(i);
         }
         left.retain(|_, n| *n > 1);
+        first.retain(|k, _| left.contains_key(k));
         Repeats(Mutex::new(RepeatsInner {
             left,
+            first,
             kept: HashMap::new(),
             bytes: 0,
         }))
@@ -49,6 +55,11 @@ impl Repeats {
             g.forget(&key);
         }
         Some(data)
+    }
+
+    /// Where the stream first has a chunk it repeats (an index into the manifest's chunks).
+    pub fn first(&self, id: &ChunkId, len: u32) -> Option<usize> {
+        self.0.lock().unwrap().first.get(&(*id, len)).copied()
     }
 
     /// A use of a chunk read from elsewhere, its bytes checked: kept if used again later.
@@ -100,9 +111,14 @@ impl Frames {
         self.0.lock().unwrap().kept.get(&(pack, offset)).cloned()
     }
 
+    /// Whether a frame of `len` bytes would be kept.
+    pub fn keeps(len: usize) -> bool {
+        len <= FRAMES_KEPT / 4
+    }
+
     pub fn keep(&self, pack: u32, offset: u64, frame: Arc<Vec<u8>>) {
         let mut g = self.0.lock().unwrap();
-        if frame.len() > FRAMES_KEPT / 4 || g.kept.contains_key(&(pack, offset)) {
+        if !Self::keeps(frame.len()) || g.kept.contains_key(&(pack, offset)) {
             return;
         }
         g.bytes += frame.len();

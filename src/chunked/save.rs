@@ -371,8 +371,12 @@ mod tests {
     use std::collections::BTreeMap;
     use std::io::Write;
 
+    /// Packs in memory, and how many bytes were read from them.
     #[derive(Default)]
-    struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
+    struct Mem(
+        Mutex<BTreeMap<String, Vec<u8>>>,
+        std::sync::atomic::AtomicU64,
+    );
 
     impl Packs for Mem {
         fn put(&self, name: &str, data: bytes::Bytes) -> StoreResult<()> {
@@ -380,6 +384,7 @@ mod tests {
             Ok(())
         }
         fn get(&self, name: &str, r: std::ops::Range<u64>) -> StoreResult<Vec<u8>> {
+            self.1.fetch_add(r.end - r.start, Ordering::SeqCst);
             Ok(self.0.lock().unwrap()[name][r.start as usize..r.end as usize].to_vec())
         }
         fn list(&self) -> StoreResult<Vec<PackInfo>> {
@@ -485,6 +490,54 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("the restore hung");
         assert!(got.is_err(), "{got:?}");
+    }
+
+    /// A stream that repeats pieces of itself between the chunks of its frames (a tree with
+    /// equal files): the restore reads and unpacks each frame once, the repeats coming from
+    /// what it read first, and the stream comes back whole.
+    #[test]
+    fn a_restore_reads_each_frame_once_when_repeats_come_between_its_chunks() {
+        use std::io::Read;
+        let packs = std::sync::Arc::new(Mem::default());
+        let tuning = Tuning {
+            level: 1,
+            workers: 2,
+            avg_chunk: 16 << 10,
+        };
+        let mut data = Vec::new();
+        for i in 0..40u64 {
+            data.extend(noise(600 << 10, 100 + i));
+            let from = (i as usize % 5) * (100 << 10);
+            data.extend_from_within(from..from + (200 << 10));
+        }
+        let ((), m, _) = save(&*packs, None, &Manifest::default(), tuning, |mut sink| {
+            sink.write_all(&data)?;
+            Ok((sink, ()))
+        })
+        .unwrap();
+        let repeats = m.chunks.len()
+            - (m.chunks.iter())
+                .map(|c| c.id)
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+        assert!(repeats > 100, "{repeats} repeated chunks");
+        let stored: u64 = packs
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .map(|p| p.len() as u64)
+            .sum();
+        let mut out = Vec::new();
+        crate::chunked::ChunkSource::start(packs.clone(), m, 2, None)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert!(out == data, "the stream came back changed");
+        assert_eq!(
+            packs.1.load(Ordering::SeqCst),
+            stored,
+            "bytes read from the packs"
+        );
     }
 
     proptest! {
