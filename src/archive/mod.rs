@@ -15,7 +15,8 @@ pub use pack::replay;
 pub use pack::{pack, PackOptions, PackStats, Reuse, Walk};
 pub use tree::Tree;
 pub use unpack::{
-    stopped, unpack, unpack_tar, Declared, Extraction, Span, UnpackError, UnpackOptions,
+    header_digest, stopped, unpack, unpack_tar, Declared, Extraction, Span, UnpackError,
+    UnpackOptions,
 };
 
 use sha2::{Digest, Sha256};

@@ -91,7 +91,7 @@ pub struct UnpackOptions {
 pub struct Span {
     pub name: Vec<u8>,
     pub path: std::path::PathBuf,
-    /// The BLAKE3 of its headers as they were in the stream (pax records included).
+    /// The [`header_digest`] of its headers as they were in the stream (pax records included).
     pub header: [u8; 16],
     /// Where its first header begins, where its data begins, where its data's padding ends.
     pub start: u64,
@@ -366,6 +366,16 @@ fn parse<R: Read>(
     Ok(())
 }
 
+/// What stands for an entry's headers in a restore's record: the first 16 bytes of their
+/// SHA-256. Headers are small, where SHA-256 (with the CPU's SHA instructions) runs twice as
+/// fast as BLAKE3, whose speed comes from hashing long inputs in parallel.
+pub fn header_digest(headers: &[u8]) -> [u8; 16] {
+    use sha2::Digest;
+    let mut d = [0; 16];
+    d.copy_from_slice(&sha2::Sha256::digest(headers)[..16]);
+    d
+}
+
 /// Where a written entry lies (`start..end` of the stream, its `headers` as read) and where
 /// it went; None where the headers read are not the whole of `start..` its data.
 fn span<R: Read>(
@@ -382,8 +392,7 @@ fn span<R: Read>(
     }
     let name = entry.path_bytes().into_owned();
     let path = tree.shown(&place);
-    let mut header = [0; 16];
-    header.copy_from_slice(&blake3::hash(headers).as_bytes()[..16]);
+    let header = header_digest(headers);
     Some(Span {
         name,
         path,

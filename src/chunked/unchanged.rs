@@ -17,7 +17,7 @@ use crate::platform::Stamp;
 use crate::select::{Entry, Kind};
 use std::collections::{HashMap, HashSet};
 
-const MAGIC: &[u8; 8] = b"KURAFIL1";
+const MAGIC: &[u8; 8] = b"KURAFIL2";
 /// The largest record read, unpacked: some 40 bytes and a name per entry.
 const MAX_SIZE: usize = 256 << 20;
 
@@ -29,7 +29,7 @@ pub struct Written {
     pub size: u64,
     pub mtime: (i64, u32),
     pub stamp: Stamp,
-    /// The first 16 bytes of the BLAKE3 of its headers in the base's stream.
+    /// The `archive::header_digest` of its headers in the base's stream.
     pub header: [u8; 16],
     /// Where its headers begin, where its data begins, where its data's padding ends.
     pub start: u64,
@@ -229,7 +229,7 @@ impl crate::archive::Reuse for Unchanged {
         let padded = e.size.div_ceil(512) * 512;
         let same = w.data - w.start == headers.len() as u64
             && w.end - w.data == padded
-            && blake3::hash(headers).as_bytes()[..16] == w.header;
+            && crate::archive::header_digest(headers) == w.header;
         same.then_some((w.start, w.end))
     }
 
