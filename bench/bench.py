@@ -402,8 +402,8 @@ def main():
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--datasets", default="node_modules,cargo,binaries")
-    p.add_argument("--format", default="chunked", choices=["chunked", "archive"],
-                   help="the entry format kura saves (default: chunked, kura's default)")
+    p.add_argument("--format", default="archive", choices=["chunked", "archive"],
+                   help="the entry format kura saves (default: archive, kura's default)")
     p.add_argument("--work", default=os.path.join(HERE, "work"))
     p.add_argument("--kura", default=os.path.join(HERE, "..", "target", "release", "kura"))
     p.add_argument("--s3", action="store_true", help="also time the S3 store against a local Garage")

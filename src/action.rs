@@ -25,12 +25,12 @@ fn flag(vars: &Vars, name: &str) -> anyhow::Result<bool> {
     }
 }
 
-/// The `format` input: chunked (the default) where the store keeps packs, or archive.
+/// The `format` input: archive (the default), or chunked where the store keeps packs.
 fn format(vars: &Vars) -> anyhow::Result<crate::store::Format> {
     use crate::store::Format;
     match input(vars, "format").as_str() {
-        "" | "chunked" => Ok(Format::Chunked),
-        "archive" => Ok(Format::Archive),
+        "chunked" => Ok(Format::Chunked),
+        "" | "archive" => Ok(Format::Archive),
         other => Err(user_error(format!(
             "input format is {other:?}; it must be chunked or archive"
         ))),

@@ -214,10 +214,11 @@ pub struct SaveArgs {
     /// Show what would be saved, touching nothing.
     #[arg(long, env = "KURA_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
-    /// chunked: content-defined chunks in shared packs, so that a save uploads only what its
-    /// base entry lacks (local, S3, HTTP and OCI stores; GitHub's cache saves an archive).
-    /// archive: one tar + zstd archive, as actions/cache writes.
-    #[arg(long, value_enum, default_value_t = crate::store::Format::Chunked, env = "KURA_FORMAT")]
+    /// archive: one tar + zstd archive, as actions/cache writes; the cheapest to restore, and
+    /// most jobs restore. chunked: content-defined chunks in shared packs, so that a save
+    /// uploads only what its base entry lacks (local, S3, HTTP and OCI stores; GitHub's cache
+    /// saves an archive): for a cache saved on most runs, on a store across a network.
+    #[arg(long, value_enum, default_value_t = crate::store::Format::Archive, env = "KURA_FORMAT")]
     pub format: crate::store::Format,
     /// Chunked entries: the average chunk size, a power of two from 4K to 1M (smaller finds
     /// more to reuse when small files change; larger compresses better and lists fewer chunks).

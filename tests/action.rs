@@ -307,9 +307,9 @@ fn bad_inputs_warn_in_save_steps_and_fail_restore_steps_naming_the_input() {
         support::json(&ls)["entries"].as_array().unwrap().is_empty(),
         "a save with bad inputs stored something"
     );
-    // format: chunked by default on a store that keeps packs, archive when asked.
-    save_with(&[("path", "deps"), ("key", "chunks")]);
-    save_with(&[("path", "deps"), ("key", "whole"), ("format", "archive")]);
+    // format: an archive by default, chunked when asked on a store that keeps packs.
+    save_with(&[("path", "deps"), ("key", "chunks"), ("format", "chunked")]);
+    save_with(&[("path", "deps"), ("key", "whole")]);
     let format = |key: &str| {
         let meta = support::walk_find(&s.store, key).join("meta.json");
         let m: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();

@@ -438,7 +438,10 @@ fn a_branch_based_on_mains_entry_does_not_rewrite_its_packs() {
             .args(args))
     };
     let save = |branch: &str, key: &str| {
-        let out = gh(branch, &["save", "--key", key, "--path", "d"]);
+        let out = gh(
+            branch,
+            &["save", "--format", "chunked", "--key", key, "--path", "d"],
+        );
         assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
         out
     };

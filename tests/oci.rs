@@ -717,7 +717,9 @@ fn a_warm_chunked_save_uploads_only_what_changed() {
     }
     let url = format!("oci://{}/kura/warm-{}", open().addr, std::process::id());
     let save = |key: &str| {
-        let out = run(kura(&s, &url).args(["--json", "save", "--key", key, "--path", "d"]));
+        let out = run(kura(&s, &url).args([
+            "--json", "save", "--format", "chunked", "--key", key, "--path", "d",
+        ]));
         assert_eq!(json(&out)["outcome"], "saved", "{}", out.stderr);
         json(&out)["chunks"].clone()
     };

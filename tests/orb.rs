@@ -283,7 +283,7 @@ fn the_store_parameter_takes_the_new_store_urls() {
     }
 }
 
-/// `format` picks how the entry is stored; empty leaves it to KURA_FORMAT, else chunked; a
+/// `format` picks how the entry is stored; empty leaves it to KURA_FORMAT, else archive; a
 /// value kura does not know fails the step and names the choices.
 #[test]
 fn the_format_parameter_picks_archive_or_chunked() {
@@ -308,13 +308,13 @@ fn the_format_parameter_picks_archive_or_chunked() {
             ],
         )
     };
-    let out = save("v1-archive", "archive");
+    let out = save("v1-chunked", "chunked");
     assert!(out.stderr.contains("Cache saved"), "{}", out.stderr);
-    assert_eq!(format_of(), serde_json::Value::Null, "an archive");
+    assert_eq!(format_of(), "chunked");
     std::fs::remove_dir_all(&s.store).unwrap();
     let out = save("v1-default", "");
     assert!(out.stderr.contains("Cache saved"), "{}", out.stderr);
-    assert_eq!(format_of(), "chunked");
+    assert_eq!(format_of(), serde_json::Value::Null, "an archive");
     let out = save("v1-zip", "zip");
     assert_ne!(out.code, 0, "{}", out.stderr);
     assert!(
