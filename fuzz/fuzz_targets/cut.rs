@@ -1,14 +1,15 @@
 //! A save's cutter from arbitrary streams (tar headers or not, handed over in arbitrary
 //! pieces): it never panics, and the manifest it makes reads back to exactly the stream, each
-//! chunk its BLAKE3's bytes. The first byte picks the average chunk size, the next eight the
+//! chunk its BLAKE3's bytes, both chunk by chunk here and through the restore's readers (units,
+//! repeats, frames unpacked in place). The first byte picks the average chunk size, the next eight the
 //! sizes of the pieces written.
 #![no_main]
 
-use kura::chunked::{save, Manifest, PackInfo, Packs, Tuning};
+use kura::chunked::{save, ChunkSource, Manifest, PackInfo, Packs, Tuning};
 use kura::error::StoreResult;
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -59,8 +60,8 @@ fuzz_target!(|input: &[u8]| {
         workers: 2,
         avg_chunk: 4096 << (head[0] % 4),
     };
-    let packs = Mem::default();
-    let ((), m, _) = save(&packs, None, &Manifest::default(), tuning, |mut sink| {
+    let packs = std::sync::Arc::new(Mem::default());
+    let ((), m, _) = save(&*packs, None, &Manifest::default(), tuning, |mut sink| {
         let mut at = 0;
         for &piece in head[1..].iter().cycle() {
             if at == data.len() {
@@ -74,8 +75,13 @@ fuzz_target!(|input: &[u8]| {
     })
     .unwrap();
     assert_eq!(stream(&m, &packs), data);
+    let mut restored = Vec::new();
+    ChunkSource::start(packs.clone(), m.clone(), 3, None)
+        .read_to_end(&mut restored)
+        .unwrap();
+    assert!(restored == data, "the restore's readers gave another stream");
     // Saved again on itself: every chunk is reused, and the stream is the same.
-    let ((), again, stats) = save(&packs, None, &m, tuning, |mut sink| {
+    let ((), again, stats) = save(&*packs, None, &m, tuning, |mut sink| {
         sink.write_all(data)?;
         Ok((sink, ()))
     })
