@@ -31,13 +31,11 @@ struct Unit {
 /// The stream in units: a unit grows to `UNIT_LEN`, then on to the end of the frame it is
 /// in, so that neighbouring units seldom unpack one frame twice. A chunk that repeats an
 /// earlier one (its frame is elsewhere) neither ends the frame nor begins one.
-fn units(m: &Manifest) -> Vec<Unit> {
+fn units(m: &Manifest, repeats: &Repeats) -> Vec<Unit> {
     // Where each frame has the last chunk that the stream has there first.
-    let mut seen = std::collections::HashSet::new();
-    let mut first = Vec::with_capacity(m.chunks.len());
+    let first: Vec<bool> = repeats.firsts(m);
     let mut last = std::collections::HashMap::new();
     for (i, c) in m.chunks.iter().enumerate() {
-        first.push(seen.insert((c.id, c.len)));
         if first[i] {
             last.insert((c.pack, c.offset), i);
         }
@@ -101,7 +99,8 @@ impl ChunkSource {
         readers: usize,
         cache: Option<Arc<ChunkCache>>,
     ) -> ChunkSource {
-        let units = Arc::new(units(&manifest));
+        let repeats = Repeats::new(&manifest);
+        let units = Arc::new(units(&manifest, &repeats));
         let (senders, slots): (Vec<_>, Vec<_>) = (0..SLOTS).map(|_| sync_channel(1)).unzip();
         let n_units = units.len();
         let senders = Arc::new(senders);
@@ -109,7 +108,7 @@ impl ChunkSource {
         let taken = Arc::new((Mutex::new(0usize), Condvar::new()));
         let failed = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Reader {
-            repeats: Repeats::new(&manifest),
+            repeats,
             frames: Frames::default(),
             spare: Mutex::default(),
             judged: Mutex::default(),

@@ -62,6 +62,15 @@ impl Repeats {
         self.0.lock().unwrap().first.get(&(*id, len)).copied()
     }
 
+    /// For each chunk of `m` (the manifest this was made from), whether the stream has it
+    /// there for the first time.
+    pub fn firsts(&self, m: &Manifest) -> Vec<bool> {
+        let g = self.0.lock().unwrap();
+        (m.chunks.iter().enumerate())
+            .map(|(i, c)| g.first.get(&(c.id, c.len)).is_none_or(|&f| f == i))
+            .collect()
+    }
+
     /// A use of a chunk read from elsewhere, its bytes checked: kept if used again later.
     pub fn gave(&self, id: &ChunkId, data: &[u8]) {
         let key = (*id, data.len() as u32);
