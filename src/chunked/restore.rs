@@ -71,6 +71,8 @@ struct Reader {
     /// Unit buffers the extractor is done with, for the next units: fresh 4 MiB buffers
     /// would each cost a round of page faults.
     spare: Mutex<Vec<Vec<u8>>>,
+    /// Buffers that frames too large to keep are unpacked into, at most `WINDOW` of them.
+    scratch: Mutex<Vec<Vec<u8>>>,
     /// Packs found damaged and looked at once already (by any reader).
     judged: Mutex<std::collections::HashSet<u32>>,
 }
@@ -111,6 +113,7 @@ impl ChunkSource {
             repeats,
             frames: Frames::default(),
             spare: Mutex::default(),
+            scratch: Mutex::default(),
             judged: Mutex::default(),
             packs,
             manifest,
@@ -121,10 +124,7 @@ impl ChunkSource {
             let (next, taken, failed) = (next.clone(), taken.clone(), failed.clone());
             std::thread::spawn(move || {
                 let mut unzstd = match zstd::bulk::Decompressor::new() {
-                    Ok(zstd) => Unpacker {
-                        zstd,
-                        scratch: Vec::new(),
-                    },
+                    Ok(d) => d,
                     Err(_) => return,
                 };
                 loop {
@@ -161,6 +161,7 @@ impl ChunkSource {
                             failed.store(true, Ordering::SeqCst);
                             io::Error::other(format!("{e:#}"))
                         }
+                        ReadError::Stopped => io::Error::other("the restore stopped"),
                     });
                     if senders[i % SLOTS].send(got).is_err() {
                         return;
@@ -217,7 +218,7 @@ impl Read for ChunkSource {
             );
             let mut spare = self.shared.spare.lock().unwrap();
             // A buffer that a hostile manifest's huge unit grew is not kept.
-            if spare.len() < WINDOW && done.capacity() <= 2 * UNIT_LEN as usize {
+            if spare.len() < WINDOW && done.capacity() <= 3 * UNIT_LEN as usize {
                 spare.push(done);
             }
             drop(spare);
@@ -306,13 +307,6 @@ fn unpack_frame(
     Ok(())
 }
 
-/// A reader's decompressor, and where it unpacks a frame too large to keep for later reads
-/// (a fresh buffer for each would cost a round of page faults).
-struct Unpacker {
-    zstd: zstd::bulk::Decompressor<'static>,
-    scratch: Vec<u8>,
-}
-
 /// A damaged pack would be kept forever (its name exists, so saves never write it again):
 /// when its bytes no longer hash to its name, it goes, and the next save writes it whole. A
 /// pack that is whole stays, whatever a wrong manifest said of it.
@@ -353,6 +347,9 @@ enum ReadError {
     Damaged { pack: u32, what: String },
     /// The store, the network: not the entry's.
     Failed(anyhow::Error),
+    /// The stream was dropped while the unit waited: nobody reads it, and it says nothing of
+    /// the entry or the store.
+    Stopped,
 }
 
 impl From<anyhow::Error> for ReadError {
@@ -377,7 +374,7 @@ impl Reader {
         u: &Unit,
         units: &[Unit],
         taken: &(Mutex<usize>, Condvar),
-        unzstd: &mut Unpacker,
+        unzstd: &mut zstd::bulk::Decompressor,
     ) -> std::result::Result<Vec<u8>, ReadError> {
         let chunks = &self.manifest.chunks[u.chunks.clone()];
         let mut out = self.spare.lock().unwrap().pop().unwrap_or_default();
@@ -409,6 +406,10 @@ impl Reader {
             while *t != usize::MAX && *t <= first {
                 t = cv.wait(t).unwrap();
             }
+            if *t == usize::MAX {
+                // The stream is gone (a unit before failed): nothing more is read for it.
+                return Err(ReadError::Stopped);
+            }
             drop(t);
             later.retain(|&k| {
                 let c = &chunks[k];
@@ -420,7 +421,7 @@ impl Reader {
     }
 
     /// Fill `dst` with chunk `c` from the stream's repeats or the chunk cache, if there.
-    fn fill_kept(&self, c: &Chunk, dst: &mut [u8], unzstd: &mut Unpacker) -> bool {
+    fn fill_kept(&self, c: &Chunk, dst: &mut [u8], unzstd: &mut zstd::bulk::Decompressor) -> bool {
         if let Some(data) = self.repeats.take(&c.id, c.len) {
             dst.copy_from_slice(&data);
         } else if let Some(data) = self.cached(c, unzstd) {
@@ -439,7 +440,7 @@ impl Reader {
         chunks: &[Chunk],
         at: &[usize],
         out: &mut [u8],
-        unzstd: &mut Unpacker,
+        unzstd: &mut zstd::bulk::Decompressor,
     ) -> std::result::Result<(), ReadError> {
         need.sort_by_key(|&k| (chunks[k].pack, chunks[k].offset));
         // Frames, each with the chunks it serves; those unpacked lately are served at once.
@@ -506,7 +507,7 @@ impl Reader {
         chunks: &[Chunk],
         at: &[usize],
         out: &mut [u8],
-        unzstd: &mut Unpacker,
+        unzstd: &mut zstd::bulk::Decompressor,
     ) -> std::result::Result<(), ReadError> {
         let damaged = |e: anyhow::Error| ReadError::Damaged {
             pack: f.pack,
@@ -517,7 +518,7 @@ impl Reader {
         };
         // A frame the unit holds whole and in order (a cold entry's): unpacked in place.
         if let Some((place, cover, again)) = in_place(f, ks, chunks, at) {
-            unpack_into(&mut unzstd.zstd, stored, &mut out[place.clone()]).map_err(damaged)?;
+            unpack_into(unzstd, stored, &mut out[place.clone()]).map_err(damaged)?;
             for &k in &cover {
                 let c = &chunks[k];
                 self.accept(f, c, Some(&out[at[k]..at[k] + c.len as usize]))?;
@@ -530,13 +531,21 @@ impl Reader {
             }
             return Ok(());
         }
-        let Unpacker { zstd, scratch } = unzstd;
         if !Frames::keeps(f.frame_len as usize) {
-            unpack_frame(zstd, stored, f.frame_len, scratch).map_err(damaged)?;
-            return self.serve(scratch, f, ks, chunks, at, out);
+            // A frame too large to keep is unpacked into a buffer of the pool: a fresh one
+            // for each would cost a round of page faults.
+            let mut buf = self.scratch.lock().unwrap().pop().unwrap_or_default();
+            let served = unpack_frame(unzstd, stored, f.frame_len, &mut buf)
+                .map_err(damaged)
+                .and_then(|()| self.serve(&buf, f, ks, chunks, at, out));
+            let mut pool = self.scratch.lock().unwrap();
+            if pool.len() < WINDOW {
+                pool.push(buf);
+            }
+            return served;
         }
         let mut unpacked = Vec::new();
-        unpack_frame(zstd, stored, f.frame_len, &mut unpacked).map_err(damaged)?;
+        unpack_frame(unzstd, stored, f.frame_len, &mut unpacked).map_err(damaged)?;
         let unpacked = Arc::new(unpacked);
         self.serve(&unpacked, f, ks, chunks, at, out)?;
         self.frames.keep(f.pack, f.offset, unpacked);
@@ -590,11 +599,11 @@ impl Reader {
 
     /// A chunk from the local chunk cache, if there for the place the manifest names, and
     /// whole; a bad one is dropped.
-    fn cached(&self, c: &Chunk, unzstd: &mut Unpacker) -> Option<Vec<u8>> {
+    fn cached(&self, c: &Chunk, unzstd: &mut zstd::bulk::Decompressor) -> Option<Vec<u8>> {
         let cache = self.cache.as_deref()?;
         let place = self.place(c);
         let stored = cache.get(&c.id, &place)?;
-        match unzstd.zstd.decompress(&stored, c.len as usize) {
+        match unzstd.decompress(&stored, c.len as usize) {
             Ok(data) if data.len() == c.len as usize && *blake3::hash(&data).as_bytes() == c.id => {
                 Some(data)
             }
@@ -609,3 +618,7 @@ impl Reader {
         super::cache::place_of(&self.manifest.packs[c.pack as usize], c)
     }
 }
+
+#[cfg(test)]
+#[path = "restore_tests.rs"]
+mod tests;
