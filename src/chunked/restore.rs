@@ -218,7 +218,7 @@ impl Read for ChunkSource {
             );
             let mut spare = self.shared.spare.lock().unwrap();
             // A buffer that a hostile manifest's huge unit grew is not kept.
-            if spare.len() < WINDOW && done.capacity() <= 3 * UNIT_LEN as usize {
+            if spare.len() < WINDOW && done.capacity() <= 2 * UNIT_LEN as usize {
                 spare.push(done);
             }
             drop(spare);
