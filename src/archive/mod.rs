@@ -6,6 +6,7 @@
 mod journal;
 mod pack;
 mod pipe;
+mod span;
 #[cfg(unix)]
 mod tree;
 mod unpack;
@@ -13,11 +14,9 @@ mod unpack;
 #[cfg(test)]
 pub use pack::replay;
 pub use pack::{pack, PackOptions, PackStats, Reuse, Walk};
+pub use span::{header_digest, Span};
 pub use tree::Tree;
-pub use unpack::{
-    header_digest, stopped, unpack, unpack_tar, Declared, Extraction, Span, UnpackError,
-    UnpackOptions,
-};
+pub use unpack::{stopped, unpack, unpack_tar, Declared, Extraction, UnpackError, UnpackOptions};
 
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};

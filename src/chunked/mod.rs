@@ -9,6 +9,7 @@
 mod cache;
 mod cut;
 mod entries;
+mod frame;
 mod manifest;
 mod restore;
 mod reuse;

@@ -5,9 +5,10 @@
 //! chunk checked against its BLAKE3. Chunks the stream repeats and frames read lately are
 //! kept in memory (`reuse`), so a repeat neither reads nor unpacks its frame again.
 
+use super::frame::{in_place, unpack_frame, unpack_into};
 use super::reuse::{Frames, Repeats};
 use super::{Chunk, ChunkCache, Manifest, Packs, FRAME_LIMIT};
-use anyhow::{anyhow, ensure, Result};
+use anyhow::anyhow;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -233,78 +234,6 @@ impl Read for ChunkSource {
         self.pos += n;
         Ok(n)
     }
-}
-
-/// Where in the unit a frame goes whole: when its chunks `ks` are the whole frame, one after
-/// the other, at the places the unit has them. Chunks of `ks` that repeat a part of the frame
-/// already covered (a file the stream holds twice) are copied from it afterwards: they are
-/// returned apart, after those that cover the frame.
-fn in_place(
-    frame: &Chunk,
-    ks: &[usize],
-    chunks: &[Chunk],
-    at: &[usize],
-) -> Option<(std::ops::Range<usize>, Vec<usize>, Vec<usize>)> {
-    let start = at[*ks.first()?];
-    let mut skip = 0u64;
-    let (mut cover, mut again) = (Vec::new(), Vec::new());
-    for &k in ks {
-        let c = &chunks[k];
-        if c.skip as u64 == skip && at[k] as u64 == start as u64 + skip {
-            skip += c.len as u64;
-            cover.push(k);
-        } else if c.skip as u64 + c.len as u64 <= skip {
-            again.push(k);
-        } else {
-            return None;
-        }
-    }
-    (skip == frame.frame_len as u64).then(|| (start..start + skip as usize, cover, again))
-}
-
-/// Unpack a frame into `into`, which it must fill exactly.
-fn unpack_into(
-    unzstd: &mut zstd::bulk::Decompressor,
-    stored: &[u8],
-    into: &mut [u8],
-) -> Result<()> {
-    let size = zstd::zstd_safe::get_frame_content_size(stored)
-        .ok()
-        .flatten()
-        .ok_or_else(|| anyhow!("no content size in the frame"))?;
-    ensure!(
-        size == into.len() as u64,
-        "a frame of {size} bytes where the entry says {}",
-        into.len()
-    );
-    let n = unzstd.decompress_to_buffer(stored, into)?;
-    ensure!(n == into.len(), "the frame is shorter than its header says");
-    Ok(())
-}
-
-/// Unpack a frame of `len` bytes into `into` (its old bytes go).
-fn unpack_frame(
-    unzstd: &mut zstd::bulk::Decompressor,
-    stored: &[u8],
-    len: u32,
-    into: &mut Vec<u8>,
-) -> Result<()> {
-    let size = zstd::zstd_safe::get_frame_content_size(stored)
-        .ok()
-        .flatten()
-        .ok_or_else(|| anyhow!("no content size in the frame"))?;
-    ensure!(
-        size == len as u64,
-        "a frame of {size} bytes where the entry says {len}"
-    );
-    into.clear();
-    into.reserve(size as usize);
-    unzstd.decompress_to_buffer(stored, into)?;
-    ensure!(
-        into.len() as u64 == size,
-        "the frame is shorter than its header says"
-    );
-    Ok(())
 }
 
 /// A damaged pack would be kept forever (its name exists, so saves never write it again):
@@ -618,7 +547,3 @@ impl Reader {
         super::cache::place_of(&self.manifest.packs[c.pack as usize], c)
     }
 }
-
-#[cfg(test)]
-#[path = "restore_tests.rs"]
-mod tests;

@@ -402,12 +402,17 @@ mod tests {
         }
     }
 
-    fn cut(data: &[u8], splits: &[usize], base: &Manifest) -> (Manifest, SaveStats) {
-        let tuning = Tuning {
+    /// The fastest level, two workers, chunks of `avg_chunk` on average.
+    fn tuning(avg_chunk: u32) -> Tuning {
+        Tuning {
             level: 1,
             workers: 2,
-            avg_chunk: 4 << 10,
-        };
+            avg_chunk,
+        }
+    }
+
+    fn cut(data: &[u8], splits: &[usize], base: &Manifest) -> (Manifest, SaveStats) {
+        let tuning = tuning(4 << 10);
         let ((), m, stats) = save(&Mem::default(), None, base, tuning, |mut sink| {
             let mut at = 0;
             for &n in splits.iter().chain(std::iter::once(&usize::MAX)) {
@@ -461,11 +466,7 @@ mod tests {
     fn one_chunk_named_with_two_lengths_fails_the_restore_and_never_hangs() {
         use std::io::Read;
         let packs = std::sync::Arc::new(Mem::default());
-        let tuning = Tuning {
-            level: 1,
-            workers: 2,
-            avg_chunk: 16 << 10,
-        };
+        let tuning = tuning(16 << 10);
         // More units than the window, so that a reader waits on it while another fails.
         let data = noise(48 << 20, 9);
         let ((), mut m, _) = save(&*packs, None, &Manifest::default(), tuning, |mut sink| {
@@ -499,11 +500,7 @@ mod tests {
     fn a_restore_reads_each_frame_once_when_repeats_come_between_its_chunks() {
         use std::io::Read;
         let packs = std::sync::Arc::new(Mem::default());
-        let tuning = Tuning {
-            level: 1,
-            workers: 2,
-            avg_chunk: 16 << 10,
-        };
+        let tuning = tuning(16 << 10);
         let mut data = Vec::new();
         for i in 0..40u64 {
             data.extend(noise(600 << 10, 100 + i));
